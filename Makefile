@@ -1,0 +1,88 @@
+# faultline: plain Makefile, configured by ./configure (config.mk).
+-include config.mk
+
+CC ?= cc
+OPT ?= -O2 -g
+SAN ?=
+WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
+LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO)
+
+LIB_SRC = uffd/uffd.c postcopy/bitmap.c postcopy/hist.c postcopy/state.c postcopy/proto.c \
+	postcopy/transport_tcp.c postcopy/shimctl.c postcopy/source.c postcopy/dest.c \
+	postcopy/report.c
+LIB_OBJ = $(LIB_SRC:.c=.o)
+
+TOOLS = tools/faultline tools/guest-sim
+UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/test_*.c))
+BENCH = bench/fl-bench
+
+all: config.mk libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) tests bench-build
+
+config.mk:
+	./configure
+
+libfaultline.a: $(LIB_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+libfaultline.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(SAN) $(LDLIBS_ALL)
+
+%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h config.mk
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+# The shim carries its own copy of the uffd layer, hidden, so nothing it
+# brings can clash with the host process (QEMU) symbols.
+shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h include/faultline/uffd.h
+	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
+		shim/shim.c uffd/uffd.c -ldl -lpthread
+
+tools/faultline: tools/faultline.c tools/cli_demo.c tools/vmctl.c tools/vmctl.h libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ tools/faultline.c tools/cli_demo.c tools/vmctl.c libfaultline.a $(SAN) $(LDLIBS_ALL)
+
+tools/guest-sim: tools/guest-sim.c tools/vmctl.h
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)
+
+tests: $(UNIT_TESTS)
+
+tests/unit/test_%: tests/unit/test_%.c libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
+
+bench-build: $(BENCH)
+
+bench/fl-bench: bench/fl-bench.c libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL)
+
+deps:
+	./scripts/install-deps
+
+check: deps
+	[ -f config.mk ] || ./configure
+	$(MAKE) all
+	./tests/run-tests
+
+demo: deps
+	[ -f config.mk ] || ./configure
+	$(MAKE) all
+	./tools/faultline demo
+
+bench: deps
+	[ -f config.mk ] || ./configure
+	$(MAKE) all
+	./bench/run-bench
+
+clean:
+	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
+		$(UNIT_TESTS) $(BENCH)
+
+distclean: clean
+	rm -f config.h config.mk
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/faultline
+	install -m 755 tools/faultline $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 libfaultline.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 libfaultline.so shim/libfaultline-shim.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/faultline/*.h $(DESTDIR)$(PREFIX)/include/faultline/
+
+.PHONY: all tests bench-build deps check demo bench clean distclean install

@@ -1,0 +1,145 @@
+/* faultline wire protocol v1 (docs/protocol.md). Little-endian framed
+ * messages; every decoder checks every length against limits before use. */
+#ifndef FAULTLINE_PROTO_H
+#define FAULTLINE_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct fl_bitmap;
+
+#define FL_PROTO_MAGIC 0x4d544c46u	/* "FLTM" on the wire */
+#define FL_PROTO_VERSION 1
+#define FL_PROTO_HDR_LEN 12
+#define FL_PROTO_NAME_MAX 64
+#define FL_PROTO_MAX_REGIONS 64
+#define FL_PROTO_MAX_PAGES 64		/* pages per read request */
+#define FL_PROTO_MAX_DATA (8u << 20)	/* bytes of page data per reply */
+#define FL_PROTO_MAX_TEXT 256
+#define FL_PROTO_MAX_RLE (1u << 20)
+#define FL_PROTO_REGION_LEN 96
+
+enum fl_msg_type {
+	FL_MSG_HELLO = 1,	/* both ways on the control link */
+	FL_MSG_ATTACH,		/* first frame on a fault/bulk link */
+	FL_MSG_READY,		/* dest: uffd armed, faults gated */
+	FL_MSG_READ_REQ,
+	FL_MSG_READ_RESP,
+	FL_MSG_DIRTY,		/* run-length dirty bitmap of one region range */
+	FL_MSG_SWITCHOVER,	/* source stopped; final dirty set sent */
+	FL_MSG_COMPLETE,	/* dest: every page present; source may release */
+	FL_MSG_ERROR,
+	FL_MSG__MAX
+};
+
+/* Capability bits carried in HELLO. */
+#define FL_CAP_ZERO_MASK (1u << 0)	/* replies elide all-zero pages */
+#define FL_CAP_RDMA_READ (1u << 1)	/* regions carry addr/rkey */
+#define FL_CAP_DIRTY_RLE (1u << 2)
+
+enum fl_channel { FL_CHAN_FAULT = 1, FL_CHAN_BULK = 2 };
+
+struct fl_msg_hdr {
+	uint16_t type;
+	uint16_t flags;
+	uint32_t len;		/* payload bytes after the header */
+};
+
+struct fl_region_desc {
+	char name[FL_PROTO_NAME_MAX];	/* match key between hosts (file name) */
+	uint64_t length;
+	uint32_t page_size;
+	uint32_t flags;
+	uint64_t remote_addr;		/* RDMA: registered address */
+	uint32_t rkey;
+};
+
+struct fl_hello {
+	uint16_t version;
+	uint32_t caps;
+	uint64_t session;
+	uint32_t nregions;
+	struct fl_region_desc regions[FL_PROTO_MAX_REGIONS];
+};
+
+struct fl_attach { uint64_t session; uint32_t channel; uint32_t index; };
+
+struct fl_read_req {
+	uint64_t id;
+	uint32_t region;
+	uint32_t npages;
+	uint64_t page;		/* first page index within the region */
+};
+
+struct fl_read_resp {
+	uint64_t id;
+	uint32_t region;
+	uint32_t npages;
+	uint64_t page;
+	uint64_t zero_mask;	/* bit i: page i is all zero and not sent */
+};
+
+struct fl_dirty {
+	uint32_t region;
+	uint64_t first;
+	uint64_t npages;
+	const uint8_t *rle;
+	uint32_t rle_len;
+};
+
+struct fl_switchover { uint64_t flags; uint64_t dirty_pages; };
+struct fl_complete { uint64_t pages; uint64_t bytes; };
+struct fl_error { uint32_t code; char text[FL_PROTO_MAX_TEXT + 1]; };
+
+/* Header. -EAGAIN short buffer, -EBADMSG bad magic, -ENOMSG unknown type,
+ * -EMSGSIZE length beyond the type's limit. */
+int fl_proto_hdr_encode(uint8_t *out, uint16_t type, uint32_t len);
+int fl_proto_hdr_decode(const uint8_t *in, size_t n, struct fl_msg_hdr *h);
+uint32_t fl_proto_max_len(uint16_t type);
+
+/* Encoders return bytes written or -ENOSPC; decoders 0 or -errno:
+ * -EBADMSG malformed/truncated, -EPROTONOSUPPORT wrong version,
+ * -ERANGE region or page out of range, -EMSGSIZE too large. */
+int fl_proto_hello_encode(uint8_t *out, size_t cap, const struct fl_hello *h);
+int fl_proto_hello_decode(const uint8_t *in, size_t n, struct fl_hello *h);
+int fl_proto_attach_encode(uint8_t *out, size_t cap, const struct fl_attach *a);
+int fl_proto_attach_decode(const uint8_t *in, size_t n, struct fl_attach *a);
+int fl_proto_read_req_encode(uint8_t *out, size_t cap, const struct fl_read_req *r);
+/* Validates region/page range against the region table. */
+int fl_proto_read_req_decode(const uint8_t *in, size_t n, const struct fl_hello *regions,
+			     struct fl_read_req *r);
+int fl_proto_read_resp_hdr_encode(uint8_t *out, size_t cap, const struct fl_read_resp *r);
+/* Decodes the 32-byte fixed part of a reply whose payload is payload_len
+ * bytes; *data_len (page data after the fixed part) must match the mask. */
+#define FL_PROTO_RESP_FIXED 32
+int fl_proto_read_resp_decode(const uint8_t *fixed, size_t payload_len,
+			      const struct fl_hello *regions, struct fl_read_resp *r,
+			      size_t *data_len);
+int fl_proto_dirty_encode(uint8_t *out, size_t cap, uint32_t region, uint64_t first,
+			  uint64_t npages, const struct fl_bitmap *bm);
+int fl_proto_dirty_decode(const uint8_t *in, size_t n, const struct fl_hello *regions,
+			  struct fl_dirty *d);
+/* Expand an RLE run list into bm (bits first..first+npages). -EBADMSG if the
+ * runs overflow npages or a varint is malformed. Returns dirty count. */
+int64_t fl_proto_rle_apply(const struct fl_dirty *d, struct fl_bitmap *bm);
+int fl_proto_switchover_encode(uint8_t *out, size_t cap, const struct fl_switchover *s);
+int fl_proto_switchover_decode(const uint8_t *in, size_t n, struct fl_switchover *s);
+int fl_proto_complete_encode(uint8_t *out, size_t cap, const struct fl_complete *c);
+int fl_proto_complete_decode(const uint8_t *in, size_t n, struct fl_complete *c);
+int fl_proto_error_encode(uint8_t *out, size_t cap, uint32_t code, const char *text);
+int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_error *e);
+
+/* Blocking frame I/O on a stream fd. read_frame: -ECONNRESET on EOF,
+ * decode errors as above, payload must fit cap (else -EMSGSIZE). */
+int fl_proto_write_frame(int fd, uint16_t type, const void *payload, uint32_t len);
+int fl_proto_write_frame2(int fd, uint16_t type, const void *a, uint32_t alen,
+			  const void *b, uint32_t blen);
+int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap);
+/* Send an ERROR frame (best effort). */
+void fl_proto_send_error(int fd, int err, const char *text);
+
+const char *fl_proto_type_name(uint16_t type);
+/* One-line description of a protocol -errno. */
+const char *fl_proto_strerror(int err);
+
+#endif

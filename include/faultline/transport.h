@@ -1,0 +1,71 @@
+/* Page transports behind one ops struct (SPDK style). The shape is that of a
+ * one-sided read: the destination posts "read npages of region R at page P
+ * into this local buffer" and later polls completions, so RDMA READ fits as
+ * well as TCP request/reply. Control messages always travel on a separate
+ * stream (the control link). */
+#ifndef FAULTLINE_TRANSPORT_H
+#define FAULTLINE_TRANSPORT_H
+
+#include <stdint.h>
+
+#include "faultline/proto.h"
+
+struct fl_tconn;
+struct fl_tlistener;
+
+struct fl_tcompl {
+	uint64_t wr_id;
+	int status;		/* 0 or -errno */
+	uint32_t npages;
+	uint64_t zero_mask;	/* pages known zero; their buffer slots untouched */
+	uint64_t wire_bytes;	/* bytes that crossed the link for this read */
+};
+
+/* Source-side data for serving reads. */
+struct fl_tsource {
+	const struct fl_hello *table;	/* regions (as announced) */
+	void *const *base;		/* local mapping of each region */
+	const int *fds;			/* file of each region (hole detection) */
+	const uint64_t *file_off;	/* offset of each region in its file */
+};
+
+struct fl_transport_opts {
+	int connect_timeout_ms;		/* default 5000 */
+	int sndbuf, rcvbuf;		/* 0 = kernel default */
+	unsigned spin_us;		/* busy-poll budget before sleeping */
+};
+
+void fl_transport_opts_default(struct fl_transport_opts *o);
+
+struct fl_transport_ops {
+	const char *name;
+	/* Destination: open a data channel to the source for `session`. */
+	int (*connect)(const char *addr, const struct fl_transport_opts *o, uint64_t session,
+		       enum fl_channel ch, uint32_t index, const struct fl_hello *table,
+		       struct fl_tconn **out);
+	/* Post a read; data lands in buf (npages * page_size bytes). */
+	int (*post_read)(struct fl_tconn *c, uint64_t wr_id, uint32_t region, uint64_t page,
+			 uint32_t npages, void *buf);
+	/* Reap up to max completions, waiting up to timeout_ms (0 = no wait).
+	 * Returns count or -errno (connection lost, peer error). */
+	int (*poll)(struct fl_tconn *c, struct fl_tcompl *out, int max, int timeout_ms);
+	/* fd that turns readable when completions may be ready. */
+	int (*event_fd)(struct fl_tconn *c);
+	int (*outstanding)(struct fl_tconn *c);
+	/* Source: serve an accepted data channel until it closes. 0 on clean
+	 * close or -errno. */
+	int (*serve)(int fd, const struct fl_tsource *src, volatile int *stop);
+	void (*close)(struct fl_tconn *c);
+};
+
+extern const struct fl_transport_ops fl_transport_tcp;
+const struct fl_transport_ops *fl_transport_find(const char *name);
+
+/* Stream helpers shared by the control link and TCP channels. */
+int fl_transport_tcp_listen(const char *addr, int backlog);
+int fl_transport_tcp_connect(const char *addr, int timeout_ms);
+int fl_transport_tcp_accept(int lfd, int timeout_ms);
+/* Last error text from connect/listen (address parse, resolution). */
+const char *fl_transport_last_error(void);
+
+#endif

@@ -1,0 +1,509 @@
+/* TCP transport: request/reply emulation of one-sided reads. Each data
+ * channel is its own socket, so the fault channel never queues behind bulk. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "faultline/transport.h"
+
+static __thread char g_err[256];
+
+const char *fl_transport_last_error(void)
+{
+	return g_err[0] ? g_err : "no detail";
+}
+
+void fl_transport_opts_default(struct fl_transport_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->connect_timeout_ms = 5000;
+	o->spin_us = 50;
+}
+
+static int split_addr(const char *addr, char *host, size_t hl, char *port, size_t pl)
+{
+	const char *colon = strrchr(addr, ':');
+
+	if (!colon || colon == addr || !colon[1]) {
+		snprintf(g_err, sizeof(g_err), "address '%s' is not HOST:PORT", addr);
+		return -EINVAL;
+	}
+	size_t n = (size_t)(colon - addr);
+	if (addr[0] == '[' && n >= 2 && addr[n - 1] == ']') {
+		addr++;
+		n -= 2;
+	}
+	if (n >= hl || strlen(colon + 1) >= pl) {
+		snprintf(g_err, sizeof(g_err), "address '%s' too long", addr);
+		return -EINVAL;
+	}
+	memcpy(host, addr, n);
+	host[n] = 0;
+	strcpy(port, colon + 1);
+	return 0;
+}
+
+static int resolve(const char *addr, int passive, struct addrinfo **res)
+{
+	char host[256], port[32];
+	int rc = split_addr(addr, host, sizeof(host), port, sizeof(port));
+
+	if (rc)
+		return rc;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = passive ? AI_PASSIVE : 0 };
+	int g = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
+	if (g) {
+		snprintf(g_err, sizeof(g_err), "cannot resolve '%s': %s", addr, gai_strerror(g));
+		return -EHOSTUNREACH;
+	}
+	return 0;
+}
+
+int fl_transport_tcp_listen(const char *addr, int backlog)
+{
+	struct addrinfo *res;
+	int rc = resolve(addr, 1, &res), fd = -1;
+
+	if (rc)
+		return rc;
+	rc = -EADDRNOTAVAIL;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) {
+			rc = 0;
+			break;
+		}
+		rc = -errno;
+		snprintf(g_err, sizeof(g_err), "cannot listen on %s: %s", addr, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd >= 0 ? fd : rc;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void tune(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Connect with a deadline; a refused connection is retried until then
+ * (the peer may still be starting), anything else fails at once. */
+int fl_transport_tcp_connect(const char *addr, int timeout_ms)
+{
+	struct addrinfo *res;
+	int rc = resolve(addr, 0, &res);
+
+	if (rc)
+		return rc;
+	uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	rc = -ETIMEDOUT;
+	for (;;) {
+		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+			int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			if (fd < 0) {
+				rc = -errno;
+				continue;
+			}
+			if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+				rc = -errno;
+				close(fd);
+				continue;
+			}
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			int left = (int)(deadline > now_ms() ? deadline - now_ms() : 0);
+			int pr = poll(&p, 1, left > 0 ? left : 1);
+			int err = 0;
+			socklen_t el = sizeof(err);
+			if (pr <= 0)
+				err = ETIMEDOUT;
+			else
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			if (err == 0) {
+				fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+				tune(fd);
+				freeaddrinfo(res);
+				return fd;
+			}
+			rc = -err;
+			close(fd);
+		}
+		if ((rc != -ECONNREFUSED && rc != -ETIMEDOUT) || now_ms() >= deadline)
+			break;
+		usleep(20000);
+	}
+	freeaddrinfo(res);
+	snprintf(g_err, sizeof(g_err), "cannot connect to %s: %s", addr, strerror(-rc));
+	return rc;
+}
+
+int fl_transport_tcp_accept(int lfd, int timeout_ms)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	int r;
+
+	do {
+		r = poll(&p, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ETIMEDOUT;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	tune(fd);
+	return fd;
+}
+
+#define QDEPTH 256
+
+struct pending {
+	uint64_t wr_id;
+	void *buf;
+	uint32_t region, npages;
+	uint64_t page;
+};
+
+struct fl_tconn {
+	int fd;
+	const struct fl_hello *table;
+	struct pending q[QDEPTH];
+	unsigned head, tail;	/* FIFO: TCP replies come back in order */
+};
+
+static int tcp_connect(const char *addr, const struct fl_transport_opts *o, uint64_t session,
+		       enum fl_channel ch, uint32_t index, const struct fl_hello *table,
+		       struct fl_tconn **out)
+{
+	int fd = fl_transport_tcp_connect(addr, o->connect_timeout_ms);
+
+	if (fd < 0)
+		return fd;
+	if (o->sndbuf)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof(o->sndbuf));
+	if (o->rcvbuf)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf, sizeof(o->rcvbuf));
+	uint8_t buf[32];
+	struct fl_attach a = { .session = session, .channel = ch, .index = index };
+	int n = fl_proto_attach_encode(buf, sizeof(buf), &a);
+	int rc = fl_proto_write_frame(fd, FL_MSG_ATTACH, buf, (uint32_t)n);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	struct fl_tconn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->fd = fd;
+	c->table = table;
+	*out = c;
+	return 0;
+}
+
+static int tcp_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, uint64_t page,
+			 uint32_t npages, void *buf)
+{
+	if (c->tail - c->head >= QDEPTH)
+		return -ENOBUFS;
+	uint8_t req[32];
+	struct fl_read_req r = { .id = wr_id, .region = region, .npages = npages, .page = page };
+	int n = fl_proto_read_req_encode(req, sizeof(req), &r);
+	int rc = fl_proto_write_frame(c->fd, FL_MSG_READ_REQ, req, (uint32_t)n);
+	if (rc)
+		return rc;
+	c->q[c->tail % QDEPTH] = (struct pending){ wr_id, buf, region, npages, page };
+	c->tail++;
+	return 0;
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static int readv_full(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t r = readv(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		while (cnt > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/* Read one reply frame; scatter the non-zero pages into their slots. */
+static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
+{
+	uint8_t hb[FL_PROTO_HDR_LEN + 32];
+	struct fl_msg_hdr h;
+	int rc = read_full(c->fd, hb, FL_PROTO_HDR_LEN);
+
+	if (rc)
+		return rc;
+	rc = fl_proto_hdr_decode(hb, FL_PROTO_HDR_LEN, &h);
+	if (rc)
+		return rc;
+	if (h.type == FL_MSG_ERROR) {
+		uint8_t eb[6 + FL_PROTO_MAX_TEXT];
+		struct fl_error e;
+		if (read_full(c->fd, eb, h.len) == 0 && fl_proto_error_decode(eb, h.len, &e) == 0)
+			snprintf(g_err, sizeof(g_err), "source: %s", e.text);
+		return -EREMOTEIO;
+	}
+	if (h.type != FL_MSG_READ_RESP || h.len < 32)
+		return -EBADMSG;
+	rc = read_full(c->fd, hb + FL_PROTO_HDR_LEN, 32);
+	if (rc)
+		return rc;
+	if (c->head == c->tail)
+		return -EPROTO;	/* reply nobody asked for */
+	struct pending *p = &c->q[c->head % QDEPTH];
+	struct fl_read_resp r;
+	size_t dlen;
+	rc = fl_proto_read_resp_decode(hb + FL_PROTO_HDR_LEN, h.len, c->table, &r, &dlen);
+	if (rc)
+		return rc;
+	if (r.id != p->wr_id || r.region != p->region || r.page != p->page ||
+	    r.npages != p->npages)
+		return -EPROTO;
+	uint32_t ps = c->table->regions[r.region].page_size;
+	struct iovec iov[FL_PROTO_MAX_PAGES];
+	int cnt = 0;
+	for (uint32_t i = 0; i < r.npages; i++) {
+		if (r.zero_mask & (1ull << i))
+			continue;
+		char *slot = (char *)p->buf + (size_t)i * ps;
+		if (cnt && (char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == slot)
+			iov[cnt - 1].iov_len += ps;
+		else
+			iov[cnt++] = (struct iovec){ slot, ps };
+	}
+	if (dlen) {
+		rc = readv_full(c->fd, iov, cnt);
+		if (rc)
+			return rc;
+	}
+	c->head++;
+	*out = (struct fl_tcompl){ .wr_id = r.id, .status = 0, .npages = r.npages,
+				   .zero_mask = r.zero_mask,
+				   .wire_bytes = FL_PROTO_HDR_LEN + 32 + dlen };
+	return 1;
+}
+
+static int tcp_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int timeout_ms)
+{
+	int n = 0;
+
+	while (n < max && c->head != c->tail) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int r = poll(&p, 1, n ? 0 : timeout_ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		int rc = read_one(c, &out[n]);
+		if (rc < 0)
+			return rc;
+		n++;
+	}
+	return n;
+}
+
+static int tcp_event_fd(struct fl_tconn *c) { return c->fd; }
+static int tcp_outstanding(struct fl_tconn *c) { return (int)(c->tail - c->head); }
+
+static void tcp_close(struct fl_tconn *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	free(c);
+}
+
+static int page_is_zero(const void *p, size_t len)
+{
+	const uint64_t *w = p;
+
+	for (size_t i = 0; i < len / 8; i += 4)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
+			return 0;
+	return 1;
+}
+
+/* Bit i set: page i of the range may hold data (not inside a file hole).
+ * Holes read as zero and are never touched, so serving them allocates nothing. */
+static uint64_t hole_scan(int fd, off_t foff, uint32_t npages, uint32_t ps)
+{
+	uint64_t maybe = 0;
+	off_t end = foff + (off_t)npages * ps, pos = foff;
+
+	while (pos < end) {
+		off_t d = lseek(fd, pos, SEEK_DATA);
+		if (d < 0) {
+			if (errno != ENXIO)	/* no SEEK_DATA: assume data */
+				return npages >= 64 ? ~0ull : (1ull << npages) - 1;
+			break;
+		}
+		if (d >= end)
+			break;
+		off_t h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || h > end)
+			h = end;
+		if (h <= d)
+			h = d + 1;
+		for (off_t p = d - (d - foff) % ps; p < h; p += ps)
+			maybe |= 1ull << ((p - foff) / ps);
+		pos = h + (ps - (h - foff) % ps) % ps;
+	}
+	return maybe;
+}
+
+/* Source side: one thread per data channel answers READ_REQs from the
+ * read-only mapping; holes (SEEK_DATA) are zero without touching memory. */
+static int tcp_serve(int fd, const struct fl_tsource *src, volatile int *stop)
+{
+	uint8_t buf[64];
+	struct fl_msg_hdr h;
+
+	while (!*stop) {
+		int rc = fl_proto_read_frame(fd, &h, buf, sizeof(buf));
+		if (rc == -ECONNRESET)
+			return 0;
+		if (rc) {
+			fl_proto_send_error(fd, rc, fl_proto_strerror(rc));
+			return rc;
+		}
+		if (h.type != FL_MSG_READ_REQ) {
+			fl_proto_send_error(fd, EBADMSG, "only READ_REQ is valid on a data channel");
+			return -EBADMSG;
+		}
+		struct fl_read_req r;
+		rc = fl_proto_read_req_decode(buf, h.len, src->table, &r);
+		if (rc) {
+			fl_proto_send_error(fd, rc, fl_proto_strerror(rc));
+			return rc;
+		}
+		uint32_t ps = src->table->regions[r.region].page_size;
+		const char *base = (const char *)src->base[r.region] + r.page * ps;
+		off_t foff = (off_t)(src->file_off[r.region] + r.page * ps);
+		struct fl_read_resp resp = { .id = r.id, .region = r.region, .npages = r.npages,
+					     .page = r.page };
+		struct iovec iov[FL_PROTO_MAX_PAGES + 2];
+		uint8_t fixed[32];
+		int cnt = 2;
+		size_t dlen = 0;
+		uint64_t maybe = hole_scan(src->fds[r.region], foff, r.npages, ps);
+		for (uint32_t i = 0; i < r.npages; i++) {
+			const char *pg = base + (size_t)i * ps;
+			if (!(maybe & (1ull << i)) || page_is_zero(pg, ps)) {
+				resp.zero_mask |= 1ull << i;
+				continue;
+			}
+			if (cnt > 2 && (const char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == pg)
+				iov[cnt - 1].iov_len += ps;
+			else
+				iov[cnt++] = (struct iovec){ (void *)pg, ps };
+			dlen += ps;
+		}
+		uint8_t hdr[FL_PROTO_HDR_LEN];
+		fl_proto_hdr_encode(hdr, FL_MSG_READ_RESP, (uint32_t)(32 + dlen));
+		fl_proto_read_resp_hdr_encode(fixed, sizeof(fixed), &resp);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ fixed, sizeof(fixed) };
+		struct iovec *v = iov;
+		int left = cnt;
+		while (left > 0) {
+			ssize_t w = writev(fd, v, left);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return errno == EPIPE || errno == ECONNRESET ? 0 : -errno;
+			}
+			while (left > 0 && (size_t)w >= v->iov_len) {
+				w -= (ssize_t)v->iov_len;
+				v++;
+				left--;
+			}
+			if (left > 0) {
+				v->iov_base = (char *)v->iov_base + w;
+				v->iov_len -= (size_t)w;
+			}
+		}
+	}
+	return 0;
+}
+
+const struct fl_transport_ops fl_transport_tcp = {
+	.name = "tcp",
+	.connect = tcp_connect,
+	.post_read = tcp_post_read,
+	.poll = tcp_poll,
+	.event_fd = tcp_event_fd,
+	.outstanding = tcp_outstanding,
+	.serve = tcp_serve,
+	.close = tcp_close,
+};
+
+const struct fl_transport_ops *fl_transport_find(const char *name)
+{
+	if (!strcmp(name, "tcp"))
+		return &fl_transport_tcp;
+	return NULL;
+}
