@@ -18,7 +18,7 @@
 
 #include "faultline/transport.h"
 
-static __thread char g_err[256];
+static __thread char g_err[320];
 
 const char *fl_transport_last_error(void)
 {

@@ -1,0 +1,81 @@
+/* The two migration agents: the source serves pages from the stopped VM's
+ * RAM files; the destination resolves the VM's userfaults and pulls the rest. */
+#ifndef FAULTLINE_AGENT_H
+#define FAULTLINE_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "faultline/hist.h"
+#include "faultline/proto.h"
+#include "faultline/state.h"
+
+/* Stops the VM and hands its device state to the destination VMM. Returns 0
+ * once the VM is stopped for good; -errno (with text in err) if it could not
+ * be stopped, in which case it must still be running on the source. */
+typedef int (*fl_stop_vm_fn)(void *arg, char *err, size_t errlen);
+
+struct fl_source_opts {
+	const char *listen;		/* HOST:PORT */
+	const char *shim_sock;		/* source VM's shim socket, or NULL */
+	const char *ram[FL_PROTO_MAX_REGIONS];	/* RAM files when no shim */
+	int nram;
+	const char *transport;		/* "tcp" */
+	int accept_timeout_ms;		/* wait for the destination (default 30000) */
+	fl_stop_vm_fn stop_vm;		/* NULL: the VM is already stopped */
+	void *stop_arg;
+	bool checksum;			/* sha256 of RAM at switchover in the report */
+	const char *status_path;	/* JSON status file, or NULL */
+	const char *id;
+};
+
+struct fl_dest_opts {
+	const char *source;		/* HOST:PORT of the source agent */
+	const char *shim_sock;		/* destination VM's shim socket */
+	const char *transport;
+	int connect_timeout_ms;		/* default 5000 */
+	int shim_timeout_ms;		/* wait for the shim socket (default 10000) */
+	int bulk_conns;			/* default 1 */
+	int bulk_depth;			/* outstanding bulk reads per channel (default 8) */
+	int bulk_pages;			/* pages per bulk read (default 64) */
+	unsigned spin_us;		/* busy-poll before sleeping (default 100) */
+	const char *status_path;
+	const char *id;
+};
+
+void fl_source_opts_default(struct fl_source_opts *o);
+void fl_dest_opts_default(struct fl_dest_opts *o);
+
+/* What a run measured. Times in ns, CLOCK_MONOTONIC. */
+struct fl_report {
+	char role[8];
+	char id[64];
+	enum fl_state state;
+	char error[320];		/* one line when state is FAILED */
+	uint64_t total_pages;
+	uint64_t postcopy_pages;	/* pages placed with data */
+	uint64_t zero_pages;		/* pages placed as zero, never sent */
+	uint64_t fault_pages;		/* pages fetched on a fault */
+	uint64_t faults;		/* fault events handled */
+	uint64_t held_faults;		/* faults raised before switchover */
+	uint64_t removed_pages;		/* REMOVE/UNMAP: zero-and-present */
+	uint64_t bytes;			/* bytes over the wire (page data + framing) */
+	uint64_t start_ns, switch_ns, done_ns;
+	uint64_t bulk_ns;		/* time the background puller ran */
+	uint64_t bulk_bytes;
+	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
+	char sha256[65];		/* source: RAM at switchover */
+	uint32_t nregions;
+};
+
+/* Run an agent to completion. 0 when the migration completed, -errno
+ * otherwise (rep->error says why). */
+int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep);
+int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep);
+
+/* JSON (one line) of a report; caller frees. */
+char *fl_report_json(const struct fl_report *rep);
+/* Atomically replace path with a status line (state, progress). */
+int fl_report_write_status(const char *path, const struct fl_report *rep, uint64_t pages_done);
+
+#endif

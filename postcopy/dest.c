@@ -1,0 +1,911 @@
+/* Destination agent: takes the VM's userfaultfd from the shim, holds every
+ * fault until the source has stopped, then serves faults first and pulls
+ * everything else in the background. The received-bitmap is the one truth
+ * about which pages are in place. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "faultline/agent.h"
+#include "faultline/bitmap.h"
+#include "faultline/shimctl.h"
+#include "faultline/transport.h"
+#include "faultline/uffd.h"
+
+#define MAX_BULK 8
+#define FAULT_SLOTS 64
+#define HINT_WINDOW 2048	/* pages pulled around a recent fault, each way */
+
+void fl_dest_opts_default(struct fl_dest_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->transport = "tcp";
+	o->connect_timeout_ms = 5000;
+	o->shim_timeout_ms = 10000;
+	o->bulk_conns = 1;
+	o->bulk_depth = 8;
+	o->bulk_pages = 64;
+	o->spin_us = 100;
+	o->id = "migration";
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct dregion {
+	uint64_t addr, length;		/* in the VM process */
+	uint32_t ps, src_idx, max_pages;
+	uint64_t pages, gbase;		/* global page index of page 0 */
+	int huge;
+};
+
+struct fslot {
+	int used;
+	uint64_t gpage;
+	uint64_t t0;
+	uint32_t kind;
+	void *buf;
+};
+
+struct dst {
+	const struct fl_dest_opts *o;
+	const struct fl_transport_ops *ops;
+	struct fl_transport_opts topts;
+	struct fl_report *rep;
+	struct fl_sm sm;
+	struct fl_shim_table shim;
+	struct fl_hello mine, peer;
+	struct dregion r[FL_PROTO_MAX_REGIONS];
+	uint32_t nr;
+	uint64_t total;
+	struct fl_bitmap received, requested;
+	uint64_t nreceived;		/* atomic */
+	int uffd, ctl;
+	struct fl_tconn *fconn, *bconn[MAX_BULK];
+	int nbulk;
+	volatile int gate_open, stop_fault, stop_bulk;
+	void *zero;			/* one zero huge page for hugetlbfs */
+	/* bulk scheduler */
+	pthread_mutex_t sched_lock;
+	uint64_t hint_page, hint_seq;	/* written by the fault thread */
+	uint64_t s_seq, s_hint, s_fwd, s_bwd, s_cursor;
+	int s_dir, s_fwd_done, s_bwd_done;
+	/* completion and errors */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int err;
+	pthread_t fault_th, bulk_th[MAX_BULK];
+	int fault_started, nbulk_started;
+	/* fault thread state */
+	struct fslot slots[FAULT_SLOTS];
+	struct fl_uffd_event *backlog;
+	size_t nbacklog, capbacklog;
+	size_t slot_bytes;
+};
+
+static void set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_error(struct dst *d, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->err) {
+		d->err = rc < 0 ? rc : -EIO;
+		va_start(ap, fmt);
+		vsnprintf(d->rep->error, sizeof(d->rep->error), fmt, ap);
+		va_end(ap);
+	}
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static struct dregion *region_of_addr(struct dst *d, uint64_t a)
+{
+	for (uint32_t i = 0; i < d->nr; i++)
+		if (a >= d->r[i].addr && a < d->r[i].addr + d->r[i].length)
+			return &d->r[i];
+	return NULL;
+}
+
+static struct dregion *region_of_gpage(struct dst *d, uint64_t g)
+{
+	for (uint32_t i = 0; i < d->nr; i++)
+		if (g >= d->r[i].gbase && g < d->r[i].gbase + d->r[i].pages)
+			return &d->r[i];
+	return NULL;
+}
+
+static void account(struct dst *d, uint64_t changed)
+{
+	if (!changed)
+		return;
+	uint64_t n = __atomic_add_fetch(&d->nreceived, changed, __ATOMIC_ACQ_REL);
+	if (n >= d->total) {
+		pthread_mutex_lock(&d->lock);
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+	}
+}
+
+/* Recoverable outcomes of a resolution ioctl. */
+static int benign(int rc)
+{
+	return rc == 0 || rc == -EEXIST || rc == -ENOENT;
+}
+
+static int place_run(struct dst *d, struct dregion *r, uint64_t page, uint32_t n,
+		     const char *src, int zero, int wake)
+{
+	char *dst = (char *)(uintptr_t)(r->addr + page * r->ps);
+	size_t len = (size_t)n * r->ps;
+	int rc;
+
+	if (zero && !r->huge)
+		rc = fl_uffd_zeropage(d->uffd, dst, len, wake);
+	else if (zero) {
+		rc = 0;	/* hugetlbfs has no ZEROPAGE: copy a zero page */
+		for (uint32_t i = 0; i < n && benign(rc); i++)
+			rc = fl_uffd_copy(d->uffd, dst + (size_t)i * r->ps, d->zero, r->ps, wake);
+		return rc == -EEXIST || rc == -ENOENT ? 0 : rc;
+	} else
+		rc = fl_uffd_copy(d->uffd, dst, src, len, wake);
+	if (rc == -EEXIST && n > 1) {
+		/* Some page of the run was placed meanwhile: go page by page. */
+		rc = 0;
+		for (uint32_t i = 0; i < n && benign(rc); i++) {
+			char *p = dst + (size_t)i * r->ps;
+			rc = zero ? fl_uffd_zeropage(d->uffd, p, r->ps, wake)
+				  : fl_uffd_copy(d->uffd, p, src + (size_t)i * r->ps, r->ps, wake);
+		}
+	}
+	return benign(rc) ? 0 : rc;
+}
+
+/* Place npages fetched from region r at page; buf holds page i at i*ps,
+ * zero_mask marks pages that were not sent. Pages already received are
+ * skipped (they may have been written by the guest since). */
+static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
+		 const char *buf, uint64_t zero_mask, int wake_each)
+{
+	uint32_t i = 0;
+	uint64_t data = 0, zero = 0, changed = 0;
+	int any = 0;
+
+	while (i < npages) {
+		if (fl_bitmap_test(&d->received, r->gbase + page + i)) {
+			i++;
+			continue;
+		}
+		int z = (zero_mask >> i) & 1;
+		uint32_t j = i + 1;
+		while (j < npages && ((zero_mask >> j) & 1) == (uint64_t)z &&
+		       !fl_bitmap_test(&d->received, r->gbase + page + j))
+			j++;
+		int rc = place_run(d, r, page + i, j - i, buf + (size_t)i * r->ps, z, wake_each);
+		if (rc == -ESRCH) {
+			set_error(d, rc, "the destination VM process exited during post-copy");
+			return rc;
+		}
+		if (rc) {
+			set_error(d, rc, "placing pages at %s+%llu: %s", d->mine.regions[r - d->r].name,
+				  (unsigned long long)(page + i), strerror(-rc));
+			return rc;
+		}
+		changed += fl_bitmap_set_range(&d->received, r->gbase + page + i, j - i);
+		if (z)
+			zero += j - i;
+		else
+			data += j - i;
+		any = 1;
+		i = j;
+	}
+	if (any && !wake_each)
+		fl_uffd_wake(d->uffd, (void *)(uintptr_t)(r->addr + page * r->ps),
+			     (size_t)npages * r->ps);
+	__atomic_add_fetch(&d->rep->postcopy_pages, data, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&d->rep->zero_pages, zero, __ATOMIC_RELAXED);
+	account(d, changed);
+	return 0;
+}
+
+/* ---- fault thread ---- */
+
+static void hint(struct dst *d, uint64_t g)
+{
+	__atomic_store_n(&d->hint_page, g, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&d->hint_seq, 1, __ATOMIC_RELEASE);
+}
+
+static int backlog_push(struct dst *d, const struct fl_uffd_event *e)
+{
+	if (d->nbacklog == d->capbacklog) {
+		size_t cap = d->capbacklog ? d->capbacklog * 2 : 256;
+		void *p = realloc(d->backlog, cap * sizeof(*d->backlog));
+		if (!p)
+			return -ENOMEM;
+		d->backlog = p;
+		d->capbacklog = cap;
+	}
+	d->backlog[d->nbacklog++] = *e;
+	return 0;
+}
+
+/* Resolve a fault on a page that is already in place. */
+static int resolve_present(struct dst *d, struct dregion *r, uint64_t page, uint32_t kind)
+{
+	void *a = (void *)(uintptr_t)(r->addr + page * r->ps);
+	int rc;
+
+	if (kind == FL_UFFD_EV_MINOR)
+		rc = fl_uffd_continue(d->uffd, a, r->ps, true);
+	else if (r->huge)
+		rc = fl_uffd_copy(d->uffd, a, d->zero, r->ps, true);
+	else	/* removed by the guest, or placed after this fault was raised */
+		rc = fl_uffd_zeropage(d->uffd, a, r->ps, true);
+	if (rc == -EEXIST)
+		rc = fl_uffd_wake(d->uffd, a, r->ps);
+	return benign(rc) ? 0 : rc;
+}
+
+/* 1 handled, 0 no slot free (retry later), <0 error. t0 is when it was read. */
+static int handle_fault(struct dst *d, const struct fl_uffd_event *e)
+{
+	struct dregion *r = region_of_addr(d, e->addr);
+
+	if (!r) {
+		fl_uffd_wake(d->uffd, (void *)(uintptr_t)(e->addr & ~4095ull), 4096);
+		return 1;
+	}
+	uint64_t page = (e->addr - r->addr) / r->ps, g = r->gbase + page;
+	uint64_t t0 = e->end;	/* read time, stashed by the caller */
+
+	__atomic_add_fetch(&d->rep->faults, 1, __ATOMIC_RELAXED);
+	if (fl_bitmap_test(&d->received, g)) {
+		int rc = resolve_present(d, r, page, e->kind);
+		fl_hist_add(&d->rep->fault_lat, now_ns() - t0);
+		return rc ? rc : 1;
+	}
+	int free_slot = -1;
+	for (int i = 0; i < FAULT_SLOTS; i++) {
+		if (d->slots[i].used && d->slots[i].gpage == g)
+			return 1;	/* already on its way; the copy wakes everyone */
+		if (!d->slots[i].used && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+		return 0;
+	struct fslot *s = &d->slots[free_slot];
+	int rc = d->ops->post_read(d->fconn, (uint64_t)free_slot, r->src_idx, page, 1, s->buf);
+	if (rc)
+		return rc;
+	s->used = 1;
+	s->gpage = g;
+	s->t0 = t0;
+	s->kind = e->kind;
+	fl_bitmap_set(&d->requested, g);
+	__atomic_add_fetch(&d->rep->fault_pages, 1, __ATOMIC_RELAXED);
+	hint(d, g);
+	return 1;
+}
+
+static void range_present(struct dst *d, uint64_t start, uint64_t end)
+{
+	/* REMOVE/UNMAP: the guest dropped these pages; they are zero (or gone)
+	 * from now on and must never be fetched. */
+	for (uint32_t i = 0; i < d->nr; i++) {
+		struct dregion *r = &d->r[i];
+		uint64_t s = start > r->addr ? start : r->addr;
+		uint64_t e = end < r->addr + r->length ? end : r->addr + r->length;
+		if (s >= e)
+			continue;
+		uint64_t p0 = (s - r->addr) / r->ps, p1 = (e - r->addr + r->ps - 1) / r->ps;
+		fl_bitmap_set_range(&d->requested, r->gbase + p0, p1 - p0);
+		uint64_t ch = fl_bitmap_set_range(&d->received, r->gbase + p0, p1 - p0);
+		__atomic_add_fetch(&d->rep->removed_pages, ch, __ATOMIC_RELAXED);
+		account(d, ch);
+	}
+}
+
+static int drain_backlog(struct dst *d)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < d->nbacklog; i++) {
+		int rc = handle_fault(d, &d->backlog[i]);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			d->backlog[k++] = d->backlog[i];
+	}
+	d->nbacklog = k;
+	return 0;
+}
+
+static int fault_completions(struct dst *d)
+{
+	struct fl_tcompl c[16];
+	int n = d->ops->poll(d->fconn, c, 16, 0);
+
+	if (n < 0) {
+		set_error(d, n, "fault channel to the source lost: %s", n == -EREMOTEIO ?
+			  fl_transport_last_error() : strerror(-n));
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		struct fslot *s = &d->slots[c[i].wr_id];
+		struct dregion *r = region_of_gpage(d, s->gpage);
+		uint64_t page = s->gpage - r->gbase;
+		__atomic_add_fetch(&d->rep->bytes, c[i].wire_bytes, __ATOMIC_RELAXED);
+		int rc;
+		if (s->kind == FL_UFFD_EV_MINOR && !fl_bitmap_test(&d->received, s->gpage)) {
+			/* Page cache holds a stale copy: CONTINUE would expose it.
+			 * Write through a short-lived mapping of the file, then map. */
+			rc = -EOPNOTSUPP;
+			set_error(d, rc, "minor fault on a page never sent (pre-copy is not active)");
+			return rc;
+		}
+		rc = place(d, r, page, 1, s->buf, c[i].zero_mask, 1);
+		if (rc)
+			return rc;
+		if (s->kind == FL_UFFD_EV_MINOR)
+			resolve_present(d, r, page, s->kind);
+		fl_hist_add(&d->rep->fault_lat, now_ns() - s->t0);
+		s->used = 0;
+	}
+	return n > 0 ? drain_backlog(d) : 0;
+}
+
+static void *fault_main(void *p)
+{
+	struct dst *d = p;
+	struct fl_uffd_event ev[64];
+
+	while (!d->stop_fault) {
+		struct pollfd pfd[2] = {
+			{ .fd = d->uffd, .events = POLLIN },
+			{ .fd = d->ops->event_fd(d->fconn), .events = POLLIN },
+		};
+		int np = d->gate_open ? 2 : 1;
+		int pr = fl_uffd_poll_adaptive(pfd, np, d->gate_open ? d->o->spin_us : 0, 20);
+		if (pr < 0) {
+			set_error(d, -errno, "poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			int n = fl_uffd_read_events(d->uffd, ev, 64);
+			if (n < 0) {
+				set_error(d, n, "reading userfaults: %s", strerror(-n));
+				break;
+			}
+			uint64_t t = now_ns();
+			for (int i = 0; i < n; i++) {
+				struct fl_uffd_event *e = &ev[i];
+				int rc = 0;
+				switch (e->kind) {
+				case FL_UFFD_EV_MISSING:
+				case FL_UFFD_EV_MINOR:
+					e->end = t;
+					if (!d->gate_open) {
+						d->rep->held_faults++;
+						rc = backlog_push(d, e);
+					} else {
+						rc = handle_fault(d, e);
+						if (rc == 0)
+							rc = backlog_push(d, e);
+					}
+					break;
+				case FL_UFFD_EV_REMOVE:
+				case FL_UFFD_EV_UNMAP:
+					range_present(d, e->addr, e->end);
+					break;
+				default:
+					break;	/* fork/remap were not requested */
+				}
+				if (rc < 0) {
+					set_error(d, rc, "serving fault at 0x%llx: %s",
+						  (unsigned long long)e->addr, strerror(-rc));
+					goto out;
+				}
+			}
+		}
+		if (d->gate_open) {
+			int rc = d->nbacklog ? drain_backlog(d) : 0;
+			if (rc < 0) {
+				set_error(d, rc, "serving held faults: %s", strerror(-rc));
+				break;
+			}
+			if (fault_completions(d) < 0)
+				break;
+		}
+	}
+out:
+	return NULL;
+}
+
+/* ---- background puller ---- */
+
+/* Next range to pull: first outward from the most recent fault (forward and
+ * backward alternately, HINT_WINDOW pages each way), then a linear sweep.
+ * Marks the range requested. false when nothing is left to request. */
+static int sched_next(struct dst *d, struct dregion **rout, uint64_t *page, uint32_t *np)
+{
+	pthread_mutex_lock(&d->sched_lock);
+	uint64_t seq = __atomic_load_n(&d->hint_seq, __ATOMIC_ACQUIRE);
+	if (seq != d->s_seq) {
+		d->s_seq = seq;
+		d->s_hint = __atomic_load_n(&d->hint_page, __ATOMIC_RELAXED);
+		d->s_fwd = d->s_hint + 1;
+		d->s_bwd = d->s_hint;
+		d->s_fwd_done = d->s_bwd_done = 0;
+		d->s_dir = 0;
+	}
+	uint64_t start = UINT64_MAX;
+	int backward = 0;
+	while (!(d->s_fwd_done && d->s_bwd_done)) {
+		if (d->s_dir == 0 && !d->s_fwd_done) {
+			uint64_t p = fl_bitmap_next_clear(&d->requested, d->s_fwd);
+			if (p < d->total && p - d->s_hint <= HINT_WINDOW) {
+				start = p;
+				break;
+			}
+			d->s_fwd_done = 1;
+		} else if (d->s_dir == 1 && !d->s_bwd_done) {
+			uint64_t p = d->s_bwd ? fl_bitmap_prev_clear(&d->requested, d->s_bwd - 1)
+					      : UINT64_MAX;
+			if (p != UINT64_MAX && d->s_hint - p <= HINT_WINDOW) {
+				start = p;
+				backward = 1;
+				break;
+			}
+			d->s_bwd_done = 1;
+		}
+		d->s_dir ^= 1;
+	}
+	if (start == UINT64_MAX) {
+		start = fl_bitmap_next_clear(&d->requested, d->s_cursor);
+		if (start >= d->total)
+			start = fl_bitmap_next_clear(&d->requested, 0);
+		if (start >= d->total) {
+			pthread_mutex_unlock(&d->sched_lock);
+			return 0;
+		}
+	}
+	struct dregion *r = region_of_gpage(d, start);
+	uint64_t lo = start, hi = start + 1;
+	if (backward) {
+		while (hi - lo < r->max_pages && lo > r->gbase && !fl_bitmap_test(&d->requested, lo - 1))
+			lo--;
+		d->s_bwd = lo;
+		d->s_dir = 0;
+	} else {
+		uint64_t end = r->gbase + r->pages;
+		while (hi - lo < r->max_pages && hi < end && !fl_bitmap_test(&d->requested, hi))
+			hi++;
+		if (d->s_fwd_done)
+			d->s_cursor = hi;
+		else {
+			d->s_fwd = hi;
+			d->s_dir = 1;
+		}
+	}
+	fl_bitmap_set_range(&d->requested, lo, hi - lo);
+	pthread_mutex_unlock(&d->sched_lock);
+	*rout = r;
+	*page = lo - r->gbase;
+	*np = (uint32_t)(hi - lo);
+	return 1;
+}
+
+struct bslot {
+	int used;
+	struct dregion *r;
+	uint64_t page;
+	uint32_t np;
+	char *buf;
+};
+
+struct bulk_arg {
+	struct dst *d;
+	int idx;
+};
+
+static void *bulk_main(void *p)
+{
+	struct bulk_arg *a = p;
+	struct dst *d = a->d;
+	struct fl_tconn *c = d->bconn[a->idx];
+	int depth = d->o->bulk_depth > 0 ? d->o->bulk_depth : 8;
+	struct bslot *slots = calloc((size_t)depth, sizeof(*slots));
+	char *mem = mmap(NULL, d->slot_bytes * (size_t)depth, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int more = 1, inflight = 0;
+	uint64_t t0 = now_ns();
+
+	if (!slots || mem == MAP_FAILED) {
+		set_error(d, -ENOMEM, "cannot allocate bulk buffers");
+		goto out;
+	}
+	for (int i = 0; i < depth; i++)
+		slots[i].buf = mem + d->slot_bytes * (size_t)i;
+	while (!d->stop_bulk) {
+		for (int i = 0; i < depth && more; i++) {
+			if (slots[i].used)
+				continue;
+			struct bslot *s = &slots[i];
+			if (!sched_next(d, &s->r, &s->page, &s->np)) {
+				more = 0;
+				break;
+			}
+			int rc = d->ops->post_read(c, (uint64_t)i, s->r->src_idx, s->page, s->np, s->buf);
+			if (rc) {
+				set_error(d, rc, "bulk channel to the source lost: %s", strerror(-rc));
+				goto out;
+			}
+			s->used = 1;
+			inflight++;
+		}
+		if (!inflight)
+			break;
+		struct fl_tcompl comp[8];
+		int n = d->ops->poll(c, comp, 8, 100);
+		if (n < 0) {
+			set_error(d, n, "bulk channel to the source lost: %s", n == -EREMOTEIO ?
+				  fl_transport_last_error() : strerror(-n));
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			struct bslot *s = &slots[comp[i].wr_id];
+			__atomic_add_fetch(&d->rep->bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&d->rep->bulk_bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
+			if (place(d, s->r, s->page, s->np, s->buf, comp[i].zero_mask, 0))
+				goto out;
+			s->used = 0;
+			inflight--;
+		}
+	}
+out:
+	__atomic_add_fetch(&d->rep->bulk_ns, now_ns() - t0, __ATOMIC_RELAXED);
+	if (mem != MAP_FAILED)
+		munmap(mem, d->slot_bytes * (size_t)depth);
+	free(slots);
+	free(a);
+	return NULL;
+}
+
+/* ---- setup and the control link ---- */
+
+static const char *base_name(const char *p)
+{
+	const char *b = strrchr(p, '/');
+
+	return b ? b + 1 : p;
+}
+
+static int fail(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct dst *d, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!d->err) {
+		va_start(ap, fmt);
+		vsnprintf(d->rep->error, sizeof(d->rep->error), fmt, ap);
+		va_end(ap);
+		d->err = rc < 0 ? rc : -EIO;
+	}
+	if (d->ctl >= 0)
+		fl_proto_send_error(d->ctl, d->err, d->rep->error);
+	fl_state_fail(&d->sm, d->err);
+	return d->err;
+}
+
+static int load_regions(struct dst *d)
+{
+	int rc = fl_shimctl_fetch(d->o->shim_sock, d->o->shim_timeout_ms, &d->shim, &d->uffd);
+
+	if (rc)
+		return fail(d, rc, "%s", fl_shimctl_last_error());
+	if (d->shim.role != FL_SHIM_ROLE_DEST)
+		return fail(d, -EINVAL, "VM pid %d was not started as a migration destination "
+			    "(no -incoming, FAULTLINE_SHIM_ROLE != dest)", d->shim.pid);
+	if (!d->shim.nregions)
+		return fail(d, -ENOENT, "VM pid %d has no guest-RAM mapping", d->shim.pid);
+	uint32_t maxps = 0;
+	for (uint32_t i = 0; i < d->shim.nregions; i++) {
+		const struct fl_shim_region *s = &d->shim.r[i];
+		if (!(s->modes & FL_UFFD_MISSING))
+			return fail(d, -EINVAL, "region %s is not armed for missing faults", s->path);
+		struct fl_region_desc *m = &d->mine.regions[i];
+		snprintf(m->name, sizeof(m->name), "%s", base_name(s->path));
+		m->length = s->length;
+		m->page_size = s->page_size;
+		struct dregion *r = &d->r[i];
+		r->addr = s->addr;
+		r->length = s->length;
+		r->ps = s->page_size;
+		r->pages = s->length / s->page_size;
+		r->huge = s->page_size > 4096;
+		uint32_t mp = (uint32_t)(FL_PROTO_MAX_DATA / r->ps);
+		r->max_pages = (uint32_t)d->o->bulk_pages < mp ? (uint32_t)d->o->bulk_pages : mp;
+		if (r->max_pages > FL_PROTO_MAX_PAGES)
+			r->max_pages = FL_PROTO_MAX_PAGES;
+		if (!r->max_pages)
+			r->max_pages = 1;
+		r->gbase = d->total;
+		d->total += r->pages;
+		if ((size_t)r->max_pages * r->ps > d->slot_bytes)
+			d->slot_bytes = (size_t)r->max_pages * r->ps;
+		if (r->ps > maxps)
+			maxps = r->ps;
+	}
+	d->nr = d->mine.nregions = d->shim.nregions;
+	d->zero = mmap(NULL, maxps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (d->zero == MAP_FAILED)
+		return fail(d, -ENOMEM, "out of memory");
+	for (int i = 0; i < FAULT_SLOTS; i++) {
+		d->slots[i].buf = aligned_alloc(4096, maxps);
+		if (!d->slots[i].buf)
+			return fail(d, -ENOMEM, "out of memory");
+	}
+	if (fl_bitmap_create(&d->received, d->total) || fl_bitmap_create(&d->requested, d->total))
+		return fail(d, -ENOMEM, "out of memory for %llu-page bitmaps",
+			    (unsigned long long)d->total);
+	d->rep->total_pages = d->total;
+	d->rep->nregions = d->nr;
+	return 0;
+}
+
+static int match_peer(struct dst *d)
+{
+	for (uint32_t i = 0; i < d->nr; i++) {
+		uint32_t j;
+		for (j = 0; j < d->peer.nregions; j++)
+			if (!strcmp(d->peer.regions[j].name, d->mine.regions[i].name))
+				break;
+		if (j == d->peer.nregions)
+			return fail(d, -ENOENT, "source has no region %s", d->mine.regions[i].name);
+		if (d->peer.regions[j].length != d->r[i].length ||
+		    d->peer.regions[j].page_size != d->r[i].ps)
+			return fail(d, -EINVAL, "region %s differs in size between the hosts",
+				    d->mine.regions[i].name);
+		d->r[i].src_idx = j;
+	}
+	if (d->peer.nregions != d->nr)
+		return fail(d, -EINVAL, "source has %u regions, destination %u", d->peer.nregions, d->nr);
+	return 0;
+}
+
+static void status(struct dst *d)
+{
+	d->rep->state = fl_state_get(&d->sm);
+	if (d->o->status_path)
+		fl_report_write_status(d->o->status_path, d->rep,
+				       __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED));
+}
+
+static int read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what)
+{
+	int rc = fl_proto_read_frame(d->ctl, h, buf, cap);
+
+	if (rc)
+		return fail(d, rc, "control link while waiting for %s: %s", what, fl_proto_strerror(rc));
+	if (h->type == FL_MSG_ERROR) {
+		struct fl_error e;
+		if (fl_proto_error_decode(buf, h->len, &e))
+			snprintf(e.text, sizeof(e.text), "(malformed error frame)");
+		int saved = d->ctl;
+		d->ctl = -1;	/* don't echo an error back */
+		rc = fail(d, -EREMOTEIO, "source: %s", e.text);
+		d->ctl = saved;
+		return rc;
+	}
+	return 0;
+}
+
+static int run(struct dst *d)
+{
+	const struct fl_dest_opts *o = d->o;
+	uint8_t *buf = malloc(65536);
+	struct fl_msg_hdr h;
+	int rc;
+
+	if (!buf)
+		return fail(d, -ENOMEM, "out of memory");
+	fl_state_transition(&d->sm, FL_STATE_PREPARING);
+	rc = load_regions(d);
+	if (rc)
+		goto out;
+	status(d);
+	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
+	if (d->ctl < 0) {
+		int e = d->ctl;
+		d->ctl = -1;
+		rc = fail(d, e, "%s", fl_transport_last_error());
+		goto out;
+	}
+	d->mine.version = FL_PROTO_VERSION;
+	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
+	int n = fl_proto_hello_encode(buf, 65536, &d->mine);
+	rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
+	if (rc) {
+		rc = fail(d, rc, "sending hello: %s", strerror(-rc));
+		goto out;
+	}
+	rc = read_ctl(d, &h, buf, 65536, "the source's hello");
+	if (rc)
+		goto out;
+	if (h.type != FL_MSG_HELLO) {
+		rc = fail(d, -EBADMSG, "source answered %s instead of HELLO", fl_proto_type_name(h.type));
+		goto out;
+	}
+	rc = fl_proto_hello_decode(buf, h.len, &d->peer);
+	if (rc) {
+		rc = fail(d, rc, "source hello: %s", fl_proto_strerror(rc));
+		goto out;
+	}
+	rc = match_peer(d);
+	if (rc)
+		goto out;
+	rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_FAULT, 0, &d->peer,
+			     &d->fconn);
+	for (int i = 0; !rc && i < d->nbulk; i++)
+		rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_BULK,
+				     (uint32_t)i, &d->peer, &d->bconn[i]);
+	if (rc) {
+		rc = fail(d, rc, "data channel: %s", fl_transport_last_error());
+		goto out;
+	}
+	/* Faults are read (and held) from now on. */
+	if (pthread_create(&d->fault_th, NULL, fault_main, d)) {
+		rc = fail(d, -EAGAIN, "cannot start the fault thread");
+		goto out;
+	}
+	d->fault_started = 1;
+	uint64_t zero8 = 0;
+	rc = fl_proto_write_frame(d->ctl, FL_MSG_READY, &zero8, 8);
+	if (rc) {
+		rc = fail(d, rc, "sending READY: %s", strerror(-rc));
+		goto out;
+	}
+	rc = read_ctl(d, &h, buf, 65536, "switchover");
+	if (rc)
+		goto out;
+	if (h.type != FL_MSG_SWITCHOVER) {
+		rc = fail(d, -EBADMSG, "source sent %s before SWITCHOVER", fl_proto_type_name(h.type));
+		goto out;
+	}
+	struct fl_switchover so;
+	rc = fl_proto_switchover_decode(buf, h.len, &so);
+	if (rc) {
+		rc = fail(d, rc, "switchover: %s", fl_proto_strerror(rc));
+		goto out;
+	}
+	d->rep->switch_ns = now_ns();
+	fl_state_transition(&d->sm, FL_STATE_SWITCHOVER);
+	fl_state_transition(&d->sm, FL_STATE_POSTCOPY);
+	__atomic_store_n(&d->gate_open, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < d->nbulk; i++) {
+		struct bulk_arg *a = malloc(sizeof(*a));
+		a->d = d;
+		a->idx = i;
+		if (pthread_create(&d->bulk_th[i], NULL, bulk_main, a)) {
+			free(a);
+			rc = fail(d, -EAGAIN, "cannot start bulk thread");
+			goto out;
+		}
+		d->nbulk_started++;
+	}
+	/* Wait for every page, an error, or the source going away. */
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		if (!d->err && __atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) < d->total) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 200 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+		}
+		int err = d->err;
+		pthread_mutex_unlock(&d->lock);
+		if (err) {
+			rc = fail(d, err, "%s", d->rep->error);
+			goto out;
+		}
+		if (__atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) >= d->total)
+			break;
+		struct pollfd p = { .fd = d->ctl, .events = POLLIN };
+		if (poll(&p, 1, 0) > 0) {
+			rc = read_ctl(d, &h, buf, 65536, "pages");
+			if (!rc)
+				rc = fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
+					  fl_proto_type_name(h.type));
+			goto out;
+		}
+		status(d);
+	}
+	fl_state_transition(&d->sm, FL_STATE_POST_MIGRATING);
+	d->rep->done_ns = now_ns();
+	/* Every page is present: let the VM run without us. */
+	d->stop_fault = 1;
+	pthread_join(d->fault_th, NULL);
+	d->fault_started = 0;
+	for (uint32_t i = 0; i < d->nr; i++)
+		fl_uffd_unregister(d->uffd, (void *)(uintptr_t)d->r[i].addr, d->r[i].length);
+	struct fl_complete done = { d->rep->postcopy_pages, d->rep->bytes };
+	n = fl_proto_complete_encode(buf, 64, &done);
+	rc = fl_proto_write_frame(d->ctl, FL_MSG_COMPLETE, buf, (uint32_t)n);
+	if (rc)	/* the VM runs here regardless: only the source's cleanup is late */
+		fprintf(stderr, "faultline dest: could not tell the source we completed: %s\n",
+			strerror(-rc));
+	fl_state_transition(&d->sm, FL_STATE_COMPLETED);
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
+{
+	struct dst *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -ENOMEM;
+	memset(rep, 0, sizeof(*rep));
+	strcpy(rep->role, "dest");
+	snprintf(rep->id, sizeof(rep->id), "%s", o->id ? o->id : "migration");
+	rep->start_ns = now_ns();
+	d->o = o;
+	d->rep = rep;
+	d->uffd = d->ctl = -1;
+	d->nbulk = o->bulk_conns < 1 ? 1 : o->bulk_conns > MAX_BULK ? MAX_BULK : o->bulk_conns;
+	fl_transport_opts_default(&d->topts);
+	d->topts.connect_timeout_ms = o->connect_timeout_ms;
+	d->topts.spin_us = o->spin_us;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->sched_lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	fl_state_init(&d->sm);
+	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");
+	int rc = d->ops ? run(d) : fail(d, -EPROTONOSUPPORT, "unknown transport '%s'", o->transport);
+
+	d->stop_bulk = 1;
+	d->stop_fault = 1;
+	for (int i = 0; i < d->nbulk_started; i++)
+		pthread_join(d->bulk_th[i], NULL);
+	if (d->fault_started)
+		pthread_join(d->fault_th, NULL);
+	status(d);
+	if (d->fconn)
+		d->ops->close(d->fconn);
+	for (int i = 0; i < d->nbulk; i++)
+		if (d->bconn[i])
+			d->ops->close(d->bconn[i]);
+	if (d->ctl >= 0)
+		close(d->ctl);
+	if (d->uffd >= 0)
+		close(d->uffd);
+	for (int i = 0; i < FAULT_SLOTS; i++)
+		free(d->slots[i].buf);
+	free(d->backlog);
+	fl_bitmap_destroy(&d->received);
+	fl_bitmap_destroy(&d->requested);
+	rep->state = fl_state_get(&d->sm);
+	free(d);
+	return rc;
+}

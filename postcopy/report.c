@@ -1,0 +1,102 @@
+/* Reports and status files as JSON (json-c). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "faultline/agent.h"
+
+static json_object *u64(uint64_t v)
+{
+	return json_object_new_int64((int64_t)v);
+}
+
+static double ms(uint64_t a, uint64_t b)
+{
+	return b > a ? (double)(b - a) / 1e6 : 0.0;
+}
+
+char *fl_report_json(const struct fl_report *r)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "role", json_object_new_string(r->role));
+	json_object_object_add(o, "id", json_object_new_string(r->id));
+	json_object_object_add(o, "state", json_object_new_string(fl_state_name(r->state)));
+	if (r->error[0])
+		json_object_object_add(o, "error", json_object_new_string(r->error));
+	json_object_object_add(o, "total_pages", u64(r->total_pages));
+	json_object_object_add(o, "postcopy_pages", u64(r->postcopy_pages));
+	json_object_object_add(o, "zero_pages", u64(r->zero_pages));
+	json_object_object_add(o, "fault_pages", u64(r->fault_pages));
+	json_object_object_add(o, "faults", u64(r->faults));
+	json_object_object_add(o, "held_faults", u64(r->held_faults));
+	json_object_object_add(o, "removed_pages", u64(r->removed_pages));
+	json_object_object_add(o, "bytes", u64(r->bytes));
+	json_object_object_add(o, "total_ms", json_object_new_double(ms(r->start_ns, r->done_ns)));
+	json_object_object_add(o, "postcopy_ms", json_object_new_double(ms(r->switch_ns, r->done_ns)));
+	json_object_object_add(o, "fault_p50_us",
+			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.5) / 1e3));
+	json_object_object_add(o, "fault_p99_us",
+			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.99) / 1e3));
+	json_object_object_add(o, "fault_p999_us",
+			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.999) / 1e3));
+	json_object_object_add(o, "fault_max_us", json_object_new_double((double)r->fault_lat.max / 1e3));
+	double bulk_s = (double)r->bulk_ns / 1e9;
+	json_object_object_add(o, "bulk_mbps",
+			       json_object_new_double(bulk_s > 0 ? (double)r->bulk_bytes * 8 / 1e6 / bulk_s : 0));
+	if (r->sha256[0])
+		json_object_object_add(o, "sha256", json_object_new_string(r->sha256));
+	/* Latency histogram: non-empty buckets as [value_ns, count]. */
+	json_object *h = json_object_new_array();
+	for (unsigned i = 0; i < FL_HIST_BUCKETS; i++)
+		if (r->fault_lat.b[i]) {
+			json_object *p = json_object_new_array();
+			json_object_array_add(p, u64(fl_hist_bucket_value(i)));
+			json_object_array_add(p, u64(r->fault_lat.b[i]));
+			json_object_array_add(h, p);
+		}
+	json_object_object_add(o, "fault_hist_ns", h);
+	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+int fl_report_write_status(const char *path, const struct fl_report *r, uint64_t done)
+{
+	char tmp[4096];
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "role", json_object_new_string(r->role));
+	json_object_object_add(o, "id", json_object_new_string(r->id));
+	json_object_object_add(o, "pid", json_object_new_int(getpid()));
+	json_object_object_add(o, "state", json_object_new_string(fl_state_name(r->state)));
+	json_object_object_add(o, "pages_done", u64(done));
+	json_object_object_add(o, "total_pages", u64(r->total_pages));
+	json_object_object_add(o, "bytes", u64(r->bytes));
+	json_object_object_add(o, "faults", u64(r->faults));
+	if (r->error[0])
+		json_object_object_add(o, "error", json_object_new_string(r->error));
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int rc = 0;
+	if (fd < 0) {
+		json_object_put(o);
+		return -errno;
+	}
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	size_t len = strlen(s);
+	if (write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
+		rc = -EIO;
+	close(fd);
+	json_object_put(o);
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
