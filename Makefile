@@ -37,7 +37,7 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
-tools/faultline: tools/faultline.c tools/cli_demo.c tools/vmctl.c tools/vmctl.h libfaultline.a
+tools/faultline: tools/faultline.c tools/cli_demo.c tools/vmctl.c tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ tools/faultline.c tools/cli_demo.c tools/vmctl.c libfaultline.a $(SAN) $(LDLIBS_ALL)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h

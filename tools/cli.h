@@ -1,0 +1,31 @@
+/* Shared pieces of the faultline CLI. */
+#ifndef FL_TOOLS_CLI_H
+#define FL_TOOLS_CLI_H
+
+#include <stdbool.h>
+
+struct migrate_args {
+	const char *id;
+	const char *listen;		/* source agent address, HOST:PORT */
+	const char *src_netns, *dst_netns;
+	const char *src_shim, *dst_shim;
+	const char *src_ram[8];
+	int nsrc_ram;
+	const char *vm_ctl;		/* source VMM control socket */
+	const char *vm_uri;		/* where the source VMM sends device state */
+	const char *dst_vm_ctl;		/* destination VMM control (query/verify) */
+	const char *transport;
+	const char *status_dir;
+	int bulk_conns;
+	unsigned spin_us;
+	bool json;
+	bool verify;			/* ask the destination guest to self-check */
+};
+
+int cli_migrate(struct migrate_args *a);
+int cli_demo(int argc, char **argv);
+/* Run argv (no shell); returns exit status or -errno. */
+int cli_run(char *const argv[], bool quiet);
+const char *cli_self_dir(void);
+
+#endif

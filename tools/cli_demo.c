@@ -1,0 +1,285 @@
+/* faultline demo: two "hosts" (network namespaces joined by a veth pair), a
+ * live guest-sim VM on one, an incoming one on the other, and a post-copy
+ * migration between them. Everything is torn down afterwards. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "vmctl.h"
+
+struct demo {
+	char tag[32], ns_src[48], ns_dst[48], veth_src[16], veth_dst[16];
+	char ip_src[32], ip_dst[32];
+	char work[256], src_dir[300], dst_dir[300];
+	char src_ctl[320], dst_ctl[320], src_shim[320], dst_shim[320], src_ram[320], dst_ram[320];
+	pid_t src_pid, dst_pid;
+	int net_up;
+};
+
+static int ip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int ip(const char *fmt, ...)
+{
+	char line[512], *argv[32];
+	int n = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	for (char *t = strtok(line, " "); t && n < 31; t = strtok(NULL, " "))
+		argv[n++] = t;
+	argv[n] = NULL;
+	int rc = cli_run(argv, true);
+	if (rc)
+		fprintf(stderr, "faultline demo: '%s' failed (exit %d)\n", line, rc);
+	return rc;
+}
+
+static void net_down(struct demo *d)
+{
+	char *a[] = { "ip", "netns", "del", d->ns_src, NULL };
+	char *b[] = { "ip", "netns", "del", d->ns_dst, NULL };
+
+	cli_run(a, true);
+	cli_run(b, true);
+}
+
+static int net_up(struct demo *d, const char *rate)
+{
+	int n = (int)(getpid() % 200) + 20;
+
+	snprintf(d->ns_src, sizeof(d->ns_src), "fl-%s-src", d->tag);
+	snprintf(d->ns_dst, sizeof(d->ns_dst), "fl-%s-dst", d->tag);
+	snprintf(d->veth_src, sizeof(d->veth_src), "fls%.10s", d->tag);
+	snprintf(d->veth_dst, sizeof(d->veth_dst), "fld%.10s", d->tag);
+	snprintf(d->ip_src, sizeof(d->ip_src), "10.77.%d.1", n);
+	snprintf(d->ip_dst, sizeof(d->ip_dst), "10.77.%d.2", n);
+	net_down(d);
+	if (ip("ip netns add %s", d->ns_src) || ip("ip netns add %s", d->ns_dst))
+		return -1;
+	d->net_up = 1;
+	if (ip("ip link add %s type veth peer name %s", d->veth_src, d->veth_dst) ||
+	    ip("ip link set %s netns %s", d->veth_src, d->ns_src) ||
+	    ip("ip link set %s netns %s", d->veth_dst, d->ns_dst) ||
+	    ip("ip -n %s addr add %s/24 dev %s", d->ns_src, d->ip_src, d->veth_src) ||
+	    ip("ip -n %s addr add %s/24 dev %s", d->ns_dst, d->ip_dst, d->veth_dst) ||
+	    ip("ip -n %s link set lo up", d->ns_src) || ip("ip -n %s link set lo up", d->ns_dst) ||
+	    ip("ip -n %s link set %s up", d->ns_src, d->veth_src) ||
+	    ip("ip -n %s link set %s up", d->ns_dst, d->veth_dst))
+		return -1;
+	if (rate) {
+		/* Cap both directions; page data flows source -> destination. */
+		if (ip("tc -n %s qdisc add dev %s root tbf rate %s burst 256kb latency 100ms",
+		       d->ns_src, d->veth_src, rate) ||
+		    ip("tc -n %s qdisc add dev %s root tbf rate %s burst 256kb latency 100ms",
+		       d->ns_dst, d->veth_dst, rate))
+			return -1;
+	}
+	return 0;
+}
+
+static pid_t spawn_vm(struct demo *d, const char *ns, int dest, char *const extra[])
+{
+	char shim[4400], sim[4400];
+	const char *env_shim = getenv("FAULTLINE_SHIM"), *env_sim = getenv("FAULTLINE_GUEST_SIM");
+
+	snprintf(shim, sizeof(shim), "%s", env_shim ? env_shim : "");
+	if (!env_shim)
+		snprintf(shim, sizeof(shim), "%s/../shim/libfaultline-shim.so", cli_self_dir());
+	snprintf(sim, sizeof(sim), "%s", env_sim ? env_sim : "");
+	if (!env_sim)
+		snprintf(sim, sizeof(sim), "%s/guest-sim", cli_self_dir());
+	if (access(shim, R_OK) || access(sim, X_OK)) {
+		fprintf(stderr, "faultline demo: need %s and %s (run make)\n", shim, sim);
+		return -1;
+	}
+	pid_t p = fork();
+	if (p)
+		return p;
+	char path[512];
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+		_exit(126);
+	setenv("LD_PRELOAD", shim, 1);
+	setenv("FAULTLINE_SHIM_RAM", dest ? d->dst_dir : d->src_dir, 1);
+	setenv("FAULTLINE_SHIM_SOCK", dest ? d->dst_shim : d->src_shim, 1);
+	char *argv[40];
+	int n = 0;
+	argv[n++] = sim;
+	for (int i = 0; extra[i] && n < 38; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	int null = open("/dev/null", O_WRONLY);
+	dup2(null, 1);
+	execv(sim, argv);
+	_exit(127);
+}
+
+static int wait_vm(const char *ctl, pid_t pid, const char *want)
+{
+	char reply[1024];
+
+	for (int i = 0; i < 600; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -ECHILD;
+		if (vmctl_call(ctl, "query", reply, sizeof(reply), 2000) == 0 && strstr(reply, want))
+			return 0;
+		usleep(100000);
+	}
+	return -ETIMEDOUT;
+}
+
+static void stop_vm(const char *ctl, pid_t pid)
+{
+	char reply[64];
+
+	if (pid <= 0)
+		return;
+	if (vmctl_call(ctl, "quit", reply, sizeof(reply), 2000))
+		kill(pid, SIGKILL);
+	for (int i = 0; i < 50; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return;
+		usleep(100000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+int cli_demo(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "json", 0, 0, 'j' }, { "size", 1, 0, 's' }, { "rate-limit", 1, 0, 'L' },
+		{ "vcpus", 1, 0, 'v' }, { "vcpu-rate", 1, 0, 'R' }, { "pattern", 1, 0, 'p' },
+		{ "mode", 1, 0, 'm' }, { "warmup", 1, 0, 'w' }, { "keep", 0, 0, 'k' },
+		{ "workdir", 1, 0, 'W' }, { "spin-us", 1, 0, 'P' }, { "bulk-conns", 1, 0, 'b' },
+		{ "help", 0, 0, 'h' }, { 0 }
+	};
+	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
+	const char *mode = "write", *workdir = NULL;
+	double warmup = 1.0;
+	bool json = false, keep = false;
+	struct migrate_args a = { .transport = "tcp", .verify = true };
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 's': size = optarg; break;
+		case 'L': rate = optarg; break;
+		case 'v': vcpus = optarg; break;
+		case 'R': vrate = optarg; break;
+		case 'p': pattern = optarg; break;
+		case 'm': mode = optarg; break;
+		case 'w': warmup = atof(optarg); break;
+		case 'k': keep = true; break;
+		case 'W': workdir = optarg; break;
+		case 'P': a.spin_us = (unsigned)atoi(optarg); break;
+		case 'b': a.bulk_conns = atoi(optarg); break;
+		case 'h':
+			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
+			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
+			       "         [--mode write|read] [--warmup SECONDS] [--workdir DIR] [--keep]\n"
+			       "Migrate a live guest-sim VM between two network namespaces, pure post-copy.\n"
+			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
+			return 0;
+		default:
+			fprintf(stderr, "faultline demo: bad option (see --help)\n");
+			return 2;
+		}
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "faultline demo: needs root to create network namespaces\n");
+		return 1;
+	}
+	struct demo d = { 0 };
+	snprintf(d.tag, sizeof(d.tag), "%d", (int)getpid());
+	if (workdir)
+		snprintf(d.work, sizeof(d.work), "%s", workdir);
+	else
+		snprintf(d.work, sizeof(d.work), "/dev/shm/faultline-demo-%s", d.tag);
+	snprintf(d.src_dir, sizeof(d.src_dir), "%s/src/", d.work);
+	snprintf(d.dst_dir, sizeof(d.dst_dir), "%s/dst/", d.work);
+	mkdir(d.work, 0700);
+	if (mkdir(d.src_dir, 0700) && errno != EEXIST) {
+		fprintf(stderr, "faultline demo: cannot create %s: %s\n", d.src_dir, strerror(errno));
+		return 1;
+	}
+	mkdir(d.dst_dir, 0700);
+	snprintf(d.src_ram, sizeof(d.src_ram), "%sram0", d.src_dir);
+	snprintf(d.dst_ram, sizeof(d.dst_ram), "%sram0", d.dst_dir);
+	snprintf(d.src_ctl, sizeof(d.src_ctl), "%s/src.ctl", d.work);
+	snprintf(d.dst_ctl, sizeof(d.dst_ctl), "%s/dst.ctl", d.work);
+	snprintf(d.src_shim, sizeof(d.src_shim), "%s/src.shim", d.work);
+	snprintf(d.dst_shim, sizeof(d.dst_shim), "%s/dst.shim", d.work);
+	unlink(d.src_ram);
+	unlink(d.dst_ram);
+
+	int rc = 1;
+	char listen[64], uri[64];
+	if (net_up(&d, rate))
+		goto out;
+	snprintf(listen, sizeof(listen), "%s:7000", d.ip_src);
+	snprintf(uri, sizeof(uri), "%s:7001", d.ip_dst);
+	fprintf(stderr, "demo: hosts %s (%s) and %s (%s)%s%s; guest RAM %s\n", d.ns_src, d.ip_src,
+		d.ns_dst, d.ip_dst, rate ? ", link capped at " : "", rate ? rate : "", size);
+	char *src_args[] = { "--ram", d.src_ram, "--ctl", d.src_ctl, "--size", (char *)size,
+			     "--vcpus", (char *)vcpus, "--rate", (char *)vrate, "--pattern",
+			     (char *)pattern, "--mode", (char *)mode, NULL };
+	d.src_pid = spawn_vm(&d, d.ns_src, 0, src_args);
+	if (d.src_pid < 0 || wait_vm(d.src_ctl, d.src_pid, "\"running\"")) {
+		fprintf(stderr, "faultline demo: source VM did not start\n");
+		goto out;
+	}
+	char *dst_args[] = { "--ram", d.dst_ram, "--ctl", d.dst_ctl, "--size", (char *)size,
+			     "--vcpus", (char *)vcpus, "--rate", (char *)vrate, "--pattern",
+			     (char *)pattern, "--mode", (char *)mode, "--incoming", uri, NULL };
+	d.dst_pid = spawn_vm(&d, d.ns_dst, 1, dst_args);
+	if (d.dst_pid < 0 || wait_vm(d.dst_ctl, d.dst_pid, "\"inmigrate\"")) {
+		fprintf(stderr, "faultline demo: destination VM did not start\n");
+		goto out;
+	}
+	fprintf(stderr, "demo: source VM running (pid %d); destination waiting (pid %d)\n",
+		(int)d.src_pid, (int)d.dst_pid);
+	usleep((useconds_t)(warmup * 1e6));
+	a.id = d.ns_src;
+	a.listen = listen;
+	a.src_netns = d.ns_src;
+	a.dst_netns = d.ns_dst;
+	a.src_shim = d.src_shim;
+	a.dst_shim = d.dst_shim;
+	a.vm_ctl = d.src_ctl;
+	a.vm_uri = uri;
+	a.dst_vm_ctl = d.dst_ctl;
+	a.json = json;
+	rc = cli_migrate(&a);
+out:
+	stop_vm(d.dst_ctl, d.dst_pid);
+	stop_vm(d.src_ctl, d.src_pid);
+	if (d.net_up)
+		net_down(&d);
+	if (!keep) {
+		unlink(d.src_ram);
+		unlink(d.dst_ram);
+		unlink(d.src_ctl);
+		unlink(d.dst_ctl);
+		unlink(d.src_shim);
+		unlink(d.dst_shim);
+		rmdir(d.src_dir);
+		rmdir(d.dst_dir);
+		rmdir(d.work);
+	}
+	return rc;
+}

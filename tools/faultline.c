@@ -1,0 +1,666 @@
+/* faultline: the command-line front end. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <glob.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "faultline/agent.h"
+#include "faultline/uffd.h"
+#include "vmctl.h"
+
+#define DEFAULT_STATUS_DIR "/run/faultline"
+
+static void die_usage(const char *cmd, const char *msg)
+{
+	fprintf(stderr, "faultline %s: %s (see 'faultline %s --help')\n", cmd, msg, cmd);
+	exit(2);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+const char *cli_self_dir(void)
+{
+	static char dir[4096];
+
+	if (!dir[0]) {
+		ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+		if (n <= 0)
+			strcpy(dir, ".");
+		else {
+			dir[n] = 0;
+			char *s = strrchr(dir, '/');
+			if (s)
+				*s = 0;
+		}
+	}
+	return dir;
+}
+
+int cli_run(char *const argv[], bool quiet)
+{
+	pid_t p = fork();
+
+	if (p < 0)
+		return -errno;
+	if (p == 0) {
+		if (quiet) {
+			int n = open("/dev/null", O_WRONLY);
+			dup2(n, 1);
+			dup2(n, 2);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	int st;
+	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int enter_netns(const char *name)
+{
+	char path[512];
+
+	if (!name)
+		return 0;
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "faultline: network namespace '%s' not found (%s)\n", name, strerror(errno));
+		return -errno;
+	}
+	int rc = setns(fd, CLONE_NEWNET);
+	close(fd);
+	if (rc < 0) {
+		fprintf(stderr, "faultline: cannot enter network namespace '%s': %s\n", name,
+			strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static char *status_path(const char *dir, const char *id, const char *role)
+{
+	char *p = NULL;
+
+	if (!dir)
+		return NULL;
+	mkdir(dir, 0755);
+	if (asprintf(&p, "%s/%s.%s.json", dir, id, role) < 0)
+		return NULL;
+	return p;
+}
+
+/* ---- source / dest ---- */
+
+struct vm_stop {
+	const char *ctl, *uri;
+};
+
+static int stop_guest_sim(void *arg, char *err, size_t el)
+{
+	struct vm_stop *v = arg;
+	char cmd[600], reply[1024];
+
+	snprintf(cmd, sizeof(cmd), "migrate %s", v->uri);
+	int rc = vmctl_call(v->ctl, cmd, reply, sizeof(reply), 60000);
+	if (rc) {
+		snprintf(err, el, "VM control socket %s: %s", v->ctl, strerror(-rc));
+		return rc;
+	}
+	if (strncmp(reply, "ok", 2)) {
+		snprintf(err, el, "%s", reply);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void print_report(const struct fl_report *r, bool json)
+{
+	char *j = fl_report_json(r);
+
+	if (json)
+		printf("%s\n", j);
+	else if (r->state == FL_STATE_COMPLETED)
+		fprintf(stderr, "faultline %s: completed: %llu pages (%llu data, %llu zero), %llu bytes\n",
+			r->role, (unsigned long long)r->total_pages,
+			(unsigned long long)r->postcopy_pages, (unsigned long long)r->zero_pages,
+			(unsigned long long)r->bytes);
+	free(j);
+	if (r->state != FL_STATE_COMPLETED && r->error[0])
+		fprintf(stderr, "faultline %s: %s\n", r->role, r->error);
+}
+
+static int cmd_source(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "listen", 1, 0, 'l' }, { "shim", 1, 0, 's' }, { "ram", 1, 0, 'r' },
+		{ "vm-ctl", 1, 0, 'c' }, { "vm-uri", 1, 0, 'u' }, { "checksum", 0, 0, 'k' },
+		{ "transport", 1, 0, 't' }, { "accept-timeout", 1, 0, 'a' }, { "id", 1, 0, 'i' },
+		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0 }
+	};
+	struct fl_source_opts o;
+	struct vm_stop vs = { 0 };
+	const char *sdir = DEFAULT_STATUS_DIR;
+	bool json = false;
+	int c;
+
+	fl_source_opts_default(&o);
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'l': o.listen = optarg; break;
+		case 's': o.shim_sock = optarg; break;
+		case 'r':
+			if (o.nram >= FL_PROTO_MAX_REGIONS)
+				die_usage("source", "too many --ram");
+			o.ram[o.nram++] = optarg;
+			break;
+		case 'c': vs.ctl = optarg; break;
+		case 'u': vs.uri = optarg; break;
+		case 'k': o.checksum = true; break;
+		case 't': o.transport = optarg; break;
+		case 'a': o.accept_timeout_ms = atoi(optarg); break;
+		case 'i': o.id = optarg; break;
+		case 'd': sdir = optarg; break;
+		case 'j': json = true; break;
+		case 'h':
+			printf("usage: faultline source --listen HOST:PORT (--shim SOCK | --ram FILE...)\n"
+			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--checksum] [--transport tcp]\n"
+			       "         [--accept-timeout MS] [--id ID] [--status-dir DIR] [--json]\n"
+			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n");
+			return 0;
+		default: die_usage("source", "bad option");
+		}
+	}
+	if (optind < argc)
+		die_usage("source", "unexpected argument");
+	if (!o.listen)
+		die_usage("source", "--listen HOST:PORT is required");
+	if (!o.shim_sock && !o.nram)
+		die_usage("source", "give --shim SOCK or --ram FILE");
+	if (!!vs.ctl != !!vs.uri)
+		die_usage("source", "--vm-ctl and --vm-uri go together");
+	if (vs.ctl) {
+		o.stop_vm = stop_guest_sim;
+		o.stop_arg = &vs;
+	}
+	o.status_path = status_path(sdir, o.id, "source");
+	struct fl_report *r = calloc(1, sizeof(*r));
+	int rc = fl_source_run(&o, r);
+	print_report(r, json);
+	free(r);
+	return rc ? 1 : 0;
+}
+
+static int cmd_dest(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "source", 1, 0, 'S' }, { "shim", 1, 0, 's' }, { "transport", 1, 0, 't' },
+		{ "bulk-conns", 1, 0, 'b' }, { "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'P' },
+		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
+		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0 }
+	};
+	struct fl_dest_opts o;
+	const char *sdir = DEFAULT_STATUS_DIR;
+	bool json = false;
+	int c;
+
+	fl_dest_opts_default(&o);
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'S': o.source = optarg; break;
+		case 's': o.shim_sock = optarg; break;
+		case 't': o.transport = optarg; break;
+		case 'b': o.bulk_conns = atoi(optarg); break;
+		case 'D': o.bulk_depth = atoi(optarg); break;
+		case 'P': o.bulk_pages = atoi(optarg); break;
+		case 'p': o.spin_us = (unsigned)atoi(optarg); break;
+		case 'T': o.connect_timeout_ms = atoi(optarg); break;
+		case 'i': o.id = optarg; break;
+		case 'd': sdir = optarg; break;
+		case 'j': json = true; break;
+		case 'h':
+			printf("usage: faultline dest --source HOST:PORT --shim SOCK [--transport tcp]\n"
+			       "         [--bulk-conns N] [--bulk-depth N] [--bulk-pages N] [--spin-us N]\n"
+			       "         [--connect-timeout MS] [--id ID] [--status-dir DIR] [--json]\n"
+			       "Serve the destination VM's page faults and pull all of its RAM.\n");
+			return 0;
+		default: die_usage("dest", "bad option");
+		}
+	}
+	if (optind < argc)
+		die_usage("dest", "unexpected argument");
+	if (!o.source || !o.shim_sock)
+		die_usage("dest", "--source HOST:PORT and --shim SOCK are required");
+	if (o.bulk_conns < 1 || o.bulk_conns > 8 || o.bulk_depth < 1 || o.bulk_depth > 64 ||
+	    o.bulk_pages < 1 || o.bulk_pages > 64)
+		die_usage("dest", "--bulk-conns 1..8, --bulk-depth 1..64, --bulk-pages 1..64");
+	o.status_path = status_path(sdir, o.id, "dest");
+	struct fl_report *r = calloc(1, sizeof(*r));
+	int rc = fl_dest_run(&o, r);
+	print_report(r, json);
+	free(r);
+	return rc ? 1 : 0;
+}
+
+/* ---- migrate: both agents, each in its own namespace ---- */
+
+static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
+{
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid != 0) {
+		close(p[1]);
+		*rfd = p[0];
+		return pid;
+	}
+	close(p[0]);
+	if (enter_netns(is_src ? a->src_netns : a->dst_netns))
+		_exit(1);
+	struct fl_report *r = calloc(1, sizeof(*r));
+	int rc;
+	if (is_src) {
+		struct fl_source_opts o;
+		struct vm_stop vs = { a->vm_ctl, a->vm_uri };
+		fl_source_opts_default(&o);
+		o.listen = a->listen;
+		o.shim_sock = a->src_shim;
+		for (int i = 0; i < a->nsrc_ram; i++)
+			o.ram[o.nram++] = a->src_ram[i];
+		o.transport = a->transport;
+		o.checksum = true;
+		o.id = a->id;
+		if (a->vm_ctl) {
+			o.stop_vm = stop_guest_sim;
+			o.stop_arg = &vs;
+		}
+		o.status_path = status_path(a->status_dir, a->id, "source");
+		rc = fl_source_run(&o, r);
+	} else {
+		struct fl_dest_opts o;
+		fl_dest_opts_default(&o);
+		o.source = a->listen;
+		o.shim_sock = a->dst_shim;
+		o.transport = a->transport;
+		if (a->bulk_conns)
+			o.bulk_conns = a->bulk_conns;
+		if (a->spin_us)
+			o.spin_us = a->spin_us;
+		o.id = a->id;
+		o.status_path = status_path(a->status_dir, a->id, "dest");
+		rc = fl_dest_run(&o, r);
+	}
+	char *j = fl_report_json(r);
+	(void)!write(p[1], j, strlen(j));
+	_exit(rc ? 1 : 0);
+}
+
+static json_object *read_report(int fd)
+{
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+
+	for (;;) {
+		if (n + 1 >= cap)
+			buf = realloc(buf, cap *= 2);
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = 0;
+	close(fd);
+	json_object *o = n ? json_tokener_parse(buf) : NULL;
+	free(buf);
+	return o;
+}
+
+static double jd(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0;
+}
+
+static const char *js(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+}
+
+static void progress(const char *path, bool tty, uint64_t t0, uint64_t *last_print)
+{
+	json_object *s = path ? json_object_from_file(path) : NULL;
+
+	if (!s)
+		return;
+	double done = jd(s, "pages_done"), total = jd(s, "total_pages"), bytes = jd(s, "bytes");
+	const char *st = js(s, "state");
+	double secs = (double)(now_ns() - t0) / 1e9;
+	double pct = total > 0 ? 100.0 * done / total : 0;
+	if (tty) {
+		int w = 30, fill = (int)(pct * w / 100);
+		fprintf(stderr, "\r[%.*s%*s] %5.1f%% %-10s %8.1f MiB %6.1fs", fill,
+			"##############################", w - fill, "", pct, st ? st : "",
+			bytes / 1048576.0, secs);
+	} else if (now_ns() - *last_print > 1000000000ull) {
+		fprintf(stderr, "progress: %s %.1f%% %.1f MiB %.1fs\n", st ? st : "?", pct,
+			bytes / 1048576.0, secs);
+		*last_print = now_ns();
+	}
+	json_object_put(s);
+}
+
+int cli_migrate(struct migrate_args *a)
+{
+	int sfd, dfd, sst = 0, dst = 0;
+	bool tty = isatty(2);
+	uint64_t t0 = now_ns(), last = 0, t_done = 0;
+
+	if (!a->status_dir)
+		a->status_dir = DEFAULT_STATUS_DIR;
+	char *dpath = status_path(a->status_dir, a->id, "dest");
+	unlink(dpath);
+	pid_t sp = spawn_agent(a, 1, &sfd);
+	if (sp < 0) {
+		fprintf(stderr, "faultline migrate: cannot start the source agent: %s\n", strerror(errno));
+		return 1;
+	}
+	pid_t dp = spawn_agent(a, 0, &dfd);
+	if (dp < 0) {
+		fprintf(stderr, "faultline migrate: cannot start the destination agent: %s\n",
+			strerror(errno));
+		kill(sp, SIGTERM);	/* before switchover: the VM keeps running */
+		waitpid(sp, NULL, 0);
+		return 1;
+	}
+	int live = 2;
+	while (live) {
+		int st;
+		pid_t w = waitpid(-1, &st, WNOHANG);
+		if (w == sp || w == dp) {
+			int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+			if (w == sp)
+				sst = code;
+			else {
+				dst = code;
+				t_done = now_ns();
+			}
+			live--;
+			continue;
+		}
+		progress(dpath, tty, t0, &last);
+		usleep(100000);
+	}
+	if (tty)
+		fprintf(stderr, "\n");
+	json_object *sr = read_report(sfd), *dr = read_report(dfd);
+	const char *sstate = js(sr, "state"), *dstate = js(dr, "state");
+	bool ok = !sst && !dst && sstate && dstate && !strcmp(sstate, "completed") &&
+		  !strcmp(dstate, "completed");
+
+	/* The guest's own view: stalls, and a full self-check. */
+	json_object *q = NULL, *v = NULL;
+	char reply[2048];
+	if (a->dst_vm_ctl && dstate && strcmp(dstate, "failed")) {
+		int qrc = vmctl_call(a->dst_vm_ctl, "query", reply, sizeof(reply), 10000);
+		if (qrc == 0)
+			q = json_tokener_parse(reply);
+		if (a->verify && vmctl_call(a->dst_vm_ctl, "verify", reply, sizeof(reply), 120000) == 0)
+			v = json_tokener_parse(reply);
+	}
+	json_object *out = json_object_new_object();
+	const char *state = ok ? "completed" : (dstate && !strcmp(dstate, "completed")) ? "completed" : "failed";
+	json_object_object_add(out, "state", json_object_new_string(state));
+	json_object_object_add(out, "total_ms",
+			       json_object_new_double((double)((t_done ? t_done : now_ns()) - t0) / 1e6));
+	json_object_object_add(out, "postcopy_ms", json_object_new_double(jd(dr, "postcopy_ms")));
+	json_object_object_add(out, "max_stall_ms", json_object_new_double(jd(q, "max_stall_ms")));
+	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
+		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
+		"fault_p999_us", "fault_max_us", "bulk_mbps" };
+	for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++) {
+		json_object *x;
+		if (dr && json_object_object_get_ex(dr, copy[i], &x))
+			json_object_object_add(out, copy[i], json_object_get(x));
+	}
+	int64_t corrupt = -1;
+	const char *src_sha = js(sr, "sha256"), *dst_sha = js(v, "sha256_switchover");
+	if (v)
+		corrupt = (int64_t)jd(v, "corrupt_pages") + (int64_t)jd(v, "corrupt_reads");
+	json_object_object_add(out, "corrupt_pages", json_object_new_int64(corrupt));
+	if (src_sha)
+		json_object_object_add(out, "src_sha256", json_object_new_string(src_sha));
+	if (dst_sha)
+		json_object_object_add(out, "dst_sha256", json_object_new_string(dst_sha));
+	bool match = src_sha && dst_sha && !strcmp(src_sha, dst_sha);
+	json_object_object_add(out, "checksum_match", json_object_new_boolean(match));
+	const char *err = js(dr, "error") ? js(dr, "error") : js(sr, "error");
+	if (err)
+		json_object_object_add(out, "error", json_object_new_string(err));
+	json_object *hist;
+	if (dr && json_object_object_get_ex(dr, "fault_hist_ns", &hist))
+		json_object_object_add(out, "fault_hist_ns", json_object_get(hist));
+
+	if (!ok) {
+		fprintf(stderr, "faultline migrate: failed: %s\n", err ? err : "an agent exited abnormally");
+	} else {
+		fprintf(stderr,
+			"migrated %.0f pages in %.1f ms (post-copy %.1f ms): %.0f data, %.0f zero, %.1f MiB\n"
+			"faults: %.0f (p50 %.1f us, p99 %.1f us, p99.9 %.1f us); background pull %.0f Mbit/s\n"
+			"guest: max stall %.1f ms, corrupt pages %lld; RAM checksum %s\n",
+			jd(dr, "total_pages"), jd(out, "total_ms"), jd(dr, "postcopy_ms"),
+			jd(dr, "postcopy_pages"), jd(dr, "zero_pages"), jd(dr, "bytes") / 1048576.0,
+			jd(dr, "faults"), jd(dr, "fault_p50_us"), jd(dr, "fault_p99_us"),
+			jd(dr, "fault_p999_us"), jd(dr, "bulk_mbps"), jd(q, "max_stall_ms"),
+			(long long)corrupt, match ? "matches the source at switchover" :
+			(v ? "DIFFERS from the source" : "not checked"));
+	}
+	if (a->json)
+		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+	fflush(stdout);
+	if (ok && a->verify && (corrupt != 0 || !match))
+		ok = false;
+	json_object_put(out);
+	json_object_put(sr);
+	json_object_put(dr);
+	json_object_put(q);
+	json_object_put(v);
+	free(dpath);
+	return ok ? 0 : 1;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "listen", 1, 0, 'l' }, { "src-netns", 1, 0, 'A' }, { "dst-netns", 1, 0, 'B' },
+		{ "src-shim", 1, 0, 's' }, { "dst-shim", 1, 0, 'S' }, { "src-ram", 1, 0, 'r' },
+		{ "vm-ctl", 1, 0, 'c' }, { "vm-uri", 1, 0, 'u' }, { "dst-vm-ctl", 1, 0, 'C' },
+		{ "transport", 1, 0, 't' }, { "bulk-conns", 1, 0, 'b' }, { "spin-us", 1, 0, 'p' },
+		{ "id", 1, 0, 'i' }, { "status-dir", 1, 0, 'd' }, { "no-verify", 0, 0, 'N' },
+		{ "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0 }
+	};
+	struct migrate_args a = { .id = "migration", .transport = "tcp", .verify = true };
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'l': a.listen = optarg; break;
+		case 'A': a.src_netns = optarg; break;
+		case 'B': a.dst_netns = optarg; break;
+		case 's': a.src_shim = optarg; break;
+		case 'S': a.dst_shim = optarg; break;
+		case 'r':
+			if (a.nsrc_ram >= 8)
+				die_usage("migrate", "too many --src-ram");
+			a.src_ram[a.nsrc_ram++] = optarg;
+			break;
+		case 'c': a.vm_ctl = optarg; break;
+		case 'u': a.vm_uri = optarg; break;
+		case 'C': a.dst_vm_ctl = optarg; break;
+		case 't': a.transport = optarg; break;
+		case 'b': a.bulk_conns = atoi(optarg); break;
+		case 'p': a.spin_us = (unsigned)atoi(optarg); break;
+		case 'i': a.id = optarg; break;
+		case 'd': a.status_dir = optarg; break;
+		case 'N': a.verify = false; break;
+		case 'j': a.json = true; break;
+		case 'h':
+			printf("usage: faultline migrate --listen HOST:PORT (--src-shim SOCK | --src-ram FILE)\n"
+			       "         --dst-shim SOCK [--src-netns NS] [--dst-netns NS]\n"
+			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--dst-vm-ctl SOCK] [--no-verify]\n"
+			       "         [--transport tcp] [--bulk-conns N] [--spin-us N] [--id ID] [--json]\n"
+			       "Run both agents (each in its network namespace) and report the migration.\n"
+			       "--listen is the source agent's address as the destination reaches it.\n");
+			return 0;
+		default: die_usage("migrate", "bad option");
+		}
+	}
+	if (optind < argc)
+		die_usage("migrate", "unexpected argument");
+	if (!a.listen || !a.dst_shim || (!a.src_shim && !a.nsrc_ram))
+		die_usage("migrate", "--listen, --dst-shim and --src-shim or --src-ram are required");
+	if (!!a.vm_ctl != !!a.vm_uri)
+		die_usage("migrate", "--vm-ctl and --vm-uri go together");
+	return cli_migrate(&a);
+}
+
+/* ---- status ---- */
+
+static int cmd_status(int argc, char **argv)
+{
+	const char *dir = DEFAULT_STATUS_DIR, *id = NULL;
+	bool json = false;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = true;
+		else if (!strcmp(argv[i], "--status-dir") && i + 1 < argc)
+			dir = argv[++i];
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: faultline status [ID] [--status-dir DIR] [--json]\n"
+			       "Show the state and progress of migrations on this host.\n");
+			return 0;
+		} else if (argv[i][0] == '-')
+			die_usage("status", "bad option");
+		else
+			id = argv[i];
+	}
+	char pat[4096];
+	glob_t g;
+	snprintf(pat, sizeof(pat), "%s/%s.*.json", dir, id ? id : "*");
+	if (glob(pat, 0, NULL, &g) != 0) {
+		if (id) {
+			fprintf(stderr, "faultline status: no migration '%s' on this host\n", id);
+			return 1;
+		}
+		if (json)
+			printf("[]\n");
+		else
+			printf("no migrations\n");
+		return 0;
+	}
+	json_object *arr = json_object_new_array();
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		json_object *s = json_object_from_file(g.gl_pathv[i]);
+		if (!s)
+			continue;
+		if (json)
+			json_object_array_add(arr, s);
+		else {
+			double done = jd(s, "pages_done"), total = jd(s, "total_pages");
+			printf("%-20s %-6s %-15s %6.1f%% %10.1f MiB%s%s\n", js(s, "id"), js(s, "role"),
+			       js(s, "state"), total ? 100 * done / total : 0, jd(s, "bytes") / 1048576.0,
+			       js(s, "error") ? "  error: " : "", js(s, "error") ? js(s, "error") : "");
+			json_object_put(s);
+		}
+	}
+	if (json)
+		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+	json_object_put(arr);
+	globfree(&g);
+	return 0;
+}
+
+static int cmd_caps(int argc, char **argv)
+{
+	struct fl_uffd_caps c;
+	char buf[512];
+	int rc = fl_uffd_probe(&c);
+
+	(void)argc;
+	(void)argv;
+	if (rc) {
+		fprintf(stderr, "faultline caps: userfaultfd unavailable: %s\n", strerror(-rc));
+		return 1;
+	}
+	fl_uffd_caps_str(&c, buf, sizeof(buf));
+	printf("%s\n", buf);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: faultline COMMAND [options]   (faultline COMMAND --help for each)\n"
+		"  demo      migrate a live guest-sim workload between two network namespaces\n"
+		"  migrate   run both agents for a local or two-namespace migration\n"
+		"  source    serve a VM's RAM to a destination\n"
+		"  dest      serve a destination VM's faults and pull its RAM\n"
+		"  status    state and progress of migrations on this host\n"
+		"  caps      userfaultfd features of this kernel\n");
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	argv++;
+	argc--;
+	if (!strcmp(cmd, "source"))
+		return cmd_source(argc, argv);
+	if (!strcmp(cmd, "dest"))
+		return cmd_dest(argc, argv);
+	if (!strcmp(cmd, "migrate"))
+		return cmd_migrate(argc, argv);
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "list"))
+		return cmd_status(argc, argv);
+	if (!strcmp(cmd, "demo"))
+		return cli_demo(argc, argv);
+	if (!strcmp(cmd, "caps"))
+		return cmd_caps(argc, argv);
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "faultline: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
