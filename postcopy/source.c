@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -26,6 +27,7 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->transport = "tcp";
 	o->accept_timeout_ms = 30000;
+	o->spin_us = 200;
 	o->id = "migration";
 }
 
@@ -149,12 +151,17 @@ static int load_regions(struct src *s)
 struct server_arg {
 	struct src *s;
 	int fd;
+	uint32_t channel;
 };
 
 static void *server_main(void *p)
 {
 	struct server_arg *a = p;
-	int rc = a->s->ops->serve(a->fd, &a->s->tsrc, &a->s->stop);
+
+	if (a->channel == FL_CHAN_BULK)	/* fault replies first, on the CPU too */
+		setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
+	int rc = a->s->ops->serve(a->fd, &a->s->tsrc,
+				  a->channel == FL_CHAN_FAULT ? a->s->o->spin_us : 0, &a->s->stop);
 
 	if (rc && !a->s->stop)
 		fprintf(stderr, "faultline source: data channel: %s\n", strerror(-rc));
@@ -200,6 +207,7 @@ static void *acceptor_main(void *p)
 		struct server_arg *a = malloc(sizeof(*a));
 		a->s = s;
 		a->fd = fd;
+		a->channel = at.channel;
 		if (pthread_create(&s->servers[s->nservers], NULL, server_main, a) == 0)
 			s->nservers++;
 		else {

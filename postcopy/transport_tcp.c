@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "faultline/transport.h"
+#include "faultline/uffd.h"
 
 static __thread char g_err[320];
 
@@ -417,12 +418,16 @@ static uint64_t hole_scan(int fd, off_t foff, uint32_t npages, uint32_t ps)
 
 /* Source side: one thread per data channel answers READ_REQs from the
  * read-only mapping; holes (SEEK_DATA) are zero without touching memory. */
-static int tcp_serve(int fd, const struct fl_tsource *src, volatile int *stop)
+static int tcp_serve(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop)
 {
 	uint8_t buf[64];
 	struct fl_msg_hdr h;
 
 	while (!*stop) {
+		if (spin_us) {	/* faults come in bursts: a woken thread costs ~80 us here */
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			fl_uffd_poll_adaptive(&p, 1, spin_us, 0);
+		}
 		int rc = fl_proto_read_frame(fd, &h, buf, sizeof(buf));
 		if (rc == -ECONNRESET)
 			return 0;

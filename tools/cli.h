@@ -16,7 +16,7 @@ struct migrate_args {
 	const char *dst_vm_ctl;		/* destination VMM control (query/verify) */
 	const char *transport;
 	const char *status_dir;
-	int bulk_conns;
+	int bulk_conns, bulk_depth, bulk_pages;
 	unsigned spin_us;
 	bool json;
 	bool verify;			/* ask the destination guest to self-check */

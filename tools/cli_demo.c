@@ -165,6 +165,7 @@ int cli_demo(int argc, char **argv)
 		{ "vcpus", 1, 0, 'v' }, { "vcpu-rate", 1, 0, 'R' }, { "pattern", 1, 0, 'p' },
 		{ "mode", 1, 0, 'm' }, { "warmup", 1, 0, 'w' }, { "keep", 0, 0, 'k' },
 		{ "workdir", 1, 0, 'W' }, { "spin-us", 1, 0, 'P' }, { "bulk-conns", 1, 0, 'b' },
+		{ "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'G' },
 		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
@@ -188,10 +189,13 @@ int cli_demo(int argc, char **argv)
 		case 'W': workdir = optarg; break;
 		case 'P': a.spin_us = (unsigned)atoi(optarg); break;
 		case 'b': a.bulk_conns = atoi(optarg); break;
+		case 'D': a.bulk_depth = atoi(optarg); break;
+		case 'G': a.bulk_pages = atoi(optarg); break;
 		case 'h':
 			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
 			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
 			       "         [--mode write|read] [--warmup SECONDS] [--workdir DIR] [--keep]\n"
+			       "         [--spin-us N] [--bulk-conns N] [--bulk-depth N] [--bulk-pages N]\n"
 			       "Migrate a live guest-sim VM between two network namespaces, pure post-copy.\n"
 			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
 			return 0;

@@ -308,6 +308,10 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 			o.bulk_conns = a->bulk_conns;
 		if (a->spin_us)
 			o.spin_us = a->spin_us;
+		if (a->bulk_depth)
+			o.bulk_depth = a->bulk_depth;
+		if (a->bulk_pages)
+			o.bulk_pages = a->bulk_pages;
 		o.id = a->id;
 		o.status_path = status_path(a->status_dir, a->id, "dest");
 		rc = fl_dest_run(&o, r);
@@ -429,6 +433,9 @@ int cli_migrate(struct migrate_args *a)
 		int qrc = vmctl_call(a->dst_vm_ctl, "query", reply, sizeof(reply), 10000);
 		if (qrc == 0)
 			q = json_tokener_parse(reply);
+		if (!q)
+			fprintf(stderr, "faultline migrate: destination VM query failed: %s\n",
+				qrc ? strerror(-qrc) : reply);
 		if (a->verify && vmctl_call(a->dst_vm_ctl, "verify", reply, sizeof(reply), 120000) == 0)
 			v = json_tokener_parse(reply);
 	}
@@ -438,7 +445,8 @@ int cli_migrate(struct migrate_args *a)
 	json_object_object_add(out, "total_ms",
 			       json_object_new_double((double)((t_done ? t_done : now_ns()) - t0) / 1e6));
 	json_object_object_add(out, "postcopy_ms", json_object_new_double(jd(dr, "postcopy_ms")));
-	json_object_object_add(out, "max_stall_ms", json_object_new_double(jd(q, "max_stall_ms")));
+	/* -1: the guest could not be asked (never a fake 0). */
+	json_object_object_add(out, "max_stall_ms", json_object_new_double(q ? jd(q, "max_stall_ms") : -1));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
 		"fault_p999_us", "fault_max_us", "bulk_mbps" };
@@ -475,7 +483,7 @@ int cli_migrate(struct migrate_args *a)
 			jd(dr, "total_pages"), jd(out, "total_ms"), jd(dr, "postcopy_ms"),
 			jd(dr, "postcopy_pages"), jd(dr, "zero_pages"), jd(dr, "bytes") / 1048576.0,
 			jd(dr, "faults"), jd(dr, "fault_p50_us"), jd(dr, "fault_p99_us"),
-			jd(dr, "fault_p999_us"), jd(dr, "bulk_mbps"), jd(q, "max_stall_ms"),
+			jd(dr, "fault_p999_us"), jd(dr, "bulk_mbps"), jd(out, "max_stall_ms"),
 			(long long)corrupt, match ? "matches the source at switchover" :
 			(v ? "DIFFERS from the source" : "not checked"));
 	}

@@ -20,8 +20,11 @@ int vmctl_call(const char *sock, const char *cmd, char *reply, size_t len, int t
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return -errno;
-	if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    write(s, cmd, strlen(cmd)) < 0 || write(s, "\n", 1) < 0) {
+	char line[1024];
+	int ll = snprintf(line, sizeof(line), "%s\n", cmd);
+	/* One write: the server answers and closes as soon as it has the line. */
+	if (ll >= (int)sizeof(line) || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    write(s, line, (size_t)ll) != ll) {
 		int e = -errno;
 		close(s);
 		return e;

@@ -25,6 +25,7 @@ struct fl_source_opts {
 	fl_stop_vm_fn stop_vm;		/* NULL: the VM is already stopped */
 	void *stop_arg;
 	bool checksum;			/* sha256 of RAM at switchover in the report */
+	unsigned spin_us;		/* fault channel busy-poll (default 200) */
 	const char *status_path;	/* JSON status file, or NULL */
 	const char *id;
 };
@@ -38,7 +39,8 @@ struct fl_dest_opts {
 	int bulk_conns;			/* default 1 */
 	int bulk_depth;			/* outstanding bulk reads per channel (default 8) */
 	int bulk_pages;			/* pages per bulk read (default 64) */
-	unsigned spin_us;		/* busy-poll before sleeping (default 100) */
+	unsigned spin_us;		/* busy-poll when idle (default 100) */
+	unsigned fault_spin_us;		/* busy-poll while a fault is in flight (default 500) */
 	const char *status_path;
 	const char *id;
 };

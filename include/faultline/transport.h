@@ -52,9 +52,10 @@ struct fl_transport_ops {
 	/* fd that turns readable when completions may be ready. */
 	int (*event_fd)(struct fl_tconn *c);
 	int (*outstanding)(struct fl_tconn *c);
-	/* Source: serve an accepted data channel until it closes. 0 on clean
-	 * close or -errno. */
-	int (*serve)(int fd, const struct fl_tsource *src, volatile int *stop);
+	/* Source: serve an accepted data channel until it closes, busy-polling
+	 * spin_us for the next request before sleeping. 0 on clean close or
+	 * -errno. */
+	int (*serve)(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop);
 	void (*close)(struct fl_tconn *c);
 };
 
