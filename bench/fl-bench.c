@@ -1,1 +1,417 @@
-int main(void){return 0;}
+/* fl-bench: the floor this machine sets, and faultline measured against it,
+ * in one run. Prints a table, writes JSON (and a PNG histogram if gnuplot
+ * is installed). Needs root (network namespaces).
+ *
+ *   fl-bench [--out DIR] [--size 256M] [--runs N] */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "faultline/hist.h"
+#include "faultline/transport.h"
+#include "faultline/uffd.h"
+
+#define PS 4096
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double us(uint64_t ns) { return (double)ns / 1e3; }
+
+static void *map_tmpfs(size_t len, int *fdp)
+{
+	char path[] = "/dev/shm/fl-bench-XXXXXX";
+	int fd = mkstemp(path);
+
+	if (fd < 0)
+		return MAP_FAILED;
+	unlink(path);
+	if (ftruncate(fd, (off_t)len) < 0) {
+		close(fd);
+		return MAP_FAILED;
+	}
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (fdp)
+		*fdp = fd;
+	else
+		close(fd);
+	return p;
+}
+
+/* First touch of a tmpfs page: allocation + mapping, no userfaultfd. */
+static uint64_t floor_first_touch(struct fl_hist *h, size_t npages)
+{
+	char *p = map_tmpfs(npages * PS, NULL);
+
+	if (p == MAP_FAILED)
+		return 0;
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t t = now_ns();
+		p[i * PS] = 1;
+		fl_hist_add(h, now_ns() - t);
+	}
+	munmap(p, npages * PS);
+	return fl_hist_quantile(h, 0.5);
+}
+
+/* UFFDIO_COPY of one 4K page into a registered tmpfs mapping, no waiter. */
+static uint64_t floor_copy(struct fl_hist *h, size_t npages)
+{
+	char *p = map_tmpfs(npages * PS, NULL);
+	char src[PS];
+	int uffd = fl_uffd_open(0, 0, NULL);
+
+	memset(src, 0xab, sizeof(src));
+	if (p == MAP_FAILED || uffd < 0 ||
+	    fl_uffd_register(uffd, p, npages * PS, FL_UFFD_MISSING, NULL))
+		return 0;
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t t = now_ns();
+		fl_uffd_copy(uffd, p + i * PS, src, PS, true);
+		fl_hist_add(h, now_ns() - t);
+	}
+	close(uffd);
+	munmap(p, npages * PS);
+	return fl_hist_quantile(h, 0.5);
+}
+
+struct rt {
+	int uffd;
+	char *base;
+	size_t npages;
+	int spin;
+	volatile int stop;
+};
+
+static void *rt_handler(void *arg)
+{
+	struct rt *r = arg;
+	char src[PS];
+	struct fl_uffd_event ev[16];
+
+	memset(src, 0xcd, sizeof(src));
+	while (!r->stop) {
+		struct pollfd p = { .fd = r->uffd, .events = POLLIN };
+		if (fl_uffd_poll_adaptive(&p, 1, r->spin ? 1000000 : 0, 50) <= 0)
+			continue;
+		int n = fl_uffd_read_events(r->uffd, ev, 16);
+		for (int i = 0; i < n; i++)
+			fl_uffd_copy(r->uffd, (void *)(uintptr_t)ev[i].addr, src, PS, true);
+	}
+	return NULL;
+}
+
+/* Fault -> handler -> UFFDIO_COPY -> faulting thread resumes. */
+static uint64_t floor_roundtrip(struct fl_hist *h, size_t npages, int spin)
+{
+	struct rt r = { .npages = npages, .spin = spin };
+	pthread_t th;
+
+	r.base = map_tmpfs(npages * PS, NULL);
+	r.uffd = fl_uffd_open(0, 0, NULL);
+	if (r.base == MAP_FAILED || r.uffd < 0 ||
+	    fl_uffd_register(r.uffd, r.base, npages * PS, FL_UFFD_MISSING, NULL))
+		return 0;
+	pthread_create(&th, NULL, rt_handler, &r);
+	usleep(10000);
+	volatile char sink = 0;
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t t = now_ns();
+		sink += r.base[i * PS];
+		fl_hist_add(h, now_ns() - t);
+		usleep(200);	/* let a poll()-woken handler go back to sleep */
+	}
+	(void)sink;
+	r.stop = 1;
+	pthread_join(th, NULL);
+	close(r.uffd);
+	munmap(r.base, npages * PS);
+	return fl_hist_quantile(h, 0.5);
+}
+
+/* ---- network floor between two namespaces ---- */
+
+static int run(const char *cmd)
+{
+	int rc = system(cmd);
+
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int enter_ns(const char *ns)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+/* Server in the source namespace: for each 24-byte request, reply 4K;
+ * for a "B" request, stream `len` bytes. */
+static pid_t tcp_server(const char *ns, const char *addr)
+{
+	pid_t p = fork();
+
+	if (p)
+		return p;
+	if (enter_ns(ns))
+		_exit(1);
+	int l = fl_transport_tcp_listen(addr, 4);
+	if (l < 0)
+		_exit(1);
+	static char buf[1 << 20];
+	for (;;) {
+		int c = fl_transport_tcp_accept(l, 10000);
+		if (c < 0)
+			_exit(0);
+		char req[24];
+		for (;;) {
+			ssize_t n = recv(c, req, sizeof(req), MSG_WAITALL);
+			if (n != sizeof(req))
+				break;
+			if (req[0] == 'B') {
+				uint64_t len;
+				memcpy(&len, req + 8, 8);
+				for (uint64_t s = 0; s < len;) {
+					ssize_t w = write(c, buf, len - s < sizeof(buf) ? len - s : sizeof(buf));
+					if (w <= 0)
+						break;
+					s += (uint64_t)w;
+				}
+			} else if (write(c, buf, PS) != PS)
+				break;
+		}
+		close(c);
+	}
+}
+
+static int tcp_client(const char *addr, struct fl_hist *rtt, double *mbps)
+{
+	int c = fl_transport_tcp_connect(addr, 5000);
+	char req[24] = { 0 }, buf[1 << 16];
+
+	if (c < 0)
+		return c;
+	for (int i = 0; i < 2000; i++) {
+		uint64_t t = now_ns();
+		if (write(c, req, sizeof(req)) != sizeof(req) || recv(c, buf, PS, MSG_WAITALL) != PS)
+			return -EIO;
+		fl_hist_add(rtt, now_ns() - t);
+	}
+	uint64_t len = 512ull << 20;
+	req[0] = 'B';
+	memcpy(req + 8, &len, 8);
+	uint64_t t = now_ns();
+	if (write(c, req, sizeof(req)) != sizeof(req))
+		return -EIO;
+	for (uint64_t got = 0; got < len;) {
+		ssize_t n = read(c, buf, sizeof(buf));
+		if (n <= 0)
+			return -EIO;
+		got += (uint64_t)n;
+	}
+	*mbps = (double)len * 8 / 1e6 / ((double)(now_ns() - t) / 1e9);
+	close(c);
+	return 0;
+}
+
+/* ---- faultline runs ---- */
+
+static json_object *demo(const char *self_dir, const char *args)
+{
+	char cmd[2048], line[1 << 16];
+	json_object *last = NULL;
+
+	snprintf(cmd, sizeof(cmd), "%s/../tools/faultline demo --json %s 2>/dev/null", self_dir, args);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return NULL;
+	while (fgets(line, sizeof(line), f)) {
+		json_object *o = json_tokener_parse(line);
+		if (o) {
+			json_object_put(last);
+			last = o;
+		}
+	}
+	pclose(f);
+	return last;
+}
+
+static double jd(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : -1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *out = "bench/results", *size = "256M", *rate = NULL;
+	char self[4096];
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			out = argv[++i];
+		else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+			size = argv[++i];
+		else if (!strcmp(argv[i], "--rate-limit") && i + 1 < argc)
+			rate = argv[++i];
+		else {
+			fprintf(stderr, "usage: fl-bench [--out DIR] [--size 256M] [--rate-limit 200mbit]\n");
+			return 2;
+		}
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "fl-bench: needs root (network namespaces)\n");
+		return 1;
+	}
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = 0;
+	*strrchr(self, '/') = 0;
+	mkdir(out, 0755);
+
+	static struct fl_hist h_touch, h_copy, h_spin, h_poll, h_rtt;
+	printf("== floor on this machine ==\n");
+	floor_first_touch(&h_touch, 20000);
+	floor_copy(&h_copy, 20000);
+	floor_roundtrip(&h_spin, 3000, 1);
+	floor_roundtrip(&h_poll, 3000, 0);
+	printf("first-touch fault (tmpfs)      p50 %7.1f us  p99 %7.1f us\n",
+	       us(fl_hist_quantile(&h_touch, .5)), us(fl_hist_quantile(&h_touch, .99)));
+	printf("UFFDIO_COPY 4K                 p50 %7.1f us  p99 %7.1f us\n",
+	       us(fl_hist_quantile(&h_copy, .5)), us(fl_hist_quantile(&h_copy, .99)));
+	printf("uffd round trip, spinning      p50 %7.1f us  p99 %7.1f us\n",
+	       us(fl_hist_quantile(&h_spin, .5)), us(fl_hist_quantile(&h_spin, .99)));
+	printf("uffd round trip, poll()-woken  p50 %7.1f us  p99 %7.1f us\n",
+	       us(fl_hist_quantile(&h_poll, .5)), us(fl_hist_quantile(&h_poll, .99)));
+
+	/* Two namespaces joined by a veth pair, as the demo uses. */
+	const char *A = "fl-bench-a", *B = "fl-bench-b";
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null; ip netns add %s && ip netns add %s &&"
+		 " ip link add flba type veth peer name flbb && ip link set flba netns %s &&"
+		 " ip link set flbb netns %s && ip -n %s addr add 10.78.0.1/24 dev flba &&"
+		 " ip -n %s addr add 10.78.0.2/24 dev flbb && ip -n %s link set flba up &&"
+		 " ip -n %s link set flbb up && ip -n %s link set lo up && ip -n %s link set lo up",
+		 A, B, A, B, A, B, A, B, A, B, A, B);
+	double mbps = 0;
+	if (run(cmd) == 0) {
+		if (rate) {
+			snprintf(cmd, sizeof(cmd), "tc -n %s qdisc add dev flba root tbf rate %s burst 256kb latency 100ms",
+				 A, rate);
+			run(cmd);
+		}
+		pid_t srv = tcp_server(A, "10.78.0.1:7100");
+		pid_t cli = -1;
+		int pfd[2];
+		if (pipe(pfd) == 0 && (cli = fork()) == 0) {
+			double m = 0;
+			if (enter_ns(B) || tcp_client("10.78.0.1:7100", &h_rtt, &m))
+				_exit(1);
+			(void)!write(pfd[1], &h_rtt, sizeof(h_rtt));
+			(void)!write(pfd[1], &m, sizeof(m));
+			_exit(0);
+		}
+		close(pfd[1]);
+		if (read(pfd[0], &h_rtt, sizeof(h_rtt)) != sizeof(h_rtt) ||
+		    read(pfd[0], &mbps, sizeof(mbps)) != sizeof(mbps))
+			fprintf(stderr, "fl-bench: TCP floor measurement failed\n");
+		waitpid(cli, NULL, 0);
+		kill(srv, SIGKILL);
+		waitpid(srv, NULL, 0);
+	}
+	snprintf(cmd, sizeof(cmd), "ip netns del %s; ip netns del %s", A, B);
+	run(cmd);
+	printf("TCP 4K round trip (veth)       p50 %7.1f us  p99 %7.1f us\n",
+	       us(fl_hist_quantile(&h_rtt, .5)), us(fl_hist_quantile(&h_rtt, .99)));
+	printf("TCP bandwidth (veth%s%s)   %9.0f Mbit/s\n", rate ? ", capped " : "", rate ? rate : "", mbps);
+
+	/* faultline: a fault-heavy run (uniform access) and a bulk-dominated one. */
+	printf("\n== faultline (guest-sim, %s, two namespaces over veth) ==\n", size);
+	char args[512];
+	snprintf(args, sizeof(args), "--size %s --pattern uniform --vcpu-rate 2000%s%s", size,
+		 rate ? " --rate-limit " : "", rate ? rate : "");
+	json_object *fr = demo(self, args);
+	if (!fr) {
+		fprintf(stderr, "fl-bench: faultline demo run failed\n");
+		return 1;
+	}
+	double floor_us = us(fl_hist_quantile(&h_touch, .5)) + us(fl_hist_quantile(&h_rtt, .5)) +
+			  us(fl_hist_quantile(&h_copy, .5));
+	double p50 = jd(fr, "fault_p50_us"), pull = jd(fr, "bulk_mbps");
+	printf("state %s, corrupt_pages %.0f, checksum_match %s\n", json_object_get_string(
+	       json_object_object_get(fr, "state")), jd(fr, "corrupt_pages"),
+	       json_object_get_string(json_object_object_get(fr, "checksum_match")));
+	printf("fault service  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  (%0.f faults)\n", p50,
+	       jd(fr, "fault_p99_us"), jd(fr, "fault_p999_us"), jd(fr, "faults"));
+	printf("  floor = first-touch + 4K RTT + COPY = %.1f us; p50/floor = %.2f (target <= 1.5)\n",
+	       floor_us, p50 / floor_us);
+	printf("background pull %7.0f Mbit/s; pull/bandwidth = %.2f (target >= 0.80)\n", pull,
+	       mbps > 0 ? pull / mbps : 0);
+	printf("total %.0f ms, max guest stall %.1f ms\n", jd(fr, "total_ms"), jd(fr, "max_stall_ms"));
+
+	/* Results: JSON and a histogram. */
+	json_object *res = json_object_new_object();
+	json_object_object_add(res, "first_touch_p50_us", json_object_new_double(us(fl_hist_quantile(&h_touch, .5))));
+	json_object_object_add(res, "copy_4k_p50_us", json_object_new_double(us(fl_hist_quantile(&h_copy, .5))));
+	json_object_object_add(res, "uffd_rt_spin_p50_us", json_object_new_double(us(fl_hist_quantile(&h_spin, .5))));
+	json_object_object_add(res, "uffd_rt_poll_p50_us", json_object_new_double(us(fl_hist_quantile(&h_poll, .5))));
+	json_object_object_add(res, "tcp_rtt_4k_p50_us", json_object_new_double(us(fl_hist_quantile(&h_rtt, .5))));
+	json_object_object_add(res, "tcp_mbps", json_object_new_double(mbps));
+	json_object_object_add(res, "floor_us", json_object_new_double(floor_us));
+	json_object_object_add(res, "fault_p50_ratio", json_object_new_double(p50 / floor_us));
+	json_object_object_add(res, "pull_ratio", json_object_new_double(mbps > 0 ? pull / mbps : 0));
+	json_object_object_add(res, "faultline", json_object_get(fr));
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/bench.json", out);
+	json_object_to_file_ext(path, res, JSON_C_TO_STRING_PRETTY);
+	printf("\nresults: %s\n", path);
+	json_object *hist;
+	if (json_object_object_get_ex(fr, "fault_hist_ns", &hist)) {
+		snprintf(path, sizeof(path), "%s/fault-hist.dat", out);
+		FILE *f = fopen(path, "w");
+		for (size_t i = 0; f && i < json_object_array_length(hist); i++) {
+			json_object *p = json_object_array_get_idx(hist, i);
+			fprintf(f, "%f %lld\n", json_object_get_double(json_object_array_get_idx(p, 0)) / 1e3,
+				(long long)json_object_get_int64(json_object_array_get_idx(p, 1)));
+		}
+		if (f)
+			fclose(f);
+		snprintf(cmd, sizeof(cmd),
+			 "command -v gnuplot >/dev/null && gnuplot -e \"set terminal png size 900,500;"
+			 " set output '%s/fault-hist.png'; set logscale x; set xlabel 'fault service (us)';"
+			 " set ylabel 'faults'; set title 'faultline fault service latency';"
+			 " plot '%s' using 1:2 with impulses lw 3 title 'faults'\" && echo \"histogram: %s/fault-hist.png\"",
+			 out, path, out);
+		run(cmd);
+	}
+	json_object_put(res);
+	json_object_put(fr);
+	return 0;
+}
