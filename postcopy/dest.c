@@ -890,7 +890,6 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	pthread_mutex_init(&d->sched_lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	fl_state_init(&d->sm);
-	if (getenv("FL_HACK_SPIN")) { ((struct fl_dest_opts *)o)->spin_us = atoi(getenv("FL_HACK_SPIN")); ((struct fl_dest_opts *)o)->fault_spin_us = atoi(getenv("FL_HACK_SPIN"));}
 	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");
 	int rc = d->ops ? run(d) : fail(d, -EPROTONOSUPPORT, "unknown transport '%s'", o->transport);
 

@@ -49,8 +49,8 @@ uint64_t fl_hist_quantile(const struct fl_hist *h, double q)
 	uint64_t rank = (uint64_t)(q * (double)h->count + 0.5);
 	if (rank < 1)
 		rank = 1;
-	if (rank > h->count)
-		rank = h->count;
+	if (rank >= h->count)
+		return h->max;	/* the top rank is the largest value seen, exactly */
 	uint64_t seen = 0;
 	for (unsigned i = 0; i < FL_HIST_BUCKETS; i++) {
 		seen += h->b[i];

@@ -161,7 +161,7 @@ static void *server_main(void *p)
 	if (a->channel == FL_CHAN_BULK)	/* fault replies first, on the CPU too */
 		setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 	int rc = a->s->ops->serve(a->fd, &a->s->tsrc,
-				  a->channel == FL_CHAN_FAULT ? (getenv("FL_HACK_SPIN") ? (unsigned)atoi(getenv("FL_HACK_SPIN")) : a->s->o->spin_us) : 0, &a->s->stop);
+				  a->channel == FL_CHAN_FAULT ? a->s->o->spin_us : 0, &a->s->stop);
 
 	if (rc && !a->s->stop)
 		fprintf(stderr, "faultline source: data channel: %s\n", strerror(-rc));

@@ -1,0 +1,272 @@
+/* Wire protocol: round trips and every malformed-input case. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "faultline/bitmap.h"
+#include "faultline/proto.h"
+
+static void table(struct fl_hello *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = FL_PROTO_VERSION;
+	h->caps = FL_CAP_ZERO_MASK;
+	h->session = 0x1122334455667788ull;
+	h->nregions = 2;
+	strcpy(h->regions[0].name, "ram0");
+	h->regions[0].length = 1 << 20;
+	h->regions[0].page_size = 4096;
+	strcpy(h->regions[1].name, "ram1");
+	h->regions[1].length = 4 << 20;
+	h->regions[1].page_size = 2 << 20;
+	h->regions[1].rkey = 77;
+	h->regions[1].remote_addr = 0xdeadbeef000ull;
+}
+
+static void test_hdr(void **st)
+{
+	uint8_t b[FL_PROTO_HDR_LEN];
+	struct fl_msg_hdr h;
+
+	(void)st;
+	fl_proto_hdr_encode(b, FL_MSG_READ_REQ, 24);
+	assert_int_equal(fl_proto_hdr_decode(b, sizeof(b), &h), 0);
+	assert_int_equal(h.type, FL_MSG_READ_REQ);
+	assert_int_equal(h.len, 24);
+	assert_int_equal(fl_proto_hdr_decode(b, 11, &h), -EAGAIN);	/* truncated */
+	b[0] ^= 0xff;
+	assert_int_equal(fl_proto_hdr_decode(b, sizeof(b), &h), -EBADMSG);	/* magic */
+	fl_proto_hdr_encode(b, 200, 0);
+	assert_int_equal(fl_proto_hdr_decode(b, sizeof(b), &h), -ENOMSG);	/* unknown type */
+	fl_proto_hdr_encode(b, 0, 0);
+	assert_int_equal(fl_proto_hdr_decode(b, sizeof(b), &h), -ENOMSG);
+	fl_proto_hdr_encode(b, FL_MSG_READ_REQ, 25);
+	assert_int_equal(fl_proto_hdr_decode(b, sizeof(b), &h), -EMSGSIZE);	/* oversized */
+	fl_proto_hdr_encode(b, FL_MSG_READ_RESP, FL_PROTO_MAX_DATA + 33);
+	assert_int_equal(fl_proto_hdr_decode(b, sizeof(b), &h), -EMSGSIZE);
+	fl_proto_hdr_encode(b, FL_MSG_HELLO, 0xffffffffu);
+	assert_int_equal(fl_proto_hdr_decode(b, sizeof(b), &h), -EMSGSIZE);
+}
+
+static void test_hello(void **st)
+{
+	struct fl_hello h, d;
+	uint8_t b[8192];
+
+	(void)st;
+	table(&h);
+	int n = fl_proto_hello_encode(b, sizeof(b), &h);
+	assert_int_equal(n, 20 + 2 * FL_PROTO_REGION_LEN);
+	assert_int_equal(fl_proto_hello_decode(b, (size_t)n, &d), 0);
+	assert_int_equal(d.session, h.session);
+	assert_int_equal(d.nregions, 2);
+	assert_string_equal(d.regions[1].name, "ram1");
+	assert_int_equal(d.regions[1].page_size, 2 << 20);
+	assert_int_equal(d.regions[1].rkey, 77);
+	assert_int_equal(d.regions[1].remote_addr, 0xdeadbeef000ull);
+	/* too small a buffer to encode */
+	assert_int_equal(fl_proto_hello_encode(b, 50, &h), -ENOSPC);
+	/* truncated, and one byte too long */
+	assert_int_equal(fl_proto_hello_decode(b, (size_t)n - 1, &d), -EBADMSG);
+	assert_int_equal(fl_proto_hello_decode(b, 10, &d), -EBADMSG);
+	/* wrong version */
+	uint8_t w[8192];
+	memcpy(w, b, (size_t)n);
+	w[0] = 2;
+	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -EPROTONOSUPPORT);
+	/* region count 0 and beyond the limit */
+	memcpy(w, b, (size_t)n);
+	w[16] = 0;
+	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -ERANGE);
+	memcpy(w, b, (size_t)n);
+	w[16] = FL_PROTO_MAX_REGIONS + 1;
+	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -ERANGE);
+	/* unterminated and empty names */
+	memcpy(w, b, (size_t)n);
+	memset(w + 20, 'x', FL_PROTO_NAME_MAX);
+	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -EBADMSG);
+	memcpy(w, b, (size_t)n);
+	w[20] = 0;
+	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -EBADMSG);
+	/* page size not a power of two; length not a multiple of it */
+	h.regions[0].page_size = 3000;
+	n = fl_proto_hello_encode(b, sizeof(b), &h);
+	assert_int_equal(fl_proto_hello_decode(b, (size_t)n, &d), -ERANGE);
+	table(&h);
+	h.regions[0].length = 4097;
+	n = fl_proto_hello_encode(b, sizeof(b), &h);
+	assert_int_equal(fl_proto_hello_decode(b, (size_t)n, &d), -ERANGE);
+}
+
+static void test_read_req(void **st)
+{
+	struct fl_hello t;
+	struct fl_read_req r = { .id = 9, .region = 0, .npages = 64, .page = 192 }, d;
+	uint8_t b[64];
+
+	(void)st;
+	table(&t);
+	int n = fl_proto_read_req_encode(b, sizeof(b), &r);
+	assert_int_equal(n, 24);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), 0);
+	assert_int_equal(d.id, 9);
+	assert_int_equal(d.page, 192);
+	assert_int_equal(fl_proto_read_req_decode(b, 23, &t, &d), -EBADMSG);
+	r.page = 193;	/* runs past the region end (256 pages) */
+	fl_proto_read_req_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -ERANGE);
+	r.page = 0;
+	r.region = 2;	/* region out of range */
+	fl_proto_read_req_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -ERANGE);
+	r.region = 0;
+	r.npages = 0;
+	fl_proto_read_req_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -EMSGSIZE);
+	r.npages = FL_PROTO_MAX_PAGES + 1;
+	fl_proto_read_req_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -EMSGSIZE);
+	/* 2M pages: 2 pages fit, 8 MiB limit means at most 4 */
+	r.region = 1;
+	r.npages = 2;
+	fl_proto_read_req_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), 0);
+	r.npages = 3;	/* past the 2-page region */
+	fl_proto_read_req_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -ERANGE);
+}
+
+static void test_read_resp(void **st)
+{
+	struct fl_hello t;
+	struct fl_read_resp r = { .id = 1, .region = 0, .npages = 4, .page = 8, .zero_mask = 0x5 }, d;
+	uint8_t b[64];
+	size_t dl;
+
+	(void)st;
+	table(&t);
+	fl_proto_read_resp_hdr_encode(b, sizeof(b), &r);
+	/* two data pages follow */
+	assert_int_equal(fl_proto_read_resp_decode(b, 32 + 2 * 4096, &t, &d, &dl), 0);
+	assert_int_equal(dl, 2 * 4096);
+	assert_int_equal(d.zero_mask, 0x5);
+	assert_int_equal(fl_proto_read_resp_decode(b, 32 + 4096, &t, &d, &dl), -EBADMSG);
+	assert_int_equal(fl_proto_read_resp_decode(b, 31, &t, &d, &dl), -EBADMSG);
+	r.zero_mask = 0x10;	/* a bit beyond npages */
+	fl_proto_read_resp_hdr_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_resp_decode(b, 32 + 4 * 4096, &t, &d, &dl), -EBADMSG);
+	r.zero_mask = 0xf;
+	r.page = 255;	/* out of range */
+	fl_proto_read_resp_hdr_encode(b, sizeof(b), &r);
+	assert_int_equal(fl_proto_read_resp_decode(b, 32, &t, &d, &dl), -ERANGE);
+}
+
+static void test_dirty_rle(void **st)
+{
+	struct fl_hello t;
+	struct fl_bitmap bm, out;
+	uint8_t b[4096];
+	struct fl_dirty d;
+
+	(void)st;
+	table(&t);
+	assert_int_equal(fl_bitmap_create(&bm, 256), 0);
+	assert_int_equal(fl_bitmap_create(&out, 256), 0);
+	fl_bitmap_set(&bm, 0);
+	fl_bitmap_set_range(&bm, 10, 70);
+	fl_bitmap_set(&bm, 255);
+	int n = fl_proto_dirty_encode(b, sizeof(b), 0, 0, 256, &bm);
+	assert_true(n > 24);
+	assert_int_equal(fl_proto_dirty_decode(b, (size_t)n, &t, &d), 0);
+	assert_int_equal(fl_proto_rle_apply(&d, &out), 72);
+	assert_memory_equal(bm.words, out.words, 32);
+	/* truncated payload */
+	assert_int_equal(fl_proto_dirty_decode(b, (size_t)n - 1, &t, &d), -EBADMSG);
+	/* runs overflowing npages */
+	d.npages = 100;
+	assert_int_equal(fl_proto_rle_apply(&d, &out), -EBADMSG);
+	/* malformed varint: continuation bit on the last byte */
+	uint8_t bad[2] = { 0x80, 0x80 };
+	struct fl_dirty x = { .region = 0, .first = 0, .npages = 256, .rle = bad, .rle_len = 2 };
+	assert_int_equal(fl_proto_rle_apply(&x, &out), -EBADMSG);
+	/* region out of range */
+	b[0] = 5;
+	assert_int_equal(fl_proto_dirty_decode(b, (size_t)n, &t, &d), -ERANGE);
+	fl_bitmap_destroy(&bm);
+	fl_bitmap_destroy(&out);
+}
+
+static void test_small(void **st)
+{
+	uint8_t b[512];
+	struct fl_switchover s = { 1, 42 }, sd;
+	struct fl_complete c = { 7, 8 }, cd;
+	struct fl_attach a = { 5, FL_CHAN_BULK, 3 }, ad;
+	struct fl_error e;
+
+	(void)st;
+	assert_int_equal(fl_proto_switchover_encode(b, sizeof(b), &s), 16);
+	assert_int_equal(fl_proto_switchover_decode(b, 16, &sd), 0);
+	assert_int_equal(sd.dirty_pages, 42);
+	assert_int_equal(fl_proto_switchover_decode(b, 15, &sd), -EBADMSG);
+	assert_int_equal(fl_proto_complete_encode(b, sizeof(b), &c), 16);
+	assert_int_equal(fl_proto_complete_decode(b, 16, &cd), 0);
+	assert_int_equal(cd.bytes, 8);
+	assert_int_equal(fl_proto_attach_encode(b, sizeof(b), &a), 16);
+	assert_int_equal(fl_proto_attach_decode(b, 16, &ad), 0);
+	assert_int_equal(ad.index, 3);
+	b[8] = 9;	/* unknown channel */
+	assert_int_equal(fl_proto_attach_decode(b, 16, &ad), -EBADMSG);
+	int n = fl_proto_error_encode(b, sizeof(b), 22, "bad\nthing");
+	assert_int_equal(fl_proto_error_decode(b, (size_t)n, &e), 0);
+	assert_int_equal(e.code, 22);
+	assert_string_equal(e.text, "bad thing");	/* kept on one line */
+	assert_int_equal(fl_proto_error_decode(b, (size_t)n - 1, &e), -EBADMSG);
+	b[4] = 0xff;
+	b[5] = 0xff;	/* text length beyond the limit */
+	assert_int_equal(fl_proto_error_decode(b, (size_t)n, &e), -EBADMSG);
+}
+
+static void test_frames(void **st)
+{
+	int sv[2];
+	uint8_t b[64], hb[FL_PROTO_HDR_LEN];
+	struct fl_msg_hdr h;
+
+	(void)st;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fl_proto_write_frame(sv[0], FL_MSG_READY, "12345678", 8), 0);
+	assert_int_equal(fl_proto_read_frame(sv[1], &h, b, sizeof(b)), 0);
+	assert_int_equal(h.type, FL_MSG_READY);
+	/* a frame longer than the reader's buffer */
+	assert_int_equal(fl_proto_write_frame(sv[0], FL_MSG_HELLO, b, 64), 0);
+	assert_int_equal(fl_proto_read_frame(sv[1], &h, b, 16), -EMSGSIZE);
+	close(sv[0]);
+	close(sv[1]);
+	/* garbage, then EOF in the middle of a header */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	memset(hb, 0x41, sizeof(hb));
+	assert_int_equal(write(sv[0], hb, sizeof(hb)), sizeof(hb));
+	assert_int_equal(fl_proto_read_frame(sv[1], &h, b, sizeof(b)), -EBADMSG);
+	assert_int_equal(write(sv[0], hb, 5), 5);
+	close(sv[0]);
+	assert_int_equal(fl_proto_read_frame(sv[1], &h, b, sizeof(b)), -ECONNRESET);
+	close(sv[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hdr),	  cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_read_req), cmocka_unit_test(test_read_resp),
+		cmocka_unit_test(test_dirty_rle), cmocka_unit_test(test_small),
+		cmocka_unit_test(test_frames),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
