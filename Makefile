@@ -43,7 +43,10 @@ tools/faultline: tools/faultline.c tools/cli_demo.c tools/vmctl.c tools/vmctl.h 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)
 
-tests: $(UNIT_TESTS)
+tests: $(UNIT_TESTS) tests/integration/fakepeer
+
+tests/integration/fakepeer: tests/integration/fakepeer.c libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL)
 
 tests/unit/test_%: tests/unit/test_%.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
@@ -73,7 +76,7 @@ bench: deps
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
-		$(UNIT_TESTS) $(BENCH)
+		$(UNIT_TESTS) $(BENCH) tests/integration/fakepeer
 
 distclean: clean
 	rm -f config.h config.mk

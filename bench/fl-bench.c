@@ -244,7 +244,7 @@ static int tcp_client(const char *addr, struct fl_hist *rtt, double *mbps)
 
 static json_object *demo(const char *self_dir, const char *args)
 {
-	char cmd[2048], line[1 << 16];
+	char cmd[8192], line[1 << 16];
 	json_object *last = NULL;
 
 	snprintf(cmd, sizeof(cmd), "%s/../tools/faultline demo --json %s 2>/dev/null", self_dir, args);

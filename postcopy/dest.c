@@ -208,11 +208,14 @@ static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npage
 				  (unsigned long long)(page + i), strerror(-rc));
 			return rc;
 		}
-		changed += fl_bitmap_set_range(&d->received, r->gbase + page + i, j - i);
+		/* Count only what this call turned on: the fault and bulk paths
+		 * may both have placed a page (the loser saw EEXIST). */
+		uint64_t ch = fl_bitmap_set_range(&d->received, r->gbase + page + i, j - i);
+		changed += ch;
 		if (z)
-			zero += j - i;
+			zero += ch;
 		else
-			data += j - i;
+			data += ch;
 		any = 1;
 		i = j;
 	}

@@ -200,7 +200,8 @@ int cli_demo(int argc, char **argv)
 			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
 			return 0;
 		default:
-			fprintf(stderr, "faultline demo: bad option (see --help)\n");
+			fprintf(stderr, "faultline demo: unknown or incomplete option '%s' (see --help)\n",
+				argv[optind - 1]);
 			return 2;
 		}
 	}

@@ -23,8 +23,16 @@
 
 #define DEFAULT_STATUS_DIR "/run/faultline"
 
+static char **cli_argv;	/* the subcommand's argv, for error messages */
+
 static void die_usage(const char *cmd, const char *msg)
 {
+	if (!strcmp(msg, "bad option") && optind > 0) {
+		/* getopt is silenced (opterr = 0): name the offending word here */
+		fprintf(stderr, "faultline %s: unknown or incomplete option '%s' (see 'faultline %s --help')\n",
+			cmd, cli_argv[optind - 1], cmd);
+		exit(2);
+	}
 	fprintf(stderr, "faultline %s: %s (see 'faultline %s --help')\n", cmd, msg, cmd);
 	exit(2);
 }
@@ -630,6 +638,32 @@ static int cmd_caps(int argc, char **argv)
 	return 0;
 }
 
+/* Talk to a guest-sim control socket (our stand-in for QMP). */
+static int cmd_vmctl(int argc, char **argv)
+{
+	char reply[4096], cmd[1024] = "";
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: faultline vmctl SOCK query|verify|quit|migrate HOST:PORT\n"
+		       "Send one command to a guest-sim control socket and print the reply.\n");
+		return 0;
+	}
+	if (argc < 3)
+		die_usage("vmctl", "need SOCK and a command");
+	for (int i = 2; i < argc; i++) {
+		strncat(cmd, argv[i], sizeof(cmd) - strlen(cmd) - 2);
+		if (i + 1 < argc)
+			strcat(cmd, " ");
+	}
+	int rc = vmctl_call(argv[1], cmd, reply, sizeof(reply), 120000);
+	if (rc) {
+		fprintf(stderr, "faultline vmctl: %s: %s\n", argv[1], strerror(-rc));
+		return 1;
+	}
+	printf("%s\n", reply);
+	return strncmp(reply, "error", 5) ? 0 : 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -639,12 +673,14 @@ static void usage(FILE *f)
 		"  source    serve a VM's RAM to a destination\n"
 		"  dest      serve a destination VM's faults and pull its RAM\n"
 		"  status    state and progress of migrations on this host\n"
-		"  caps      userfaultfd features of this kernel\n");
+		"  caps      userfaultfd features of this kernel\n"
+		"  vmctl     send a command to a guest-sim VM\n");
 }
 
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	opterr = 0;
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -652,6 +688,7 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	argv++;
 	argc--;
+	cli_argv = argv;
 	if (!strcmp(cmd, "source"))
 		return cmd_source(argc, argv);
 	if (!strcmp(cmd, "dest"))
@@ -664,6 +701,8 @@ int main(int argc, char **argv)
 		return cli_demo(argc, argv);
 	if (!strcmp(cmd, "caps"))
 		return cmd_caps(argc, argv);
+	if (!strcmp(cmd, "vmctl"))
+		return cmd_vmctl(argc, argv);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
 		return 0;
