@@ -1,5 +1,7 @@
 # faultline: plain Makefile, configured by ./configure (config.mk).
--include config.mk
+ifneq ($(wildcard config.mk),)
+include config.mk
+endif
 
 CC ?= cc
 OPT ?= -O2 -g
@@ -17,10 +19,14 @@ TOOLS = tools/faultline tools/guest-sim
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/test_*.c))
 BENCH = bench/fl-bench
 
-all: config.mk libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) tests bench-build
-
-config.mk:
+ifeq ($(wildcard config.mk),)
+# Not configured yet: configure, then build with what it found.
+all:
 	./configure
+	$(MAKE) all
+else
+all: libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) tests bench-build
+endif
 
 libfaultline.a: $(LIB_OBJ)
 	rm -f $@; ar rcs $@ $^
@@ -60,19 +66,16 @@ deps:
 	./scripts/install-deps
 
 check: deps
-	[ -f config.mk ] || ./configure
 	$(MAKE) all
 	./tests/run-tests
 
 demo: deps
-	[ -f config.mk ] || ./configure
 	$(MAKE) all
 	./tools/faultline demo
 
 bench: deps
-	[ -f config.mk ] || ./configure
 	$(MAKE) all
-	./bench/run-bench
+	./bench/fl-bench
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
