@@ -38,6 +38,7 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->bulk_pages = 64;
 	o->spin_us = 100;
 	o->fault_spin_us = 500;
+	o->bulk_yield = true;
 	o->id = "migration";
 }
 
@@ -81,6 +82,8 @@ struct dst {
 	struct fl_tconn *fconn, *bconn[MAX_BULK];
 	int nbulk;
 	volatile int gate_open, stop_fault, stop_bulk;
+	int faults_inflight;		/* atomic: fault reads on the wire */
+	int yield_bulk;			/* option: bulk posts nothing while faults fly */
 	void *zero;			/* one zero huge page for hugetlbfs */
 	/* bulk scheduler */
 	pthread_mutex_t sched_lock;
@@ -299,6 +302,7 @@ static int handle_fault(struct dst *d, const struct fl_uffd_event *e)
 	if (rc)
 		return rc;
 	s->used = 1;
+	__atomic_add_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	s->gpage = g;
 	s->t0 = t0;
 	s->kind = e->kind;
@@ -371,6 +375,7 @@ static int fault_completions(struct dst *d)
 			resolve_present(d, r, page, s->kind);
 		fl_hist_add(&d->rep->fault_lat, now_ns() - s->t0);
 		s->used = 0;
+		__atomic_sub_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	}
 	return n > 0 ? drain_backlog(d) : 0;
 }
@@ -554,7 +559,10 @@ static void *bulk_main(void *p)
 	for (int i = 0; i < depth; i++)
 		slots[i].buf = mem + d->slot_bytes * (size_t)i;
 	while (!d->stop_bulk) {
-		for (int i = 0; i < depth && more; i++) {
+		/* Faults go first: with a fault on the wire, post no new bulk
+		 * read (the CPU and the link are shared on a small host). */
+		int hold = d->yield_bulk && __atomic_load_n(&d->faults_inflight, __ATOMIC_RELAXED);
+		for (int i = 0; i < depth && more && !hold; i++) {
 			if (slots[i].used)
 				continue;
 			struct bslot *s = &slots[i];
@@ -570,10 +578,14 @@ static void *bulk_main(void *p)
 			s->used = 1;
 			inflight++;
 		}
-		if (!inflight)
+		if (!inflight && !hold)
 			break;
 		struct fl_tcompl comp[8];
-		int n = d->ops->poll(c, comp, 8, 100);
+		int n = inflight ? d->ops->poll(c, comp, 8, hold ? 1 : 100) : 0;
+		if (!inflight) {
+			usleep(50);
+			continue;
+		}
 		if (n < 0) {
 			set_error(d, n, "bulk channel to the source lost: %s", n == -EREMOTEIO ?
 				  fl_transport_last_error() : strerror(-n));
@@ -885,6 +897,7 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	d->o = o;
 	d->rep = rep;
 	d->uffd = d->ctl = -1;
+	d->yield_bulk = o->bulk_yield;
 	d->nbulk = o->bulk_conns < 1 ? 1 : o->bulk_conns > MAX_BULK ? MAX_BULK : o->bulk_conns;
 	fl_transport_opts_default(&d->topts);
 	d->topts.connect_timeout_ms = o->connect_timeout_ms;

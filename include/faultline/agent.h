@@ -41,6 +41,7 @@ struct fl_dest_opts {
 	int bulk_pages;			/* pages per bulk read (default 64) */
 	unsigned spin_us;		/* busy-poll when idle (default 100) */
 	unsigned fault_spin_us;		/* busy-poll while a fault is in flight (default 500) */
+	bool bulk_yield;		/* post no bulk read while a fault is in flight (default on) */
 	const char *status_path;
 	const char *id;
 };
