@@ -33,7 +33,7 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->transport = "tcp";
 	o->connect_timeout_ms = 5000;
 	o->shim_timeout_ms = 10000;
-	o->bulk_conns = 1;
+	o->bulk_conns = 2;
 	o->bulk_depth = 8;
 	o->bulk_pages = 64;
 	o->spin_us = 100;
@@ -83,6 +83,7 @@ struct dst {
 	int nbulk;
 	volatile int gate_open, stop_fault, stop_bulk;
 	int faults_inflight;		/* atomic: fault reads on the wire */
+	uint64_t bulk_start, bulk_end;	/* atomic: span of the background pull */
 	int yield_bulk;			/* option: bulk posts nothing while faults fly */
 	void *zero;			/* one zero huge page for hugetlbfs */
 	/* bulk scheduler */
@@ -602,7 +603,15 @@ static void *bulk_main(void *p)
 		}
 	}
 out:
-	__atomic_add_fetch(&d->rep->bulk_ns, now_ns() - t0, __ATOMIC_RELAXED);
+	/* Wall time of the pull: first bulk thread's start to the last one's end. */
+	uint64_t end = now_ns(), cur = __atomic_load_n(&d->bulk_end, __ATOMIC_RELAXED);
+	while (end > cur && !__atomic_compare_exchange_n(&d->bulk_end, &cur, end, 0,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	cur = __atomic_load_n(&d->bulk_start, __ATOMIC_RELAXED);
+	while ((!cur || t0 < cur) && !__atomic_compare_exchange_n(&d->bulk_start, &cur, t0, 0,
+								  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 	if (mem != MAP_FAILED)
 		munmap(mem, d->slot_bytes * (size_t)depth);
 	free(slots);
@@ -913,6 +922,8 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	d->stop_fault = 1;
 	for (int i = 0; i < d->nbulk_started; i++)
 		pthread_join(d->bulk_th[i], NULL);
+	if (d->bulk_end > d->bulk_start)
+		rep->bulk_ns = d->bulk_end - d->bulk_start;
 	if (d->fault_started)
 		pthread_join(d->fault_th, NULL);
 	status(d);

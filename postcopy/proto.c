@@ -401,7 +401,7 @@ int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_error *e)
 	return 0;
 }
 
-static int write_all_iov(int fd, struct iovec *iov, int cnt)
+int fl_proto_writev_all(int fd, struct iovec *iov, int cnt)
 {
 	while (cnt > 0) {
 		ssize_t w = writev(fd, iov, cnt);
@@ -432,7 +432,7 @@ int fl_proto_write_frame2(int fd, uint16_t type, const void *a, uint32_t alen,
 	};
 
 	fl_proto_hdr_encode(hdr, type, alen + blen);
-	return write_all_iov(fd, iov, blen ? 3 : (alen ? 2 : 1));
+	return fl_proto_writev_all(fd, iov, blen ? 3 : (alen ? 2 : 1));
 }
 
 int fl_proto_write_frame(int fd, uint16_t type, const void *payload, uint32_t len)

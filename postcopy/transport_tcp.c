@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -388,73 +389,67 @@ static int page_is_zero(const void *p, size_t len)
 	return 1;
 }
 
-/* Bit i set: page i of the range may hold data (is not inside a file hole).
- * Holes read as zero and are never touched, so serving them allocates
- * nothing. Only SEEK_DATA is used: it answers at once inside data, while
- * SEEK_HOLE walks to the end of the data run (quadratic over a dense file). */
-static uint64_t hole_scan(int fd, off_t foff, uint32_t npages, uint32_t ps)
-{
-	uint64_t maybe = 0;
-	off_t next_data = -1;
-
-	for (uint32_t i = 0; i < npages; i++) {
-		off_t po = foff + (off_t)i * ps;
-		if (next_data < po) {
-			next_data = lseek(fd, po, SEEK_DATA);
-			if (next_data < 0) {
-				if (errno == ENXIO)	/* only holes from here to EOF */
-					break;
-				return npages >= 64 ? ~0ull : (1ull << npages) - 1;
-			}
-		}
-		if (next_data < po + (off_t)ps)
-			maybe |= 1ull << i;
-	}
-	return maybe;
-}
-
-/* Source side: one thread per data channel answers READ_REQs from the
- * read-only mapping; holes (SEEK_DATA) are zero without touching memory. */
+/* Source side: one thread per data channel answers READ_REQs. pread, not
+ * the mapping: a hole of a tmpfs file reads as zero without allocating a page
+ * (a fault on the mapping would allocate one), swapped pages come back
+ * correctly, and the read costs one copy instead of page-table faults. */
 static int tcp_serve(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop)
 {
 	uint8_t buf[64];
 	struct fl_msg_hdr h;
+	size_t cap = FL_PROTO_MAX_DATA;
+	char *data = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int rc = 0;
 
+	if (data == MAP_FAILED)
+		return -ENOMEM;
 	while (!*stop) {
 		if (spin_us) {	/* faults come in bursts: a woken thread costs ~80 us here */
 			struct pollfd p = { .fd = fd, .events = POLLIN };
 			fl_uffd_poll_adaptive(&p, 1, spin_us, 0);
 		}
-		int rc = fl_proto_read_frame(fd, &h, buf, sizeof(buf));
-		if (rc == -ECONNRESET)
-			return 0;
+		rc = fl_proto_read_frame(fd, &h, buf, sizeof(buf));
+		if (rc == -ECONNRESET) {
+			rc = 0;
+			break;
+		}
 		if (rc) {
 			fl_proto_send_error(fd, rc, fl_proto_strerror(rc));
-			return rc;
+			break;
 		}
 		if (h.type != FL_MSG_READ_REQ) {
 			fl_proto_send_error(fd, EBADMSG, "only READ_REQ is valid on a data channel");
-			return -EBADMSG;
+			rc = -EBADMSG;
+			break;
 		}
 		struct fl_read_req r;
 		rc = fl_proto_read_req_decode(buf, h.len, src->table, &r);
 		if (rc) {
 			fl_proto_send_error(fd, rc, fl_proto_strerror(rc));
-			return rc;
+			break;
 		}
 		uint32_t ps = src->table->regions[r.region].page_size;
-		const char *base = (const char *)src->base[r.region] + r.page * ps;
+		size_t len = (size_t)r.npages * ps;
 		off_t foff = (off_t)(src->file_off[r.region] + r.page * ps);
+		for (size_t got = 0; got < len;) {
+			ssize_t n = pread(src->fds[r.region], data + got, len - got, foff + (off_t)got);
+			if (n <= 0) {
+				rc = n < 0 ? -errno : -EIO;
+				fl_proto_send_error(fd, rc, "source cannot read its RAM file");
+				goto out;
+			}
+			got += (size_t)n;
+		}
+		const char *base = data;
 		struct fl_read_resp resp = { .id = r.id, .region = r.region, .npages = r.npages,
 					     .page = r.page };
 		struct iovec iov[FL_PROTO_MAX_PAGES + 2];
 		uint8_t fixed[32];
 		int cnt = 2;
 		size_t dlen = 0;
-		uint64_t maybe = hole_scan(src->fds[r.region], foff, r.npages, ps);
 		for (uint32_t i = 0; i < r.npages; i++) {
 			const char *pg = base + (size_t)i * ps;
-			if (!(maybe & (1ull << i)) || page_is_zero(pg, ps)) {
+			if (page_is_zero(pg, ps)) {
 				resp.zero_mask |= 1ull << i;
 				continue;
 			}
@@ -469,27 +464,16 @@ static int tcp_serve(int fd, const struct fl_tsource *src, unsigned spin_us, vol
 		fl_proto_read_resp_hdr_encode(fixed, sizeof(fixed), &resp);
 		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 		iov[1] = (struct iovec){ fixed, sizeof(fixed) };
-		struct iovec *v = iov;
-		int left = cnt;
-		while (left > 0) {
-			ssize_t w = writev(fd, v, left);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return errno == EPIPE || errno == ECONNRESET ? 0 : -errno;
-			}
-			while (left > 0 && (size_t)w >= v->iov_len) {
-				w -= (ssize_t)v->iov_len;
-				v++;
-				left--;
-			}
-			if (left > 0) {
-				v->iov_base = (char *)v->iov_base + w;
-				v->iov_len -= (size_t)w;
-			}
+		rc = fl_proto_writev_all(fd, iov, cnt);
+		if (rc) {
+			if (rc == -EPIPE || rc == -ECONNRESET)
+				rc = 0;	/* the destination went away: its side reports */
+			break;
 		}
 	}
-	return 0;
+out:
+	munmap(data, cap);
+	return rc;
 }
 
 const struct fl_transport_ops fl_transport_tcp = {

@@ -36,7 +36,7 @@ struct fl_dest_opts {
 	const char *transport;
 	int connect_timeout_ms;		/* default 5000 */
 	int shim_timeout_ms;		/* wait for the shim socket (default 10000) */
-	int bulk_conns;			/* default 1 */
+	int bulk_conns;			/* default 2: one receives while the other places */
 	int bulk_depth;			/* outstanding bulk reads per channel (default 8) */
 	int bulk_pages;			/* pages per bulk read (default 64) */
 	unsigned spin_us;		/* busy-poll when idle (default 100) */
@@ -64,7 +64,7 @@ struct fl_report {
 	uint64_t removed_pages;		/* REMOVE/UNMAP: zero-and-present */
 	uint64_t bytes;			/* bytes over the wire (page data + framing) */
 	uint64_t start_ns, switch_ns, done_ns;
-	uint64_t bulk_ns;		/* time the background puller ran */
+	uint64_t bulk_ns;		/* wall time of the background pull */
 	uint64_t bulk_bytes;
 	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
 	char sha256[65];		/* source: RAM at switchover */
