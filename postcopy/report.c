@@ -64,7 +64,7 @@ char *fl_report_json(const struct fl_report *r)
 			json_object_array_add(h, p);
 		}
 	json_object_object_add(o, "fault_hist_ns", h);
-	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 	return s;
 }
@@ -91,7 +91,7 @@ int fl_report_write_status(const char *path, const struct fl_report *r, uint64_t
 		json_object_put(o);
 		return -errno;
 	}
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	size_t len = strlen(s);
 	if (write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
 		rc = -EIO;

@@ -259,7 +259,9 @@ int cli_demo(int argc, char **argv)
 	fprintf(stderr, "demo: source VM running (pid %d); destination waiting (pid %d)\n",
 		(int)d.src_pid, (int)d.dst_pid);
 	usleep((useconds_t)(warmup * 1e6));
-	a.id = d.ns_src;
+	char id[48];
+	snprintf(id, sizeof(id), "demo-%s", d.tag);
+	a.id = id;
 	a.listen = listen;
 	a.src_netns = d.ns_src;
 	a.dst_netns = d.ns_dst;

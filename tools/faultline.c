@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "faultline/agent.h"
+#include "faultline/shimctl.h"
 #include "faultline/uffd.h"
 #include "vmctl.h"
 
@@ -379,8 +380,9 @@ static void progress(const char *path, bool tty, uint64_t t0, uint64_t *last_pri
 			"##############################", w - fill, "", pct, st ? st : "",
 			bytes / 1048576.0, secs);
 	} else if (now_ns() - *last_print > 1000000000ull) {
-		fprintf(stderr, "progress: %s %.1f%% %.1f MiB %.1fs\n", st ? st : "?", pct,
-			bytes / 1048576.0, secs);
+		/* Not a terminal: plain lines on stdout, stderr stays for errors. */
+		printf("progress: %s %.1f%% %.1f MiB %.1fs\n", st ? st : "?", pct, bytes / 1048576.0, secs);
+		fflush(stdout);
 		*last_print = now_ns();
 	}
 	json_object_put(s);
@@ -410,16 +412,26 @@ int cli_migrate(struct migrate_args *a)
 		return 1;
 	}
 	int live = 2;
+	bool src_alive = true;
+	char *spath = status_path(a->status_dir, a->id, "source");
 	while (live) {
 		int st;
 		pid_t w = waitpid(-1, &st, WNOHANG);
 		if (w == sp || w == dp) {
 			int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-			if (w == sp)
+			if (w == sp) {
 				sst = code;
-			else {
+				src_alive = false;
+			} else {
 				dst = code;
 				t_done = now_ns();
+				/* A destination that failed before switchover: the source
+				 * has not stopped the VM and may stop waiting for it. */
+				json_object *ss = src_alive && code ? json_object_from_file(spath) : NULL;
+				const char *s_state = js(ss, "state");
+				if (s_state && (!strcmp(s_state, "queued") || !strcmp(s_state, "preparing")))
+					kill(sp, SIGTERM);
+				json_object_put(ss);
 			}
 			live--;
 			continue;
@@ -450,6 +462,7 @@ int cli_migrate(struct migrate_args *a)
 	json_object *out = json_object_new_object();
 	const char *state = ok ? "completed" : (dstate && !strcmp(dstate, "completed")) ? "completed" : "failed";
 	json_object_object_add(out, "state", json_object_new_string(state));
+	json_object_object_add(out, "id", json_object_new_string(a->id));
 	/* From the start of the migration to the destination's last page; the
 	 * agents share this host's monotonic clock with us. */
 	double total = dr && jd(dr, "done_ns") > 0 ? (jd(dr, "done_ns") - (double)t0) / 1e6
@@ -499,7 +512,7 @@ int cli_migrate(struct migrate_args *a)
 			(v ? "DIFFERS from the source" : "not checked"));
 	}
 	if (a->json)
-		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	fflush(stdout);
 	if (ok && a->verify && (corrupt != 0 || !match))
 		ok = false;
@@ -509,6 +522,7 @@ int cli_migrate(struct migrate_args *a)
 	json_object_put(q);
 	json_object_put(v);
 	free(dpath);
+	free(spath);
 	return ok ? 0 : 1;
 }
 
@@ -618,7 +632,7 @@ static int cmd_status(int argc, char **argv)
 		}
 	}
 	if (json)
-		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+		printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(arr);
 	globfree(&g);
 	return 0;
@@ -638,6 +652,49 @@ static int cmd_caps(int argc, char **argv)
 	}
 	fl_uffd_caps_str(&c, buf, sizeof(buf));
 	printf("%s\n", buf);
+	return 0;
+}
+
+/* What a VM's shim sees: the region table it would hand an agent. */
+static int cmd_shim_info(int argc, char **argv)
+{
+	struct fl_shim_table *t;
+	int uffd;
+
+	if (argc != 2 || argv[1][0] == '-') {
+		if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+			printf("usage: faultline shim-info SOCK\n"
+			       "Print, as JSON, the guest-RAM regions a VM's faultline shim tracks.\n");
+			return 0;
+		}
+		die_usage("shim-info", "need the shim socket path");
+	}
+	t = calloc(1, sizeof(*t));
+	int rc = fl_shimctl_fetch(argv[1], 0, t, &uffd);
+	if (rc) {
+		fprintf(stderr, "faultline shim-info: %s\n", fl_shimctl_last_error());
+		free(t);
+		return 1;
+	}
+	close(uffd);
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+	json_object_object_add(o, "pid", json_object_new_int(t->pid));
+	json_object_object_add(o, "role", json_object_new_string(t->role == FL_SHIM_ROLE_DEST ? "dest" : "source"));
+	json_object_object_add(o, "features", json_object_new_int64((int64_t)t->features));
+	for (uint32_t i = 0; i < t->nregions; i++) {
+		json_object *r = json_object_new_object();
+		json_object_object_add(r, "path", json_object_new_string(t->r[i].path));
+		json_object_object_add(r, "offset", json_object_new_int64((int64_t)t->r[i].offset));
+		json_object_object_add(r, "length", json_object_new_int64((int64_t)t->r[i].length));
+		json_object_object_add(r, "page_size", json_object_new_int((int)t->r[i].page_size));
+		json_object_object_add(r, "missing", json_object_new_boolean(t->r[i].modes & FL_UFFD_MISSING));
+		json_object_object_add(r, "minor", json_object_new_boolean(t->r[i].modes & FL_UFFD_MINOR));
+		json_object_array_add(a, r);
+	}
+	json_object_object_add(o, "regions", a);
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	free(t);
 	return 0;
 }
 
@@ -677,7 +734,8 @@ static void usage(FILE *f)
 		"  dest      serve a destination VM's faults and pull its RAM\n"
 		"  status    state and progress of migrations on this host\n"
 		"  caps      userfaultfd features of this kernel\n"
-		"  vmctl     send a command to a guest-sim VM\n");
+		"  vmctl     send a command to a guest-sim VM\n"
+		"  shim-info the guest-RAM regions a VM's shim tracks\n");
 }
 
 int main(int argc, char **argv)
@@ -706,6 +764,8 @@ int main(int argc, char **argv)
 		return cmd_caps(argc, argv);
 	if (!strcmp(cmd, "vmctl"))
 		return cmd_vmctl(argc, argv);
+	if (!strcmp(cmd, "shim-info"))
+		return cmd_shim_info(argc, argv);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
 		return 0;

@@ -145,8 +145,10 @@ int fl_uffd_open(uint64_t features, uint64_t optional, uint64_t *got)
 		close(fd);
 		return rc;
 	}
+	/* The kernel answers with every feature it has, not what it enabled:
+	 * what we asked for is what this fd has. */
 	if (got)
-		*got = api.features;
+		*got = ask;
 	return fd;
 }
 

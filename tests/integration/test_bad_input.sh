@@ -61,6 +61,10 @@ wait $sp; rc=$?
 [ $rc = 1 ] || fail "source exited $rc on a garbage hello"
 grep -q "destination hello: malformed frame" "$W/src.err" || fail "source said: $(cat "$W/src.err")"
 echo "ok: source: $(head -n 1 "$W/src.err")"
+# migrate: a destination that cannot start fails the run; the source agent,
+# which never stopped the VM, is told to stand down instead of waiting.
+expect 1 "no shim at" -- "$FL" migrate --listen 127.0.0.1:7362 --src-ram "$W/ram" \
+	--dst-shim "$W/nope.sock" --status-dir "$W" --id bad-dest
 # A source nobody connects to gives up with a clear message.
 expect 1 "no destination connected" -- "$FL" source --listen 127.0.0.1:7361 --ram "$W/ram" \
 	--accept-timeout 300 --status-dir "$W"
