@@ -295,7 +295,7 @@ static double jd(json_object *o, const char *k)
 
 int main(int argc, char **argv)
 {
-	const char *out = "bench/results", *size = "256M", *rate = NULL;
+	const char *out = "bench/results", *size = "1G", *rate = NULL;
 	char self[4096];
 
 	for (int i = 1; i < argc; i++) {

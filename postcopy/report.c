@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,15 @@ static json_object *u64(uint64_t v)
 static double ms(uint64_t a, uint64_t b)
 {
 	return b > a ? (double)(b - a) / 1e6 : 0.0;
+}
+
+int fl_agent_rt_thread(int prio)
+{
+	struct sched_param sp = { .sched_priority = prio };
+
+	if (prio <= 0)
+		return 0;
+	return -pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 }
 
 char *fl_report_json(const struct fl_report *r)
@@ -52,6 +63,8 @@ char *fl_report_json(const struct fl_report *r)
 	double bulk_s = (double)r->bulk_ns / 1e9;
 	json_object_object_add(o, "bulk_mbps",
 			       json_object_new_double(bulk_s > 0 ? (double)r->bulk_bytes * 8 / 1e6 / bulk_s : 0));
+	if (r->rt_fallback)
+		json_object_object_add(o, "rt_fallback", json_object_new_boolean(1));
 	if (r->sha256[0])
 		json_object_object_add(o, "sha256", json_object_new_string(r->sha256));
 	/* Latency histogram: non-empty buckets as [value_ns, count]. */

@@ -28,6 +28,7 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->transport = "tcp";
 	o->accept_timeout_ms = 30000;
 	o->spin_us = 200;
+	o->rt_priority = 10;
 	o->id = "migration";
 }
 
@@ -160,6 +161,8 @@ static void *server_main(void *p)
 
 	if (a->channel == FL_CHAN_BULK)	/* fault replies first, on the CPU too */
 		setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
+	else if (fl_agent_rt_thread(a->s->o->rt_priority))
+		a->s->rep->rt_fallback = 1;
 	int rc = a->s->ops->serve(a->fd, &a->s->tsrc,
 				  a->channel == FL_CHAN_FAULT ? a->s->o->spin_us : 0, &a->s->stop);
 

@@ -165,7 +165,8 @@ static int cmd_source(int argc, char **argv)
 		{ "listen", 1, 0, 'l' }, { "shim", 1, 0, 's' }, { "ram", 1, 0, 'r' },
 		{ "vm-ctl", 1, 0, 'c' }, { "vm-uri", 1, 0, 'u' }, { "checksum", 0, 0, 'k' },
 		{ "transport", 1, 0, 't' }, { "accept-timeout", 1, 0, 'a' }, { "id", 1, 0, 'i' },
-		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
+		{ "spin-us", 1, 0, 'p' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_source_opts o;
 	struct vm_stop vs = { 0 };
@@ -186,6 +187,8 @@ static int cmd_source(int argc, char **argv)
 		case 'c': vs.ctl = optarg; break;
 		case 'u': vs.uri = optarg; break;
 		case 'k': o.checksum = true; break;
+		case 'R': o.rt_priority = atoi(optarg); break;
+		case 'p': o.spin_us = (unsigned)atoi(optarg); break;
 		case 't': o.transport = optarg; break;
 		case 'a': o.accept_timeout_ms = atoi(optarg); break;
 		case 'i': o.id = optarg; break;
@@ -194,7 +197,8 @@ static int cmd_source(int argc, char **argv)
 		case 'h':
 			printf("usage: faultline source --listen HOST:PORT (--shim SOCK | --ram FILE...)\n"
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--checksum] [--transport tcp]\n"
-			       "         [--accept-timeout MS] [--id ID] [--status-dir DIR] [--json]\n"
+			       "         [--accept-timeout MS] [--spin-us N] [--rt-priority N]\n"
+			       "         [--id ID] [--status-dir DIR] [--json]\n"
 			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n");
 			return 0;
 		default: die_usage("source", "bad option");
@@ -226,7 +230,8 @@ static int cmd_dest(int argc, char **argv)
 		{ "source", 1, 0, 'S' }, { "shim", 1, 0, 's' }, { "transport", 1, 0, 't' },
 		{ "bulk-conns", 1, 0, 'b' }, { "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'P' },
 		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
-		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
+		{ "no-bulk-yield", 0, 0, 'Y' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_dest_opts o;
 	const char *sdir = DEFAULT_STATUS_DIR;
@@ -244,13 +249,16 @@ static int cmd_dest(int argc, char **argv)
 		case 'P': o.bulk_pages = atoi(optarg); break;
 		case 'p': o.spin_us = (unsigned)atoi(optarg); break;
 		case 'T': o.connect_timeout_ms = atoi(optarg); break;
+		case 'R': o.rt_priority = atoi(optarg); break;
+		case 'Y': o.bulk_yield = false; break;
 		case 'i': o.id = optarg; break;
 		case 'd': sdir = optarg; break;
 		case 'j': json = true; break;
 		case 'h':
 			printf("usage: faultline dest --source HOST:PORT --shim SOCK [--transport tcp]\n"
 			       "         [--bulk-conns N] [--bulk-depth N] [--bulk-pages N] [--spin-us N]\n"
-			       "         [--connect-timeout MS] [--id ID] [--status-dir DIR] [--json]\n"
+			       "         [--connect-timeout MS] [--rt-priority N] [--no-bulk-yield]\n"
+			       "         [--id ID] [--status-dir DIR] [--json]\n"
 			       "Serve the destination VM's page faults and pull all of its RAM.\n");
 			return 0;
 		default: die_usage("dest", "bad option");

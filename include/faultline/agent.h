@@ -26,6 +26,7 @@ struct fl_source_opts {
 	void *stop_arg;
 	bool checksum;			/* sha256 of RAM at switchover in the report */
 	unsigned spin_us;		/* fault channel busy-poll (default 200) */
+	int rt_priority;		/* SCHED_FIFO priority of the fault server, 0 = off (default 10) */
 	const char *status_path;	/* JSON status file, or NULL */
 	const char *id;
 };
@@ -42,6 +43,7 @@ struct fl_dest_opts {
 	unsigned spin_us;		/* busy-poll when idle (default 100) */
 	unsigned fault_spin_us;		/* busy-poll while a fault is in flight (default 500) */
 	bool bulk_yield;		/* post no bulk read while a fault is in flight (default on) */
+	int rt_priority;		/* SCHED_FIFO priority of the fault thread, 0 = off (default 10) */
 	const char *status_path;
 	const char *id;
 };
@@ -68,8 +70,14 @@ struct fl_report {
 	uint64_t bulk_bytes;
 	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
 	char sha256[65];		/* source: RAM at switchover */
+	int rt_fallback;		/* fault thread could not get SCHED_FIFO */
 	uint32_t nregions;
 };
+
+/* Make the calling thread SCHED_FIFO at prio (0: leave it). Its busy-polls are
+ * bounded, so it cannot starve the host. 0, or -errno (EPERM without
+ * CAP_SYS_NICE: the caller goes on at normal priority). */
+int fl_agent_rt_thread(int prio);
 
 /* Run an agent to completion. 0 when the migration completed, -errno
  * otherwise (rep->error says why). */
