@@ -53,6 +53,8 @@ char *fl_report_json(const struct fl_report *r)
 	json_object_object_add(o, "start_ns", u64(r->start_ns));
 	json_object_object_add(o, "switch_ns", u64(r->switch_ns));
 	json_object_object_add(o, "done_ns", u64(r->done_ns));
+	if (r->stop_ns)
+		json_object_object_add(o, "stop_ns", u64(r->stop_ns));
 	json_object_object_add(o, "fault_p50_us",
 			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.5) / 1e3));
 	json_object_object_add(o, "fault_p99_us",

@@ -364,6 +364,7 @@ static int run(struct src *s)
 	/* Switchover: stop the VM for good, then open the destination's gate. */
 	fl_state_transition(&s->sm, FL_STATE_SWITCHOVER);
 	status(s, 0);
+	s->rep->stop_ns = now_ns();
 	if (o->stop_vm) {
 		char err[256] = "";
 		rc = o->stop_vm(o->stop_arg, err, sizeof(err));

@@ -464,8 +464,14 @@ int cli_migrate(struct migrate_args *a)
 		if (!q)
 			fprintf(stderr, "faultline migrate: destination VM query failed: %s\n",
 				qrc ? strerror(-qrc) : reply);
-		if (a->verify && vmctl_call(a->dst_vm_ctl, "verify", reply, sizeof(reply), 120000) == 0)
-			v = json_tokener_parse(reply);
+		if (a->verify) {
+			int vrc = vmctl_call(a->dst_vm_ctl, "verify", reply, sizeof(reply), 120000);
+			if (vrc == 0)
+				v = json_tokener_parse(reply);
+			if (!v)
+				fprintf(stderr, "faultline migrate: destination VM self-check failed: %s\n",
+					vrc ? strerror(-vrc) : reply);
+		}
 	}
 	json_object *out = json_object_new_object();
 	const char *state = ok ? "completed" : (dstate && !strcmp(dstate, "completed")) ? "completed" : "failed";
@@ -477,6 +483,11 @@ int cli_migrate(struct migrate_args *a)
 						  : (double)((t_done ? t_done : now_ns()) - t0) / 1e6;
 	json_object_object_add(out, "total_ms", json_object_new_double(total));
 	json_object_object_add(out, "postcopy_ms", json_object_new_double(jd(dr, "postcopy_ms")));
+	/* Switchover: the source starts stopping the VM -> the destination
+	 * answers faults (VMM device-state hand-off included). */
+	if (jd(sr, "stop_ns") > 0 && jd(dr, "switch_ns") > 0)
+		json_object_object_add(out, "switchover_ms",
+				       json_object_new_double((jd(dr, "switch_ns") - jd(sr, "stop_ns")) / 1e6));
 	/* -1: the guest could not be asked (never a fake 0). */
 	json_object_object_add(out, "max_stall_ms", json_object_new_double(q ? jd(q, "max_stall_ms") : -1));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",

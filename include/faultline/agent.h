@@ -66,6 +66,7 @@ struct fl_report {
 	uint64_t removed_pages;		/* REMOVE/UNMAP: zero-and-present */
 	uint64_t bytes;			/* bytes over the wire (page data + framing) */
 	uint64_t start_ns, switch_ns, done_ns;
+	uint64_t stop_ns;		/* source: when it began stopping the VM */
 	uint64_t bulk_ns;		/* wall time of the background pull */
 	uint64_t bulk_bytes;
 	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
