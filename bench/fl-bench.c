@@ -420,7 +420,8 @@ int main(int argc, char **argv)
 	printf("background pull %7.0f Mbit/s; pull/bandwidth = %.2f (target >= 0.80);\n"
 	       "  pull/min(bandwidth, placement rate) = %.2f\n", pull, mbps > 0 ? pull / mbps : 0,
 	       pfloor > 0 ? pull / pfloor : 0);
-	printf("total %.0f ms, max guest stall %.1f ms\n", jd(fr, "total_ms"), jd(fr, "max_stall_ms"));
+	printf("total %.0f ms, switchover %.1f ms, max guest stall %.1f ms\n", jd(fr, "total_ms"),
+	       jd(fr, "switchover_ms"), jd(fr, "max_stall_ms"));
 
 	/* Results: JSON and a histogram. */
 	json_object *res = json_object_new_object();
@@ -451,6 +452,7 @@ int main(int argc, char **argv)
 		}
 		if (f)
 			fclose(f);
+		fflush(stdout);
 		snprintf(cmd, sizeof(cmd),
 			 "command -v gnuplot >/dev/null && gnuplot -e \"set terminal png size 900,500;"
 			 " set output '%s/fault-hist.png'; set logscale x; set xlabel 'fault service (us)';"

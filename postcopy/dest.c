@@ -33,7 +33,7 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->transport = "tcp";
 	o->connect_timeout_ms = 5000;
 	o->shim_timeout_ms = 10000;
-	o->bulk_conns = 2;
+	o->bulk_conns = 4;
 	o->bulk_depth = 8;
 	o->bulk_pages = 64;
 	o->spin_us = 100;

@@ -37,7 +37,7 @@ struct fl_dest_opts {
 	const char *transport;
 	int connect_timeout_ms;		/* default 5000 */
 	int shim_timeout_ms;		/* wait for the shim socket (default 10000) */
-	int bulk_conns;			/* default 2: one receives while the other places */
+	int bulk_conns;			/* default 4: receiving and placing overlap */
 	int bulk_depth;			/* outstanding bulk reads per channel (default 8) */
 	int bulk_pages;			/* pages per bulk read (default 64) */
 	unsigned spin_us;		/* busy-poll when idle (default 100) */
