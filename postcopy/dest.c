@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -80,6 +81,7 @@ struct dst {
 	struct fl_bitmap received, requested;
 	uint64_t nreceived;		/* atomic */
 	int uffd, ctl;
+	int wake_fd;			/* eventfd: wakes the fault thread at once */
 	struct fl_tconn *fconn, *bconn[MAX_BULK];
 	int nbulk;
 	volatile int gate_open, stop_fault, stop_bulk;
@@ -234,6 +236,13 @@ static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npage
 }
 
 /* ---- fault thread ---- */
+
+static void wake_fault_thread(struct dst *d)
+{
+	uint64_t one = 1;
+
+	(void)!write(d->wake_fd, &one, sizeof(one));
+}
 
 static void hint(struct dst *d, uint64_t g)
 {
@@ -393,11 +402,12 @@ static void *fault_main(void *p)
 		d->rep->rt_fallback = 1;
 
 	while (!d->stop_fault) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = d->uffd, .events = POLLIN },
+			{ .fd = d->wake_fd, .events = POLLIN },
 			{ .fd = d->ops->event_fd(d->fconn), .events = POLLIN },
 		};
-		int np = d->gate_open ? 2 : 1;
+		int np = d->gate_open ? 3 : 2;
 		/* A reply is due while faults are in flight: keep spinning for it. */
 		unsigned spin = !d->gate_open ? 0 : d->ops->outstanding(d->fconn) ? d->o->fault_spin_us
 										   : d->o->spin_us;
@@ -405,6 +415,10 @@ static void *fault_main(void *p)
 		if (pr < 0) {
 			set_error(d, -errno, "poll: %s", strerror(errno));
 			break;
+		}
+		if (pfd[1].revents & POLLIN) {	/* gate opened or stop: just look again */
+			uint64_t v;
+			(void)!read(d->wake_fd, &v, sizeof(v));
 		}
 		if (pfd[0].revents & POLLIN) {
 			int n = fl_uffd_read_events(d->uffd, ev, 64);
@@ -836,6 +850,7 @@ static int run(struct dst *d)
 	fl_state_transition(&d->sm, FL_STATE_SWITCHOVER);
 	fl_state_transition(&d->sm, FL_STATE_POSTCOPY);
 	__atomic_store_n(&d->gate_open, 1, __ATOMIC_RELEASE);
+	wake_fault_thread(d);	/* held faults are answered now, not at its next poll timeout */
 	for (int i = 0; i < d->nbulk; i++) {
 		struct bulk_arg *a = malloc(sizeof(*a));
 		a->d = d;
@@ -882,6 +897,7 @@ static int run(struct dst *d)
 	d->rep->done_ns = now_ns();
 	/* Every page is present: let the VM run without us. */
 	d->stop_fault = 1;
+	wake_fault_thread(d);
 	pthread_join(d->fault_th, NULL);
 	d->fault_started = 0;
 	for (uint32_t i = 0; i < d->nr; i++)
@@ -912,6 +928,7 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	d->o = o;
 	d->rep = rep;
 	d->uffd = d->ctl = -1;
+	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->yield_bulk = o->bulk_yield;
 	d->nbulk = o->bulk_conns < 1 ? 1 : o->bulk_conns > MAX_BULK ? MAX_BULK : o->bulk_conns;
 	fl_transport_opts_default(&d->topts);
@@ -922,10 +939,16 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	pthread_cond_init(&d->cond, NULL);
 	fl_state_init(&d->sm);
 	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");
+	if (d->wake_fd < 0) {
+		free(d);
+		return -errno;
+	}
 	int rc = d->ops ? run(d) : fail(d, -EPROTONOSUPPORT, "unknown transport '%s'", o->transport);
 
 	d->stop_bulk = 1;
 	d->stop_fault = 1;
+	if (d->wake_fd >= 0)
+		wake_fault_thread(d);
 	for (int i = 0; i < d->nbulk_started; i++)
 		pthread_join(d->bulk_th[i], NULL);
 	if (d->bulk_end > d->bulk_start)
@@ -942,6 +965,8 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 		close(d->ctl);
 	if (d->uffd >= 0)
 		close(d->uffd);
+	if (d->wake_fd >= 0)
+		close(d->wake_fd);
 	for (int i = 0; i < FAULT_SLOTS; i++)
 		free(d->slots[i].buf);
 	free(d->backlog);

@@ -490,6 +490,8 @@ int cli_migrate(struct migrate_args *a)
 				       json_object_new_double((jd(dr, "switch_ns") - jd(sr, "stop_ns")) / 1e6));
 	/* -1: the guest could not be asked (never a fake 0). */
 	json_object_object_add(out, "max_stall_ms", json_object_new_double(q ? jd(q, "max_stall_ms") : -1));
+	if (q)	/* the guest's gap from its last op on the source to its first here */
+		json_object_object_add(out, "switch_stall_ms", json_object_new_double(jd(q, "switch_stall_ms")));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
 		"fault_p999_us", "fault_max_us", "bulk_mbps" };

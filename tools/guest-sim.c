@@ -53,7 +53,8 @@ static const char *state = "running";
 struct vcpu {
 	pthread_t th;
 	int idx;
-	uint64_t ops, corrupt, last_ns, max_gap_ns;
+	uint64_t ops, corrupt, last_ns, max_gap_ns, max_gap_at, switch_gap_ns;
+	int resumed;
 	uint64_t rng;
 };
 static struct vcpu vc[MAX_VCPU];
@@ -158,8 +159,12 @@ static void *vcpu_main(void *p)
 		}
 		pthread_mutex_unlock(l);
 		uint64_t t = now_rt();
-		if (c->last_ns && t - c->last_ns > c->max_gap_ns)
+		if (c->resumed && !c->switch_gap_ns && c->last_ns)
+			c->switch_gap_ns = t - c->last_ns;	/* across the migration */
+		if (c->last_ns && t - c->last_ns > c->max_gap_ns) {
 			c->max_gap_ns = t - c->last_ns;
+			c->max_gap_at = t;
+		}
 		c->last_ns = t;
 		c->ops++;
 		if (interval > 0) {
@@ -343,6 +348,7 @@ static int incoming(const char *addr)
 			vc[i].last_ns = h.last_ns[i];
 			vc[i].ops = h.ops[i];
 			vc[i].max_gap_ns = 0;	/* measured from the switchover on */
+			vc[i].resumed = 1;
 		}
 		(void)!write(fd, "k", 1);
 		close(fd);
@@ -393,18 +399,23 @@ static void verify(char *reply, size_t rl)
 
 static void query(char *reply, size_t rl)
 {
-	uint64_t ops = 0, gap = 0;
+	uint64_t ops = 0, gap = 0, sgap = 0, at = 0;
 
 	for (int i = 0; i < cfg.vcpus; i++) {
 		ops += vc[i].ops;
-		if (vc[i].max_gap_ns > gap)
+		if (vc[i].max_gap_ns > gap) {
 			gap = vc[i].max_gap_ns;
+			at = vc[i].max_gap_at;
+		}
+		if (vc[i].switch_gap_ns > sgap)
+			sgap = vc[i].switch_gap_ns;
 	}
 	snprintf(reply, rl, "{\"state\":\"%s\",\"pid\":%d,\"ops\":%llu,\"corrupt_reads\":%llu,"
-		 "\"max_stall_ms\":%.3f,\"npages\":%llu}",
+		 "\"max_stall_ms\":%.3f,\"switch_stall_ms\":%.3f,\"max_stall_at_ns\":%llu,"
+		 "\"npages\":%llu}",
 		 state, (int)getpid(), (unsigned long long)ops,
 		 (unsigned long long)__atomic_load_n(&g_corrupt, __ATOMIC_RELAXED), (double)gap / 1e6,
-		 (unsigned long long)cfg.npages);
+		 (double)sgap / 1e6, (unsigned long long)at, (unsigned long long)cfg.npages);
 }
 
 static void *ctl_main(void *arg)
