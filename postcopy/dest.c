@@ -22,6 +22,7 @@
 #include "faultline/shimctl.h"
 #include "faultline/transport.h"
 #include "faultline/uffd.h"
+#include "util.h"
 
 #define MAX_BULK 8
 #define FAULT_SLOTS 64
@@ -44,13 +45,6 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->id = "migration";
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 struct dregion {
 	uint64_t addr, length;		/* in the VM process */
@@ -296,7 +290,7 @@ static int handle_fault(struct dst *d, const struct fl_uffd_event *e)
 	__atomic_add_fetch(&d->rep->faults, 1, __ATOMIC_RELAXED);
 	if (fl_bitmap_test(&d->received, g)) {
 		int rc = resolve_present(d, r, page, e->kind);
-		fl_hist_add(&d->rep->fault_lat, now_ns() - t0);
+		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
 	int free_slot = -1;
@@ -384,7 +378,7 @@ static int fault_completions(struct dst *d)
 			return rc;
 		if (s->kind == FL_UFFD_EV_MINOR)
 			resolve_present(d, r, page, s->kind);
-		fl_hist_add(&d->rep->fault_lat, now_ns() - s->t0);
+		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - s->t0);
 		s->used = 0;
 		__atomic_sub_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	}
@@ -426,7 +420,7 @@ static void *fault_main(void *p)
 				set_error(d, n, "reading userfaults: %s", strerror(-n));
 				break;
 			}
-			uint64_t t = now_ns();
+			uint64_t t = fl_now_ns();
 			for (int i = 0; i < n; i++) {
 				struct fl_uffd_event *e = &ev[i];
 				int rc = 0;
@@ -568,7 +562,7 @@ static void *bulk_main(void *p)
 	char *mem = mmap(NULL, d->slot_bytes * (size_t)depth, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int more = 1, inflight = 0;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = fl_now_ns();
 
 	/* Faults go ahead of bulk on the CPU too, not only on the wire. */
 	setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE);
@@ -624,7 +618,7 @@ static void *bulk_main(void *p)
 	}
 out:
 	/* Wall time of the pull: first bulk thread's start to the last one's end. */
-	uint64_t end = now_ns(), cur = __atomic_load_n(&d->bulk_end, __ATOMIC_RELAXED);
+	uint64_t end = fl_now_ns(), cur = __atomic_load_n(&d->bulk_end, __ATOMIC_RELAXED);
 	while (end > cur && !__atomic_compare_exchange_n(&d->bulk_end, &cur, end, 0,
 							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
@@ -641,12 +635,6 @@ out:
 
 /* ---- setup and the control link ---- */
 
-static const char *base_name(const char *p)
-{
-	const char *b = strrchr(p, '/');
-
-	return b ? b + 1 : p;
-}
 
 static int fail(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct dst *d, int rc, const char *fmt, ...)
@@ -682,7 +670,7 @@ static int load_regions(struct dst *d)
 		if (!(s->modes & FL_UFFD_MISSING))
 			return fail(d, -EINVAL, "region %s is not armed for missing faults", s->path);
 		struct fl_region_desc *m = &d->mine.regions[i];
-		snprintf(m->name, sizeof(m->name), "%s", base_name(s->path));
+		snprintf(m->name, sizeof(m->name), "%s", fl_base_name(s->path));
 		m->length = s->length;
 		m->page_size = s->page_size;
 		struct dregion *r = &d->r[i];
@@ -846,7 +834,7 @@ static int run(struct dst *d)
 		rc = fail(d, rc, "switchover: %s", fl_proto_strerror(rc));
 		goto out;
 	}
-	d->rep->switch_ns = now_ns();
+	d->rep->switch_ns = fl_now_ns();
 	fl_state_transition(&d->sm, FL_STATE_SWITCHOVER);
 	fl_state_transition(&d->sm, FL_STATE_POSTCOPY);
 	__atomic_store_n(&d->gate_open, 1, __ATOMIC_RELEASE);
@@ -894,7 +882,7 @@ static int run(struct dst *d)
 		status(d);
 	}
 	fl_state_transition(&d->sm, FL_STATE_POST_MIGRATING);
-	d->rep->done_ns = now_ns();
+	d->rep->done_ns = fl_now_ns();
 	/* Every page is present: let the VM run without us. */
 	d->stop_fault = 1;
 	wake_fault_thread(d);
@@ -921,10 +909,7 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 
 	if (!d)
 		return -ENOMEM;
-	memset(rep, 0, sizeof(*rep));
-	strcpy(rep->role, "dest");
-	snprintf(rep->id, sizeof(rep->id), "%s", o->id ? o->id : "migration");
-	rep->start_ns = now_ns();
+	fl_report_init(rep, "dest", o->id);
 	d->o = o;
 	d->rep = rep;
 	d->uffd = d->ctl = -1;

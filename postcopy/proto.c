@@ -440,7 +440,7 @@ int fl_proto_write_frame(int fd, uint16_t type, const void *payload, uint32_t le
 	return fl_proto_write_frame2(fd, type, payload, len, NULL, 0);
 }
 
-static int read_full(int fd, void *buf, size_t n)
+int fl_proto_read_full(int fd, void *buf, size_t n)
 {
 	size_t got = 0;
 
@@ -461,7 +461,7 @@ static int read_full(int fd, void *buf, size_t n)
 int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap)
 {
 	uint8_t hdr[FL_PROTO_HDR_LEN];
-	int rc = read_full(fd, hdr, sizeof(hdr));
+	int rc = fl_proto_read_full(fd, hdr, sizeof(hdr));
 
 	if (rc)
 		return rc;
@@ -470,7 +470,7 @@ int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap)
 		return rc;
 	if (h->len > cap)
 		return -EMSGSIZE;
-	return h->len ? read_full(fd, payload, h->len) : 0;
+	return h->len ? fl_proto_read_full(fd, payload, h->len) : 0;
 }
 
 void fl_proto_send_error(int fd, int err, const char *text)

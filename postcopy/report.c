@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "faultline/agent.h"
+#include "util.h"
 
 static json_object *u64(uint64_t v)
 {
@@ -29,6 +30,14 @@ int fl_agent_rt_thread(int prio)
 	if (prio <= 0)
 		return 0;
 	return -pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+}
+
+void fl_report_init(struct fl_report *rep, const char *role, const char *id)
+{
+	memset(rep, 0, sizeof(*rep));
+	snprintf(rep->role, sizeof(rep->role), "%s", role);
+	snprintf(rep->id, sizeof(rep->id), "%s", id ? id : "migration");
+	rep->start_ns = fl_now_ns();
 }
 
 char *fl_report_json(const struct fl_report *r)

@@ -21,6 +21,7 @@
 #include "faultline/agent.h"
 #include "faultline/shimctl.h"
 #include "faultline/transport.h"
+#include "util.h"
 
 void fl_source_opts_default(struct fl_source_opts *o)
 {
@@ -32,13 +33,6 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->id = "migration";
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 struct src {
 	const struct fl_source_opts *o;
@@ -72,12 +66,6 @@ static int fail(struct src *s, int rc, const char *fmt, ...)
 	return rc < 0 ? rc : -EIO;
 }
 
-static const char *base_name(const char *p)
-{
-	const char *b = strrchr(p, '/');
-
-	return b ? b + 1 : p;
-}
 
 static int add_region(struct src *s, const char *path, uint64_t off, uint64_t len, uint32_t ps)
 {
@@ -108,7 +96,7 @@ static int add_region(struct src *s, const char *path, uint64_t off, uint64_t le
 		return fail(s, -e, "cannot map RAM file %s: %s", path, strerror(e));
 	}
 	struct fl_region_desc *r = &s->hello.regions[i];
-	snprintf(r->name, sizeof(r->name), "%s", base_name(path));
+	snprintf(r->name, sizeof(r->name), "%s", fl_base_name(path));
 	for (uint32_t j = 0; j < i; j++)
 		if (!strcmp(s->hello.regions[j].name, r->name)) {
 			munmap(m, len);
@@ -303,7 +291,7 @@ static int run(struct src *s)
 	s->hello.version = FL_PROTO_VERSION;
 	s->hello.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
 	if (getrandom(&s->hello.session, sizeof(s->hello.session), 0) != sizeof(s->hello.session))
-		s->hello.session = now_ns() ^ ((uint64_t)getpid() << 32);
+		s->hello.session = fl_now_ns() ^ ((uint64_t)getpid() << 32);
 	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff };
 
 	s->lfd = fl_transport_tcp_listen(o->listen, 16);
@@ -364,7 +352,7 @@ static int run(struct src *s)
 	/* Switchover: stop the VM for good, then open the destination's gate. */
 	fl_state_transition(&s->sm, FL_STATE_SWITCHOVER);
 	status(s, 0);
-	s->rep->stop_ns = now_ns();
+	s->rep->stop_ns = fl_now_ns();
 	if (o->stop_vm) {
 		char err[256] = "";
 		rc = o->stop_vm(o->stop_arg, err, sizeof(err));
@@ -376,7 +364,7 @@ static int run(struct src *s)
 			goto out;
 		}
 	}
-	s->rep->switch_ns = now_ns();
+	s->rep->switch_ns = fl_now_ns();
 	struct fl_switchover so = { 0, 0 };
 	n = fl_proto_switchover_encode(buf, 64, &so);
 	rc = fl_proto_write_frame(s->ctl, FL_MSG_SWITCHOVER, buf, (uint32_t)n);
@@ -409,7 +397,7 @@ static int run(struct src *s)
 	s->rep->postcopy_pages = done.pages;
 	if (o->checksum)
 		checksum(s);
-	s->rep->done_ns = now_ns();
+	s->rep->done_ns = fl_now_ns();
 	fl_state_transition(&s->sm, FL_STATE_COMPLETED);
 	rc = 0;
 out:
@@ -424,10 +412,7 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 
 	if (!s)
 		return -ENOMEM;
-	memset(rep, 0, sizeof(*rep));
-	strcpy(rep->role, "source");
-	snprintf(rep->id, sizeof(rep->id), "%s", o->id ? o->id : "migration");
-	rep->start_ns = now_ns();
+	fl_report_init(rep, "source", o->id);
 	s->o = o;
 	s->rep = rep;
 	s->lfd = s->ctl = s->uffd = -1;

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "faultline/state.h"
+#include "util.h"
 
 static const char *const names[FL_STATE__COUNT] = {
 	[FL_STATE_QUEUED] = "queued",
@@ -32,20 +33,13 @@ static const unsigned edges[FL_STATE__COUNT] = {
 	[FL_STATE_CANCELLED] = 0,
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void fl_state_init(struct fl_sm *sm)
 {
 	memset(sm, 0, sizeof(*sm));
 	pthread_mutex_init(&sm->lock, NULL);
 	sm->state = FL_STATE_QUEUED;
-	sm->entered_ns[FL_STATE_QUEUED] = now_ns();
+	sm->entered_ns[FL_STATE_QUEUED] = fl_now_ns();
 }
 
 enum fl_state fl_state_get(struct fl_sm *sm)
@@ -72,7 +66,7 @@ int fl_state_transition(struct fl_sm *sm, enum fl_state to)
 		rc = -EINVAL;
 	} else {
 		sm->state = to;
-		sm->entered_ns[to] = now_ns();
+		sm->entered_ns[to] = fl_now_ns();
 	}
 	pthread_mutex_unlock(&sm->lock);
 	return rc;

@@ -248,24 +248,6 @@ static int tcp_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, ui
 	return 0;
 }
 
-static int read_full(int fd, void *buf, size_t n)
-{
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-		if (r == 0)
-			return -ECONNRESET;
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		got += (size_t)r;
-	}
-	return 0;
-}
-
 static int readv_full(int fd, struct iovec *iov, int cnt)
 {
 	while (cnt > 0) {
@@ -295,7 +277,7 @@ static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
 {
 	uint8_t hb[FL_PROTO_HDR_LEN + 32];
 	struct fl_msg_hdr h;
-	int rc = read_full(c->fd, hb, FL_PROTO_HDR_LEN);
+	int rc = fl_proto_read_full(c->fd, hb, FL_PROTO_HDR_LEN);
 
 	if (rc)
 		return rc;
@@ -305,13 +287,13 @@ static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
 	if (h.type == FL_MSG_ERROR) {
 		uint8_t eb[6 + FL_PROTO_MAX_TEXT];
 		struct fl_error e;
-		if (read_full(c->fd, eb, h.len) == 0 && fl_proto_error_decode(eb, h.len, &e) == 0)
+		if (fl_proto_read_full(c->fd, eb, h.len) == 0 && fl_proto_error_decode(eb, h.len, &e) == 0)
 			snprintf(g_err, sizeof(g_err), "source: %s", e.text);
 		return -EREMOTEIO;
 	}
 	if (h.type != FL_MSG_READ_RESP || h.len < 32)
 		return -EBADMSG;
-	rc = read_full(c->fd, hb + FL_PROTO_HDR_LEN, 32);
+	rc = fl_proto_read_full(c->fd, hb + FL_PROTO_HDR_LEN, 32);
 	if (rc)
 		return rc;
 	if (c->head == c->tail)

@@ -85,6 +85,8 @@ int fl_agent_rt_thread(int prio);
 int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep);
 int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep);
 
+/* Zero a report and stamp its role, id and start time. */
+void fl_report_init(struct fl_report *rep, const char *role, const char *id);
 /* JSON (one line) of a report; caller frees. */
 char *fl_report_json(const struct fl_report *rep);
 /* Atomically replace path with a status line (state, progress). */

@@ -135,6 +135,8 @@ int fl_proto_write_frame(int fd, uint16_t type, const void *payload, uint32_t le
 int fl_proto_write_frame2(int fd, uint16_t type, const void *a, uint32_t alen,
 			  const void *b, uint32_t blen);
 int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap);
+/* Read exactly n bytes; -ECONNRESET on EOF. */
+int fl_proto_read_full(int fd, void *buf, size_t n);
 /* Write a whole iovec (the array is consumed). 0 or -errno. */
 struct iovec;
 int fl_proto_writev_all(int fd, struct iovec *iov, int cnt);
