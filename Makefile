@@ -34,7 +34,7 @@ libfaultline.a: $(LIB_OBJ)
 libfaultline.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(SAN) $(LDLIBS_ALL)
 
-%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h config.mk
+%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h postcopy/util.h config.mk
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 # The shim carries its own copy of the uffd layer, hidden, so nothing it
