@@ -1,0 +1,193 @@
+/* Dirty tracking from outside the VMM. WP_ASYNC: the VM's mappings are
+ * registered for write-protect faults that the kernel resolves by itself,
+ * only clearing the protection; PAGEMAP_SCAN then reports the written pages
+ * and re-protects them in one call. Soft-dirty: clear_refs resets the bits,
+ * pagemap bit 55 reports them. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "../uffd/compat.h"
+#include "faultline/bitmap.h"
+#include "faultline/dirty.h"
+#include "faultline/uffd.h"
+
+#define VEC 512
+#define PM_SOFT_DIRTY (1ull << 55)
+
+struct fl_dirty {
+	enum fl_dirty_backend backend;
+	int uffd, pagemap;
+	pid_t pid;
+	char proc[256];
+	int nr;
+	struct fl_dirty_range *r;
+	int wp_registered;
+};
+
+const char *fl_dirty_backend_name(enum fl_dirty_backend b)
+{
+	return b == FL_DIRTY_WP_ASYNC ? "wp-async" : b == FL_DIRTY_SOFT_DIRTY ? "soft-dirty" : "auto";
+}
+
+enum fl_dirty_backend fl_dirty_backend_of(const struct fl_dirty *t)
+{
+	return t->backend;
+}
+
+static int clear_soft_dirty(struct fl_dirty *t)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/%d/clear_refs", t->proc, (int)t->pid);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, "4", 1) == 1 ? 0 : -errno;	/* 4: clear soft-dirty bits */
+	close(fd);
+	return rc;
+}
+
+static int wp_setup(struct fl_dirty *t)
+{
+	for (int i = 0; i < t->nr; i++) {
+		void *a = (void *)(uintptr_t)t->r[i].addr;
+		int rc = fl_uffd_register(t->uffd, a, t->r[i].length, FL_UFFD_WP, NULL);
+		if (rc)
+			return rc;
+		t->wp_registered = i + 1;
+		/* Protect everything now: later writes are what we report. */
+		rc = fl_uffd_writeprotect(t->uffd, a, t->r[i].length, true);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int fl_dirty_create(struct fl_dirty **out, int uffd, pid_t pid, const struct fl_dirty_range *r,
+		    int nr, const struct fl_dirty_opts *o)
+{
+	struct fl_dirty *t = calloc(1, sizeof(*t));
+	struct fl_uffd_caps caps = { 0 };
+	char path[300];
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	t->uffd = uffd;
+	t->pid = pid;
+	t->pagemap = -1;
+	snprintf(t->proc, sizeof(t->proc), "%s", o && o->proc_root ? o->proc_root : "/proc");
+	t->r = calloc((size_t)nr, sizeof(*r));
+	if (!t->r) {
+		free(t);
+		return -ENOMEM;
+	}
+	memcpy(t->r, r, (size_t)nr * sizeof(*r));
+	t->nr = nr;
+	t->backend = o ? o->backend : FL_DIRTY_AUTO;
+	if (t->backend == FL_DIRTY_AUTO) {
+		fl_uffd_probe(&caps);
+		t->backend = caps.wp_async && caps.pagemap_scan && uffd >= 0 ? FL_DIRTY_WP_ASYNC
+									  : FL_DIRTY_SOFT_DIRTY;
+	}
+	snprintf(path, sizeof(path), "%s/%d/pagemap", t->proc, (int)pid);
+	t->pagemap = open(path, O_RDONLY | O_CLOEXEC);
+	if (t->pagemap < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = t->backend == FL_DIRTY_WP_ASYNC ? wp_setup(t) : clear_soft_dirty(t);
+	if (rc)
+		goto fail;
+	*out = t;
+	return 0;
+fail:
+	fl_dirty_destroy(t);
+	return rc;
+}
+
+static int64_t scan_wp(struct fl_dirty *t, struct fl_bitmap *bm)
+{
+	struct page_region vec[VEC];
+	int64_t n = 0;
+
+	for (int i = 0; i < t->nr; i++) {
+		const struct fl_dirty_range *r = &t->r[i];
+		uint64_t start = r->addr, end = r->addr + r->length;
+		while (start < end) {
+			struct pm_scan_arg a = {
+				.size = sizeof(a),
+				.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+				.start = start,
+				.end = end,
+				.vec = (uintptr_t)vec,
+				.vec_len = VEC,
+				.category_mask = PAGE_IS_WRITTEN,
+				.return_mask = PAGE_IS_WRITTEN,
+			};
+			int cnt = ioctl(t->pagemap, PAGEMAP_SCAN, &a);
+			if (cnt < 0)
+				return -errno;
+			for (int k = 0; k < cnt; k++) {
+				uint64_t p0 = (vec[k].start - r->addr) / r->page_size;
+				uint64_t p1 = (vec[k].end - r->addr + r->page_size - 1) / r->page_size;
+				n += (int64_t)fl_bitmap_set_range(bm, r->gbase + p0, p1 - p0);
+			}
+			if (a.walk_end <= start)
+				break;
+			start = a.walk_end;
+		}
+	}
+	return n;
+}
+
+static int64_t scan_soft_dirty(struct fl_dirty *t, struct fl_bitmap *bm)
+{
+	static __thread uint64_t ent[4096];
+	int64_t n = 0;
+
+	for (int i = 0; i < t->nr; i++) {
+		const struct fl_dirty_range *r = &t->r[i];
+		/* pagemap has one entry per 4K virtual page */
+		uint64_t vpages = r->length / 4096, per = r->page_size / 4096;
+		for (uint64_t v = 0; v < vpages;) {
+			size_t want = vpages - v < 4096 ? (size_t)(vpages - v) : 4096;
+			ssize_t got = pread(t->pagemap, ent, want * 8, (off_t)((r->addr / 4096 + v) * 8));
+			if (got <= 0)
+				return got < 0 ? -errno : -EIO;
+			size_t k = (size_t)got / 8;
+			for (size_t j = 0; j < k; j++)
+				if (ent[j] & PM_SOFT_DIRTY)
+					n += fl_bitmap_set(bm, r->gbase + (v + j) / per);
+			v += k;
+		}
+	}
+	int rc = clear_soft_dirty(t);
+	return rc ? rc : n;
+}
+
+int64_t fl_dirty_scan(struct fl_dirty *t, struct fl_bitmap *bm)
+{
+	return t->backend == FL_DIRTY_WP_ASYNC ? scan_wp(t, bm) : scan_soft_dirty(t, bm);
+}
+
+void fl_dirty_destroy(struct fl_dirty *t)
+{
+	if (!t)
+		return;
+	for (int i = 0; i < t->wp_registered; i++) {
+		void *a = (void *)(uintptr_t)t->r[i].addr;
+		fl_uffd_writeprotect(t->uffd, a, t->r[i].length, false);
+		fl_uffd_unregister(t->uffd, a, t->r[i].length);
+	}
+	if (t->pagemap >= 0)
+		close(t->pagemap);
+	free(t->r);
+	free(t);
+}
