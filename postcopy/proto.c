@@ -27,6 +27,7 @@ static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)
 #define SWITCH_LEN 16
 #define COMPLETE_LEN 16
 #define ERROR_FIXED 6
+#define ROUND_LEN 24
 
 uint32_t fl_proto_max_len(uint16_t type)
 {
@@ -40,6 +41,8 @@ uint32_t fl_proto_max_len(uint16_t type)
 	case FL_MSG_SWITCHOVER: return SWITCH_LEN;
 	case FL_MSG_COMPLETE: return COMPLETE_LEN;
 	case FL_MSG_ERROR: return ERROR_FIXED + FL_PROTO_MAX_TEXT;
+	case FL_MSG_ROUND:
+	case FL_MSG_ROUND_DONE: return ROUND_LEN;
 	default: return 0;
 	}
 }
@@ -267,14 +270,14 @@ static int get_varint(const uint8_t *in, size_t n, size_t *pos, uint64_t *v)
 }
 
 int fl_proto_dirty_encode(uint8_t *out, size_t cap, uint32_t region, uint64_t first,
-			  uint64_t npages, const struct fl_bitmap *bm)
+			  uint64_t npages, const struct fl_bitmap *bm, uint64_t bm_off)
 {
 	if (cap < DIRTY_FIXED)
 		return -ENOSPC;
 	size_t limit = cap - DIRTY_FIXED < FL_PROTO_MAX_RLE ? cap - DIRTY_FIXED : FL_PROTO_MAX_RLE;
 	size_t pos = 0;
 	uint8_t *rle = out + DIRTY_FIXED;
-	uint64_t i = first, end = first + npages;
+	uint64_t i = bm_off + first, end = bm_off + first + npages;
 	if (end > bm->nbits)
 		return -ERANGE;
 	while (i < end) {
@@ -315,12 +318,12 @@ int fl_proto_dirty_decode(const uint8_t *in, size_t n, const struct fl_hello *t,
 	return 0;
 }
 
-int64_t fl_proto_rle_apply(const struct fl_dirty *d, struct fl_bitmap *bm)
+int64_t fl_proto_rle_apply(const struct fl_dirty *d, struct fl_bitmap *bm, uint64_t bm_off)
 {
 	size_t pos = 0;
-	uint64_t i = 0, dirty = 0;
+	uint64_t i = 0, dirty = 0, first = bm_off + d->first;
 
-	if (d->first > bm->nbits || d->npages > bm->nbits - d->first)
+	if (first > bm->nbits || d->npages > bm->nbits - first)
 		return -ERANGE;
 	while (pos < d->rle_len) {
 		uint64_t clean, run;
@@ -330,7 +333,7 @@ int64_t fl_proto_rle_apply(const struct fl_dirty *d, struct fl_bitmap *bm)
 		if (clean > d->npages - i || run > d->npages - i - clean)
 			return -EBADMSG;
 		i += clean;
-		fl_bitmap_set_range(bm, d->first + i, run);
+		fl_bitmap_set_range(bm, first + i, run);
 		i += run;
 		dirty += run;
 	}
@@ -352,6 +355,28 @@ int fl_proto_switchover_decode(const uint8_t *in, size_t n, struct fl_switchover
 		return -EBADMSG;
 	s->flags = get64(in);
 	s->dirty_pages = get64(in + 8);
+	return 0;
+}
+
+int fl_proto_round_encode(uint8_t *out, size_t cap, const struct fl_round *r)
+{
+	if (cap < ROUND_LEN)
+		return -ENOSPC;
+	put32(out, r->round);
+	put32(out + 4, r->flags);
+	put64(out + 8, r->pages);
+	put64(out + 16, r->bytes);
+	return ROUND_LEN;
+}
+
+int fl_proto_round_decode(const uint8_t *in, size_t n, struct fl_round *r)
+{
+	if (n != ROUND_LEN)
+		return -EBADMSG;
+	r->round = get32(in);
+	r->flags = get32(in + 4);
+	r->pages = get64(in + 8);
+	r->bytes = get64(in + 16);
 	return 0;
 }
 
@@ -489,6 +514,7 @@ const char *fl_proto_type_name(uint16_t type)
 		[FL_MSG_READ_REQ] = "READ_REQ", [FL_MSG_READ_RESP] = "READ_RESP",
 		[FL_MSG_DIRTY] = "DIRTY", [FL_MSG_SWITCHOVER] = "SWITCHOVER",
 		[FL_MSG_COMPLETE] = "COMPLETE", [FL_MSG_ERROR] = "ERROR",
+		[FL_MSG_ROUND] = "ROUND", [FL_MSG_ROUND_DONE] = "ROUND_DONE",
 	};
 	return type < FL_MSG__MAX && n[type] ? n[type] : "unknown";
 }

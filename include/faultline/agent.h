@@ -26,6 +26,16 @@ struct fl_source_opts {
 	void *stop_arg;
 	bool checksum;			/* sha256 of RAM at switchover in the report */
 	unsigned spin_us;		/* fault channel busy-poll (default 200) */
+	/* Pre-copy (needs the VM's shim: dirty tracking). Switch when the rest
+	 * fits downtime_ms at the measured bandwidth (converged), after
+	 * max_rounds or max_precopy_ms (budget), when the dirty rate keeps up
+	 * with the link (non-convergence), or on force-complete (forced). */
+	bool precopy;			/* default true */
+	int max_rounds;			/* default 8 */
+	int max_precopy_ms;		/* default 60000 */
+	int downtime_ms;		/* default 300 */
+	int dirty_backend;		/* enum fl_dirty_backend, default auto */
+	const char *ctl_sock;		/* operator socket: abort, force-complete (or NULL) */
 	int rt_priority;		/* SCHED_FIFO priority of the fault server, 0 = off (default 10) */
 	const char *status_path;	/* JSON status file, or NULL */
 	const char *id;
@@ -71,6 +81,14 @@ struct fl_report {
 	uint64_t bulk_bytes;
 	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
 	char sha256[65];		/* source: RAM at switchover */
+	/* pre-copy */
+	uint64_t precopy_pages;		/* pages sent while the VM ran */
+	uint32_t precopy_rounds;
+	char switch_reason[24];		/* converged | budget | non-convergence | forced | none */
+	char dirty_backend[16];
+	double dirty_rate_mbps, link_mbps;
+	uint64_t remaining_pages;	/* dirty pages the last round left */
+	uint64_t final_dirty_pages;	/* sent at switchover */
 	int rt_fallback;		/* fault thread could not get SCHED_FIFO */
 	uint32_t nregions;
 };

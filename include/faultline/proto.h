@@ -29,6 +29,8 @@ enum fl_msg_type {
 	FL_MSG_SWITCHOVER,	/* source stopped; final dirty set sent */
 	FL_MSG_COMPLETE,	/* dest: every page present; source may release */
 	FL_MSG_ERROR,
+	FL_MSG_ROUND,		/* source: pre-copy round N; its DIRTY frames precede it */
+	FL_MSG_ROUND_DONE,	/* dest: round N pulled into the page cache */
 	FL_MSG__MAX
 };
 
@@ -88,6 +90,7 @@ struct fl_dirty {
 };
 
 struct fl_switchover { uint64_t flags; uint64_t dirty_pages; };
+struct fl_round { uint32_t round; uint32_t flags; uint64_t pages; uint64_t bytes; };
 struct fl_complete { uint64_t pages; uint64_t bytes; };
 struct fl_error { uint32_t code; char text[FL_PROTO_MAX_TEXT + 1]; };
 
@@ -115,15 +118,19 @@ int fl_proto_read_resp_hdr_encode(uint8_t *out, size_t cap, const struct fl_read
 int fl_proto_read_resp_decode(const uint8_t *fixed, size_t payload_len,
 			      const struct fl_hello *regions, struct fl_read_resp *r,
 			      size_t *data_len);
+/* bm bit (bm_off + p) says whether page p of the region is dirty. */
 int fl_proto_dirty_encode(uint8_t *out, size_t cap, uint32_t region, uint64_t first,
-			  uint64_t npages, const struct fl_bitmap *bm);
+			  uint64_t npages, const struct fl_bitmap *bm, uint64_t bm_off);
 int fl_proto_dirty_decode(const uint8_t *in, size_t n, const struct fl_hello *regions,
 			  struct fl_dirty *d);
-/* Expand an RLE run list into bm (bits first..first+npages). -EBADMSG if the
+/* Expand an RLE run list into bm (bits bm_off+first ..). -EBADMSG if the
  * runs overflow npages or a varint is malformed. Returns dirty count. */
-int64_t fl_proto_rle_apply(const struct fl_dirty *d, struct fl_bitmap *bm);
+int64_t fl_proto_rle_apply(const struct fl_dirty *d, struct fl_bitmap *bm, uint64_t bm_off);
 int fl_proto_switchover_encode(uint8_t *out, size_t cap, const struct fl_switchover *s);
 int fl_proto_switchover_decode(const uint8_t *in, size_t n, struct fl_switchover *s);
+/* ROUND and ROUND_DONE share a layout: round, flags, pages, bytes. */
+int fl_proto_round_encode(uint8_t *out, size_t cap, const struct fl_round *r);
+int fl_proto_round_decode(const uint8_t *in, size_t n, struct fl_round *r);
 int fl_proto_complete_encode(uint8_t *out, size_t cap, const struct fl_complete *c);
 int fl_proto_complete_decode(const uint8_t *in, size_t n, struct fl_complete *c);
 int fl_proto_error_encode(uint8_t *out, size_t cap, uint32_t code, const char *text);

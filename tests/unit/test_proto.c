@@ -181,20 +181,28 @@ static void test_dirty_rle(void **st)
 	fl_bitmap_set(&bm, 0);
 	fl_bitmap_set_range(&bm, 10, 70);
 	fl_bitmap_set(&bm, 255);
-	int n = fl_proto_dirty_encode(b, sizeof(b), 0, 0, 256, &bm);
+	int n = fl_proto_dirty_encode(b, sizeof(b), 0, 0, 256, &bm, 0);
 	assert_true(n > 24);
 	assert_int_equal(fl_proto_dirty_decode(b, (size_t)n, &t, &d), 0);
-	assert_int_equal(fl_proto_rle_apply(&d, &out), 72);
+	assert_int_equal(fl_proto_rle_apply(&d, &out, 0), 72);
 	assert_memory_equal(bm.words, out.words, 32);
 	/* truncated payload */
 	assert_int_equal(fl_proto_dirty_decode(b, (size_t)n - 1, &t, &d), -EBADMSG);
 	/* runs overflowing npages */
 	d.npages = 100;
-	assert_int_equal(fl_proto_rle_apply(&d, &out), -EBADMSG);
+	assert_int_equal(fl_proto_rle_apply(&d, &out, 0), -EBADMSG);
 	/* malformed varint: continuation bit on the last byte */
 	uint8_t bad[2] = { 0x80, 0x80 };
 	struct fl_dirty x = { .region = 0, .first = 0, .npages = 256, .rle = bad, .rle_len = 2 };
-	assert_int_equal(fl_proto_rle_apply(&x, &out), -EBADMSG);
+	assert_int_equal(fl_proto_rle_apply(&x, &out, 0), -EBADMSG);
+	/* the same runs placed at another offset of a larger bitmap */
+	struct fl_bitmap big;
+	fl_bitmap_create(&big, 1000);
+	d.npages = 256;
+	assert_int_equal(fl_proto_rle_apply(&d, &big, 500), 72);
+	assert_true(fl_bitmap_test(&big, 500) && fl_bitmap_test(&big, 755) && !fl_bitmap_test(&big, 501));
+	assert_int_equal(fl_proto_rle_apply(&d, &big, 800), -ERANGE);
+	fl_bitmap_destroy(&big);
 	/* region out of range */
 	b[0] = 5;
 	assert_int_equal(fl_proto_dirty_decode(b, (size_t)n, &t, &d), -ERANGE);
@@ -223,6 +231,12 @@ static void test_small(void **st)
 	assert_int_equal(ad.index, 3);
 	b[8] = 9;	/* unknown channel */
 	assert_int_equal(fl_proto_attach_decode(b, 16, &ad), -EBADMSG);
+	struct fl_round r = { 3, 0, 1000, 4096000 }, rd;
+	assert_int_equal(fl_proto_round_encode(b, sizeof(b), &r), 24);
+	assert_int_equal(fl_proto_round_decode(b, 24, &rd), 0);
+	assert_int_equal(rd.round, 3);
+	assert_int_equal(rd.bytes, 4096000);
+	assert_int_equal(fl_proto_round_decode(b, 23, &rd), -EBADMSG);
 	int n = fl_proto_error_encode(b, sizeof(b), 22, "bad\nthing");
 	assert_int_equal(fl_proto_error_decode(b, (size_t)n, &e), 0);
 	assert_int_equal(e.code, 22);
