@@ -48,6 +48,7 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 
 struct dregion {
 	uint64_t addr, length;		/* in the VM process */
+	char *amap;			/* the agent's mapping of the same file */
 	uint32_t ps, src_idx, max_pages;
 	uint64_t pages, gbase;		/* global page index of page 0 */
 	int huge;
@@ -73,6 +74,11 @@ struct dst {
 	uint32_t nr;
 	uint64_t total;
 	struct fl_bitmap received, requested;
+	/* pre-copy: need = the page cache lacks the source's current content;
+	 * cached = we put the page in the page cache (it faults MINOR);
+	 * written = post-copy claim: one writer per cached page, ever. */
+	struct fl_bitmap need, cached, written;
+	uint32_t src2local[FL_PROTO_MAX_REGIONS];
 	uint64_t nreceived;		/* atomic */
 	int uffd, ctl;
 	int wake_fd;			/* eventfd: wakes the fault thread at once */
@@ -182,6 +188,25 @@ static int place_run(struct dst *d, struct dregion *r, uint64_t page, uint32_t n
 /* Place npages fetched from region r at page; buf holds page i at i*ps,
  * zero_mask marks pages that were not sent. Pages already received are
  * skipped (they may have been written by the guest since). */
+/* A page pre-copy left in the page cache that changed since: write the new
+ * content through our mapping, then map it into the guest. Only the claim's
+ * winner writes: after CONTINUE the guest owns the page. */
+static int place_cached(struct dst *d, struct dregion *r, uint64_t page, const char *src, int zero,
+			int wake)
+{
+	uint64_t g = r->gbase + page;
+	char *dst = r->amap + page * r->ps;
+
+	if (!fl_bitmap_set(&d->written, g))
+		return 1;	/* another path writes it; its CONTINUE wakes the guest */
+	if (zero)
+		memset(dst, 0, r->ps);
+	else
+		memcpy(dst, src, r->ps);
+	int rc = fl_uffd_continue(d->uffd, (void *)(uintptr_t)(r->addr + page * r->ps), r->ps, wake);
+	return benign(rc) ? 0 : rc;
+}
+
 static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
 		 const char *buf, uint64_t zero_mask, int wake_each)
 {
@@ -190,14 +215,35 @@ static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npage
 	int any = 0;
 
 	while (i < npages) {
-		if (fl_bitmap_test(&d->received, r->gbase + page + i)) {
+		uint64_t g = r->gbase + page + i;
+		if (fl_bitmap_test(&d->received, g)) {
+			i++;
+			continue;
+		}
+		if (fl_bitmap_test(&d->cached, g)) {
+			int z = (zero_mask >> i) & 1;
+			int rc = place_cached(d, r, page + i, buf + (size_t)i * r->ps, z, wake_each);
+			if (rc < 0) {
+				set_error(d, rc, "mapping page %s+%llu: %s", d->mine.regions[r - d->r].name,
+					  (unsigned long long)(page + i), strerror(-rc));
+				return rc;
+			}
+			if (rc == 0 && fl_bitmap_set(&d->received, g)) {
+				changed++;
+				if (z)
+					zero++;
+				else
+					data++;
+			}
+			any = 1;
 			i++;
 			continue;
 		}
 		int z = (zero_mask >> i) & 1;
 		uint32_t j = i + 1;
 		while (j < npages && ((zero_mask >> j) & 1) == (uint64_t)z &&
-		       !fl_bitmap_test(&d->received, r->gbase + page + j))
+		       !fl_bitmap_test(&d->received, r->gbase + page + j) &&
+		       !fl_bitmap_test(&d->cached, r->gbase + page + j))
 			j++;
 		int rc = place_run(d, r, page + i, j - i, buf + (size_t)i * r->ps, z, wake_each);
 		if (rc == -ESRCH) {
@@ -275,6 +321,29 @@ static int resolve_present(struct dst *d, struct dregion *r, uint64_t page, uint
 	return benign(rc) ? 0 : rc;
 }
 
+/* Map a page that pre-copy left current: CONTINUE a cached one, ZEROPAGE a
+ * zero one. Marks it received. */
+static int resolve_clean(struct dst *d, struct dregion *r, uint64_t page)
+{
+	void *a = (void *)(uintptr_t)(r->addr + page * r->ps);
+	uint64_t g = r->gbase + page;
+	int rc;
+
+	if (fl_bitmap_test(&d->cached, g))
+		rc = fl_uffd_continue(d->uffd, a, r->ps, true);
+	else if (r->huge)
+		rc = fl_uffd_copy(d->uffd, a, d->zero, r->ps, true);
+	else
+		rc = fl_uffd_zeropage(d->uffd, a, r->ps, true);
+	if (!benign(rc))
+		return rc;
+	if (fl_bitmap_set(&d->received, g)) {
+		__atomic_add_fetch(&d->rep->clean_pages, 1, __ATOMIC_RELAXED);
+		account(d, 1);
+	}
+	return 0;
+}
+
 /* 1 handled, 0 no slot free (retry later), <0 error. t0 is when it was read. */
 static int handle_fault(struct dst *d, const struct fl_uffd_event *e)
 {
@@ -290,6 +359,13 @@ static int handle_fault(struct dst *d, const struct fl_uffd_event *e)
 	__atomic_add_fetch(&d->rep->faults, 1, __ATOMIC_RELAXED);
 	if (fl_bitmap_test(&d->received, g)) {
 		int rc = resolve_present(d, r, page, e->kind);
+		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
+		return rc ? rc : 1;
+	}
+	if (!fl_bitmap_test(&d->need, g)) {
+		/* Clean since pre-copy: the page cache has it (minor fault) or it
+		 * is zero (missing fault). Nothing to fetch. */
+		int rc = resolve_clean(d, r, page);
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
@@ -365,15 +441,7 @@ static int fault_completions(struct dst *d)
 		struct dregion *r = region_of_gpage(d, s->gpage);
 		uint64_t page = s->gpage - r->gbase;
 		__atomic_add_fetch(&d->rep->bytes, c[i].wire_bytes, __ATOMIC_RELAXED);
-		int rc;
-		if (s->kind == FL_UFFD_EV_MINOR && !fl_bitmap_test(&d->received, s->gpage)) {
-			/* Page cache holds a stale copy: CONTINUE would expose it.
-			 * Write through a short-lived mapping of the file, then map. */
-			rc = -EOPNOTSUPP;
-			set_error(d, rc, "minor fault on a page never sent (pre-copy is not active)");
-			return rc;
-		}
-		rc = place(d, r, page, 1, s->buf, c[i].zero_mask, 1);
+		int rc = place(d, r, page, 1, s->buf, c[i].zero_mask, 1);
 		if (rc)
 			return rc;
 		if (s->kind == FL_UFFD_EV_MINOR)
@@ -633,6 +701,164 @@ out:
 	return NULL;
 }
 
+/* ---- pre-copy: pull into the page cache while the VM runs on the source ---- */
+
+struct pslot {
+	int used, conn;
+	struct dregion *r;
+	uint64_t page;
+	uint32_t np;
+	char *buf;
+};
+
+/* Write a fetched range into the page cache through our mapping. Zero pages
+ * stay holes unless the page cache already holds an older copy. */
+static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
+{
+	for (uint32_t i = 0; i < s->np; i++) {
+		uint64_t g = s->r->gbase + s->page + i;
+		char *dst = s->r->amap + (s->page + i) * s->r->ps;
+		if (zero_mask & (1ull << i)) {
+			if (fl_bitmap_test(&d->cached, g))
+				memset(dst, 0, s->r->ps);
+		} else {
+			memcpy(dst, s->buf + (size_t)i * s->r->ps, s->r->ps);
+			fl_bitmap_set(&d->cached, g);
+		}
+		fl_bitmap_clear(&d->need, g);
+	}
+}
+
+/* Pull every page marked need over all bulk channels. 0 when done, 1 when
+ * a control frame arrived mid-round (reads in flight are drained first, so
+ * the frames that follow apply to a settled page cache), <0 on error. */
+static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
+{
+	int depth = d->o->bulk_depth > 0 ? d->o->bulk_depth : 8, nslot = depth * d->nbulk;
+	struct pslot *slots = calloc((size_t)nslot, sizeof(*slots));
+	char *mem = mmap(NULL, d->slot_bytes * (size_t)nslot, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int inflight = 0, more = 1, interrupted = 0, rc = 0;
+	uint64_t cursor = 0;
+
+	if (!slots || mem == MAP_FAILED) {
+		free(slots);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < nslot; i++) {
+		slots[i].buf = mem + d->slot_bytes * (size_t)i;
+		slots[i].conn = i % d->nbulk;
+	}
+	while ((more && !interrupted) || inflight) {
+		for (int i = 0; i < nslot && more && !interrupted; i++) {
+			struct pslot *s = &slots[i];
+			if (s->used)
+				continue;
+			uint64_t p = fl_bitmap_next_set(&d->need, cursor);
+			if (p >= d->total) {
+				more = 0;
+				break;
+			}
+			struct dregion *r = region_of_gpage(d, p);
+			uint64_t end = p + 1;
+			while (end - p < r->max_pages && end < r->gbase + r->pages &&
+			       fl_bitmap_test(&d->need, end))
+				end++;
+			cursor = end;
+			s->r = r;
+			s->page = p - r->gbase;
+			s->np = (uint32_t)(end - p);
+			rc = d->ops->post_read(d->bconn[s->conn], (uint64_t)i, r->src_idx, s->page, s->np,
+					       s->buf);
+			if (rc)
+				goto out;
+			s->used = 1;
+			inflight++;
+		}
+		struct pollfd pfd[MAX_BULK + 1];
+		for (int c = 0; c < d->nbulk; c++)
+			pfd[c] = (struct pollfd){ .fd = d->ops->event_fd(d->bconn[c]), .events = POLLIN };
+		pfd[d->nbulk] = (struct pollfd){ .fd = d->ctl, .events = POLLIN };
+		if (poll(pfd, (nfds_t)d->nbulk + 1, 100) < 0 && errno != EINTR) {
+			rc = -errno;
+			goto out;
+		}
+		if (pfd[d->nbulk].revents & (POLLIN | POLLHUP))
+			interrupted = 1;	/* the source switched (or failed) mid-round */
+		for (int c = 0; c < d->nbulk; c++) {
+			if (!(pfd[c].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			struct fl_tcompl comp[8];
+			int n = d->ops->poll(d->bconn[c], comp, 8, 0);
+			if (n < 0) {
+				rc = n;
+				goto out;
+			}
+			for (int k = 0; k < n; k++) {
+				struct pslot *s = &slots[comp[k].wr_id];
+				precopy_store(d, s, comp[k].zero_mask);
+				*pages += s->np;
+				*bytes += comp[k].wire_bytes;
+				s->used = 0;
+				inflight--;
+			}
+		}
+	}
+	rc = interrupted;
+out:
+	munmap(mem, d->slot_bytes * (size_t)nslot);
+	free(slots);
+	return rc;
+}
+
+/* After switchover: map every page pre-copy left current without fetching
+ * it (CONTINUE cached runs, ZEROPAGE zero runs), one wake per region. */
+static int resolve_clean_all(struct dst *d)
+{
+	for (uint32_t i = 0; i < d->nr; i++) {
+		struct dregion *r = &d->r[i];
+		uint64_t end = r->gbase + r->pages, changed = 0;
+		for (uint64_t g = r->gbase; g < end;) {
+			if (fl_bitmap_test(&d->need, g) || fl_bitmap_test(&d->received, g)) {
+				g++;
+				continue;
+			}
+			int c = fl_bitmap_test(&d->cached, g);
+			uint64_t e = g + 1;
+			while (e < end && !fl_bitmap_test(&d->need, e) && !fl_bitmap_test(&d->received, e) &&
+			       fl_bitmap_test(&d->cached, e) == c)
+				e++;
+			void *a = (void *)(uintptr_t)(r->addr + (g - r->gbase) * r->ps);
+			size_t len = (size_t)(e - g) * r->ps;
+			int rc;
+			if (c)
+				rc = fl_uffd_continue(d->uffd, a, len, false);
+			else if (!r->huge)
+				rc = fl_uffd_zeropage(d->uffd, a, len, false);
+			else
+				rc = -EEXIST;	/* hugetlbfs has no ZEROPAGE: page by page */
+			if (rc == -EEXIST) {
+				/* part of the run was mapped meanwhile: page by page */
+				for (uint64_t k = g; k < e; k++) {
+					rc = resolve_clean(d, r, k - r->gbase);
+					if (rc)
+						return rc;
+				}
+			} else if (rc == 0) {
+				uint64_t ch = fl_bitmap_set_range(&d->received, g, e - g);
+				changed += ch;
+			} else if (!benign(rc)) {
+				return rc;
+			}
+			g = e;
+		}
+		__atomic_add_fetch(&d->rep->clean_pages, changed, __ATOMIC_RELAXED);
+		account(d, changed);
+		fl_uffd_wake(d->uffd, (void *)(uintptr_t)r->addr, r->length);
+	}
+	return 0;
+}
+
 /* ---- setup and the control link ---- */
 
 
@@ -701,9 +927,27 @@ static int load_regions(struct dst *d)
 		if (!d->slots[i].buf)
 			return fail(d, -ENOMEM, "out of memory");
 	}
-	if (fl_bitmap_create(&d->received, d->total) || fl_bitmap_create(&d->requested, d->total))
+	if (fl_bitmap_create(&d->received, d->total) || fl_bitmap_create(&d->requested, d->total) ||
+	    fl_bitmap_create(&d->need, d->total) || fl_bitmap_create(&d->cached, d->total) ||
+	    fl_bitmap_create(&d->written, d->total))
 		return fail(d, -ENOMEM, "out of memory for %llu-page bitmaps",
 			    (unsigned long long)d->total);
+	fl_bitmap_set_range(&d->need, 0, d->total);	/* nothing is here yet */
+	/* Our own mapping of each RAM file: pre-copy writes the page cache
+	 * through it; the guest's mapping sees those pages only via CONTINUE. */
+	for (uint32_t i = 0; i < d->nr; i++) {
+		const struct fl_shim_region *s = &d->shim.r[i];
+		int fd = open(s->path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return fail(d, -errno, "cannot open destination RAM file %s: %s", s->path,
+				    strerror(errno));
+		void *m = mmap(NULL, s->length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)s->offset);
+		int e = errno;
+		close(fd);
+		if (m == MAP_FAILED)
+			return fail(d, -e, "cannot map destination RAM file %s: %s", s->path, strerror(e));
+		d->r[i].amap = m;
+	}
 	d->rep->total_pages = d->total;
 	d->rep->nregions = d->nr;
 	return 0;
@@ -723,6 +967,7 @@ static int match_peer(struct dst *d)
 			return fail(d, -EINVAL, "region %s differs in size between the hosts",
 				    d->mine.regions[i].name);
 		d->r[i].src_idx = j;
+		d->src2local[j] = i;
 	}
 	if (d->peer.nregions != d->nr)
 		return fail(d, -EINVAL, "source has %u regions, destination %u", d->peer.nregions, d->nr);
@@ -821,12 +1066,54 @@ static int run(struct dst *d)
 		rc = fail(d, rc, "sending READY: %s", strerror(-rc));
 		goto out;
 	}
-	rc = read_ctl(d, &h, buf, 65536, "switchover");
-	if (rc)
-		goto out;
-	if (h.type != FL_MSG_SWITCHOVER) {
-		rc = fail(d, -EBADMSG, "source sent %s before SWITCHOVER", fl_proto_type_name(h.type));
-		goto out;
+	/* Pre-copy rounds (DIRTY frames, then ROUND) until SWITCHOVER; the
+	 * final dirty set arrives as DIRTY frames just before it. */
+	for (;;) {
+		rc = read_ctl(d, &h, buf, 65536, "pre-copy or switchover");
+		if (rc)
+			goto out;
+		if (h.type == FL_MSG_SWITCHOVER)
+			break;
+		if (h.type == FL_MSG_DIRTY) {
+			struct fl_dirty dd;
+			rc = fl_proto_dirty_decode(buf, h.len, &d->peer, &dd);
+			int64_t nd = rc ? rc : fl_proto_rle_apply(&dd, &d->need,
+								   d->r[d->src2local[dd.region]].gbase);
+			if (nd < 0) {
+				rc = fail(d, (int)nd, "dirty bitmap from the source: %s",
+					  fl_proto_strerror((int)nd));
+				goto out;
+			}
+			continue;
+		}
+		if (h.type != FL_MSG_ROUND) {
+			rc = fail(d, -EBADMSG, "source sent %s before SWITCHOVER", fl_proto_type_name(h.type));
+			goto out;
+		}
+		struct fl_round rd, done = { 0 };
+		rc = fl_proto_round_decode(buf, h.len, &rd);
+		if (rc) {
+			rc = fail(d, rc, "round: %s", fl_proto_strerror(rc));
+			goto out;
+		}
+		if (fl_state_get(&d->sm) == FL_STATE_PREPARING)
+			fl_state_transition(&d->sm, FL_STATE_PRECOPY);
+		rc = precopy_pull(d, &done.pages, &done.bytes);
+		if (rc < 0) {
+			rc = fail(d, rc, "pre-copy round %u: %s", rd.round,
+				  rc == -EREMOTEIO ? fl_transport_last_error() : strerror(-rc));
+			goto out;
+		}
+		d->rep->precopy_bytes += done.bytes;
+		d->rep->bytes += done.bytes;
+		done.round = rd.round;
+		n = fl_proto_round_encode(buf, 64, &done);
+		rc = fl_proto_write_frame(d->ctl, FL_MSG_ROUND_DONE, buf, (uint32_t)n);
+		if (rc) {
+			rc = fail(d, rc, "control link: %s", strerror(-rc));
+			goto out;
+		}
+		status(d);
 	}
 	struct fl_switchover so;
 	rc = fl_proto_switchover_decode(buf, h.len, &so);
@@ -837,6 +1124,9 @@ static int run(struct dst *d)
 	d->rep->switch_ns = fl_now_ns();
 	fl_state_transition(&d->sm, FL_STATE_SWITCHOVER);
 	fl_state_transition(&d->sm, FL_STATE_POSTCOPY);
+	/* The puller fetches only what is not current here. */
+	for (uint64_t w = 0; w < (d->total + 63) / 64; w++)
+		d->requested.words[w] |= ~d->need.words[w];
 	__atomic_store_n(&d->gate_open, 1, __ATOMIC_RELEASE);
 	wake_fault_thread(d);	/* held faults are answered now, not at its next poll timeout */
 	for (int i = 0; i < d->nbulk; i++) {
@@ -849,6 +1139,11 @@ static int run(struct dst *d)
 			goto out;
 		}
 		d->nbulk_started++;
+	}
+	rc = resolve_clean_all(d);
+	if (rc) {
+		rc = fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
+		goto out;
 	}
 	/* Wait for every page, an error, or the source going away. */
 	for (;;) {
@@ -957,6 +1252,12 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	free(d->backlog);
 	fl_bitmap_destroy(&d->received);
 	fl_bitmap_destroy(&d->requested);
+	fl_bitmap_destroy(&d->need);
+	fl_bitmap_destroy(&d->cached);
+	fl_bitmap_destroy(&d->written);
+	for (uint32_t i = 0; i < d->nr; i++)
+		if (d->r[i].amap)
+			munmap(d->r[i].amap, d->r[i].length);
 	rep->state = fl_state_get(&d->sm);
 	free(d);
 	return rc;

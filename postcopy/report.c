@@ -74,6 +74,19 @@ char *fl_report_json(const struct fl_report *r)
 	double bulk_s = (double)r->bulk_ns / 1e9;
 	json_object_object_add(o, "bulk_mbps",
 			       json_object_new_double(bulk_s > 0 ? (double)r->bulk_bytes * 8 / 1e6 / bulk_s : 0));
+	if (!strcmp(r->role, "source")) {
+		json_object_object_add(o, "precopy_pages", u64(r->precopy_pages));
+		json_object_object_add(o, "precopy_rounds", u64(r->precopy_rounds));
+		json_object_object_add(o, "switch_reason", json_object_new_string(r->switch_reason));
+		json_object_object_add(o, "dirty_rate_mbps", json_object_new_double(r->dirty_rate_mbps));
+		json_object_object_add(o, "link_mbps", json_object_new_double(r->link_mbps));
+		json_object_object_add(o, "final_dirty_pages", u64(r->final_dirty_pages));
+		if (r->dirty_backend[0])
+			json_object_object_add(o, "dirty_backend", json_object_new_string(r->dirty_backend));
+	} else {
+		json_object_object_add(o, "clean_pages", u64(r->clean_pages));
+		json_object_object_add(o, "precopy_bytes", u64(r->precopy_bytes));
+	}
 	if (r->rt_fallback)
 		json_object_object_add(o, "rt_fallback", json_object_new_boolean(1));
 	if (r->sha256[0])
@@ -106,6 +119,16 @@ int fl_report_write_status(const char *path, const struct fl_report *r, uint64_t
 	json_object_object_add(o, "total_pages", u64(r->total_pages));
 	json_object_object_add(o, "bytes", u64(r->bytes));
 	json_object_object_add(o, "faults", u64(r->faults));
+	if (!strcmp(r->role, "source")) {
+		/* what an operator watching a pre-copy wants: round, what is left,
+		 * how fast it dirties, how fast the link drains it, and when */
+		json_object_object_add(o, "round", u64(r->precopy_rounds));
+		json_object_object_add(o, "remaining_pages", u64(r->remaining_pages));
+		json_object_object_add(o, "dirty_rate_mbps", json_object_new_double(r->dirty_rate_mbps));
+		json_object_object_add(o, "link_mbps", json_object_new_double(r->link_mbps));
+		double eta = r->link_mbps > 0 ? (double)r->remaining_pages * 4096 * 8 / 1e6 / r->link_mbps : -1;
+		json_object_object_add(o, "eta_s", json_object_new_double(eta));
+	}
 	if (r->error[0])
 		json_object_object_add(o, "error", json_object_new_string(r->error));
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());

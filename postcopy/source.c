@@ -13,12 +13,16 @@
 #include <sys/resource.h>
 #include <stdarg.h>
 #include <sys/random.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "faultline/agent.h"
+#include "faultline/bitmap.h"
+#include "faultline/dirty.h"
 #include "faultline/shimctl.h"
 #include "faultline/transport.h"
 #include "util.h"
@@ -29,6 +33,10 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->transport = "tcp";
 	o->accept_timeout_ms = 30000;
 	o->spin_us = 200;
+	o->precopy = true;
+	o->max_rounds = 8;
+	o->max_precopy_ms = 60000;
+	o->downtime_ms = 300;
 	o->rt_priority = 10;
 	o->id = "migration";
 }
@@ -52,6 +60,16 @@ struct src {
 	pthread_mutex_t lock;
 	pthread_t servers[16];
 	int nservers;
+	/* pre-copy */
+	pid_t vm_pid;
+	uint64_t vm_addr[FL_PROTO_MAX_REGIONS];	/* region addresses in the VM */
+	uint64_t gbase[FL_PROTO_MAX_REGIONS];
+	struct fl_dirty *tracker;
+	struct fl_bitmap dirty;			/* pages the destination must (re)fetch */
+	volatile int abort_req, force_req;
+	int csock;				/* operator control socket */
+	pthread_t ctl_th;
+	int ctl_started;
 };
 
 static int fail(struct src *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -121,7 +139,9 @@ static int load_regions(struct src *s)
 		int rc = fl_shimctl_fetch(o->shim_sock, 5000, &t, &s->uffd);
 		if (rc)
 			return fail(s, rc, "%s", fl_shimctl_last_error());
+		s->vm_pid = t.pid;
 		for (uint32_t i = 0; i < t.nregions; i++) {
+			s->vm_addr[s->hello.nregions] = t.r[i].addr;
 			rc = add_region(s, t.r[i].path, t.r[i].offset, t.r[i].length, t.r[i].page_size);
 			if (rc)
 				return rc;
@@ -271,6 +291,235 @@ static void status(struct src *s, uint64_t done)
 		fl_report_write_status(s->o->status_path, s->rep, done);
 }
 
+/* ---- pre-copy ---- */
+
+static uint64_t bytes_of(struct src *s, const struct fl_bitmap *bm)
+{
+	uint64_t b = 0;
+
+	for (uint32_t i = 0; i < s->hello.nregions; i++) {
+		uint64_t n = 0, pages = s->hello.regions[i].length / s->hello.regions[i].page_size;
+		for (uint64_t p = fl_bitmap_next_set(bm, s->gbase[i]); p < s->gbase[i] + pages;
+		     p = fl_bitmap_next_set(bm, p + 1))
+			n++;
+		b += n * s->hello.regions[i].page_size;
+	}
+	return b;
+}
+
+#define DIRTY_CHUNK 65536	/* pages per DIRTY frame: worst case well under the RLE limit */
+
+/* Send bm as DIRTY frames, skipping chunks with nothing set. */
+static int send_dirty(struct src *s, const struct fl_bitmap *bm, uint8_t *buf, size_t cap)
+{
+	for (uint32_t i = 0; i < s->hello.nregions; i++) {
+		uint64_t pages = s->hello.regions[i].length / s->hello.regions[i].page_size;
+		for (uint64_t first = 0; first < pages; first += DIRTY_CHUNK) {
+			uint64_t n = pages - first < DIRTY_CHUNK ? pages - first : DIRTY_CHUNK;
+			if (fl_bitmap_next_set(bm, s->gbase[i] + first) >= s->gbase[i] + first + n)
+				continue;
+			int len = fl_proto_dirty_encode(buf, cap, i, first, n, bm, s->gbase[i]);
+			if (len < 0)
+				return len;
+			int rc = fl_proto_write_frame(s->ctl, FL_MSG_DIRTY, buf, (uint32_t)len);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* 0: round done (*out filled); 1: operator forced post-copy; -ECANCELED:
+ * operator abort; other -errno: the destination failed. */
+static int wait_round_done(struct src *s, uint32_t round, struct fl_round *out, uint8_t *buf,
+			   size_t cap)
+{
+	struct fl_msg_hdr h;
+
+	for (;;) {
+		if (s->abort_req)
+			return -ECANCELED;
+		if (s->force_req)
+			return 1;
+		struct pollfd p = { .fd = s->ctl, .events = POLLIN };
+		int pr = poll(&p, 1, 50);
+		if (pr < 0 && errno != EINTR)
+			return -errno;
+		if (pr <= 0)
+			continue;
+		int rc = fl_proto_read_frame(s->ctl, &h, buf, cap);
+		if (rc)
+			return rc;
+		if (h.type == FL_MSG_ERROR) {
+			struct fl_error e;
+			fl_proto_error_decode(buf, h.len, &e);
+			snprintf(s->rep->error, sizeof(s->rep->error), "destination failed during pre-copy: %s",
+				 e.text);
+			return -EREMOTEIO;
+		}
+		if (h.type != FL_MSG_ROUND_DONE)
+			return -EBADMSG;
+		rc = fl_proto_round_decode(buf, h.len, out);
+		if (rc)
+			return rc;
+		if (out->round == round)
+			return 0;
+	}
+}
+
+static void status(struct src *s, uint64_t done);
+
+/* Rounds while the VM runs. Leaves in s->dirty what the destination still
+ * lacks and sets switch_reason; returns 0, -ECANCELED or -errno. */
+static int precopy(struct src *s, uint8_t *buf, size_t cap)
+{
+	const struct fl_source_opts *o = s->o;
+	struct fl_dirty_range rr[FL_PROTO_MAX_REGIONS];
+	struct fl_dirty_opts dopt = { .backend = (enum fl_dirty_backend)o->dirty_backend };
+	uint64_t total_bytes = 0, t_start = fl_now_ns(), prev_dirty = UINT64_MAX;
+	int rc;
+
+	for (uint32_t i = 0; i < s->hello.nregions; i++) {
+		rr[i] = (struct fl_dirty_range){ s->vm_addr[i], s->hello.regions[i].length,
+						 s->hello.regions[i].page_size, s->gbase[i] };
+		total_bytes += s->hello.regions[i].length;
+	}
+	/* Track first, then send everything: writes during round 1 are caught. */
+	rc = fl_dirty_create(&s->tracker, s->uffd, s->vm_pid, rr, (int)s->hello.nregions, &dopt);
+	if (rc) {
+		snprintf(s->rep->error, sizeof(s->rep->error),
+			 "cannot track dirty pages of VM pid %d: %s", (int)s->vm_pid, strerror(-rc));
+		return rc;
+	}
+	snprintf(s->rep->dirty_backend, sizeof(s->rep->dirty_backend), "%s",
+		 fl_dirty_backend_name(fl_dirty_backend_of(s->tracker)));
+	fl_bitmap_set_range(&s->dirty, 0, s->rep->total_pages);
+	fl_state_transition(&s->sm, FL_STATE_PRECOPY);
+	for (uint32_t round = 1;; round++) {
+		uint64_t pages = fl_bitmap_count(&s->dirty), t0 = fl_now_ns();
+		rc = send_dirty(s, &s->dirty, buf, cap);
+		struct fl_round r = { round, 0, pages, 0 }, done;
+		int n = fl_proto_round_encode(buf, cap, &r);
+		if (!rc)
+			rc = fl_proto_write_frame(s->ctl, FL_MSG_ROUND, buf, (uint32_t)n);
+		if (rc)
+			return rc;
+		s->rep->precopy_rounds = round;
+		s->rep->remaining_pages = pages;
+		status(s, s->rep->total_pages - pages);
+		/* The destination now owns the request: what it fetches is no
+		 * longer dirty unless written again (the next scan says so). */
+		fl_bitmap_zero(&s->dirty);
+		rc = wait_round_done(s, round, &done, buf, cap);
+		if (rc == 1) {
+			/* Forced mid-round: the destination keeps what it still
+			 * lacks marked; the final scan adds what changed since. */
+			snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "forced");
+			return 0;
+		}
+		if (rc)
+			return rc;
+		double secs = (double)(fl_now_ns() - t0) / 1e9;
+		s->rep->precopy_pages += done.pages;
+		if (secs > 0 && done.bytes)
+			s->rep->link_mbps = (double)done.bytes * 8 / 1e6 / secs;
+		int64_t nd = fl_dirty_scan(s->tracker, &s->dirty);
+		if (nd < 0)
+			return (int)nd;
+		uint64_t dbytes = bytes_of(s, &s->dirty);
+		s->rep->dirty_rate_mbps = secs > 0 ? (double)dbytes * 8 / 1e6 / secs : 0;
+		s->rep->remaining_pages = (uint64_t)nd;
+		double est_ms = s->rep->link_mbps > 0 ? (double)dbytes * 8 / 1e3 / s->rep->link_mbps : 1e9;
+		const char *why = NULL;
+		if (s->force_req)
+			why = "forced";
+		else if (est_ms <= o->downtime_ms)
+			why = "converged";
+		else if (round >= 2 && (s->rep->dirty_rate_mbps >= 0.9 * s->rep->link_mbps ||
+					(uint64_t)nd * 20 >= prev_dirty * 19))
+			why = "non-convergence";	/* the dirty set does not shrink */
+		else if ((int)round >= o->max_rounds ||
+			 fl_now_ns() - t_start >= (uint64_t)o->max_precopy_ms * 1000000ull)
+			why = "budget";
+		status(s, s->rep->total_pages - (uint64_t)nd);
+		if (why) {
+			snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "%s", why);
+			return 0;
+		}
+		prev_dirty = (uint64_t)nd;
+		(void)total_bytes;
+	}
+}
+
+/* Operator socket: "abort" before switchover, "force-complete", "status". */
+static void *ctl_main(void *p)
+{
+	struct src *s = p;
+
+	for (;;) {
+		int c = accept4(s->csock, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR)
+				continue;
+			return NULL;
+		}
+		char cmd[64] = "", reply[400];
+		ssize_t n = read(c, cmd, sizeof(cmd) - 1);
+		if (n > 0)
+			cmd[strcspn(cmd, "\r\n")] = 0;
+		enum fl_state st = fl_state_get(&s->sm);
+		bool before = st == FL_STATE_QUEUED || st == FL_STATE_PREPARING || st == FL_STATE_PRECOPY;
+		if (!strcmp(cmd, "abort")) {
+			if (before) {
+				s->abort_req = 1;
+				snprintf(reply, sizeof(reply), "ok aborting; the VM keeps running on the source");
+			} else {
+				snprintf(reply, sizeof(reply),
+					 "error migration %s is in %s: the guest already runs on the destination, abort refused",
+					 s->rep->id, fl_state_name(st));
+			}
+		} else if (!strcmp(cmd, "force-complete")) {
+			if (before) {
+				s->force_req = 1;
+				snprintf(reply, sizeof(reply), "ok switching to post-copy");
+			} else {
+				snprintf(reply, sizeof(reply), "error migration %s is already in %s", s->rep->id,
+					 fl_state_name(st));
+			}
+		} else {
+			snprintf(reply, sizeof(reply), "error unknown command '%s' (abort, force-complete)", cmd);
+		}
+		size_t rl = strlen(reply);
+		reply[rl++] = '\n';
+		(void)!write(c, reply, rl);
+		close(c);
+	}
+}
+
+static int start_ctl(struct src *s)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	if (!s->o->ctl_sock)
+		return 0;
+	if (strlen(s->o->ctl_sock) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a.sun_path, s->o->ctl_sock);
+	s->csock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->csock < 0)
+		return -errno;
+	unlink(s->o->ctl_sock);
+	mode_t old = umask(077);
+	int rc = bind(s->csock, (struct sockaddr *)&a, sizeof(a));
+	umask(old);
+	if (rc < 0 || listen(s->csock, 4) < 0)
+		return -errno;
+	if (pthread_create(&s->ctl_th, NULL, ctl_main, s))
+		return -EAGAIN;
+	s->ctl_started = 1;
+	return 0;
+}
+
 static int run(struct src *s)
 {
 	const struct fl_source_opts *o = s->o;
@@ -285,8 +534,19 @@ static int run(struct src *s)
 	rc = load_regions(s);
 	if (rc)
 		goto out;
-	for (uint32_t i = 0; i < s->hello.nregions; i++)
+	for (uint32_t i = 0; i < s->hello.nregions; i++) {
+		s->gbase[i] = s->rep->total_pages;
 		s->rep->total_pages += s->hello.regions[i].length / s->hello.regions[i].page_size;
+	}
+	if (fl_bitmap_create(&s->dirty, s->rep->total_pages)) {
+		rc = fail(s, -ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = start_ctl(s);
+	if (rc) {
+		rc = fail(s, rc, "cannot open the control socket %s: %s", o->ctl_sock, strerror(-rc));
+		goto out;
+	}
 	s->rep->nregions = s->hello.nregions;
 	s->hello.version = FL_PROTO_VERSION;
 	s->hello.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
@@ -349,6 +609,33 @@ static int run(struct src *s)
 		goto out;
 	}
 
+	snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "none");
+	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0) {
+		rc = precopy(s, buf, 65536);
+		if (rc == -ECANCELED) {
+			fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
+			snprintf(s->rep->error, sizeof(s->rep->error),
+				 "aborted by the operator before switchover; the VM keeps running on the source");
+			fl_state_transition(&s->sm, FL_STATE_CANCELLED);
+			goto out;
+		}
+		if (rc) {
+			fl_proto_send_error(s->ctl, rc, "source failed during pre-copy");
+			if (!s->rep->error[0])
+				snprintf(s->rep->error, sizeof(s->rep->error), "pre-copy: %s", strerror(-rc));
+			rc = fail(s, rc, "%s; the VM keeps running on the source", s->rep->error);
+			goto out;
+		}
+	}
+	if (s->abort_req) {
+		fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
+		snprintf(s->rep->error, sizeof(s->rep->error),
+			 "aborted by the operator before switchover; the VM keeps running on the source");
+		fl_state_transition(&s->sm, FL_STATE_CANCELLED);
+		rc = -ECANCELED;
+		goto out;
+	}
+
 	/* Switchover: stop the VM for good, then open the destination's gate. */
 	fl_state_transition(&s->sm, FL_STATE_SWITCHOVER);
 	status(s, 0);
@@ -366,8 +653,17 @@ static int run(struct src *s)
 	}
 	s->rep->switch_ns = fl_now_ns();
 	struct fl_switchover so = { 0, 0 };
+	rc = 0;
+	if (s->tracker) {
+		/* The VM is stopped: this scan is the final dirty set. */
+		int64_t nd = fl_dirty_scan(s->tracker, &s->dirty);
+		rc = nd < 0 ? (int)nd : send_dirty(s, &s->dirty, buf, 65536);
+		so.dirty_pages = fl_bitmap_count(&s->dirty);
+		s->rep->final_dirty_pages = so.dirty_pages;
+	}
 	n = fl_proto_switchover_encode(buf, 64, &so);
-	rc = fl_proto_write_frame(s->ctl, FL_MSG_SWITCHOVER, buf, (uint32_t)n);
+	if (!rc)
+		rc = fl_proto_write_frame(s->ctl, FL_MSG_SWITCHOVER, buf, (uint32_t)n);
 	if (rc) {
 		rc = fail(s, rc, "destination lost at switchover (%s); VM is stopped on both hosts",
 			  strerror(-rc));
@@ -375,7 +671,9 @@ static int run(struct src *s)
 	}
 	fl_state_transition(&s->sm, FL_STATE_POSTCOPY);
 	status(s, 0);
-	rc = fl_proto_read_frame(s->ctl, &h, buf, 65536);
+	do	/* a round the destination was still finishing when we switched */
+		rc = fl_proto_read_frame(s->ctl, &h, buf, 65536);
+	while (!rc && h.type == FL_MSG_ROUND_DONE);
 	if (!rc && h.type == FL_MSG_ERROR) {
 		struct fl_error e;
 		fl_proto_error_decode(buf, h.len, &e);
@@ -415,7 +713,7 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 	fl_report_init(rep, "source", o->id);
 	s->o = o;
 	s->rep = rep;
-	s->lfd = s->ctl = s->uffd = -1;
+	s->lfd = s->ctl = s->uffd = s->csock = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	fl_state_init(&s->sm);
 	s->ops = fl_transport_find(o->transport ? o->transport : "tcp");
@@ -425,6 +723,18 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 	else
 		rc = run(s);
 	s->stop = 1;
+	/* Dirty tracking off (WP unregistered) whatever happened: the VM runs on
+	 * untouched if it still runs here. */
+	fl_dirty_destroy(s->tracker);
+	fl_bitmap_destroy(&s->dirty);
+	if (s->ctl_started) {
+		shutdown(s->csock, SHUT_RDWR);
+		pthread_join(s->ctl_th, NULL);
+	}
+	if (s->csock >= 0) {
+		close(s->csock);
+		unlink(o->ctl_sock);
+	}
 	if (s->ctl >= 0)
 		shutdown(s->ctl, SHUT_RDWR);
 	if (s->acceptor_started)

@@ -494,11 +494,18 @@ int cli_migrate(struct migrate_args *a)
 		json_object_object_add(out, "switch_stall_ms", json_object_new_double(jd(q, "switch_stall_ms")));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
-		"fault_p999_us", "fault_max_us", "bulk_mbps" };
+		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes" };
 	for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++) {
 		json_object *x;
 		if (dr && json_object_object_get_ex(dr, copy[i], &x))
 			json_object_object_add(out, copy[i], json_object_get(x));
+	}
+	static const char *const from_src[] = { "precopy_pages", "precopy_rounds", "switch_reason",
+		"dirty_rate_mbps", "link_mbps", "final_dirty_pages", "dirty_backend" };
+	for (size_t i = 0; i < sizeof(from_src) / sizeof(from_src[0]); i++) {
+		json_object *x;
+		if (sr && json_object_object_get_ex(sr, from_src[i], &x))
+			json_object_object_add(out, from_src[i], json_object_get(x));
 	}
 	int64_t corrupt = -1;
 	const char *src_sha = js(sr, "sha256"), *dst_sha = js(v, "sha256_switchover");
