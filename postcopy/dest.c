@@ -739,7 +739,12 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 	char *mem = mmap(NULL, d->slot_bytes * (size_t)nslot, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int inflight = 0, more = 1, interrupted = 0, rc = 0;
-	uint64_t cursor = 0;
+	uint64_t cursor = 0, t0 = fl_now_ns(), got = 0, flying = 0;
+	/* Whatever is in flight when the source switches must land before the
+	 * gate opens (it is downtime): keep ~50 ms of the measured rate on the
+	 * wire, at least two reads, not the whole pipeline (8 MB is 0.7 s at
+	 * 100 Mbit/s). */
+	uint64_t budget = 2 * d->slot_bytes;
 
 	if (!slots || mem == MAP_FAILED) {
 		free(slots);
@@ -750,7 +755,7 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 		slots[i].conn = i % d->nbulk;
 	}
 	while ((more && !interrupted) || inflight) {
-		for (int i = 0; i < nslot && more && !interrupted; i++) {
+		for (int i = 0; i < nslot && more && !interrupted && flying < budget; i++) {
 			struct pslot *s = &slots[i];
 			if (s->used)
 				continue;
@@ -774,6 +779,7 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 				goto out;
 			s->used = 1;
 			inflight++;
+			flying += (uint64_t)s->np * r->ps;
 		}
 		struct pollfd pfd[MAX_BULK + 1];
 		for (int c = 0; c < d->nbulk; c++)
@@ -799,8 +805,13 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 				precopy_store(d, s, comp[k].zero_mask);
 				*pages += s->np;
 				*bytes += comp[k].wire_bytes;
+				got += comp[k].wire_bytes;
+				flying -= (uint64_t)s->np * s->r->ps;
 				s->used = 0;
 				inflight--;
+				double secs = (double)(fl_now_ns() - t0) / 1e9;
+				uint64_t want = secs > 0.01 ? (uint64_t)((double)got / secs * 0.05) : 0;
+				budget = want > 2 * d->slot_bytes ? want : 2 * d->slot_bytes;
 			}
 		}
 	}

@@ -67,6 +67,7 @@ struct src {
 	struct fl_dirty *tracker;
 	struct fl_bitmap dirty;			/* pages the destination must (re)fetch */
 	volatile int abort_req, force_req;
+	uint64_t sent_bytes;			/* atomic: page bytes served */
 	int csock;				/* operator control socket */
 	pthread_t ctl_th;
 	int ctl_started;
@@ -219,6 +220,8 @@ static void *acceptor_main(void *p)
 		a->s = s;
 		a->fd = fd;
 		a->channel = at.channel;
+		if (at.channel == FL_CHAN_FAULT)
+			fl_transport_tcp_mark_fault(fd);
 		if (pthread_create(&s->servers[s->nservers], NULL, server_main, a) == 0)
 			s->nservers++;
 		else {
@@ -329,18 +332,45 @@ static int send_dirty(struct src *s, const struct fl_bitmap *bm, uint8_t *buf, s
 	return 0;
 }
 
-/* 0: round done (*out filled); 1: operator forced post-copy; -ECANCELED:
- * operator abort; other -errno: the destination failed. */
+#define PROBE_MS 250		/* mid-round dirty-rate probe interval */
+
+/* Mid-round: is the VM dirtying memory faster than the link drains it? Then
+ * no number of rounds converges; switch now and spare the rest of this one. */
+static int probe_nonconvergence(struct src *s, uint64_t t_round, uint64_t sent0)
+{
+	int64_t nd = fl_dirty_scan(s->tracker, &s->dirty);
+	if (nd < 0)
+		return (int)nd;
+	double secs = (double)(fl_now_ns() - t_round) / 1e9;
+	double link = (double)(__atomic_load_n(&s->sent_bytes, __ATOMIC_RELAXED) - sent0) * 8 / 1e6 / secs;
+	double dirty = (double)bytes_of(s, &s->dirty) * 8 / 1e6 / secs;
+	s->rep->link_mbps = link;
+	s->rep->dirty_rate_mbps = dirty;
+	s->rep->remaining_pages = fl_bitmap_count(&s->dirty);
+	return link > 0 && dirty >= link;
+}
+
+/* 0: round done (*out filled); 1: operator forced post-copy; 2: the probe
+ * predicts non-convergence; -ECANCELED: operator abort; other -errno: the
+ * destination failed. */
 static int wait_round_done(struct src *s, uint32_t round, struct fl_round *out, uint8_t *buf,
 			   size_t cap)
 {
 	struct fl_msg_hdr h;
+	uint64_t t_round = fl_now_ns(), next_probe = t_round + 2 * PROBE_MS * 1000000ull;
+	uint64_t sent0 = __atomic_load_n(&s->sent_bytes, __ATOMIC_RELAXED);
 
 	for (;;) {
 		if (s->abort_req)
 			return -ECANCELED;
 		if (s->force_req)
 			return 1;
+		if (fl_now_ns() >= next_probe) {
+			int rc = probe_nonconvergence(s, t_round, sent0);
+			if (rc)
+				return rc < 0 ? rc : 2;
+			next_probe = fl_now_ns() + PROBE_MS * 1000000ull;
+		}
 		struct pollfd p = { .fd = s->ctl, .events = POLLIN };
 		int pr = poll(&p, 1, 50);
 		if (pr < 0 && errno != EINTR)
@@ -411,10 +441,11 @@ static int precopy(struct src *s, uint8_t *buf, size_t cap)
 		 * longer dirty unless written again (the next scan says so). */
 		fl_bitmap_zero(&s->dirty);
 		rc = wait_round_done(s, round, &done, buf, cap);
-		if (rc == 1) {
-			/* Forced mid-round: the destination keeps what it still
+		if (rc == 1 || rc == 2) {
+			/* Switching mid-round: the destination keeps what it still
 			 * lacks marked; the final scan adds what changed since. */
-			snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "forced");
+			snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "%s",
+				 rc == 1 ? "forced" : "non-convergence");
 			return 0;
 		}
 		if (rc)
@@ -426,6 +457,7 @@ static int precopy(struct src *s, uint8_t *buf, size_t cap)
 		int64_t nd = fl_dirty_scan(s->tracker, &s->dirty);
 		if (nd < 0)
 			return (int)nd;
+		nd = (int64_t)fl_bitmap_count(&s->dirty);	/* mid-round probes collected some */
 		uint64_t dbytes = bytes_of(s, &s->dirty);
 		s->rep->dirty_rate_mbps = secs > 0 ? (double)dbytes * 8 / 1e6 / secs : 0;
 		s->rep->remaining_pages = (uint64_t)nd;
@@ -435,9 +467,9 @@ static int precopy(struct src *s, uint8_t *buf, size_t cap)
 			why = "forced";
 		else if (est_ms <= o->downtime_ms)
 			why = "converged";
-		else if (round >= 2 && (s->rep->dirty_rate_mbps >= 0.9 * s->rep->link_mbps ||
-					(uint64_t)nd * 20 >= prev_dirty * 19))
-			why = "non-convergence";	/* the dirty set does not shrink */
+		else if (s->rep->dirty_rate_mbps >= 0.9 * s->rep->link_mbps ||
+			 (uint64_t)nd * 2 > prev_dirty)
+			why = "non-convergence";	/* the dirty set does not at least halve */
 		else if ((int)round >= o->max_rounds ||
 			 fl_now_ns() - t_start >= (uint64_t)o->max_precopy_ms * 1000000ull)
 			why = "budget";
@@ -552,7 +584,7 @@ static int run(struct src *s)
 	s->hello.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
 	if (getrandom(&s->hello.session, sizeof(s->hello.session), 0) != sizeof(s->hello.session))
 		s->hello.session = fl_now_ns() ^ ((uint64_t)getpid() << 32);
-	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff };
+	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff, &s->sent_bytes };
 
 	s->lfd = fl_transport_tcp_listen(o->listen, 16);
 	if (s->lfd < 0) {

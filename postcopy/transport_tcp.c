@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
@@ -21,6 +22,16 @@
 #include "faultline/uffd.h"
 
 static __thread char g_err[320];
+
+void fl_transport_tcp_mark_fault(int fd)
+{
+	/* Fault traffic is latency-critical: DSCP EF for QoS on the path (the
+	 * demo's htb classifies on it) and the interactive band locally. */
+	int tos = 0xb8, prio = 6;
+
+	setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+	setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
+}
 
 const char *fl_transport_last_error(void)
 {
@@ -209,6 +220,8 @@ static int tcp_connect(const char *addr, const struct fl_transport_opts *o, uint
 
 	if (fd < 0)
 		return fd;
+	if (ch == FL_CHAN_FAULT)
+		fl_transport_tcp_mark_fault(fd);
 	if (o->sndbuf)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof(o->sndbuf));
 	if (o->rcvbuf)
@@ -447,6 +460,8 @@ static int tcp_serve(int fd, const struct fl_tsource *src, unsigned spin_us, vol
 		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 		iov[1] = (struct iovec){ fixed, sizeof(fixed) };
 		rc = fl_proto_writev_all(fd, iov, cnt);
+		if (src->sent_bytes)
+			__atomic_add_fetch(src->sent_bytes, FL_PROTO_HDR_LEN + 32 + dlen, __ATOMIC_RELAXED);
 		if (rc) {
 			if (rc == -EPIPE || rc == -ECONNRESET)
 				rc = 0;	/* the destination went away: its side reports */

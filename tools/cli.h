@@ -19,6 +19,8 @@ struct migrate_args {
 	int bulk_conns, bulk_depth, bulk_pages;
 	unsigned spin_us;
 	bool json;
+	bool no_precopy;
+	int max_rounds, max_precopy_ms, downtime_ms;
 	bool verify;			/* ask the destination guest to self-check */
 };
 

@@ -79,12 +79,20 @@ static int net_up(struct demo *d, const char *rate)
 	    ip("ip -n %s link set %s up", d->ns_dst, d->veth_dst))
 		return -1;
 	if (rate) {
-		/* Cap both directions; page data flows source -> destination. */
-		if (ip("tc -n %s qdisc add dev %s root tbf rate %s burst 256kb latency 100ms",
-		       d->ns_src, d->veth_src, rate) ||
-		    ip("tc -n %s qdisc add dev %s root tbf rate %s burst 256kb latency 100ms",
-		       d->ns_dst, d->veth_dst, rate))
-			return -1;
+		/* Cap both directions with htb; fault traffic (DSCP EF, which
+		 * faultline sets on its fault channel) gets its own class with
+		 * priority, as QoS on a production network would give it. */
+		const char *ns[2] = { d->ns_src, d->ns_dst }, *dev[2] = { d->veth_src, d->veth_dst };
+		for (int i = 0; i < 2; i++)
+			if (ip("tc -n %s qdisc add dev %s root handle 1: htb default 20", ns[i], dev[i]) ||
+			    ip("tc -n %s class add dev %s parent 1: classid 1:1 htb rate %s", ns[i], dev[i], rate) ||
+			    ip("tc -n %s class add dev %s parent 1:1 classid 1:10 htb rate 1mbit ceil %s prio 0",
+			       ns[i], dev[i], rate) ||
+			    ip("tc -n %s class add dev %s parent 1:1 classid 1:20 htb rate 1mbit ceil %s prio 1",
+			       ns[i], dev[i], rate) ||
+			    ip("tc -n %s filter add dev %s parent 1: protocol ip prio 1 u32 match ip dsfield 0xb8 0xfc flowid 1:10",
+			       ns[i], dev[i]))
+				return -1;
 	}
 	return 0;
 }
@@ -165,11 +173,13 @@ int cli_demo(int argc, char **argv)
 		{ "vcpus", 1, 0, 'v' }, { "vcpu-rate", 1, 0, 'R' }, { "pattern", 1, 0, 'p' },
 		{ "mode", 1, 0, 'm' }, { "warmup", 1, 0, 'w' }, { "keep", 0, 0, 'k' },
 		{ "workdir", 1, 0, 'W' }, { "spin-us", 1, 0, 'P' }, { "bulk-conns", 1, 0, 'b' },
-		{ "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'G' },
+		{ "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'G' }, { "no-precopy", 0, 0, 'N' },
+		{ "max-rounds", 1, 0, 'M' }, { "downtime-ms", 1, 0, 'T' }, { "id", 1, 0, 'I' },
+		{ "status-dir", 1, 0, 'S' },
 		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
-	const char *mode = "write", *workdir = NULL;
+	const char *mode = "write", *workdir = NULL, *id_opt = NULL;
 	double warmup = 1.0;
 	bool json = false, keep = false;
 	struct migrate_args a = { .transport = "tcp", .verify = true };
@@ -191,12 +201,19 @@ int cli_demo(int argc, char **argv)
 		case 'b': a.bulk_conns = atoi(optarg); break;
 		case 'D': a.bulk_depth = atoi(optarg); break;
 		case 'G': a.bulk_pages = atoi(optarg); break;
+		case 'N': a.no_precopy = true; break;
+		case 'M': a.max_rounds = atoi(optarg); break;
+		case 'T': a.downtime_ms = atoi(optarg); break;
+		case 'I': id_opt = optarg; break;
+		case 'S': a.status_dir = optarg; break;
 		case 'h':
 			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
 			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
 			       "         [--mode write|read] [--warmup SECONDS] [--workdir DIR] [--keep]\n"
 			       "         [--spin-us N] [--bulk-conns N] [--bulk-depth N] [--bulk-pages N]\n"
-			       "Migrate a live guest-sim VM between two network namespaces, pure post-copy.\n"
+			       "         [--no-precopy] [--max-rounds N] [--downtime-ms MS] [--id ID]\n"
+			       "Migrate a live guest-sim VM between two network namespaces: a short pre-copy,\n"
+			       "then post-copy (--no-precopy: pure post-copy).\n"
 			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
 			return 0;
 		default:
@@ -260,7 +277,9 @@ int cli_demo(int argc, char **argv)
 		(int)d.src_pid, (int)d.dst_pid);
 	usleep((useconds_t)(warmup * 1e6));
 	char id[48];
-	snprintf(id, sizeof(id), "demo-%s", d.tag);
+	snprintf(id, sizeof(id), "%s", id_opt ? id_opt : "");
+	if (!id_opt)
+		snprintf(id, sizeof(id), "demo-%s", d.tag);
 	a.id = id;
 	a.listen = listen;
 	a.src_netns = d.ns_src;

@@ -119,6 +119,19 @@ static char *status_path(const char *dir, const char *id, const char *role)
 	return p;
 }
 
+/* The source agent's operator socket (abort, force-complete). */
+static char *ctl_path(const char *dir, const char *id)
+{
+	char *p = NULL;
+
+	if (!dir)
+		return NULL;
+	mkdir(dir, 0755);
+	if (asprintf(&p, "%s/%s.source.sock", dir, id) < 0)
+		return NULL;
+	return p;
+}
+
 /* ---- source / dest ---- */
 
 struct vm_stop {
@@ -166,7 +179,8 @@ static int cmd_source(int argc, char **argv)
 		{ "vm-ctl", 1, 0, 'c' }, { "vm-uri", 1, 0, 'u' }, { "checksum", 0, 0, 'k' },
 		{ "transport", 1, 0, 't' }, { "accept-timeout", 1, 0, 'a' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
-		{ "spin-us", 1, 0, 'p' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "spin-us", 1, 0, 'p' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
+		{ "max-precopy-ms", 1, 0, 'B' }, { "downtime-ms", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_source_opts o;
 	struct vm_stop vs = { 0 };
@@ -189,6 +203,10 @@ static int cmd_source(int argc, char **argv)
 		case 'k': o.checksum = true; break;
 		case 'R': o.rt_priority = atoi(optarg); break;
 		case 'p': o.spin_us = (unsigned)atoi(optarg); break;
+		case 'P': o.precopy = false; break;
+		case 'M': o.max_rounds = atoi(optarg); break;
+		case 'B': o.max_precopy_ms = atoi(optarg); break;
+		case 'D': o.downtime_ms = atoi(optarg); break;
 		case 't': o.transport = optarg; break;
 		case 'a': o.accept_timeout_ms = atoi(optarg); break;
 		case 'i': o.id = optarg; break;
@@ -198,6 +216,7 @@ static int cmd_source(int argc, char **argv)
 			printf("usage: faultline source --listen HOST:PORT (--shim SOCK | --ram FILE...)\n"
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--checksum] [--transport tcp]\n"
 			       "         [--accept-timeout MS] [--spin-us N] [--rt-priority N]\n"
+			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "         [--id ID] [--status-dir DIR] [--json]\n"
 			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n");
 			return 0;
@@ -216,7 +235,10 @@ static int cmd_source(int argc, char **argv)
 		o.stop_vm = stop_guest_sim;
 		o.stop_arg = &vs;
 	}
+	if (o.max_rounds < 1 || o.max_precopy_ms < 0 || o.downtime_ms < 0)
+		die_usage("source", "--max-rounds >= 1, --max-precopy-ms and --downtime-ms >= 0");
 	o.status_path = status_path(sdir, o.id, "source");
+	o.ctl_sock = ctl_path(sdir, o.id);
 	struct fl_report *r = calloc(1, sizeof(*r));
 	int rc = fl_source_run(&o, r);
 	print_report(r, json);
@@ -314,6 +336,14 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 			o.stop_arg = &vs;
 		}
 		o.status_path = status_path(a->status_dir, a->id, "source");
+		o.ctl_sock = ctl_path(a->status_dir, a->id);
+		o.precopy = !a->no_precopy;
+		if (a->max_rounds)
+			o.max_rounds = a->max_rounds;
+		if (a->max_precopy_ms)
+			o.max_precopy_ms = a->max_precopy_ms;
+		if (a->downtime_ms)
+			o.downtime_ms = a->downtime_ms;
 		rc = fl_source_run(&o, r);
 	} else {
 		struct fl_dest_opts o;
@@ -372,10 +402,18 @@ static const char *js(json_object *o, const char *k)
 	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
 }
 
-static void progress(const char *path, bool tty, uint64_t t0, uint64_t *last_print)
+static void progress(const char *path, const char *spath, bool tty, uint64_t t0, uint64_t *last_print)
 {
 	json_object *s = path ? json_object_from_file(path) : NULL;
+	json_object *src = spath ? json_object_from_file(spath) : NULL;
 
+	/* During pre-copy the source knows the round and what is left. */
+	if (src && js(src, "state") && !strcmp(js(src, "state"), "precopy")) {
+		json_object_put(s);
+		s = src;
+		src = NULL;
+	}
+	json_object_put(src);
 	if (!s)
 		return;
 	double done = jd(s, "pages_done"), total = jd(s, "total_pages"), bytes = jd(s, "bytes");
@@ -405,7 +443,9 @@ int cli_migrate(struct migrate_args *a)
 	if (!a->status_dir)
 		a->status_dir = DEFAULT_STATUS_DIR;
 	char *dpath = status_path(a->status_dir, a->id, "dest");
+	char *spath = status_path(a->status_dir, a->id, "source");
 	unlink(dpath);
+	unlink(spath);
 	pid_t sp = spawn_agent(a, 1, &sfd);
 	if (sp < 0) {
 		fprintf(stderr, "faultline migrate: cannot start the source agent: %s\n", strerror(errno));
@@ -421,7 +461,6 @@ int cli_migrate(struct migrate_args *a)
 	}
 	int live = 2;
 	bool src_alive = true;
-	char *spath = status_path(a->status_dir, a->id, "source");
 	while (live) {
 		int st;
 		pid_t w = waitpid(-1, &st, WNOHANG);
@@ -444,7 +483,7 @@ int cli_migrate(struct migrate_args *a)
 			live--;
 			continue;
 		}
-		progress(dpath, tty, t0, &last);
+		progress(dpath, spath, tty, t0, &last);
 		usleep(20000);
 	}
 	if (tty)
@@ -474,7 +513,9 @@ int cli_migrate(struct migrate_args *a)
 		}
 	}
 	json_object *out = json_object_new_object();
-	const char *state = ok ? "completed" : (dstate && !strcmp(dstate, "completed")) ? "completed" : "failed";
+	const char *state = ok ? "completed"
+			    : (dstate && !strcmp(dstate, "completed")) ? "completed"
+			    : (sstate && !strcmp(sstate, "cancelled")) ? "cancelled" : "failed";
 	json_object_object_add(out, "state", json_object_new_string(state));
 	json_object_object_add(out, "id", json_object_new_string(a->id));
 	/* From the start of the migration to the destination's last page; the
@@ -518,7 +559,26 @@ int cli_migrate(struct migrate_args *a)
 		json_object_object_add(out, "dst_sha256", json_object_new_string(dst_sha));
 	bool match = src_sha && dst_sha && !strcmp(src_sha, dst_sha);
 	json_object_object_add(out, "checksum_match", json_object_new_boolean(match));
+	/* A migration that did not complete must leave the VM running where it
+	 * was: ask the source VM, twice, whether it still makes progress. */
+	if (!ok && a->vm_ctl) {
+		json_object *q1 = NULL, *q2 = NULL;
+		if (vmctl_call(a->vm_ctl, "query", reply, sizeof(reply), 5000) == 0)
+			q1 = json_tokener_parse(reply);
+		usleep(300000);
+		if (vmctl_call(a->vm_ctl, "query", reply, sizeof(reply), 5000) == 0)
+			q2 = json_tokener_parse(reply);
+		bool running = q1 && q2 && js(q2, "state") && !strcmp(js(q2, "state"), "running") &&
+			       jd(q2, "ops") > jd(q1, "ops");
+		json_object_object_add(out, "source_vm_running", json_object_new_boolean(running));
+		fprintf(stderr, "faultline migrate: the source VM %s\n",
+			running ? "keeps running on the source" : "is NOT running on the source");
+		json_object_put(q1);
+		json_object_put(q2);
+	}
 	const char *err = js(dr, "error") ? js(dr, "error") : js(sr, "error");
+	if (sstate && !strcmp(sstate, "cancelled") && js(sr, "error"))
+		err = js(sr, "error");
 	if (err)
 		json_object_object_add(out, "error", json_object_new_string(err));
 	json_object *hist;
@@ -526,16 +586,22 @@ int cli_migrate(struct migrate_args *a)
 		json_object_object_add(out, "fault_hist_ns", json_object_get(hist));
 
 	if (!ok) {
-		fprintf(stderr, "faultline migrate: failed: %s\n", err ? err : "an agent exited abnormally");
+		fprintf(stderr, "faultline migrate: %s: %s\n", state,
+			err ? err : "an agent exited abnormally");
 	} else {
 		fprintf(stderr,
-			"migrated %.0f pages in %.1f ms (post-copy %.1f ms): %.0f data, %.0f zero, %.1f MiB\n"
+			"migrated %.0f pages in %.1f ms (post-copy %.1f ms): %.0f data, %.0f zero, %.0f current\n"
+			"  from pre-copy; %.1f MiB over the wire\n"
 			"faults: %.0f (p50 %.1f us, p99 %.1f us, p99.9 %.1f us); background pull %.0f Mbit/s\n"
+			"pre-copy: %.0f rounds, %.0f pages, switch: %s; final dirty set %.0f pages\n"
 			"guest: max stall %.1f ms, corrupt pages %lld; RAM checksum %s\n",
 			jd(dr, "total_pages"), jd(out, "total_ms"), jd(dr, "postcopy_ms"),
-			jd(dr, "postcopy_pages"), jd(dr, "zero_pages"), jd(dr, "bytes") / 1048576.0,
+			jd(dr, "postcopy_pages"), jd(dr, "zero_pages"), jd(dr, "clean_pages"),
+			jd(dr, "bytes") / 1048576.0,
 			jd(dr, "faults"), jd(dr, "fault_p50_us"), jd(dr, "fault_p99_us"),
-			jd(dr, "fault_p999_us"), jd(dr, "bulk_mbps"), jd(out, "max_stall_ms"),
+			jd(dr, "fault_p999_us"), jd(dr, "bulk_mbps"), jd(sr, "precopy_rounds"),
+			jd(sr, "precopy_pages"), js(sr, "switch_reason") ? js(sr, "switch_reason") : "?",
+			jd(sr, "final_dirty_pages"), jd(out, "max_stall_ms"),
 			(long long)corrupt, match ? "matches the source at switchover" :
 			(v ? "DIFFERS from the source" : "not checked"));
 	}
@@ -562,7 +628,8 @@ static int cmd_migrate(int argc, char **argv)
 		{ "vm-ctl", 1, 0, 'c' }, { "vm-uri", 1, 0, 'u' }, { "dst-vm-ctl", 1, 0, 'C' },
 		{ "transport", 1, 0, 't' }, { "bulk-conns", 1, 0, 'b' }, { "spin-us", 1, 0, 'p' },
 		{ "id", 1, 0, 'i' }, { "status-dir", 1, 0, 'd' }, { "no-verify", 0, 0, 'N' },
-		{ "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "json", 0, 0, 'j' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
+		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "migration", .transport = "tcp", .verify = true };
 	int c;
@@ -589,11 +656,16 @@ static int cmd_migrate(int argc, char **argv)
 		case 'd': a.status_dir = optarg; break;
 		case 'N': a.verify = false; break;
 		case 'j': a.json = true; break;
+		case 'P': a.no_precopy = true; break;
+		case 'M': a.max_rounds = atoi(optarg); break;
+		case 'X': a.max_precopy_ms = atoi(optarg); break;
+		case 'D': a.downtime_ms = atoi(optarg); break;
 		case 'h':
 			printf("usage: faultline migrate --listen HOST:PORT (--src-shim SOCK | --src-ram FILE)\n"
 			       "         --dst-shim SOCK [--src-netns NS] [--dst-netns NS]\n"
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--dst-vm-ctl SOCK] [--no-verify]\n"
 			       "         [--transport tcp] [--bulk-conns N] [--spin-us N] [--id ID] [--json]\n"
+			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "Run both agents (each in its network namespace) and report the migration.\n"
 			       "--listen is the source agent's address as the destination reaches it.\n");
 			return 0;
@@ -683,6 +755,44 @@ static int cmd_caps(int argc, char **argv)
 	return 0;
 }
 
+/* abort / force-complete: one line to the source agent's operator socket. */
+static int cmd_operator(const char *verb, int argc, char **argv)
+{
+	const char *dir = DEFAULT_STATUS_DIR, *id = NULL;
+	char reply[512];
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--status-dir") && i + 1 < argc)
+			dir = argv[++i];
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: faultline %s ID [--status-dir DIR]\n%s\n", verb,
+			       !strcmp(verb, "abort")
+				       ? "Stop a migration before switchover; the VM keeps running on the source."
+				       : "End pre-copy now and switch to post-copy.");
+			return 0;
+		} else if (argv[i][0] == '-')
+			die_usage(verb, "bad option");
+		else
+			id = argv[i];
+	}
+	if (!id)
+		die_usage(verb, "need the migration ID");
+	char *sock = ctl_path(dir, id);
+	int rc = vmctl_call(sock, verb, reply, sizeof(reply), 10000);
+	free(sock);
+	if (rc) {
+		fprintf(stderr, "faultline %s: no running migration '%s' on this host (%s)\n", verb, id,
+			strerror(-rc));
+		return 1;
+	}
+	if (!strncmp(reply, "ok", 2)) {
+		printf("%s: %s\n", id, reply + 3);
+		return 0;
+	}
+	fprintf(stderr, "faultline %s: %s\n", verb, !strncmp(reply, "error ", 6) ? reply + 6 : reply);
+	return 1;
+}
+
 /* What a VM's shim sees: the region table it would hand an agent. */
 static int cmd_shim_info(int argc, char **argv)
 {
@@ -760,7 +870,9 @@ static void usage(FILE *f)
 		"  migrate   run both agents for a local or two-namespace migration\n"
 		"  source    serve a VM's RAM to a destination\n"
 		"  dest      serve a destination VM's faults and pull its RAM\n"
-		"  status    state and progress of migrations on this host\n"
+		"  status    state and progress of migrations on this host (also: list)\n"
+		"  abort     stop a migration before switchover (the VM stays on the source)\n"
+		"  force-complete  end pre-copy now, switch to post-copy\n"
 		"  caps      userfaultfd features of this kernel\n"
 		"  vmctl     send a command to a guest-sim VM\n"
 		"  shim-info the guest-RAM regions a VM's shim tracks\n");
@@ -784,7 +896,7 @@ int main(int argc, char **argv)
 		return cmd_dest(argc, argv);
 	if (!strcmp(cmd, "migrate"))
 		return cmd_migrate(argc, argv);
-	if (!strcmp(cmd, "status") || !strcmp(cmd, "list"))
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "list") || !strcmp(cmd, "show"))
 		return cmd_status(argc, argv);
 	if (!strcmp(cmd, "demo"))
 		return cli_demo(argc, argv);
@@ -794,6 +906,8 @@ int main(int argc, char **argv)
 		return cmd_vmctl(argc, argv);
 	if (!strcmp(cmd, "shim-info"))
 		return cmd_shim_info(argc, argv);
+	if (!strcmp(cmd, "abort") || !strcmp(cmd, "force-complete"))
+		return cmd_operator(cmd, argc, argv);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
 		return 0;

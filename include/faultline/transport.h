@@ -27,6 +27,7 @@ struct fl_tsource {
 	void *const *base;		/* local mapping of each region */
 	const int *fds;			/* file of each region (hole detection) */
 	const uint64_t *file_off;	/* offset of each region in its file */
+	uint64_t *sent_bytes;		/* atomic: bytes served, or NULL */
 };
 
 struct fl_transport_opts {
@@ -66,6 +67,8 @@ const struct fl_transport_ops *fl_transport_find(const char *name);
 int fl_transport_tcp_listen(const char *addr, int backlog);
 int fl_transport_tcp_connect(const char *addr, int timeout_ms);
 int fl_transport_tcp_accept(int lfd, int timeout_ms);
+/* Mark a socket as carrying fault traffic (DSCP EF, interactive priority). */
+void fl_transport_tcp_mark_fault(int fd);
 /* Last error text from connect/listen (address parse, resolution). */
 const char *fl_transport_last_error(void);
 

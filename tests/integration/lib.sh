@@ -13,6 +13,14 @@ need_root() {
 fail() { echo "FAIL: $*"; exit 1; }
 # jget FIELD < one-line JSON: a string or number value
 jget() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
+# wait_state ID STATE DIR: until faultline status shows the source in STATE
+wait_state() {
+	for i in $(seq 300); do
+		"$FL" status "$1" --status-dir "$3" --json 2>/dev/null | grep -q "\"role\":\"source\"[^}]*\"state\":\"$2\"" && return 0
+		sleep 0.05
+	done
+	return 1
+}
 workdir() { W=$(mktemp -d /dev/shm/fl-it-XXXXXX); trap 'rm -rf "$W"' EXIT; }
 # assert_migration JSONLINE: completed, no corruption, checksums equal
 assert_migration() {
@@ -26,5 +34,7 @@ assert_migration() {
 	[ "$st" = completed ] || fail "state is '$st'"
 	[ "$cp" = 0 ] || fail "corrupt_pages=$cp"
 	[ "$cm" = true ] || fail "RAM checksum differs: source $src, destination $dst"
-	[ $((pc + zp + rm_)) -eq "$tot" ] || fail "placed $((pc + zp + rm_)) of $tot pages"
+	cl=$(echo "$line" | jget clean_pages)
+	# every page placed exactly once: fetched, zero, removed, or current from pre-copy
+	[ $((pc + zp + rm_ + cl)) -eq "$tot" ] || fail "placed $((pc + zp + rm_ + cl)) of $tot pages"
 }

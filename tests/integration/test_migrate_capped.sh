@@ -4,7 +4,7 @@
 need_root
 command -v tc >/dev/null || { echo "SKIP: tc missing"; exit 77; }
 workdir
-out=$("$FL" demo --json --size 64M --rate-limit 200mbit --warmup 1 --workdir "$W/run" --keep 2>"$W/err") || {
+out=$("$FL" demo --json --no-precopy --size 64M --rate-limit 200mbit --warmup 1 --workdir "$W/run" --keep 2>"$W/err") || {
 	cat "$W/err"; fail "faultline demo exited nonzero"; }
 line=$(echo "$out" | tail -n 1)
 assert_migration "$line"

@@ -1,9 +1,9 @@
 #!/bin/bash
-# guest-sim migrated between two namespace hosts over an uncapped veth.
+# guest-sim migrated pure post-copy between two namespace hosts over an uncapped veth.
 . "$(dirname "$0")/lib.sh"
 need_root
 workdir
-out=$("$FL" demo --json --size 128M --warmup 1 --workdir "$W/run" --keep 2>"$W/err") || {
+out=$("$FL" demo --json --no-precopy --size 128M --warmup 1 --workdir "$W/run" --keep 2>"$W/err") || {
 	cat "$W/err"; fail "faultline demo exited nonzero"; }
 line=$(echo "$out" | tail -n 1)
 assert_migration "$line"

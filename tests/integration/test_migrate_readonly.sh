@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 need_root
 workdir
-out=$("$FL" demo --json --size 64M --mode read --warmup 1 --workdir "$W/run" --keep 2>"$W/err") || {
+out=$("$FL" demo --json --no-precopy --size 64M --mode read --warmup 1 --workdir "$W/run" --keep 2>"$W/err") || {
 	cat "$W/err"; fail "faultline demo exited nonzero"; }
 line=$(echo "$out" | tail -n 1)
 assert_migration "$line"
