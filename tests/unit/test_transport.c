@@ -82,7 +82,7 @@ static void start(struct server *s)
 	strcpy(s->t.regions[0].name, "ram0");
 	s->t.regions[0].length = NP * PS;
 	s->t.regions[0].page_size = PS;
-	s->src = (struct fl_tsource){ 	s->src = (struct fl_tsource){ &s->t, s->base, s->fds, s->off };s->t, s->base, s->fds, s->off, NULL };
+	s->src = (struct fl_tsource){ &s->t, s->base, s->fds, s->off, NULL };
 	s->lfd = fl_transport_tcp_listen("127.0.0.1:0", 4);
 	assert_true(s->lfd >= 0);
 	struct sockaddr_in a;
