@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "faultline/bitmap.h"
+#include "faultline/dirty.h"
 #include "faultline/hist.h"
 #include "faultline/transport.h"
 #include "faultline/uffd.h"
@@ -234,7 +236,7 @@ static pid_t tcp_server(const char *ns, const char *addr)
 	}
 }
 
-static int tcp_client(const char *addr, struct fl_hist *rtt, double *mbps)
+static int tcp_client(const char *addr, struct fl_hist *rtt, uint64_t len, double *mbps)
 {
 	int c = fl_transport_tcp_connect(addr, 5000);
 	char req[24] = { 0 }, buf[1 << 16];
@@ -247,7 +249,6 @@ static int tcp_client(const char *addr, struct fl_hist *rtt, double *mbps)
 			return -EIO;
 		fl_hist_add(rtt, now_ns() - t);
 	}
-	uint64_t len = 512ull << 20;
 	req[0] = 'B';
 	memcpy(req + 8, &len, 8);
 	uint64_t t = now_ns();
@@ -291,6 +292,105 @@ static double jd(json_object *o, const char *k)
 	json_object *v;
 
 	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : -1;
+}
+
+/* TCP between two namespaces joined by a veth pair, as the demo uses: 4K
+ * request/reply round trips into rtt, then `bytes` streamed; Mbit/s. A rate
+ * caps the link the way the demo does (htb). */
+static double net_floor(const char *rate, uint64_t bytes, struct fl_hist *rtt)
+{
+	const char *A = "fl-bench-a", *B = "fl-bench-b";
+	char cmd[4096];
+	double mbps = 0;
+
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null; ip netns add %s && ip netns add %s &&"
+		 " ip link add flba type veth peer name flbb && ip link set flba netns %s &&"
+		 " ip link set flbb netns %s && ip -n %s addr add 10.78.0.1/24 dev flba &&"
+		 " ip -n %s addr add 10.78.0.2/24 dev flbb && ip -n %s link set flba up &&"
+		 " ip -n %s link set flbb up && ip -n %s link set lo up && ip -n %s link set lo up",
+		 A, B, A, B, A, B, A, B, A, B, A, B);
+	if (run(cmd) == 0) {
+		if (rate) {
+			snprintf(cmd, sizeof(cmd),
+				 "tc -n %s qdisc add dev flba root handle 1: htb default 20 &&"
+				 " tc -n %s class add dev flba parent 1: classid 1:20 htb rate %s quantum 60000", A, A, rate);
+			run(cmd);
+		}
+		pid_t srv = tcp_server(A, "10.78.0.1:7100");
+		pid_t cli = -1;
+		int pfd[2];
+		if (pipe(pfd) == 0 && (cli = fork()) == 0) {
+			double m = 0;
+			if (enter_ns(B) || tcp_client("10.78.0.1:7100", rtt, bytes, &m))
+				_exit(1);
+			(void)!write(pfd[1], rtt, sizeof(*rtt));
+			(void)!write(pfd[1], &m, sizeof(m));
+			_exit(0);
+		}
+		close(pfd[1]);
+		if (read(pfd[0], rtt, sizeof(*rtt)) != sizeof(*rtt) ||
+		    read(pfd[0], &mbps, sizeof(mbps)) != sizeof(mbps))
+			fprintf(stderr, "fl-bench: TCP floor measurement failed\n");
+		close(pfd[0]);
+		waitpid(cli, NULL, 0);
+		kill(srv, SIGKILL);
+		waitpid(srv, NULL, 0);
+	}
+	snprintf(cmd, sizeof(cmd), "ip netns del %s; ip netns del %s", A, B);
+	run(cmd);
+	return mbps;
+}
+
+/* One scan+reset of 1 GiB with the WP_ASYNC backend, with all pages, 10% and
+ * no pages written since the last scan; ms. */
+static void dirty_scan_cost(double out[3])
+{
+	size_t len = 1ull << 30, np = len / PS;
+	int f;
+	char *p = map_tmpfs(len, &f);
+	struct fl_uffd_caps caps;
+	struct fl_dirty *t;
+	struct fl_bitmap bm;
+
+	out[0] = out[1] = out[2] = -1;
+	fl_uffd_probe(&caps);
+	int uffd = fl_uffd_open(fl_uffd_guest_features(&caps), ~0ull, NULL);
+	if (p == MAP_FAILED || uffd < 0)
+		return;
+	for (size_t i = 0; i < np; i++)
+		p[i * PS] = 1;
+	struct fl_dirty_range r = { (uint64_t)(uintptr_t)p, len, PS, 0 };
+	struct fl_dirty_opts o = { .backend = FL_DIRTY_WP_ASYNC };
+	if (fl_bitmap_create(&bm, np) || fl_dirty_create(&t, uffd, getpid(), &r, 1, &o))
+		return;
+	for (int k = 0; k < 3; k++) {
+		size_t step = k == 0 ? 1 : k == 1 ? 10 : 0;
+		for (size_t i = 0; step && i < np; i += step)
+			p[i * PS] = 2;
+		fl_bitmap_zero(&bm);
+		uint64_t t0 = now_ns();
+		fl_dirty_scan(t, &bm);
+		out[k] = (double)(now_ns() - t0) / 1e6;
+	}
+	fl_dirty_destroy(t);
+	fl_bitmap_destroy(&bm);
+	close(uffd);
+	munmap(p, len);
+	close(f);
+}
+
+static void print_run(const char *name, json_object *r)
+{
+	json_object *v;
+	const char *reason = r && json_object_object_get_ex(r, "switch_reason", &v) ? json_object_get_string(v) : "?";
+
+	printf("%-16s total %6.0f ms  switchover %6.1f ms  max stall %7.1f ms  pre-copy %6.0f pages in %2.0f rounds\n"
+	       "%-16s post-copy %6.0f fetched + %6.0f zero; %6.0f current from pre-copy; switch: %s; corrupt %0.f, checksum %s\n",
+	       name, jd(r, "total_ms"), jd(r, "switchover_ms"), jd(r, "max_stall_ms"), jd(r, "precopy_pages"),
+	       jd(r, "precopy_rounds"), "", jd(r, "postcopy_pages"), jd(r, "zero_pages"), jd(r, "clean_pages"),
+	       reason, jd(r, "corrupt_pages"),
+	       r && json_object_object_get_ex(r, "checksum_match", &v) ? json_object_get_string(v) : "?");
 }
 
 int main(int argc, char **argv)
@@ -354,52 +454,16 @@ int main(int argc, char **argv)
 	printf("uffd round trip, poll()-woken  p50 %7.1f us  p99 %7.1f us\n",
 	       us(fl_hist_quantile(&h_poll, .5)), us(fl_hist_quantile(&h_poll, .99)));
 
-	/* Two namespaces joined by a veth pair, as the demo uses. */
-	const char *A = "fl-bench-a", *B = "fl-bench-b";
-	char cmd[20000];
-	snprintf(cmd, sizeof(cmd),
-		 "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null; ip netns add %s && ip netns add %s &&"
-		 " ip link add flba type veth peer name flbb && ip link set flba netns %s &&"
-		 " ip link set flbb netns %s && ip -n %s addr add 10.78.0.1/24 dev flba &&"
-		 " ip -n %s addr add 10.78.0.2/24 dev flbb && ip -n %s link set flba up &&"
-		 " ip -n %s link set flbb up && ip -n %s link set lo up && ip -n %s link set lo up",
-		 A, B, A, B, A, B, A, B, A, B, A, B);
-	double mbps = 0;
-	if (run(cmd) == 0) {
-		if (rate) {
-			snprintf(cmd, sizeof(cmd), "tc -n %s qdisc add dev flba root tbf rate %s burst 256kb latency 100ms",
-				 A, rate);
-			run(cmd);
-		}
-		pid_t srv = tcp_server(A, "10.78.0.1:7100");
-		pid_t cli = -1;
-		int pfd[2];
-		if (pipe(pfd) == 0 && (cli = fork()) == 0) {
-			double m = 0;
-			if (enter_ns(B) || tcp_client("10.78.0.1:7100", &h_rtt, &m))
-				_exit(1);
-			(void)!write(pfd[1], &h_rtt, sizeof(h_rtt));
-			(void)!write(pfd[1], &m, sizeof(m));
-			_exit(0);
-		}
-		close(pfd[1]);
-		if (read(pfd[0], &h_rtt, sizeof(h_rtt)) != sizeof(h_rtt) ||
-		    read(pfd[0], &mbps, sizeof(mbps)) != sizeof(mbps))
-			fprintf(stderr, "fl-bench: TCP floor measurement failed\n");
-		waitpid(cli, NULL, 0);
-		kill(srv, SIGKILL);
-		waitpid(srv, NULL, 0);
-	}
-	snprintf(cmd, sizeof(cmd), "ip netns del %s; ip netns del %s", A, B);
-	run(cmd);
+	double mbps = net_floor(rate, 512ull << 20, &h_rtt);
 	printf("TCP 4K round trip (veth)       p50 %7.1f us  p99 %7.1f us\n",
 	       us(fl_hist_quantile(&h_rtt, .5)), us(fl_hist_quantile(&h_rtt, .99)));
 	printf("TCP bandwidth (veth%s%s)   %9.0f Mbit/s\n", rate ? ", capped " : "", rate ? rate : "", mbps);
 
 	/* faultline: a fault-heavy run (uniform access) and a bulk-dominated one. */
-	printf("\n== faultline (guest-sim, %s, two namespaces over veth) ==\n", size);
+	printf("\n== faultline, pure post-copy (guest-sim, %s, two namespaces over veth) ==\n", size);
 	char args[512];
-	snprintf(args, sizeof(args), "--size %s --pattern uniform --vcpu-rate 2000%s%s", size,
+	char cmd[20000];
+	snprintf(args, sizeof(args), "--no-precopy --size %s --pattern uniform --vcpu-rate 2000%s%s", size,
 		 rate ? " --rate-limit " : "", rate ? rate : "");
 	json_object *fr = demo(self, args);
 	if (!fr) {
@@ -461,6 +525,37 @@ int main(int argc, char **argv)
 			 out, path, out);
 		run(cmd);
 	}
+	/* ---- pre-copy ---- */
+	printf("\n== pre-copy and switchover ==\n");
+	double sc[3];
+	dirty_scan_cost(sc);
+	printf("dirty scan+reset, 1 GiB, wp-async + PAGEMAP_SCAN: all pages written %.1f ms, 10%% %.1f ms, none %.1f ms\n",
+	       sc[0], sc[1], sc[2]);
+	int sd_ok = fl_dirty_soft_dirty_works();
+	printf("dirty scan+reset, soft-dirty: %s\n", sd_ok ? "available (not timed here)"
+	       : "not measurable: this kernel has no soft-dirty (CONFIG_MEM_SOFT_DIRTY unset); tested against a synthesized /proc");
+	json_object *pa = demo(self, "--size 256M --vcpu-rate 2000");
+	print_run("(a) converging", pa);
+	static struct fl_hist h_cap;
+	const char *cap = "100mbit";
+	double cap_mbps = net_floor(cap, 16ull << 20, &h_cap);
+	json_object *pb = demo(self, "--size 128M --rate-limit 100mbit --pattern uniform --vcpu-rate 5000");
+	print_run("(b) non-conv.", pb);
+	double ram_ms = cap_mbps > 0 ? 128.0 * 1048576 * 8 / 1e3 / cap_mbps : 0;
+	double ratio_b = ram_ms > 0 ? jd(pb, "total_ms") / ram_ms : 0;
+	printf("(b) link %s measured %.0f Mbit/s; RAM/bandwidth %.0f ms; total/(RAM/bandwidth) = %.2f (target <= 1.3)\n",
+	       cap, cap_mbps, ram_ms, ratio_b);
+	json_object_object_add(res, "dirty_scan_1g_all_ms", json_object_new_double(sc[0]));
+	json_object_object_add(res, "dirty_scan_1g_10pct_ms", json_object_new_double(sc[1]));
+	json_object_object_add(res, "dirty_scan_1g_none_ms", json_object_new_double(sc[2]));
+	json_object_object_add(res, "precopy_converging", json_object_get(pa));
+	json_object_object_add(res, "precopy_nonconverging", json_object_get(pb));
+	json_object_object_add(res, "capped_link_mbps", json_object_new_double(cap_mbps));
+	json_object_object_add(res, "nonconverging_total_ratio", json_object_new_double(ratio_b));
+	snprintf(path, sizeof(path), "%s/bench.json", out);
+	json_object_to_file_ext(path, res, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	json_object_put(pa);
+	json_object_put(pb);
 	json_object_put(res);
 	json_object_put(fr);
 	return 0;

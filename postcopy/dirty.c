@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../uffd/compat.h"
@@ -69,6 +70,33 @@ static int wp_setup(struct fl_dirty *t)
 	return 0;
 }
 
+/* Does soft-dirty work here? A kernel without CONFIG_MEM_SOFT_DIRTY takes
+ * the clear_refs write and never sets the bit: trusting it would report
+ * every page clean. Write, clear, write again, look. */
+int fl_dirty_soft_dirty_works(void)
+{
+	volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t ent = 0;
+	int ok = 0;
+
+	if (p == MAP_FAILED)
+		return 0;
+	p[0] = 1;
+	int cr = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (cr >= 0 && pm >= 0 && write(cr, "4", 1) == 1) {
+		p[0] = 2;
+		if (pread(pm, &ent, 8, (off_t)((uintptr_t)p / 4096 * 8)) == 8)
+			ok = (ent & PM_SOFT_DIRTY) != 0;
+	}
+	if (cr >= 0)
+		close(cr);
+	if (pm >= 0)
+		close(pm);
+	munmap((void *)p, 4096);
+	return ok;
+}
+
 int fl_dirty_create(struct fl_dirty **out, int uffd, pid_t pid, const struct fl_dirty_range *r,
 		    int nr, const struct fl_dirty_opts *o)
 {
@@ -93,8 +121,18 @@ int fl_dirty_create(struct fl_dirty **out, int uffd, pid_t pid, const struct fl_
 	t->backend = o ? o->backend : FL_DIRTY_AUTO;
 	if (t->backend == FL_DIRTY_AUTO) {
 		fl_uffd_probe(&caps);
-		t->backend = caps.wp_async && caps.pagemap_scan && uffd >= 0 ? FL_DIRTY_WP_ASYNC
-									  : FL_DIRTY_SOFT_DIRTY;
+		if (caps.wp_async && caps.pagemap_scan && caps.wp_shmem && uffd >= 0)
+			t->backend = FL_DIRTY_WP_ASYNC;
+		else if (fl_dirty_soft_dirty_works())
+			t->backend = FL_DIRTY_SOFT_DIRTY;
+		else {
+			rc = -EOPNOTSUPP;	/* no way to see writes: no pre-copy */
+			goto fail;
+		}
+	} else if (t->backend == FL_DIRTY_SOFT_DIRTY && !(o && o->proc_root) &&
+		   !fl_dirty_soft_dirty_works()) {
+		rc = -EOPNOTSUPP;	/* the bits would say "clean" for every page */
+		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/%d/pagemap", t->proc, (int)pid);
 	t->pagemap = open(path, O_RDONLY | O_CLOEXEC);

@@ -416,6 +416,15 @@ static int precopy(struct src *s, uint8_t *buf, size_t cap)
 	}
 	/* Track first, then send everything: writes during round 1 are caught. */
 	rc = fl_dirty_create(&s->tracker, s->uffd, s->vm_pid, rr, (int)s->hello.nregions, &dopt);
+	if (rc == -EOPNOTSUPP) {
+		/* Pre-copy is an optimisation: without dirty tracking, post-copy
+		 * alone is still correct. */
+		fprintf(stderr, "faultline source: this kernel offers no dirty tracking "
+			"(no WP_ASYNC, no working soft-dirty): pure post-copy\n");
+		snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "none");
+		snprintf(s->rep->dirty_backend, sizeof(s->rep->dirty_backend), "none");
+		return 0;
+	}
 	if (rc) {
 		snprintf(s->rep->error, sizeof(s->rep->error),
 			 "cannot track dirty pages of VM pid %d: %s", (int)s->vm_pid, strerror(-rc));

@@ -85,10 +85,10 @@ static int net_up(struct demo *d, const char *rate)
 		const char *ns[2] = { d->ns_src, d->ns_dst }, *dev[2] = { d->veth_src, d->veth_dst };
 		for (int i = 0; i < 2; i++)
 			if (ip("tc -n %s qdisc add dev %s root handle 1: htb default 20", ns[i], dev[i]) ||
-			    ip("tc -n %s class add dev %s parent 1: classid 1:1 htb rate %s", ns[i], dev[i], rate) ||
-			    ip("tc -n %s class add dev %s parent 1:1 classid 1:10 htb rate 1mbit ceil %s prio 0",
+			    ip("tc -n %s class add dev %s parent 1: classid 1:1 htb rate %s quantum 60000", ns[i], dev[i], rate) ||
+			    ip("tc -n %s class add dev %s parent 1:1 classid 1:10 htb rate 1mbit ceil %s prio 0 quantum 60000",
 			       ns[i], dev[i], rate) ||
-			    ip("tc -n %s class add dev %s parent 1:1 classid 1:20 htb rate 1mbit ceil %s prio 1",
+			    ip("tc -n %s class add dev %s parent 1:1 classid 1:20 htb rate 1mbit ceil %s prio 1 quantum 60000",
 			       ns[i], dev[i], rate) ||
 			    ip("tc -n %s filter add dev %s parent 1: protocol ip prio 1 u32 match ip dsfield 0xb8 0xfc flowid 1:10",
 			       ns[i], dev[i]))

@@ -37,6 +37,8 @@ int fl_dirty_create(struct fl_dirty **out, int uffd, pid_t pid, const struct fl_
  * re-arm them. Returns the number of dirty pages or -errno. */
 int64_t fl_dirty_scan(struct fl_dirty *t, struct fl_bitmap *bm);
 enum fl_dirty_backend fl_dirty_backend_of(const struct fl_dirty *t);
+/* 1 if this kernel's soft-dirty bits really track writes (probed). */
+int fl_dirty_soft_dirty_works(void);
 const char *fl_dirty_backend_name(enum fl_dirty_backend b);
 /* Stop tracking (unregisters WP); safe on NULL. */
 void fl_dirty_destroy(struct fl_dirty *t);

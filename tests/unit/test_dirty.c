@@ -127,6 +127,45 @@ static void test_soft_dirty_mock(void **st)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* On this kernel soft-dirty is compiled out: asking for it must fail rather
+ * than report every page clean; AUTO must pick what works. */
+static void test_backend_choice(void **st)
+{
+	(void)st;
+	char path[] = "/dev/shm/fl-test-dirty-XXXXXX";
+	int f = mkstemp(path);
+	unlink(path);
+	assert_int_equal(ftruncate(f, NP * PS), 0);
+	char *p = mmap(NULL, NP * PS, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+	struct fl_dirty_range r = { (uint64_t)(uintptr_t)p, NP * PS, PS, 0 };
+	struct fl_dirty_opts sd = { .backend = FL_DIRTY_SOFT_DIRTY }, au = { .backend = FL_DIRTY_AUTO };
+	struct fl_dirty *t;
+	int uffd = fl_uffd_open(fl_uffd_guest_features(&caps), ~0ull, NULL);
+	int works = fl_dirty_soft_dirty_works();
+	int rc = fl_dirty_create(&t, uffd, getpid(), &r, 1, &sd);
+	if (works) {
+		assert_int_equal(rc, 0);
+		fl_dirty_destroy(t);
+	} else {
+		assert_int_equal(rc, -EOPNOTSUPP);
+	}
+	rc = fl_dirty_create(&t, uffd, getpid(), &r, 1, &au);
+	if (caps.wp_async && caps.pagemap_scan && caps.wp_shmem) {
+		assert_int_equal(rc, 0);
+		assert_int_equal(fl_dirty_backend_of(t), FL_DIRTY_WP_ASYNC);
+		fl_dirty_destroy(t);
+	} else if (works) {
+		assert_int_equal(rc, 0);
+		assert_int_equal(fl_dirty_backend_of(t), FL_DIRTY_SOFT_DIRTY);
+		fl_dirty_destroy(t);
+	} else {
+		assert_int_equal(rc, -EOPNOTSUPP);
+	}
+	close(uffd);
+	munmap(p, NP * PS);
+	close(f);
+}
+
 int main(void)
 {
 	if (fl_uffd_probe(&caps)) {
@@ -135,6 +174,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_wp_async), cmocka_unit_test(test_soft_dirty_mock),
+		cmocka_unit_test(test_backend_choice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
