@@ -741,8 +741,8 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 	int inflight = 0, more = 1, interrupted = 0, rc = 0;
 	uint64_t cursor = 0, t0 = fl_now_ns(), got = 0, flying = 0;
 	/* Whatever is in flight when the source switches must land before the
-	 * gate opens (it is downtime): keep ~50 ms of the measured rate on the
-	 * wire, at least two reads, not the whole pipeline (8 MB is 0.7 s at
+	 * gate opens (it is downtime): keep ~20 ms of the measured rate on the
+	 * wire, at least one read, not the whole pipeline (8 MB is 0.7 s at
 	 * 100 Mbit/s). */
 	uint64_t budget = 2 * d->slot_bytes;
 
@@ -810,8 +810,8 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 				s->used = 0;
 				inflight--;
 				double secs = (double)(fl_now_ns() - t0) / 1e9;
-				uint64_t want = secs > 0.01 ? (uint64_t)((double)got / secs * 0.05) : 0;
-				budget = want > 2 * d->slot_bytes ? want : 2 * d->slot_bytes;
+				uint64_t want = secs > 0.01 ? (uint64_t)((double)got / secs * 0.02) : 0;
+				budget = want > d->slot_bytes ? want : d->slot_bytes;
 			}
 		}
 	}
@@ -1110,6 +1110,7 @@ static int run(struct dst *d)
 		if (fl_state_get(&d->sm) == FL_STATE_PREPARING)
 			fl_state_transition(&d->sm, FL_STATE_PRECOPY);
 		rc = precopy_pull(d, &done.pages, &done.bytes);
+		d->rep->drained_ns = fl_now_ns();
 		if (rc < 0) {
 			rc = fail(d, rc, "pre-copy round %u: %s", rd.round,
 				  rc == -EREMOTEIO ? fl_transport_last_error() : strerror(-rc));

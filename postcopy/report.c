@@ -64,6 +64,10 @@ char *fl_report_json(const struct fl_report *r)
 	json_object_object_add(o, "done_ns", u64(r->done_ns));
 	if (r->stop_ns)
 		json_object_object_add(o, "stop_ns", u64(r->stop_ns));
+	if (r->stopped_ns)
+		json_object_object_add(o, "stopped_ns", u64(r->stopped_ns));
+	if (r->drained_ns)
+		json_object_object_add(o, "drained_ns", u64(r->drained_ns));
 	json_object_object_add(o, "fault_p50_us",
 			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.5) / 1e3));
 	json_object_object_add(o, "fault_p99_us",

@@ -692,7 +692,7 @@ static int run(struct src *s)
 			goto out;
 		}
 	}
-	s->rep->switch_ns = fl_now_ns();
+	s->rep->stopped_ns = s->rep->switch_ns = fl_now_ns();
 	struct fl_switchover so = { 0, 0 };
 	rc = 0;
 	if (s->tracker) {

@@ -526,9 +526,16 @@ int cli_migrate(struct migrate_args *a)
 	json_object_object_add(out, "postcopy_ms", json_object_new_double(jd(dr, "postcopy_ms")));
 	/* Switchover: the source starts stopping the VM -> the destination
 	 * answers faults (VMM device-state hand-off included). */
-	if (jd(sr, "stop_ns") > 0 && jd(dr, "switch_ns") > 0)
+	if (jd(sr, "stop_ns") > 0 && jd(dr, "switch_ns") > 0) {
 		json_object_object_add(out, "switchover_ms",
 				       json_object_new_double((jd(dr, "switch_ns") - jd(sr, "stop_ns")) / 1e6));
+		/* where it went: stopping the VM (VMM hand-off), then the rest */
+		json_object_object_add(out, "vm_stop_ms",
+				       json_object_new_double((jd(sr, "stopped_ns") - jd(sr, "stop_ns")) / 1e6));
+		if (jd(dr, "drained_ns") > 0)
+			json_object_object_add(out, "drain_end_after_stop_ms",
+					       json_object_new_double((jd(dr, "drained_ns") - jd(sr, "stop_ns")) / 1e6));
+	}
 	/* -1: the guest could not be asked (never a fake 0). */
 	json_object_object_add(out, "max_stall_ms", json_object_new_double(q ? jd(q, "max_stall_ms") : -1));
 	if (q)	/* the guest's gap from its last op on the source to its first here */

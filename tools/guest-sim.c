@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -254,6 +255,11 @@ static int tcp_connect(const char *addr, char *err, size_t el)
 		return -1;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Device state is downtime: ask for the same priority class as
+	 * faultline's fault traffic (DSCP EF) on a shared, capped link. */
+	int tos = 0xb8;
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
 	for (int i = 0; fd >= 0 && i < 50; i++) {
 		if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
 			freeaddrinfo(res);

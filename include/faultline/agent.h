@@ -79,6 +79,8 @@ struct fl_report {
 	uint64_t bytes;			/* bytes over the wire (page data + framing) */
 	uint64_t start_ns, switch_ns, done_ns;
 	uint64_t stop_ns;		/* source: when it began stopping the VM */
+	uint64_t stopped_ns;		/* source: VM stopped, device state handed over */
+	uint64_t drained_ns;		/* dest: pre-copy reads in flight at the switch landed */
 	uint64_t bulk_ns;		/* wall time of the background pull */
 	uint64_t bulk_bytes;
 	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
