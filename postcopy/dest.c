@@ -643,8 +643,9 @@ static void *bulk_main(void *p)
 		slots[i].buf = mem + d->slot_bytes * (size_t)i;
 	while (!d->stop_bulk) {
 		/* Faults go first: with a fault on the wire, post no new bulk
-		 * read (the CPU and the link are shared on a small host). */
-		int hold = d->yield_bulk && __atomic_load_n(&d->faults_inflight, __ATOMIC_RELAXED);
+		 * read (the CPU and the link are shared on a small host) -- but
+		 * keep one in flight, or a fault storm would stop the pull. */
+		int hold = d->yield_bulk && inflight && __atomic_load_n(&d->faults_inflight, __ATOMIC_RELAXED);
 		for (int i = 0; i < depth && more && !hold; i++) {
 			if (slots[i].used)
 				continue;
@@ -1117,6 +1118,7 @@ static int run(struct dst *d)
 			goto out;
 		}
 		d->rep->precopy_bytes += done.bytes;
+		d->rep->precopy_pages += done.pages;
 		d->rep->bytes += done.bytes;
 		done.round = rd.round;
 		n = fl_proto_round_encode(buf, 64, &done);

@@ -89,6 +89,7 @@ char *fl_report_json(const struct fl_report *r)
 			json_object_object_add(o, "dirty_backend", json_object_new_string(r->dirty_backend));
 	} else {
 		json_object_object_add(o, "clean_pages", u64(r->clean_pages));
+		json_object_object_add(o, "precopy_pages", u64(r->precopy_pages));
 		json_object_object_add(o, "precopy_bytes", u64(r->precopy_bytes));
 	}
 	if (r->rt_fallback)

@@ -542,13 +542,15 @@ int cli_migrate(struct migrate_args *a)
 		json_object_object_add(out, "switch_stall_ms", json_object_new_double(jd(q, "switch_stall_ms")));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
-		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes" };
+		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages" };
 	for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++) {
 		json_object *x;
 		if (dr && json_object_object_get_ex(dr, copy[i], &x))
 			json_object_object_add(out, copy[i], json_object_get(x));
 	}
-	static const char *const from_src[] = { "precopy_pages", "precopy_rounds", "switch_reason",
+	/* pages pre-copied: the destination counts what it pulled, including a
+	 * round the source cut short */
+	static const char *const from_src[] = { "precopy_rounds", "switch_reason",
 		"dirty_rate_mbps", "link_mbps", "final_dirty_pages", "dirty_backend" };
 	for (size_t i = 0; i < sizeof(from_src) / sizeof(from_src[0]); i++) {
 		json_object *x;
@@ -607,7 +609,7 @@ int cli_migrate(struct migrate_args *a)
 			jd(dr, "bytes") / 1048576.0,
 			jd(dr, "faults"), jd(dr, "fault_p50_us"), jd(dr, "fault_p99_us"),
 			jd(dr, "fault_p999_us"), jd(dr, "bulk_mbps"), jd(sr, "precopy_rounds"),
-			jd(sr, "precopy_pages"), js(sr, "switch_reason") ? js(sr, "switch_reason") : "?",
+			jd(dr, "precopy_pages"), js(sr, "switch_reason") ? js(sr, "switch_reason") : "?",
 			jd(sr, "final_dirty_pages"), jd(out, "max_stall_ms"),
 			(long long)corrupt, match ? "matches the source at switchover" :
 			(v ? "DIFFERS from the source" : "not checked"));
