@@ -347,6 +347,7 @@ static int probe_nonconvergence(struct src *s, uint64_t t_round, uint64_t sent0)
 	s->rep->link_mbps = link;
 	s->rep->dirty_rate_mbps = dirty;
 	s->rep->remaining_pages = fl_bitmap_count(&s->dirty);
+	status(s, s->rep->total_pages - s->rep->remaining_pages);
 	return link > 0 && dirty >= link;
 }
 
