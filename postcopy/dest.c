@@ -535,6 +535,17 @@ out:
 
 /* ---- background puller ---- */
 
+/* Reads in flight per bulk channel: bulk_depth reads of 4K-page chunks, the
+ * same bytes in fewer reads when the reads are larger (hugetlbfs). */
+static int bulk_depth(struct dst *d)
+{
+	int depth = d->o->bulk_depth > 0 ? d->o->bulk_depth : 8;
+	uint64_t chunk = (uint64_t)(d->o->bulk_pages > 0 ? d->o->bulk_pages : 64) * 4096;
+	uint64_t n = (uint64_t)depth * chunk / (d->slot_bytes ? d->slot_bytes : chunk);
+
+	return n < 1 ? 1 : n > (uint64_t)depth ? depth : (int)n;
+}
+
 /* Next range to pull: first outward from the most recent fault (forward and
  * backward alternately, HINT_WINDOW pages each way), then a linear sweep.
  * Marks the range requested. false when nothing is left to request. */
@@ -625,7 +636,7 @@ static void *bulk_main(void *p)
 	struct bulk_arg *a = p;
 	struct dst *d = a->d;
 	struct fl_tconn *c = d->bconn[a->idx];
-	int depth = d->o->bulk_depth > 0 ? d->o->bulk_depth : 8;
+	int depth = bulk_depth(d);
 	struct bslot *slots = calloc((size_t)depth, sizeof(*slots));
 	char *mem = mmap(NULL, d->slot_bytes * (size_t)depth, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -735,7 +746,7 @@ static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
  * the frames that follow apply to a settled page cache), <0 on error. */
 static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 {
-	int depth = d->o->bulk_depth > 0 ? d->o->bulk_depth : 8, nslot = depth * d->nbulk;
+	int depth = bulk_depth(d), nslot = depth * d->nbulk;
 	struct pslot *slots = calloc((size_t)nslot, sizeof(*slots));
 	char *mem = mmap(NULL, d->slot_bytes * (size_t)nslot, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -917,8 +928,12 @@ static int load_regions(struct dst *d)
 		r->ps = s->page_size;
 		r->pages = s->length / s->page_size;
 		r->huge = s->page_size > 4096;
+		/* A read carries bulk_pages 4K pages' worth of bytes: one 2M page
+		 * per read on hugetlbfs, not 64 (128 MB in flight per channel
+		 * would queue every fault behind it). */
+		uint64_t want = (uint64_t)d->o->bulk_pages * 4096 / r->ps;
 		uint32_t mp = (uint32_t)(FL_PROTO_MAX_DATA / r->ps);
-		r->max_pages = (uint32_t)d->o->bulk_pages < mp ? (uint32_t)d->o->bulk_pages : mp;
+		r->max_pages = want < mp ? (uint32_t)want : mp;
 		if (r->max_pages > FL_PROTO_MAX_PAGES)
 			r->max_pages = FL_PROTO_MAX_PAGES;
 		if (!r->max_pages)

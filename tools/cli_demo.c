@@ -175,11 +175,11 @@ int cli_demo(int argc, char **argv)
 		{ "workdir", 1, 0, 'W' }, { "spin-us", 1, 0, 'P' }, { "bulk-conns", 1, 0, 'b' },
 		{ "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'G' }, { "no-precopy", 0, 0, 'N' },
 		{ "max-rounds", 1, 0, 'M' }, { "downtime-ms", 1, 0, 'T' }, { "id", 1, 0, 'I' },
-		{ "status-dir", 1, 0, 'S' },
+		{ "status-dir", 1, 0, 'S' }, { "ram-dir", 1, 0, 'r' },
 		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
-	const char *mode = "write", *workdir = NULL, *id_opt = NULL;
+	const char *mode = "write", *workdir = NULL, *id_opt = NULL, *ram_dir = NULL;
 	double warmup = 1.0;
 	bool json = false, keep = false;
 	struct migrate_args a = { .transport = "tcp", .verify = true };
@@ -206,12 +206,14 @@ int cli_demo(int argc, char **argv)
 		case 'T': a.downtime_ms = atoi(optarg); break;
 		case 'I': id_opt = optarg; break;
 		case 'S': a.status_dir = optarg; break;
+		case 'r': ram_dir = optarg; break;
 		case 'h':
 			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
 			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
 			       "         [--mode write|read] [--warmup SECONDS] [--workdir DIR] [--keep]\n"
 			       "         [--spin-us N] [--bulk-conns N] [--bulk-depth N] [--bulk-pages N]\n"
 			       "         [--no-precopy] [--max-rounds N] [--downtime-ms MS] [--id ID]\n"
+			       "         [--ram-dir DIR (tmpfs or hugetlbfs; default: the workdir)]\n"
 			       "Migrate a live guest-sim VM between two network namespaces: a short pre-copy,\n"
 			       "then post-copy (--no-precopy: pure post-copy).\n"
 			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
@@ -232,8 +234,9 @@ int cli_demo(int argc, char **argv)
 		snprintf(d.work, sizeof(d.work), "%s", workdir);
 	else
 		snprintf(d.work, sizeof(d.work), "/dev/shm/faultline-demo-%s", d.tag);
-	snprintf(d.src_dir, sizeof(d.src_dir), "%s/src/", d.work);
-	snprintf(d.dst_dir, sizeof(d.dst_dir), "%s/dst/", d.work);
+	/* RAM files may live elsewhere (hugetlbfs); sockets stay in the workdir */
+	snprintf(d.src_dir, sizeof(d.src_dir), "%s/src/", ram_dir ? ram_dir : d.work);
+	snprintf(d.dst_dir, sizeof(d.dst_dir), "%s/dst/", ram_dir ? ram_dir : d.work);
 	mkdir(d.work, 0700);
 	if (mkdir(d.src_dir, 0700) && errno != EEXIST) {
 		fprintf(stderr, "faultline demo: cannot create %s: %s\n", d.src_dir, strerror(errno));
