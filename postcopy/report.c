@@ -91,6 +91,7 @@ char *fl_report_json(const struct fl_report *r)
 		json_object_object_add(o, "clean_pages", u64(r->clean_pages));
 		json_object_object_add(o, "precopy_pages", u64(r->precopy_pages));
 		json_object_object_add(o, "precopy_bytes", u64(r->precopy_bytes));
+		json_object_object_add(o, "punched_pages", u64(r->punched_pages));
 	}
 	if (r->rt_fallback)
 		json_object_object_add(o, "rt_fallback", json_object_new_boolean(1));

@@ -652,7 +652,10 @@ static int run(struct src *s)
 	}
 
 	snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "none");
-	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0) {
+	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && !(peer.caps & FL_CAP_PRECOPY))
+		fprintf(stderr, "faultline source: the destination cannot take pre-copy "
+			"(its RAM files cannot punch holes): pure post-copy\n");
+	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && (peer.caps & FL_CAP_PRECOPY)) {
 		rc = precopy(s, buf, 65536);
 		if (rc == -ECANCELED) {
 			fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");

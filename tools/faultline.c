@@ -542,7 +542,7 @@ int cli_migrate(struct migrate_args *a)
 		json_object_object_add(out, "switch_stall_ms", json_object_new_double(jd(q, "switch_stall_ms")));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
-		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages" };
+		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages", "punched_pages" };
 	for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++) {
 		json_object *x;
 		if (dr && json_object_object_get_ex(dr, copy[i], &x))
@@ -562,6 +562,10 @@ int cli_migrate(struct migrate_args *a)
 	if (v)
 		corrupt = (int64_t)jd(v, "corrupt_pages") + (int64_t)jd(v, "corrupt_reads");
 	json_object_object_add(out, "corrupt_pages", json_object_new_int64(corrupt));
+	if (v && jd(v, "first_corrupt") >= 0) {	/* where to start looking */
+		json_object_object_add(out, "first_corrupt_page", json_object_new_int64((int64_t)jd(v, "first_corrupt")));
+		json_object_object_add(out, "first_corrupt_holds", json_object_new_string(js(v, "first_corrupt_holds")));
+	}
 	if (src_sha)
 		json_object_object_add(out, "src_sha256", json_object_new_string(src_sha));
 	if (dst_sha)

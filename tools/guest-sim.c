@@ -365,7 +365,8 @@ static int incoming(const char *addr)
 
 static void verify(char *reply, size_t rl)
 {
-	uint64_t bad = 0, first = UINT64_MAX;
+	uint64_t bad = 0, first = UINT64_MAX, held_idx = 0, held_ver = 0;
+	uint32_t want_ver = 0;
 	unsigned char md[32];
 	unsigned mdl = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -377,8 +378,12 @@ static void verify(char *reply, size_t rl)
 	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 	for (uint64_t i = 0; i < cfg.npages; i++) {
 		if (!check_page(i, ver[i])) {
-			if (!bad++)
+			if (!bad++) {
 				first = i;
+				held_idx = ((const uint64_t *)(ram + i * PS))[0];
+				held_ver = ((const uint64_t *)(ram + i * PS))[1];
+				want_ver = ver[i];
+			}
 		}
 		/* Image at switchover: pages untouched since are hashed as they are
 		 * in RAM; rewritten ones as they were (verified when first read). */
@@ -398,9 +403,11 @@ static void verify(char *reply, size_t rl)
 		sprintf(hex + 2 * i, "%02x", md[i]);
 	uint64_t seen = __atomic_load_n(&g_corrupt, __ATOMIC_RELAXED);
 	snprintf(reply, rl, "{\"verified_pages\":%llu,\"corrupt_pages\":%llu,\"first_corrupt\":%lld,"
+		 "\"first_corrupt_holds\":\"index %llu version %llu, expected version %u (switchover %u)\","
 		 "\"corrupt_reads\":%llu,\"sha256_switchover\":\"%s\"}",
 		 (unsigned long long)cfg.npages, (unsigned long long)bad,
-		 bad ? (long long)first : -1LL, (unsigned long long)seen, hex);
+		 bad ? (long long)first : -1LL, (unsigned long long)held_idx, (unsigned long long)held_ver,
+		 want_ver, bad && ver0 ? ver0[first] : 0, (unsigned long long)seen, hex);
 }
 
 static void query(char *reply, size_t rl)

@@ -76,6 +76,7 @@ struct fl_report {
 	uint64_t removed_pages;		/* REMOVE/UNMAP: zero-and-present */
 	uint64_t clean_pages;		/* dest: current since pre-copy, mapped without a fetch */
 	uint64_t precopy_bytes;		/* dest: bytes pulled while the VM ran on the source */
+	uint64_t punched_pages;		/* dest: stale pre-copied pages replaced via hole + COPY */
 	uint64_t bytes;			/* bytes over the wire (page data + framing) */
 	uint64_t start_ns, switch_ns, done_ns;
 	uint64_t stop_ns;		/* source: when it began stopping the VM */

@@ -38,6 +38,7 @@ enum fl_msg_type {
 #define FL_CAP_ZERO_MASK (1u << 0)	/* replies elide all-zero pages */
 #define FL_CAP_RDMA_READ (1u << 1)	/* regions carry addr/rkey */
 #define FL_CAP_DIRTY_RLE (1u << 2)
+#define FL_CAP_PRECOPY (1u << 3)	/* dest can take pre-copy (punches stale pages) */
 
 enum fl_channel { FL_CHAN_FAULT = 1, FL_CHAN_BULK = 2 };
 
