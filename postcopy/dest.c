@@ -808,26 +808,32 @@ out:
  * hugetlbfs in about one run in ten, cause not found), and punching lazily
  * during post-copy under a per-page claim (lost guest updates on tmpfs in
  * about one run in ten). This costs ~4 us of downtime per stale page. */
+static int punch_range(struct dst *d, struct dregion *r, uint64_t from, uint64_t end)
+{
+	for (uint64_t g = from; g < end; g++) {
+		if (!fl_bitmap_test(&d->need, g) || !fl_bitmap_test(&d->cached, g))
+			continue;
+		uint64_t e = g + 1;
+		while (e < end && fl_bitmap_test(&d->need, e) && fl_bitmap_test(&d->cached, e))
+			e++;
+		off_t off = (off_t)(r->foff + (g - r->gbase) * r->ps);
+		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+			      (off_t)((e - g) * r->ps)) < 0)
+			return -errno;
+		for (uint64_t k = g; k < e; k++)
+			fl_bitmap_clear(&d->cached, k);
+		d->rep->punched_pages += e - g;
+		g = e;
+	}
+	return 0;
+}
+
 static int punch_stale(struct dst *d)
 {
 	for (uint32_t i = 0; i < d->nr; i++) {
-		struct dregion *r = &d->r[i];
-		uint64_t end = r->gbase + r->pages;
-		for (uint64_t g = r->gbase; g < end; g++) {
-			if (!fl_bitmap_test(&d->need, g) || !fl_bitmap_test(&d->cached, g))
-				continue;
-			uint64_t e = g + 1;
-			while (e < end && fl_bitmap_test(&d->need, e) && fl_bitmap_test(&d->cached, e))
-				e++;
-			off_t off = (off_t)(r->foff + (g - r->gbase) * r->ps);
-			if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-				      (off_t)((e - g) * r->ps)) < 0)
-				return -errno;
-			for (uint64_t k = g; k < e; k++)
-				fl_bitmap_clear(&d->cached, k);
-			d->rep->punched_pages += e - g;
-			g = e;
-		}
+		int rc = punch_range(d, &d->r[i], d->r[i].gbase, d->r[i].gbase + d->r[i].pages);
+		if (rc)
+			return rc;
 	}
 	return 0;
 }
@@ -1123,6 +1129,15 @@ static int run(struct dst *d)
 					  fl_proto_strerror((int)nd));
 				goto out;
 			}
+			/* Stale copies leave the page cache now, while the gate is
+			 * closed and, for all but the final set, the VM still runs
+			 * on the source: it costs no downtime. */
+			struct dregion *dr = &d->r[d->src2local[dd.region]];
+			rc = punch_range(d, dr, dr->gbase + dd.first, dr->gbase + dd.first + dd.npages);
+			if (rc) {
+				rc = fail(d, rc, "cannot drop stale pages from the RAM file: %s", strerror(-rc));
+				goto out;
+			}
 			continue;
 		}
 		if (h.type != FL_MSG_ROUND) {
@@ -1137,7 +1152,7 @@ static int run(struct dst *d)
 		}
 		if (fl_state_get(&d->sm) == FL_STATE_PREPARING)
 			fl_state_transition(&d->sm, FL_STATE_PRECOPY);
-		rc = precopy_pull(d, &done.pages, &done.bytes);
+		rc = rd.flags & FL_ROUND_NO_PULL ? 0 : precopy_pull(d, &done.pages, &done.bytes);
 		d->rep->drained_ns = fl_now_ns();
 		if (rc < 0) {
 			rc = fail(d, rc, "pre-copy round %u: %s", rd.round,

@@ -672,6 +672,36 @@ static int run(struct src *s)
 			goto out;
 		}
 	}
+	/* What the last round left dirty goes out while the VM still runs: the
+	 * destination drops those stale copies now, not in the downtime. */
+	if (s->tracker && fl_bitmap_next_set(&s->dirty, 0) < s->rep->total_pages) {
+		/* A round that fetches nothing: the destination applies the set
+		 * and answers once its stale copies are gone. */
+		struct fl_round r = { s->rep->precopy_rounds + 1, FL_ROUND_NO_PULL,
+				      fl_bitmap_count(&s->dirty), 0 }, done;
+		rc = send_dirty(s, &s->dirty, buf, 65536);
+		int rn = fl_proto_round_encode(buf + 60000, 64, &r);
+		if (!rc)
+			rc = fl_proto_write_frame(s->ctl, FL_MSG_ROUND, buf + 60000, (uint32_t)rn);
+		fl_bitmap_zero(&s->dirty);
+		if (!rc) {
+			rc = wait_round_done(s, r.round, &done, buf, 65536);
+			if (rc > 0)	/* force or a probe mid-wait: we switch anyway */
+				rc = 0;
+		}
+		if (rc == -ECANCELED) {
+			fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
+			snprintf(s->rep->error, sizeof(s->rep->error),
+				 "aborted by the operator before switchover; the VM keeps running on the source");
+			fl_state_transition(&s->sm, FL_STATE_CANCELLED);
+			goto out;
+		}
+		if (rc) {
+			rc = fail(s, rc, "destination lost before switchover (%s); the VM keeps running here",
+				  strerror(-rc));
+			goto out;
+		}
+	}
 	if (s->abort_req) {
 		fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
 		snprintf(s->rep->error, sizeof(s->rep->error),

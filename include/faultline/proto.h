@@ -92,6 +92,7 @@ struct fl_dirty {
 
 struct fl_switchover { uint64_t flags; uint64_t dirty_pages; };
 struct fl_round { uint32_t round; uint32_t flags; uint64_t pages; uint64_t bytes; };
+#define FL_ROUND_NO_PULL 1u	/* apply the DIRTY frames, fetch nothing yet */
 struct fl_complete { uint64_t pages; uint64_t bytes; };
 struct fl_error { uint32_t code; char text[FL_PROTO_MAX_TEXT + 1]; };
 
