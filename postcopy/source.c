@@ -562,6 +562,16 @@ static int start_ctl(struct src *s)
 	return 0;
 }
 
+/* Operator abort before switchover: tell the destination, keep the VM. */
+static int cancel(struct src *s)
+{
+	fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
+	snprintf(s->rep->error, sizeof(s->rep->error),
+		 "aborted by the operator before switchover; the VM keeps running on the source");
+	fl_state_transition(&s->sm, FL_STATE_CANCELLED);
+	return -ECANCELED;
+}
+
 static int run(struct src *s)
 {
 	const struct fl_source_opts *o = s->o;
@@ -658,10 +668,7 @@ static int run(struct src *s)
 	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && (peer.caps & FL_CAP_PRECOPY)) {
 		rc = precopy(s, buf, 65536);
 		if (rc == -ECANCELED) {
-			fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
-			snprintf(s->rep->error, sizeof(s->rep->error),
-				 "aborted by the operator before switchover; the VM keeps running on the source");
-			fl_state_transition(&s->sm, FL_STATE_CANCELLED);
+			rc = cancel(s);
 			goto out;
 		}
 		if (rc) {
@@ -690,10 +697,7 @@ static int run(struct src *s)
 				rc = 0;
 		}
 		if (rc == -ECANCELED) {
-			fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
-			snprintf(s->rep->error, sizeof(s->rep->error),
-				 "aborted by the operator before switchover; the VM keeps running on the source");
-			fl_state_transition(&s->sm, FL_STATE_CANCELLED);
+			rc = cancel(s);
 			goto out;
 		}
 		if (rc) {
@@ -703,11 +707,7 @@ static int run(struct src *s)
 		}
 	}
 	if (s->abort_req) {
-		fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
-		snprintf(s->rep->error, sizeof(s->rep->error),
-			 "aborted by the operator before switchover; the VM keeps running on the source");
-		fl_state_transition(&s->sm, FL_STATE_CANCELLED);
-		rc = -ECANCELED;
+		rc = cancel(s);
 		goto out;
 	}
 
