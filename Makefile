@@ -12,7 +12,7 @@ LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO)
 
 LIB_SRC = uffd/uffd.c postcopy/bitmap.c postcopy/hist.c postcopy/state.c postcopy/proto.c \
 	postcopy/transport_tcp.c postcopy/shimctl.c postcopy/source.c postcopy/dest.c \
-	postcopy/report.c postcopy/dirty.c
+	postcopy/report.c postcopy/dirty.c postcopy/qmp.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
 TOOLS = tools/faultline tools/guest-sim

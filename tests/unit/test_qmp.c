@@ -1,0 +1,140 @@
+/* QMP client against a scripted fake monitor on a socketpair. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "faultline/qmp.h"
+
+/* The fake monitor: sends the greeting, then for each request line answers
+ * from a script. "%ID%" in a reply is replaced by the request's id. */
+struct fake {
+	int fd;
+	const char *greeting;
+	const char *const *replies;	/* one per request, NULL = close */
+	char last_req[4096];
+};
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	char buf[4096];
+
+	if (f->greeting)
+		(void)!write(f->fd, f->greeting, strlen(f->greeting));
+	for (int i = 0; f->replies[i]; i++) {
+		ssize_t n = read(f->fd, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			break;
+		buf[n] = 0;
+		snprintf(f->last_req, sizeof(f->last_req), "%s", buf);
+		json_object *req = json_tokener_parse(buf), *id;
+		long long idv = req && json_object_object_get_ex(req, "id", &id) ? json_object_get_int64(id) : -1;
+		json_object_put(req);
+		char out[2048], idstr[32];
+		snprintf(idstr, sizeof(idstr), "%lld", idv);
+		const char *r = f->replies[i], *p = strstr(r, "%ID%");
+		if (p)
+			snprintf(out, sizeof(out), "%.*s%s%s", (int)(p - r), r, idstr, p + 4);
+		else
+			snprintf(out, sizeof(out), "%s", r);
+		(void)!write(f->fd, out, strlen(out));
+	}
+	close(f->fd);
+	return NULL;
+}
+
+#define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7}}, \"capabilities\": []}}\r\n"
+
+static struct fl_qmp *start(struct fake *f, pthread_t *th, int *rc)
+{
+	int sv[2];
+	struct fl_qmp *q = NULL;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	f->fd = sv[1];
+	pthread_create(th, NULL, fake_main, f);
+	*rc = fl_qmp_create_fd(sv[0], 2000, &q);
+	return q;
+}
+
+static void test_commands_and_events(void **st)
+{
+	(void)st;
+	static const char *const replies[] = {
+		"{\"return\": {}, \"id\": %ID%}\r\n",
+		/* an event arrives before the answer; the answer is split in two writes' worth */
+		"{\"timestamp\": {\"seconds\": 1}, \"event\": \"STOP\"}\r\n{\"return\": {\"status\": \"active\"}, \"id\": %ID%}\r\n",
+		"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Capability x-nope not found\"}, \"id\": %ID%}\r\n",
+		"{\"return\": {}, \"id\": %ID%}\r\n{\"event\": \"RESUME\", \"data\": {\"x\": 1}}\r\n",
+		NULL,
+	};
+	struct fake f = { .greeting = GREETING, .replies = replies };
+	pthread_t th;
+	int rc;
+	struct fl_qmp *q = start(&f, &th, &rc);
+	assert_int_equal(rc, 0);
+	char status[32];
+	assert_int_equal(fl_qmp_migrate_status(q, status, sizeof(status)), 0);
+	assert_string_equal(status, "active");
+	assert_non_null(strstr(f.last_req, "query-migrate"));
+	assert_int_equal(fl_qmp_set_capability(q, "x-nope", true), -EREMOTEIO);
+	assert_non_null(strstr(fl_qmp_last_error(q), "Capability x-nope not found"));
+	assert_non_null(strstr(f.last_req, "\"capability\":\"x-nope\""));
+	assert_int_equal(fl_qmp_execute(q, "cont", NULL, NULL, 2000), 0);
+	/* STOP was queued while query-migrate was in flight */
+	assert_int_equal(fl_qmp_wait_event(q, "STOP", 100, NULL), 0);
+	json_object *data = NULL;
+	assert_int_equal(fl_qmp_wait_event(q, "RESUME", 1000, &data), 0);
+	assert_non_null(data);
+	json_object_put(data);
+	assert_int_equal(fl_qmp_wait_event(q, "STOP", 50, NULL), -ECONNRESET);	/* peer gone */
+	fl_qmp_destroy(q);
+	pthread_join(th, NULL);
+}
+
+static void test_bad_peers(void **st)
+{
+	(void)st;
+	static const char *const none[] = { NULL };
+	struct fake f1 = { .greeting = "{\"hello\": 1}\r\n", .replies = none };
+	pthread_t th;
+	int rc;
+	struct fl_qmp *q = start(&f1, &th, &rc);
+	assert_int_equal(rc, -EPROTO);	/* not a QMP greeting */
+	assert_non_null(strstr(fl_qmp_last_error(q), "not a QMP monitor"));
+	fl_qmp_destroy(q);
+	pthread_join(th, NULL);
+
+	struct fake f2 = { .greeting = "this is not json\r\n", .replies = none };
+	q = start(&f2, &th, &rc);
+	assert_int_equal(rc, -EBADMSG);
+	fl_qmp_destroy(q);
+	pthread_join(th, NULL);
+
+	struct fake f3 = { .greeting = NULL, .replies = none };	/* silent, then closes */
+	q = start(&f3, &th, &rc);
+	assert_true(rc == -ECONNRESET || rc == -ETIMEDOUT);
+	fl_qmp_destroy(q);
+	pthread_join(th, NULL);
+
+	assert_int_equal(fl_qmp_connect("/nonexistent/qmp.sock", 100, &q), -ENOENT);
+	assert_null(q);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_commands_and_events), cmocka_unit_test(test_bad_peers),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
