@@ -14,6 +14,7 @@ struct migrate_args {
 	const char *vm_ctl;		/* source VMM control socket */
 	const char *vm_uri;		/* where the source VMM sends device state */
 	const char *dst_vm_ctl;		/* destination VMM control (query/verify) */
+	const char *src_qmp, *dst_qmp;	/* QEMU monitors (faultline qemu migrate) */
 	const char *transport;
 	const char *status_dir;
 	int bulk_conns, bulk_depth, bulk_pages;

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "faultline/agent.h"
+#include "faultline/qmp.h"
 #include "faultline/shimctl.h"
 #include "faultline/uffd.h"
 #include "vmctl.h"
@@ -154,6 +155,40 @@ static int stop_guest_sim(void *arg, char *err, size_t el)
 		return -EIO;
 	}
 	return 0;
+}
+
+/* QEMU: start its own migration (device state only, x-ignore-shared) and
+ * return at the STOP event: the moment the final dirty set is taken. A VM
+ * that was already paused has no STOP to wait for. */
+struct qemu_stop {
+	const char *qmp, *uri;
+};
+
+static int stop_qemu(void *arg, char *err, size_t el)
+{
+	struct qemu_stop *v = arg;
+	struct fl_qmp *q = NULL;
+	json_object *st = NULL, *x;
+	int rc = fl_qmp_connect(v->qmp, 5000, &q);
+
+	if (rc)
+		goto out;
+	rc = fl_qmp_execute(q, "query-status", NULL, &st, 5000);
+	if (rc)
+		goto out;
+	bool running = json_object_object_get_ex(st, "running", &x) && json_object_get_boolean(x);
+	json_object *args = json_object_new_object();
+	json_object_object_add(args, "uri", json_object_new_string(v->uri));
+	rc = fl_qmp_execute(q, "migrate", args, NULL, 5000);
+	json_object_put(args);
+	if (!rc && running)
+		rc = fl_qmp_wait_event(q, "STOP", 120000, NULL);
+out:
+	if (rc)
+		snprintf(err, el, "QEMU at %s: %s", v->qmp, q ? fl_qmp_last_error(q) : strerror(-rc));
+	json_object_put(st);
+	fl_qmp_destroy(q);
+	return rc;
 }
 
 static void print_report(const struct fl_report *r, bool json)
@@ -323,6 +358,7 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 	if (is_src) {
 		struct fl_source_opts o;
 		struct vm_stop vs = { a->vm_ctl, a->vm_uri };
+		struct qemu_stop qs = { a->src_qmp, a->vm_uri };
 		fl_source_opts_default(&o);
 		o.listen = a->listen;
 		o.shim_sock = a->src_shim;
@@ -334,6 +370,9 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 		if (a->vm_ctl) {
 			o.stop_vm = stop_guest_sim;
 			o.stop_arg = &vs;
+		} else if (a->src_qmp) {
+			o.stop_vm = stop_qemu;
+			o.stop_arg = &qs;
 		}
 		o.status_path = status_path(a->status_dir, a->id, "source");
 		o.ctl_sock = ctl_path(a->status_dir, a->id);
@@ -434,6 +473,84 @@ static void progress(const char *path, const char *spath, bool tty, uint64_t t0,
 	json_object_put(s);
 }
 
+/* Both QEMUs: device state only (x-ignore-shared), destination listening. */
+static int qemu_prepare(struct migrate_args *a)
+{
+	struct fl_qmp *s = NULL, *d = NULL;
+	int rc = fl_qmp_connect(a->src_qmp, 5000, &s);
+
+	if (!rc)
+		rc = fl_qmp_set_capability(s, "x-ignore-shared", true);
+	if (rc) {
+		fprintf(stderr, "faultline migrate: source QEMU at %s: %s\n", a->src_qmp,
+			s ? fl_qmp_last_error(s) : strerror(-rc));
+		goto out;
+	}
+	rc = fl_qmp_connect(a->dst_qmp, 5000, &d);
+	if (!rc)
+		rc = fl_qmp_set_capability(d, "x-ignore-shared", true);
+	if (!rc) {
+		json_object *args = json_object_new_object();
+		json_object_object_add(args, "uri", json_object_new_string(a->vm_uri));
+		rc = fl_qmp_execute(d, "migrate-incoming", args, NULL, 5000);
+		json_object_put(args);
+	}
+	if (rc)
+		fprintf(stderr, "faultline migrate: destination QEMU at %s: %s\n", a->dst_qmp,
+			d ? fl_qmp_last_error(d) : strerror(-rc));
+out:
+	fl_qmp_destroy(s);
+	fl_qmp_destroy(d);
+	return rc;
+}
+
+/* QEMU's own account of its (device-state) migration, once it ends. */
+static void qemu_result(struct migrate_args *a, json_object *out)
+{
+	struct fl_qmp *s = NULL;
+	json_object *ret = NULL, *v;
+	char status[32] = "unknown";
+
+	if (fl_qmp_connect(a->src_qmp, 5000, &s) == 0) {
+		for (int i = 0; i < 600; i++) {	/* up to 60 s */
+			json_object_put(ret);
+			ret = NULL;
+			if (fl_qmp_execute(s, "query-migrate", NULL, &ret, 5000))
+				break;
+			snprintf(status, sizeof(status), "%s",
+				 json_object_object_get_ex(ret, "status", &v) ? json_object_get_string(v) : "none");
+			if (strcmp(status, "active") && strcmp(status, "setup") && strcmp(status, "device"))
+				break;
+			usleep(100000);
+		}
+	}
+	json_object_object_add(out, "qemu_status", json_object_new_string(status));
+	if (ret && json_object_object_get_ex(ret, "downtime", &v))
+		json_object_object_add(out, "qemu_downtime_ms", json_object_new_int64(json_object_get_int64(v)));
+	if (ret && json_object_object_get_ex(ret, "total-time", &v))
+		json_object_object_add(out, "qemu_total_ms", json_object_new_int64(json_object_get_int64(v)));
+	json_object_put(ret);
+	fl_qmp_destroy(s);
+	/* and where the guest runs now */
+	struct fl_qmp *d = NULL;
+	char dst[32] = "unknown";
+	if (fl_qmp_connect(a->dst_qmp, 5000, &d) == 0) {
+		for (int i = 0; i < 50; i++) {	/* it may still be loading device state */
+			ret = NULL;
+			if (fl_qmp_execute(d, "query-status", NULL, &ret, 5000))
+				break;
+			if (json_object_object_get_ex(ret, "status", &v))
+				snprintf(dst, sizeof(dst), "%s", json_object_get_string(v));
+			json_object_put(ret);
+			if (strcmp(dst, "inmigrate"))
+				break;
+			usleep(100000);
+		}
+	}
+	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
+	fl_qmp_destroy(d);
+}
+
 int cli_migrate(struct migrate_args *a)
 {
 	int sfd, dfd, sst = 0, dst = 0;
@@ -446,6 +563,11 @@ int cli_migrate(struct migrate_args *a)
 	char *spath = status_path(a->status_dir, a->id, "source");
 	unlink(dpath);
 	unlink(spath);
+	if (a->src_qmp && qemu_prepare(a)) {
+		free(dpath);
+		free(spath);
+		return 1;	/* nothing started: the VM runs on as before */
+	}
 	pid_t sp = spawn_agent(a, 1, &sfd);
 	if (sp < 0) {
 		fprintf(stderr, "faultline migrate: cannot start the source agent: %s\n", strerror(errno));
@@ -532,7 +654,7 @@ int cli_migrate(struct migrate_args *a)
 		/* where it went: stopping the VM (VMM hand-off), then the rest */
 		json_object_object_add(out, "vm_stop_ms",
 				       json_object_new_double((jd(sr, "stopped_ns") - jd(sr, "stop_ns")) / 1e6));
-		if (jd(dr, "drained_ns") > 0)
+		if (jd(dr, "drained_ns") > jd(sr, "stop_ns"))	/* a round cut short */
 			json_object_object_add(out, "drain_end_after_stop_ms",
 					       json_object_new_double((jd(dr, "drained_ns") - jd(sr, "stop_ns")) / 1e6));
 	}
@@ -594,6 +716,8 @@ int cli_migrate(struct migrate_args *a)
 		err = js(sr, "error");
 	if (err)
 		json_object_object_add(out, "error", json_object_new_string(err));
+	if (a->src_qmp && ok)
+		qemu_result(a, out);
 	json_object *hist;
 	if (dr && json_object_object_get_ex(dr, "fault_hist_ns", &hist))
 		json_object_object_add(out, "fault_hist_ns", json_object_get(hist));
@@ -631,6 +755,60 @@ int cli_migrate(struct migrate_args *a)
 	free(dpath);
 	free(spath);
 	return ok ? 0 : 1;
+}
+
+/* faultline qemu migrate: the same run, the VMs being QEMUs. */
+static int cmd_qemu(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "listen", 1, 0, 'l' }, { "src-qmp", 1, 0, 'q' }, { "dst-qmp", 1, 0, 'Q' },
+		{ "src-shim", 1, 0, 's' }, { "dst-shim", 1, 0, 'S' }, { "qemu-uri", 1, 0, 'u' },
+		{ "src-netns", 1, 0, 'A' }, { "dst-netns", 1, 0, 'B' }, { "id", 1, 0, 'i' },
+		{ "status-dir", 1, 0, 'd' }, { "no-precopy", 0, 0, 'P' }, { "json", 0, 0, 'j' },
+		{ "help", 0, 0, 'h' }, { 0 }
+	};
+	struct migrate_args a = { .id = "qemu", .transport = "tcp" };
+	int c;
+
+	if (argc < 2 || strcmp(argv[1], "migrate")) {
+		if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+			goto help;
+		die_usage("qemu", "the only verb is 'migrate'");
+	}
+	argc--;
+	argv++;
+	cli_argv = argv;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'l': a.listen = optarg; break;
+		case 'q': a.src_qmp = optarg; break;
+		case 'Q': a.dst_qmp = optarg; break;
+		case 's': a.src_shim = optarg; break;
+		case 'S': a.dst_shim = optarg; break;
+		case 'u': a.vm_uri = optarg; break;
+		case 'A': a.src_netns = optarg; break;
+		case 'B': a.dst_netns = optarg; break;
+		case 'i': a.id = optarg; break;
+		case 'd': a.status_dir = optarg; break;
+		case 'P': a.no_precopy = true; break;
+		case 'j': a.json = true; break;
+		case 'h':
+		help:
+			printf("usage: faultline qemu migrate --src-qmp SOCK --dst-qmp SOCK --src-shim SOCK --dst-shim SOCK\n"
+			       "         --listen HOST:PORT --qemu-uri tcp:HOST:PORT [--src-netns NS --dst-netns NS]\n"
+			       "         [--no-precopy] [--id ID] [--json]\n"
+			       "Migrate a QEMU VM whose RAM is a shared memory-backend-file: faultline carries the\n"
+			       "RAM, QEMU (x-ignore-shared, set here) only the device state. The destination QEMU\n"
+			       "must run with -incoming defer; both with the faultline shim preloaded.\n");
+			return 0;
+		default: die_usage("qemu", "bad option");
+		}
+	}
+	if (optind < argc)
+		die_usage("qemu", "unexpected argument");
+	if (!a.src_qmp || !a.dst_qmp || !a.src_shim || !a.dst_shim || !a.listen || !a.vm_uri)
+		die_usage("qemu", "--src-qmp, --dst-qmp, --src-shim, --dst-shim, --listen and --qemu-uri are required");
+	return cli_migrate(&a);
 }
 
 static int cmd_migrate(int argc, char **argv)
@@ -881,6 +1059,7 @@ static void usage(FILE *f)
 		"usage: faultline COMMAND [options]   (faultline COMMAND --help for each)\n"
 		"  demo      migrate a live guest-sim workload between two network namespaces\n"
 		"  migrate   run both agents for a local or two-namespace migration\n"
+		"  qemu      qemu migrate: the same for QEMU VMs (QMP, x-ignore-shared)\n"
 		"  source    serve a VM's RAM to a destination\n"
 		"  dest      serve a destination VM's faults and pull its RAM\n"
 		"  status    state and progress of migrations on this host (also: list)\n"
@@ -919,6 +1098,8 @@ int main(int argc, char **argv)
 		return cmd_vmctl(argc, argv);
 	if (!strcmp(cmd, "shim-info"))
 		return cmd_shim_info(argc, argv);
+	if (!strcmp(cmd, "qemu"))
+		return cmd_qemu(argc, argv);
 	if (!strcmp(cmd, "abort") || !strcmp(cmd, "force-complete"))
 		return cmd_operator(cmd, argc, argv);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
