@@ -1,7 +1,7 @@
 #!/bin/bash
-# A real Linux guest (Debian's stock kernel, busybox initramfs, TCG) live-
-# migrated by faultline + unmodified QEMU: pre-copy, switchover at QEMU's STOP
-# event, post-copy. The guest checks every page it reads and all of them every
+# A real Linux guest (Debian's stock kernel, busybox initramfs, TCG) with two
+# guest NUMA nodes, each its own RAM backend file, live-migrated by faultline
+# + unmodified QEMU: pre-copy, switchover at QEMU's STOP event, post-copy. The guest checks every page it reads and all of them every
 # two seconds; its heartbeats must continue on the destination with no
 # corruption found.
 . "$(dirname "$0")/lib.sh"
@@ -12,9 +12,11 @@ qemu() {	# qemu NAME EXTRA...
 	name=$1; shift
 	mkdir -p "$W/$name"
 	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
-		qemu-system-x86_64 -machine pc,accel=tcg -m 256M \
-		-object memory-backend-file,id=ram0,size=256M,mem-path=$W/$name/ram0,share=on \
-		-machine memory-backend=ram0 -kernel "$G/vmlinuz" -initrd "$G/initrd.gz" \
+		qemu-system-x86_64 -machine pc,accel=tcg -m 256M -smp 2 \
+		-object memory-backend-file,id=ram0,size=128M,mem-path=$W/$name/ram0,share=on \
+		-object memory-backend-file,id=ram1,size=128M,mem-path=$W/$name/ram1,share=on \
+		-numa node,nodeid=0,cpus=0,memdev=ram0 -numa node,nodeid=1,cpus=1,memdev=ram1 \
+		-kernel "$G/vmlinuz" -initrd "$G/initrd.gz" \
 		-append "console=ttyS0 quiet panic=-1" -display none -monitor none \
 		-serial file:"$W/$name.serial" -qmp unix:"$W/$name.qmp",server=on,wait=off "$@" \
 		>"$W/$name.log" 2>&1 &
@@ -36,6 +38,10 @@ line=$(echo "$out" | tail -n 1)
 [ "$(echo "$line" | jget state)" = completed ] || fail "state is not completed"
 [ "$(echo "$line" | jget qemu_status)" = completed ] || fail "QEMU's migration: $(echo "$line" | jget qemu_status)"
 [ "$(echo "$line" | jget qemu_dst_status)" = running ] || fail "the guest does not run on the destination"
+pages=$(echo "$line" | jget total_pages)
+[ "$pages" = 65536 ] || fail "expected both backends (65536 pages), the migration counted $pages"
+n=$("$FL" shim-info "$W/dst.shim" | grep -o '"path"' | wc -l)
+[ "$n" = 2 ] || fail "the destination shim tracks $n RAM backends, want 2"
 last_src=$(grep -o 'HB seq=[0-9]*' "$W/src.serial" | tail -n 1 | cut -d= -f2)
 # the guest goes on: ten more heartbeats and a full self-check, on the destination
 for i in $(seq 200); do
