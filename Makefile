@@ -76,6 +76,7 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	./bench/fl-bench
+	./bench/qemu-compare
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \

@@ -757,6 +757,34 @@ int cli_migrate(struct migrate_args *a)
 	return ok ? 0 : 1;
 }
 
+/* faultline qmp SOCK COMMAND [JSON-ARGS]: one QMP command, its return as JSON. */
+static int cmd_qmp(int argc, char **argv)
+{
+	struct fl_qmp *q = NULL;
+	json_object *args = NULL, *ret = NULL;
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: faultline qmp SOCK COMMAND [JSON-ARGUMENTS]\n"
+		       "Run one QMP command on a QEMU monitor and print its return value.\n");
+		return 0;
+	}
+	if (argc < 3 || argc > 4)
+		die_usage("qmp", "need SOCK and COMMAND");
+	if (argc == 4 && !(args = json_tokener_parse(argv[3])))
+		die_usage("qmp", "the arguments are not JSON");
+	int rc = fl_qmp_connect(argv[1], 5000, &q);
+	if (!rc)
+		rc = fl_qmp_execute(q, argv[2], args, &ret, 30000);
+	if (rc)
+		fprintf(stderr, "faultline qmp: %s: %s\n", argv[1], q ? fl_qmp_last_error(q) : strerror(-rc));
+	else
+		printf("%s\n", ret ? json_object_to_json_string_ext(ret, JSON_C_TO_STRING_PLAIN) : "{}");
+	json_object_put(args);
+	json_object_put(ret);
+	fl_qmp_destroy(q);
+	return rc ? 1 : 0;
+}
+
 /* faultline qemu migrate: the same run, the VMs being QEMUs. */
 static int cmd_qemu(int argc, char **argv)
 {
@@ -1060,6 +1088,7 @@ static void usage(FILE *f)
 		"  demo      migrate a live guest-sim workload between two network namespaces\n"
 		"  migrate   run both agents for a local or two-namespace migration\n"
 		"  qemu      qemu migrate: the same for QEMU VMs (QMP, x-ignore-shared)\n"
+		"  qmp       run one QMP command on a QEMU monitor\n"
 		"  source    serve a VM's RAM to a destination\n"
 		"  dest      serve a destination VM's faults and pull its RAM\n"
 		"  status    state and progress of migrations on this host (also: list)\n"
@@ -1100,6 +1129,8 @@ int main(int argc, char **argv)
 		return cmd_shim_info(argc, argv);
 	if (!strcmp(cmd, "qemu"))
 		return cmd_qemu(argc, argv);
+	if (!strcmp(cmd, "qmp"))
+		return cmd_qmp(argc, argv);
 	if (!strcmp(cmd, "abort") || !strcmp(cmd, "force-complete"))
 		return cmd_operator(cmd, argc, argv);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
