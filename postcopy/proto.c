@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -429,7 +431,10 @@ int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_error *e)
 int fl_proto_writev_all(int fd, struct iovec *iov, int cnt)
 {
 	while (cnt > 0) {
-		ssize_t w = writev(fd, iov, cnt);
+		/* sendmsg + MSG_NOSIGNAL: a vanished peer is -EPIPE, not a
+		 * SIGPIPE that kills whichever program linked us */
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)(cnt > IOV_MAX ? IOV_MAX : cnt) };
+		ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;

@@ -84,21 +84,30 @@ static int next_object(struct fl_qmp *q, json_object **out, int timeout_ms)
 	}
 }
 
+/* One line per command, in one send; MSG_NOSIGNAL: a QEMU that died must
+ * be an error here, not a SIGPIPE that kills the agent. */
 static int send_object(struct fl_qmp *q, json_object *o)
 {
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	size_t n = strlen(s);
+	const char *js = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	char *line = NULL;
+	int n = asprintf(&line, "%s\n", js);
 
-	for (size_t w = 0; w < n;) {
-		ssize_t r = write(q->fd, s + w, n - w);
+	if (n < 0)
+		return -ENOMEM;
+	for (int w = 0; w < n;) {
+		ssize_t r = send(q->fd, line + w, (size_t)(n - w), MSG_NOSIGNAL);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			int e = errno;
+			free(line);
+			snprintf(q->err, sizeof(q->err), "QMP peer went away: %s", strerror(e));
+			return -e;
 		}
-		w += (size_t)r;
+		w += (int)r;
 	}
-	return write(q->fd, "\n", 1) == 1 ? 0 : -errno;
+	free(line);
+	return 0;
 }
 
 static int queue_event(struct fl_qmp *q, json_object *o)

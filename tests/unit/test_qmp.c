@@ -32,8 +32,15 @@ static void *fake_main(void *arg)
 	if (f->greeting)
 		(void)!write(f->fd, f->greeting, strlen(f->greeting));
 	for (int i = 0; f->replies[i]; i++) {
-		ssize_t n = read(f->fd, buf, sizeof(buf) - 1);
-		if (n <= 0)
+		size_t n = 0;	/* one request = one line */
+		while (n < sizeof(buf) - 1) {
+			ssize_t r = read(f->fd, buf + n, 1);
+			if (r <= 0)
+				break;
+			if (buf[n++] == '\n')
+				break;
+		}
+		if (n == 0 || buf[n - 1] != '\n')
 			break;
 		buf[n] = 0;
 		snprintf(f->last_req, sizeof(f->last_req), "%s", buf);
