@@ -8,6 +8,7 @@
 #include <linux/falloc.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,10 +155,22 @@ static void account(struct dst *d, uint64_t changed)
 	}
 }
 
-/* Recoverable outcomes of a resolution ioctl. */
-static int benign(int rc)
+/* Is the VM process still there? ENOENT from a resolution ioctl means "not
+ * mapped": the guest unmapped it (fine) or the process is gone (fatal). */
+static int vm_alive(struct dst *d)
 {
-	return rc == 0 || rc == -EEXIST || rc == -ENOENT;
+	return kill(d->shim.pid, 0) == 0 || errno == EPERM;
+}
+
+/* Outcome of a resolution ioctl: 0 when recoverable (done, already there,
+ * unmapped by a live guest), -ESRCH when the VM process is gone, else rc. */
+static int settle(struct dst *d, int rc)
+{
+	if (rc == 0 || rc == -EEXIST)
+		return 0;
+	if (rc == -ENOENT)
+		return vm_alive(d) ? 0 : -ESRCH;
+	return rc;
 }
 
 static int place_run(struct dst *d, struct dregion *r, uint64_t page, uint32_t n,
@@ -172,21 +185,21 @@ static int place_run(struct dst *d, struct dregion *r, uint64_t page, uint32_t n
 		rc = fl_uffd_zeropage(d->uffd, dst, len, wake);
 	else if (zero) {
 		rc = 0;	/* hugetlbfs has no ZEROPAGE: copy a zero page */
-		for (uint32_t i = 0; i < n && benign(rc); i++)
+		for (uint32_t i = 0; i < n && !settle(d, rc); i++)
 			rc = fl_uffd_copy(d->uffd, dst + (size_t)i * r->ps, d->zero, r->ps, wake);
-		return rc == -EEXIST || rc == -ENOENT ? 0 : rc;
+		return settle(d, rc);
 	} else
 		rc = fl_uffd_copy(d->uffd, dst, src, len, wake);
 	if (rc == -EEXIST && n > 1) {
 		/* Some page of the run was placed meanwhile: go page by page. */
 		rc = 0;
-		for (uint32_t i = 0; i < n && benign(rc); i++) {
+		for (uint32_t i = 0; i < n && !settle(d, rc); i++) {
 			char *p = dst + (size_t)i * r->ps;
 			rc = zero ? fl_uffd_zeropage(d->uffd, p, r->ps, wake)
 				  : fl_uffd_copy(d->uffd, p, src + (size_t)i * r->ps, r->ps, wake);
 		}
 	}
-	return benign(rc) ? 0 : rc;
+	return settle(d, rc);
 }
 
 /* Place npages fetched from region r at page; buf holds page i at i*ps,
@@ -283,7 +296,7 @@ static int resolve_present(struct dst *d, struct dregion *r, uint64_t page, uint
 		rc = fl_uffd_zeropage(d->uffd, a, r->ps, true);
 	if (rc == -EEXIST)
 		rc = fl_uffd_wake(d->uffd, a, r->ps);
-	return benign(rc) ? 0 : rc;
+	return settle(d, rc);
 }
 
 /* Map a page that pre-copy left current: CONTINUE a cached one, ZEROPAGE a
@@ -300,7 +313,8 @@ static int resolve_clean(struct dst *d, struct dregion *r, uint64_t page)
 		rc = fl_uffd_copy(d->uffd, a, d->zero, r->ps, true);
 	else
 		rc = fl_uffd_zeropage(d->uffd, a, r->ps, true);
-	if (!benign(rc))
+	rc = settle(d, rc);
+	if (rc)
 		return rc;
 	if (fl_bitmap_set(&d->received, g)) {
 		__atomic_add_fetch(&d->rep->clean_pages, 1, __ATOMIC_RELAXED);
@@ -874,7 +888,7 @@ static int resolve_clean_all(struct dst *d)
 			} else if (rc == 0) {
 				uint64_t ch = fl_bitmap_set_range(&d->received, g, e - g);
 				changed += ch;
-			} else if (!benign(rc)) {
+			} else if ((rc = settle(d, rc))) {
 				return rc;
 			}
 			g = e;
@@ -1236,6 +1250,11 @@ static int run(struct dst *d)
 			goto out;
 		}
 		status(d);
+	}
+	if (!vm_alive(d)) {	/* pages "placed" into a dead process are not a migration */
+		rc = fail(d, -ESRCH, "the destination VM process (pid %d) exited during post-copy",
+			  d->shim.pid);
+		goto out;
 	}
 	fl_state_transition(&d->sm, FL_STATE_POST_MIGRATING);
 	d->rep->done_ns = fl_now_ns();
