@@ -38,3 +38,32 @@ assert_migration() {
 	# every page placed exactly once: fetched, zero, removed, or current from pre-copy
 	[ $((pc + zp + rm_ + cl)) -eq "$tot" ] || fail "placed $((pc + zp + rm_ + cl)) of $tot pages"
 }
+
+# qemu_vm NAME RAMDIR NODES MEM [EXTRA...]: an unmodified QEMU (TCG) with the
+# shim preloaded, guest RAM in RAMDIR/NAME/ram* (one shared backend file per
+# guest node, NODES 1 or 2), QMP, shim socket and serial log in $W. Boots the
+# test guest when $G (tests/vm/build-guest output) is set.
+qemu_vm() {
+	local name=$1 ram=$2 nodes=$3 mem=$4 half
+	shift 4
+	mkdir -p "$ram/$name"
+	local args=()
+	if [ "$nodes" = 2 ]; then
+		half=$(( ${mem%M} / 2 ))M
+		args=(-smp 2
+		      -object memory-backend-file,id=ram0,size=$half,mem-path=$ram/$name/ram0,share=on
+		      -object memory-backend-file,id=ram1,size=$half,mem-path=$ram/$name/ram1,share=on
+		      -numa node,nodeid=0,cpus=0,memdev=ram0 -numa node,nodeid=1,cpus=1,memdev=ram1)
+	else
+		args=(-object memory-backend-file,id=ram0,size=$mem,mem-path=$ram/$name/ram0,share=on
+		      -machine memory-backend=ram0)
+	fi
+	[ -n "${G:-}" ] && args+=(-kernel "$G/vmlinuz" -initrd "$G/initrd.gz" -append "console=ttyS0 quiet panic=-1")
+	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$ram/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
+		qemu-system-x86_64 -machine pc,accel=tcg -m "$mem" "${args[@]}" -display none \
+		-monitor none -serial file:"$W/$name.serial" -qmp unix:"$W/$name.qmp",server=on,wait=off \
+		"$@" >"$W/$name.log" 2>&1 &
+	echo $! > "$W/$name.pid"
+}
+qemu_stop_all() { for p in "$W"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; rm -f "$p"; done; }
+wait_sock() { for i in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; done; return 1; }

@@ -9,25 +9,14 @@
 . "$(dirname "$0")/lib.sh"
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 workdir
-qemu() {	# qemu NAME ROLE-ARGS...
-	name=$1; shift
-	mkdir -p "$W/$name"
-	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
-		qemu-system-x86_64 -machine pc,accel=tcg -m 64M \
-		-object memory-backend-file,id=ram0,size=64M,mem-path=$W/$name/ram0,share=on \
-		-machine memory-backend=ram0 -nographic -monitor none -serial none \
-		-qmp unix:$W/$name.qmp,server=on,wait=off "$@" >"$W/$name.log" 2>&1 &
-	echo $! > "$W/$name.pid"
-}
-cleanup() { for p in "$W"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$W"; }
+cleanup() { qemu_stop_all; rm -rf "$W"; }
 trap cleanup EXIT
-wait_sock() { for i in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; done; return 1; }
 
 # 1. paused, random RAM
 mkdir -p "$W/s1"
 head -c 64M /dev/urandom > "$W/s1/ram0"
-qemu s1 -S
-qemu d1 -incoming defer
+qemu_vm s1 "$W" 1 64M -S
+qemu_vm d1 "$W" 1 64M -incoming defer
 wait_sock "$W/s1.shim" && wait_sock "$W/d1.shim" && wait_sock "$W/d1.qmp" || fail "QEMU did not start"
 before=$(sha256sum "$W/s1/ram0" | cut -d' ' -f1)
 out=$("$FL" qemu migrate --src-qmp "$W/s1.qmp" --dst-qmp "$W/d1.qmp" --src-shim "$W/s1.shim" \
@@ -44,8 +33,8 @@ after_dst=$(sha256sum "$W/d1/ram0" | cut -d' ' -f1)
 echo "ok: paused VM, RAM files identical ($after_dst)"
 
 # 2. running VM: the switch waits for QEMU's STOP event
-qemu s2
-qemu d2 -incoming defer
+qemu_vm s2 "$W" 1 64M
+qemu_vm d2 "$W" 1 64M -incoming defer
 wait_sock "$W/s2.shim" && wait_sock "$W/d2.shim" && wait_sock "$W/d2.qmp" || fail "QEMU did not start"
 sleep 1
 out=$("$FL" qemu migrate --src-qmp "$W/s2.qmp" --dst-qmp "$W/d2.qmp" --src-shim "$W/s2.shim" \

@@ -6,23 +6,11 @@
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 workdir
 G=$("$TOP/tests/vm/build-guest" "$W/guest" 2>"$W/build.err") || { cat "$W/build.err"; fail "cannot build the test guest"; }
-qemu() {	# qemu NAME EXTRA...
-	name=$1; shift
-	mkdir -p "$W/$name"
-	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
-		qemu-system-x86_64 -machine pc,accel=tcg -m 128M \
-		-object memory-backend-file,id=ram0,size=128M,mem-path=$W/$name/ram0,share=on \
-		-machine memory-backend=ram0 -kernel "$G/vmlinuz" -initrd "$G/initrd.gz" \
-		-append "console=ttyS0 quiet panic=-1" -display none -monitor none \
-		-serial file:"$W/$name.serial" -qmp unix:"$W/$name.qmp",server=on,wait=off "$@" \
-		>"$W/$name.log" 2>&1 &
-	echo $! > "$W/$name.pid"
-}
-cleanup() { for p in "$W"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$W"; }
+cleanup() { qemu_stop_all; rm -rf "$W"; }
 trap cleanup EXIT
 hb() { grep -o 'HB seq=[0-9]*' "$1" 2>/dev/null | tail -n 1 | cut -d= -f2; }
 
-qemu src
+qemu_vm src "$W" 1 128M
 for i in $(seq 240); do grep -q "HB seq=3 " "$W/src.serial" 2>/dev/null && break; sleep 0.25; done
 grep -q "HB seq=3 " "$W/src.serial" || fail "the guest did not boot"
 
@@ -34,7 +22,7 @@ grep -q "destination QEMU at $W/none.qmp" "$W/e1" || fail "no clear error: $(cat
 echo "ok: $(head -n 1 "$W/e1")"
 
 # 2. the source's monitor disappears before the migration starts
-qemu dst -incoming defer
+qemu_vm dst "$W" 1 128M -incoming defer
 for i in $(seq 100); do [ -S "$W/dst.qmp" ] && [ -S "$W/dst.shim" ] && break; sleep 0.05; done
 mv "$W/src.qmp" "$W/src.qmp.hidden"	# connect() to the old name now fails
 "$FL" qemu migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --src-shim "$W/src.shim" \

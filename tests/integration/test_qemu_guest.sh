@@ -12,7 +12,7 @@ workdir
 G=$("$TOP/tests/vm/build-guest" "$W/guest" 2>"$W/build.err") || { cat "$W/build.err"; fail "cannot build the test guest"; }
 HUGE_OLD=$(cat /proc/sys/vm/nr_hugepages)
 cleanup() {
-	for p in "$W"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+	qemu_stop_all
 	sleep 0.3
 	umount "$W/huge" 2>/dev/null
 	echo "$HUGE_OLD" > /proc/sys/vm/nr_hugepages
@@ -20,35 +20,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-qemu() {	# qemu NAME RAMDIR NODES EXTRA...
-	name=$1 ram=$2 nodes=$3; shift 3
-	mkdir -p "$ram/$name"
-	mem=()
-	if [ "$nodes" = 2 ]; then
-		mem=(-smp 2
-		     -object memory-backend-file,id=ram0,size=128M,mem-path=$ram/$name/ram0,share=on
-		     -object memory-backend-file,id=ram1,size=128M,mem-path=$ram/$name/ram1,share=on
-		     -numa node,nodeid=0,cpus=0,memdev=ram0 -numa node,nodeid=1,cpus=1,memdev=ram1)
-	else
-		mem=(-object memory-backend-file,id=ram0,size=256M,mem-path=$ram/$name/ram0,share=on
-		     -machine memory-backend=ram0)
-	fi
-	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$ram/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
-		qemu-system-x86_64 -machine pc,accel=tcg -m 256M "${mem[@]}" \
-		-kernel "$G/vmlinuz" -initrd "$G/initrd.gz" \
-		-append "console=ttyS0 quiet panic=-1" -display none -monitor none \
-		-serial file:"$W/$name.serial" -qmp unix:"$W/$name.qmp",server=on,wait=off "$@" \
-		>"$W/$name.log" 2>&1 &
-	echo $! > "$W/$name.pid"
-}
-
 run_case() {	# run_case TAG RAMDIR NODES PORT
 	tag=$1 ram=$2 nodes=$3 port=$4
 	src=$tag-src dst=$tag-dst
-	qemu "$src" "$ram" "$nodes"
+	qemu_vm "$src" "$ram" "$nodes" 256M
 	for i in $(seq 240); do grep -q "HB seq=5 " "$W/$src.serial" 2>/dev/null && break; sleep 0.25; done
 	grep -q "HB seq=5 " "$W/$src.serial" || { tail "$W/$src.serial" "$W/$src.log"; fail "$tag: the guest did not boot"; }
-	qemu "$dst" "$ram" "$nodes" -incoming defer
+	qemu_vm "$dst" "$ram" "$nodes" 256M -incoming defer
 	for i in $(seq 100); do [ -S "$W/$dst.qmp" ] && [ -S "$W/$dst.shim" ] && break; sleep 0.05; done
 	out=$("$FL" qemu migrate --src-qmp "$W/$src.qmp" --dst-qmp "$W/$dst.qmp" --src-shim "$W/$src.shim" \
 		--dst-shim "$W/$dst.shim" --listen 127.0.0.1:$port --qemu-uri tcp:127.0.0.1:$((port + 1)) \
@@ -71,7 +49,7 @@ run_case() {	# run_case TAG RAMDIR NODES PORT
 	grep -q '^CORRUPT' "$W/$dst.serial" && { grep -m3 '^CORRUPT' "$W/$dst.serial"; fail "$tag: the guest found corrupt pages"; }
 	grep -E '^(HB|VERIFY)' "$W/$dst.serial" | grep -qv 'corrupt=0' && fail "$tag: the guest counted corruption"
 	echo "ok: $tag: guest self-check clean; switch $(echo "$line" | jget switch_reason), QEMU downtime $(echo "$line" | jget qemu_downtime_ms) ms"
-	for p in "$W/$src.pid" "$W/$dst.pid"; do kill "$(cat "$p")" 2>/dev/null; rm -f "$p"; done
+	qemu_stop_all
 }
 
 run_case numa2 "$W" 2 7430
