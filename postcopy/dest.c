@@ -28,6 +28,7 @@
 
 #define MAX_BULK 8
 #define FAULT_SLOTS 64
+#define MAX_VIEWS (1 + FL_DEST_MAX_FOLLOWERS)
 #define HINT_WINDOW 2048	/* pages pulled around a recent fault, each way */
 #define BULK_NICE 10
 
@@ -58,11 +59,28 @@ struct dregion {
 	int huge;
 };
 
+/* A process whose userfaultfd we serve: view 0 is the VM; followers are
+ * other processes mapping the same RAM files (vhost-user/DPDK backends).
+ * Pages are placed once, through the VM's uffd, into the shared page cache;
+ * a follower then only needs CONTINUE (or ZEROPAGE for a zero page). */
+struct dview {
+	int uffd;
+	pid_t pid;
+	int gone;			/* a follower exited: no longer served */
+	uint64_t vbase[FL_PROTO_MAX_REGIONS];	/* address of region page 0 */
+	uint64_t vlo[FL_PROTO_MAX_REGIONS], vhi[FL_PROTO_MAX_REGIONS]; /* mapped span */
+};
+
+struct held {
+	struct fl_uffd_event e;
+	int view;
+};
+
 struct fslot {
 	int used;
 	uint64_t gpage;
 	uint64_t t0;
-	uint32_t kind;
+	uint8_t want[MAX_VIEWS];	/* per view: fault kind + 1, 0 = not waiting */
 	void *buf;
 };
 
@@ -83,7 +101,9 @@ struct dst {
 	struct fl_bitmap need, cached;
 	uint32_t src2local[FL_PROTO_MAX_REGIONS];
 	uint64_t nreceived;		/* atomic */
-	int uffd, ctl;
+	int uffd, ctl;			/* uffd: the VM's, == v[0].uffd */
+	struct dview v[MAX_VIEWS];
+	int nviews;
 	int wake_fd;			/* eventfd: wakes the fault thread at once */
 	struct fl_tconn *fconn, *bconn[MAX_BULK];
 	int nbulk;
@@ -106,7 +126,7 @@ struct dst {
 	int fault_started, nbulk_started;
 	/* fault thread state */
 	struct fslot slots[FAULT_SLOTS];
-	struct fl_uffd_event *backlog;
+	struct held *backlog;
 	size_t nbacklog, capbacklog;
 	size_t slot_bytes;
 };
@@ -127,12 +147,20 @@ static void set_error(struct dst *d, int rc, const char *fmt, ...)
 	pthread_mutex_unlock(&d->lock);
 }
 
-static struct dregion *region_of_addr(struct dst *d, uint64_t a)
+static struct dregion *region_of_vaddr(struct dst *d, const struct dview *v, uint64_t a,
+				       uint64_t *page)
 {
 	for (uint32_t i = 0; i < d->nr; i++)
-		if (a >= d->r[i].addr && a < d->r[i].addr + d->r[i].length)
+		if (a >= v->vlo[i] && a < v->vhi[i]) {
+			*page = (a - v->vbase[i]) / d->r[i].ps;
 			return &d->r[i];
+		}
 	return NULL;
+}
+
+static void *vaddr(const struct dview *v, const struct dregion *r, const struct dst *d, uint64_t page)
+{
+	return (void *)(uintptr_t)(v->vbase[r - d->r] + page * r->ps);
 }
 
 static struct dregion *region_of_gpage(struct dst *d, uint64_t g)
@@ -157,20 +185,39 @@ static void account(struct dst *d, uint64_t changed)
 
 /* Is the VM process still there? ENOENT from a resolution ioctl means "not
  * mapped": the guest unmapped it (fine) or the process is gone (fatal). */
-static int vm_alive(struct dst *d)
+static int pid_alive(pid_t pid)
 {
-	return kill(d->shim.pid, 0) == 0 || errno == EPERM;
+	return kill(pid, 0) == 0 || errno == EPERM;
 }
 
-/* Outcome of a resolution ioctl: 0 when recoverable (done, already there,
- * unmapped by a live guest), -ESRCH when the VM process is gone, else rc. */
-static int settle(struct dst *d, int rc)
+static int vm_alive(struct dst *d)
+{
+	return pid_alive(d->shim.pid);
+}
+
+/* Outcome of a resolution ioctl in view v: 0 when recoverable (done, already
+ * there, unmapped by a live process), -ESRCH when the process is gone. A
+ * follower that exits is dropped (the guest's memory does not depend on it);
+ * the VM exiting ends the migration. */
+static int vsettle(struct dst *d, struct dview *v, int rc)
 {
 	if (rc == 0 || rc == -EEXIST)
 		return 0;
-	if (rc == -ENOENT)
-		return vm_alive(d) ? 0 : -ESRCH;
-	return rc;
+	if (rc == -ENOENT && pid_alive(v->pid))
+		return 0;
+	if ((rc == -ENOENT || rc == -ESRCH) && v != &d->v[0]) {
+		if (!v->gone) {
+			v->gone = 1;
+			__atomic_add_fetch(&d->rep->followers_lost, 1, __ATOMIC_RELAXED);
+		}
+		return 0;
+	}
+	return rc == -ENOENT ? -ESRCH : rc;
+}
+
+static int settle(struct dst *d, int rc)
+{
+	return vsettle(d, &d->v[0], rc);
 }
 
 static int place_run(struct dst *d, struct dregion *r, uint64_t page, uint32_t n,
@@ -268,7 +315,7 @@ static void hint(struct dst *d, uint64_t g)
 	__atomic_add_fetch(&d->hint_seq, 1, __ATOMIC_RELEASE);
 }
 
-static int backlog_push(struct dst *d, const struct fl_uffd_event *e)
+static int backlog_push(struct dst *d, int view, const struct fl_uffd_event *e)
 {
 	if (d->nbacklog == d->capbacklog) {
 		size_t cap = d->capbacklog ? d->capbacklog * 2 : 256;
@@ -278,42 +325,54 @@ static int backlog_push(struct dst *d, const struct fl_uffd_event *e)
 		d->backlog = p;
 		d->capbacklog = cap;
 	}
-	d->backlog[d->nbacklog++] = *e;
+	d->backlog[d->nbacklog].e = *e;
+	d->backlog[d->nbacklog++].view = view;
 	return 0;
 }
 
-/* Resolve a fault on a page that is already in place. */
-static int resolve_present(struct dst *d, struct dregion *r, uint64_t page, uint32_t kind)
+/* Resolve a fault in view v on a page that is already in place. */
+static int resolve_present(struct dst *d, struct dview *v, struct dregion *r, uint64_t page,
+			   uint32_t kind)
 {
-	void *a = (void *)(uintptr_t)(r->addr + page * r->ps);
+	void *a = vaddr(v, r, d, page);
 	int rc;
 
+	if (v->gone)
+		return 0;
 	if (kind == FL_UFFD_EV_MINOR)
-		rc = fl_uffd_continue(d->uffd, a, r->ps, true);
+		rc = fl_uffd_continue(v->uffd, a, r->ps, true);
 	else if (r->huge)
-		rc = fl_uffd_copy(d->uffd, a, d->zero, r->ps, true);
+		rc = fl_uffd_copy(v->uffd, a, d->zero, r->ps, true);
 	else	/* removed by the guest, or placed after this fault was raised */
-		rc = fl_uffd_zeropage(d->uffd, a, r->ps, true);
+		rc = fl_uffd_zeropage(v->uffd, a, r->ps, true);
 	if (rc == -EEXIST)
-		rc = fl_uffd_wake(d->uffd, a, r->ps);
-	return settle(d, rc);
+		rc = fl_uffd_wake(v->uffd, a, r->ps);
+	return vsettle(d, v, rc);
 }
 
 /* Map a page that pre-copy left current: CONTINUE a cached one, ZEROPAGE a
  * zero one. Marks it received. */
-static int resolve_clean(struct dst *d, struct dregion *r, uint64_t page)
+static int resolve_clean(struct dst *d, struct dview *v, struct dregion *r, uint64_t page)
 {
-	void *a = (void *)(uintptr_t)(r->addr + page * r->ps);
+	void *a = vaddr(v, r, d, page);
 	uint64_t g = r->gbase + page;
 	int rc;
 
+	if (v->gone)
+		return 0;
+	/* A zero page placed through any view lands in the shared page cache,
+	 * so every other view then takes a minor fault and a CONTINUE. */
 	if (fl_bitmap_test(&d->cached, g))
-		rc = fl_uffd_continue(d->uffd, a, r->ps, true);
+		rc = fl_uffd_continue(v->uffd, a, r->ps, true);
 	else if (r->huge)
-		rc = fl_uffd_copy(d->uffd, a, d->zero, r->ps, true);
+		rc = fl_uffd_copy(v->uffd, a, d->zero, r->ps, true);
 	else
-		rc = fl_uffd_zeropage(d->uffd, a, r->ps, true);
-	rc = settle(d, rc);
+		rc = fl_uffd_zeropage(v->uffd, a, r->ps, true);
+	if (rc == -EEXIST)	/* another view placed it: the page cache has it */
+		rc = fl_uffd_continue(v->uffd, a, r->ps, true);
+	if (rc == -EEXIST)
+		rc = fl_uffd_wake(v->uffd, a, r->ps);
+	rc = vsettle(d, v, rc);
 	if (rc)
 		return rc;
 	if (fl_bitmap_set(&d->received, g)) {
@@ -324,34 +383,42 @@ static int resolve_clean(struct dst *d, struct dregion *r, uint64_t page)
 }
 
 /* 1 handled, 0 no slot free (retry later), <0 error. t0 is when it was read. */
-static int handle_fault(struct dst *d, const struct fl_uffd_event *e)
+static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e)
 {
-	struct dregion *r = region_of_addr(d, e->addr);
+	struct dview *v = &d->v[view];
+	uint64_t page;
+	struct dregion *r = region_of_vaddr(d, v, e->addr, &page);
 
+	if (v->gone)
+		return 1;
 	if (!r) {
-		fl_uffd_wake(d->uffd, (void *)(uintptr_t)(e->addr & ~4095ull), 4096);
+		fl_uffd_wake(v->uffd, (void *)(uintptr_t)(e->addr & ~4095ull), 4096);
 		return 1;
 	}
-	uint64_t page = (e->addr - r->addr) / r->ps, g = r->gbase + page;
+	uint64_t g = r->gbase + page;
 	uint64_t t0 = e->end;	/* read time, stashed by the caller */
 
 	__atomic_add_fetch(&d->rep->faults, 1, __ATOMIC_RELAXED);
+	if (view)
+		__atomic_add_fetch(&d->rep->follower_faults, 1, __ATOMIC_RELAXED);
 	if (fl_bitmap_test(&d->received, g)) {
-		int rc = resolve_present(d, r, page, e->kind);
+		int rc = resolve_present(d, v, r, page, e->kind);
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
 	if (!fl_bitmap_test(&d->need, g)) {
 		/* Clean since pre-copy: the page cache has it (minor fault) or it
 		 * is zero (missing fault). Nothing to fetch. */
-		int rc = resolve_clean(d, r, page);
+		int rc = resolve_clean(d, v, r, page);
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
 	int free_slot = -1;
 	for (int i = 0; i < FAULT_SLOTS; i++) {
-		if (d->slots[i].used && d->slots[i].gpage == g)
-			return 1;	/* already on its way; the copy wakes everyone */
+		if (d->slots[i].used && d->slots[i].gpage == g) {
+			d->slots[i].want[view] = (uint8_t)(e->kind + 1);
+			return 1;	/* already on its way; its completion resolves us */
+		}
 		if (!d->slots[i].used && free_slot < 0)
 			free_slot = i;
 	}
@@ -365,24 +432,26 @@ static int handle_fault(struct dst *d, const struct fl_uffd_event *e)
 	__atomic_add_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	s->gpage = g;
 	s->t0 = t0;
-	s->kind = e->kind;
+	memset(s->want, 0, sizeof(s->want));
+	s->want[view] = (uint8_t)(e->kind + 1);
 	fl_bitmap_set(&d->requested, g);
 	__atomic_add_fetch(&d->rep->fault_pages, 1, __ATOMIC_RELAXED);
 	hint(d, g);
 	return 1;
 }
 
-static void range_present(struct dst *d, uint64_t start, uint64_t end)
+static void range_present(struct dst *d, const struct dview *v, uint64_t start, uint64_t end)
 {
-	/* REMOVE/UNMAP: the guest dropped these pages; they are zero (or gone)
-	 * from now on and must never be fetched. */
+	/* REMOVE: the process dropped these pages (from the shared file, so
+	 * for every view); they are zero from now on and must never be
+	 * fetched. UNMAP: gone from that process. */
 	for (uint32_t i = 0; i < d->nr; i++) {
 		struct dregion *r = &d->r[i];
-		uint64_t s = start > r->addr ? start : r->addr;
-		uint64_t e = end < r->addr + r->length ? end : r->addr + r->length;
+		uint64_t s = start > v->vlo[i] ? start : v->vlo[i];
+		uint64_t e = end < v->vhi[i] ? end : v->vhi[i];
 		if (s >= e)
 			continue;
-		uint64_t p0 = (s - r->addr) / r->ps, p1 = (e - r->addr + r->ps - 1) / r->ps;
+		uint64_t p0 = (s - v->vbase[i]) / r->ps, p1 = (e - v->vbase[i] + r->ps - 1) / r->ps;
 		fl_bitmap_set_range(&d->requested, r->gbase + p0, p1 - p0);
 		uint64_t ch = fl_bitmap_set_range(&d->received, r->gbase + p0, p1 - p0);
 		__atomic_add_fetch(&d->rep->removed_pages, ch, __ATOMIC_RELAXED);
@@ -395,7 +464,7 @@ static int drain_backlog(struct dst *d)
 	size_t k = 0;
 
 	for (size_t i = 0; i < d->nbacklog; i++) {
-		int rc = handle_fault(d, &d->backlog[i]);
+		int rc = handle_fault(d, d->backlog[i].view, &d->backlog[i].e);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
@@ -423,8 +492,17 @@ static int fault_completions(struct dst *d)
 		int rc = place(d, r, page, 1, s->buf, c[i].zero_mask, 1);
 		if (rc)
 			return rc;
-		if (s->kind == FL_UFFD_EV_MINOR)
-			resolve_present(d, r, page, s->kind);
+		/* The VM's missing fault was woken by the copy; everyone else
+		 * maps the page the copy (or bulk) left in the page cache. */
+		for (int vi = 0; vi < d->nviews; vi++) {
+			if (!s->want[vi] || (!vi && s->want[0] - 1 != FL_UFFD_EV_MINOR))
+				continue;
+			rc = resolve_present(d, &d->v[vi], r, page, vi ? FL_UFFD_EV_MINOR : s->want[vi] - 1u);
+			if (rc == -ESRCH) {
+				set_error(d, rc, "the destination VM process exited during post-copy");
+				return rc;
+			}
+		}
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - s->t0);
 		s->used = 0;
 		__atomic_sub_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
@@ -443,12 +521,15 @@ static void *fault_main(void *p)
 		d->rep->rt_fallback = 1;
 
 	while (!d->stop_fault) {
-		struct pollfd pfd[3] = {
-			{ .fd = d->uffd, .events = POLLIN },
-			{ .fd = d->wake_fd, .events = POLLIN },
-			{ .fd = d->ops->event_fd(d->fconn), .events = POLLIN },
-		};
-		int np = d->gate_open ? 3 : 2;
+		/* The views' uffds, the wake eventfd, then (once the gate is
+		 * open) the fault channel. */
+		struct pollfd pfd[MAX_VIEWS + 2];
+		int nv = d->nviews;
+		for (int i = 0; i < nv; i++)
+			pfd[i] = (struct pollfd){ .fd = d->v[i].gone ? -1 : d->v[i].uffd, .events = POLLIN };
+		pfd[nv] = (struct pollfd){ .fd = d->wake_fd, .events = POLLIN };
+		pfd[nv + 1] = (struct pollfd){ .fd = d->ops->event_fd(d->fconn), .events = POLLIN };
+		int np = d->gate_open ? nv + 2 : nv + 1;
 		/* A reply is due while faults are in flight: keep spinning for it. */
 		unsigned spin = !d->gate_open ? 0 : d->ops->outstanding(d->fconn) ? d->o->fault_spin_us
 										   : d->o->spin_us;
@@ -457,15 +538,22 @@ static void *fault_main(void *p)
 			set_error(d, -errno, "poll: %s", strerror(errno));
 			break;
 		}
-		if (pfd[1].revents & POLLIN) {	/* gate opened or stop: just look again */
+		if (pfd[nv].revents & POLLIN) {	/* gate opened or stop: just look again */
 			uint64_t v;
 			(void)!read(d->wake_fd, &v, sizeof(v));
 		}
-		if (pfd[0].revents & POLLIN) {
-			int n = fl_uffd_read_events(d->uffd, ev, 64);
+		for (int vi = 0; vi < nv; vi++) {
+			if (!(pfd[vi].revents & (POLLIN | POLLERR | POLLHUP)))
+				continue;
+			int n = fl_uffd_read_events(d->v[vi].uffd, ev, 64);
+			if (n < 0 && vi) {	/* a follower's uffd broke: stop serving it */
+				d->v[vi].gone = 1;
+				__atomic_add_fetch(&d->rep->followers_lost, 1, __ATOMIC_RELAXED);
+				continue;
+			}
 			if (n < 0) {
 				set_error(d, n, "reading userfaults: %s", strerror(-n));
-				break;
+				goto out;
 			}
 			uint64_t t = fl_now_ns();
 			for (int i = 0; i < n; i++) {
@@ -477,16 +565,19 @@ static void *fault_main(void *p)
 					e->end = t;
 					if (!d->gate_open) {
 						d->rep->held_faults++;
-						rc = backlog_push(d, e);
+						rc = backlog_push(d, vi, e);
 					} else {
-						rc = handle_fault(d, e);
+						rc = handle_fault(d, vi, e);
 						if (rc == 0)
-							rc = backlog_push(d, e);
+							rc = backlog_push(d, vi, e);
 					}
 					break;
 				case FL_UFFD_EV_REMOVE:
+					range_present(d, &d->v[vi], e->addr, e->end);
+					break;
 				case FL_UFFD_EV_UNMAP:
-					range_present(d, e->addr, e->end);
+					if (!vi)	/* a follower unmapping drops nothing from the file */
+						range_present(d, &d->v[vi], e->addr, e->end);
 					break;
 				default:
 					break;	/* fork/remap were not requested */
@@ -881,7 +972,7 @@ static int resolve_clean_all(struct dst *d)
 			if (rc == -EEXIST) {
 				/* part of the run was mapped meanwhile: page by page */
 				for (uint64_t k = g; k < e; k++) {
-					rc = resolve_clean(d, r, k - r->gbase);
+					rc = resolve_clean(d, &d->v[0], r, k - r->gbase);
 					if (rc)
 						return rc;
 				}
@@ -918,6 +1009,78 @@ static int fail(struct dst *d, int rc, const char *fmt, ...)
 		fl_proto_send_error(d->ctl, d->err, d->rep->error);
 	fl_state_fail(&d->sm, d->err);
 	return d->err;
+}
+
+/* A follower: another process on this host mapping (part of) the same RAM
+ * files through the shim, registered MISSING|MINOR. Each of its mappings
+ * must lie inside one of the VM's regions of the same file. */
+static int add_follower(struct dst *d, const char *sock)
+{
+	struct fl_shim_table *t = malloc(sizeof(*t));
+	struct dview *v = &d->v[d->nviews];
+	int fd = -1, rc;
+
+	if (!t)
+		return fail(d, -ENOMEM, "out of memory");
+	if (d->nviews >= MAX_VIEWS) {
+		rc = fail(d, -E2BIG, "more than %d processes share the guest's RAM", MAX_VIEWS - 1);
+		goto out;
+	}
+	rc = fl_shimctl_fetch(sock, d->o->shim_timeout_ms, t, &fd);
+	if (rc) {
+		rc = fail(d, rc, "follower %s: %s", sock, fl_shimctl_last_error());
+		goto out;
+	}
+	rc = -EINVAL;
+	if (t->role != FL_SHIM_ROLE_DEST) {
+		rc = fail(d, rc, "follower pid %d was not started as a migration destination "
+			  "(FAULTLINE_SHIM_ROLE != dest)", t->pid);
+		goto out;
+	}
+	if (!t->nregions) {
+		rc = fail(d, -ENOENT, "follower pid %d maps no guest RAM", t->pid);
+		goto out;
+	}
+	for (uint32_t k = 0; k < t->nregions; k++) {
+		const struct fl_shim_region *f = &t->r[k];
+		uint32_t i;
+		for (i = 0; i < d->nr; i++) {
+			const struct fl_shim_region *s = &d->shim.r[i];
+			if (!strcmp(f->path, s->path) && f->offset >= s->offset &&
+			    f->offset + f->length <= s->offset + s->length)
+				break;
+		}
+		if (i == d->nr) {
+			rc = fail(d, rc, "follower pid %d maps %s at offset %llu, which the VM does not map",
+				  t->pid, f->path, (unsigned long long)f->offset);
+			goto out;
+		}
+		if ((f->modes & (FL_UFFD_MISSING | FL_UFFD_MINOR)) != (FL_UFFD_MISSING | FL_UFFD_MINOR)) {
+			rc = fail(d, rc, "follower pid %d: %s is not armed for missing and minor faults",
+				  t->pid, f->path);
+			goto out;
+		}
+		if (v->vhi[i]) {
+			rc = fail(d, rc, "follower pid %d maps %s twice", t->pid, f->path);
+			goto out;
+		}
+		v->vbase[i] = f->addr - (f->offset - d->shim.r[i].offset);
+		v->vlo[i] = f->addr;
+		v->vhi[i] = f->addr + f->length;
+	}
+	v->uffd = fd;
+	v->pid = t->pid;
+	d->nviews++;
+	d->rep->followers++;
+	fd = -1;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		memset(v, 0, sizeof(*v));
+	free(t);
+	return rc;
 }
 
 static int load_regions(struct dst *d)
@@ -1009,6 +1172,19 @@ static int load_regions(struct dst *d)
 	}
 	d->rep->total_pages = d->total;
 	d->rep->nregions = d->nr;
+	struct dview *v0 = &d->v[0];
+	v0->uffd = d->uffd;
+	v0->pid = d->shim.pid;
+	for (uint32_t i = 0; i < d->nr; i++) {
+		v0->vbase[i] = v0->vlo[i] = d->r[i].addr;
+		v0->vhi[i] = d->r[i].addr + d->r[i].length;
+	}
+	d->nviews = 1;
+	for (int i = 0; i < d->o->nfollowers; i++) {
+		rc = add_follower(d, d->o->followers[i]);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
@@ -1265,6 +1441,13 @@ static int run(struct dst *d)
 	d->fault_started = 0;
 	for (uint32_t i = 0; i < d->nr; i++)
 		fl_uffd_unregister(d->uffd, (void *)(uintptr_t)d->r[i].addr, d->r[i].length);
+	/* The page cache is complete: followers map it on their own from now
+	 * on (unregistering also wakes any fault of theirs still pending). */
+	for (int vi = 1; vi < d->nviews; vi++)
+		for (uint32_t i = 0; i < d->nr; i++)
+			if (d->v[vi].vhi[i] && !d->v[vi].gone)
+				fl_uffd_unregister(d->v[vi].uffd, (void *)(uintptr_t)d->v[vi].vlo[i],
+						   d->v[vi].vhi[i] - d->v[vi].vlo[i]);
 	struct fl_complete done = { d->rep->postcopy_pages, d->rep->bytes };
 	n = fl_proto_complete_encode(buf, 64, &done);
 	rc = fl_proto_write_frame(d->ctl, FL_MSG_COMPLETE, buf, (uint32_t)n);
@@ -1325,6 +1508,8 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 		close(d->ctl);
 	if (d->uffd >= 0)
 		close(d->uffd);
+	for (int vi = 1; vi < d->nviews; vi++)
+		close(d->v[vi].uffd);
 	if (d->wake_fd >= 0)
 		close(d->wake_fd);
 	for (int i = 0; i < FAULT_SLOTS; i++)

@@ -92,6 +92,11 @@ char *fl_report_json(const struct fl_report *r)
 		json_object_object_add(o, "precopy_pages", u64(r->precopy_pages));
 		json_object_object_add(o, "precopy_bytes", u64(r->precopy_bytes));
 		json_object_object_add(o, "punched_pages", u64(r->punched_pages));
+		if (r->followers) {
+			json_object_object_add(o, "followers", u64(r->followers));
+			json_object_object_add(o, "followers_lost", u64(r->followers_lost));
+			json_object_object_add(o, "follower_faults", u64(r->follower_faults));
+		}
 	}
 	if (r->rt_fallback)
 		json_object_object_add(o, "rt_fallback", json_object_new_boolean(1));

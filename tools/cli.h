@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include "faultline/agent.h"
+
 struct migrate_args {
 	const char *id;
 	const char *listen;		/* source agent address, HOST:PORT */
@@ -23,6 +25,8 @@ struct migrate_args {
 	bool no_precopy;
 	int max_rounds, max_precopy_ms, downtime_ms;
 	bool verify;			/* ask the destination guest to self-check */
+	const char *followers[FL_DEST_MAX_FOLLOWERS];	/* destination shim sockets */
+	int nfollowers;
 };
 
 int cli_migrate(struct migrate_args *a);

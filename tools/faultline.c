@@ -288,7 +288,7 @@ static int cmd_dest(int argc, char **argv)
 		{ "bulk-conns", 1, 0, 'b' }, { "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'P' },
 		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
-		{ "no-bulk-yield", 0, 0, 'Y' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "no-bulk-yield", 0, 0, 'Y' }, { "follower", 1, 0, 'F' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_dest_opts o;
 	const char *sdir = DEFAULT_STATUS_DIR;
@@ -308,6 +308,11 @@ static int cmd_dest(int argc, char **argv)
 		case 'T': o.connect_timeout_ms = atoi(optarg); break;
 		case 'R': o.rt_priority = atoi(optarg); break;
 		case 'Y': o.bulk_yield = false; break;
+		case 'F':
+			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
+				die_usage("dest", "too many --follower");
+			o.followers[o.nfollowers++] = optarg;
+			break;
 		case 'i': o.id = optarg; break;
 		case 'd': sdir = optarg; break;
 		case 'j': json = true; break;
@@ -315,8 +320,10 @@ static int cmd_dest(int argc, char **argv)
 			printf("usage: faultline dest --source HOST:PORT --shim SOCK [--transport tcp]\n"
 			       "         [--bulk-conns N] [--bulk-depth N] [--bulk-pages N] [--spin-us N]\n"
 			       "         [--connect-timeout MS] [--rt-priority N] [--no-bulk-yield]\n"
-			       "         [--id ID] [--status-dir DIR] [--json]\n"
-			       "Serve the destination VM's page faults and pull all of its RAM.\n");
+			       "         [--follower SOCK]... [--id ID] [--status-dir DIR] [--json]\n"
+			       "Serve the destination VM's page faults and pull all of its RAM.\n"
+			       "--follower: the shim socket of another process mapping the same RAM files\n"
+			       "(a vhost-user/DPDK backend); its faults are served too.\n");
 			return 0;
 		default: die_usage("dest", "bad option");
 		}
@@ -400,6 +407,8 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 			o.bulk_pages = a->bulk_pages;
 		o.id = a->id;
 		o.status_path = status_path(a->status_dir, a->id, "dest");
+		for (int i = 0; i < a->nfollowers; i++)
+			o.followers[o.nfollowers++] = a->followers[i];
 		rc = fl_dest_run(&o, r);
 	}
 	char *j = fl_report_json(r);
@@ -664,7 +673,8 @@ int cli_migrate(struct migrate_args *a)
 		json_object_object_add(out, "switch_stall_ms", json_object_new_double(jd(q, "switch_stall_ms")));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
-		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages", "punched_pages" };
+		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages", "punched_pages",
+		"followers", "followers_lost", "follower_faults" };
 	for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++) {
 		json_object *x;
 		if (dr && json_object_object_get_ex(dr, copy[i], &x))
@@ -785,6 +795,13 @@ static int cmd_qmp(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+static void add_follower(struct migrate_args *a, const char *cmd)
+{
+	if (a->nfollowers >= FL_DEST_MAX_FOLLOWERS)
+		die_usage(cmd, "too many --follower");
+	a->followers[a->nfollowers++] = optarg;
+}
+
 /* faultline qemu migrate: the same run, the VMs being QEMUs. */
 static int cmd_qemu(int argc, char **argv)
 {
@@ -793,7 +810,8 @@ static int cmd_qemu(int argc, char **argv)
 		{ "src-shim", 1, 0, 's' }, { "dst-shim", 1, 0, 'S' }, { "qemu-uri", 1, 0, 'u' },
 		{ "src-netns", 1, 0, 'A' }, { "dst-netns", 1, 0, 'B' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "no-precopy", 0, 0, 'P' }, { "json", 0, 0, 'j' },
-		{ "help", 0, 0, 'h' }, { 0 }
+		{ "follower", 1, 0, 'F' }, { "max-rounds", 1, 0, 'M' }, { "max-precopy-ms", 1, 0, 'X' },
+		{ "downtime-ms", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "qemu", .transport = "tcp" };
 	int c;
@@ -820,14 +838,21 @@ static int cmd_qemu(int argc, char **argv)
 		case 'd': a.status_dir = optarg; break;
 		case 'P': a.no_precopy = true; break;
 		case 'j': a.json = true; break;
+		case 'F': add_follower(&a, "qemu"); break;
+		case 'M': a.max_rounds = atoi(optarg); break;
+		case 'X': a.max_precopy_ms = atoi(optarg); break;
+		case 'D': a.downtime_ms = atoi(optarg); break;
 		case 'h':
 		help:
 			printf("usage: faultline qemu migrate --src-qmp SOCK --dst-qmp SOCK --src-shim SOCK --dst-shim SOCK\n"
 			       "         --listen HOST:PORT --qemu-uri tcp:HOST:PORT [--src-netns NS --dst-netns NS]\n"
-			       "         [--no-precopy] [--id ID] [--json]\n"
+			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
+			       "         [--follower SOCK]... [--id ID] [--json]\n"
 			       "Migrate a QEMU VM whose RAM is a shared memory-backend-file: faultline carries the\n"
 			       "RAM, QEMU (x-ignore-shared, set here) only the device state. The destination QEMU\n"
-			       "must run with -incoming defer; both with the faultline shim preloaded.\n");
+			       "must run with -incoming defer; both with the faultline shim preloaded.\n"
+			       "--follower: the shim socket of another process mapping the destination's RAM\n"
+			       "files (a vhost-user/DPDK backend); its faults are served too.\n");
 			return 0;
 		default: die_usage("qemu", "bad option");
 		}
@@ -848,7 +873,8 @@ static int cmd_migrate(int argc, char **argv)
 		{ "transport", 1, 0, 't' }, { "bulk-conns", 1, 0, 'b' }, { "spin-us", 1, 0, 'p' },
 		{ "id", 1, 0, 'i' }, { "status-dir", 1, 0, 'd' }, { "no-verify", 0, 0, 'N' },
 		{ "json", 0, 0, 'j' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
-		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "follower", 1, 0, 'F' },
+		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "migration", .transport = "tcp", .verify = true };
 	int c;
@@ -879,12 +905,14 @@ static int cmd_migrate(int argc, char **argv)
 		case 'M': a.max_rounds = atoi(optarg); break;
 		case 'X': a.max_precopy_ms = atoi(optarg); break;
 		case 'D': a.downtime_ms = atoi(optarg); break;
+		case 'F': add_follower(&a, "migrate"); break;
 		case 'h':
 			printf("usage: faultline migrate --listen HOST:PORT (--src-shim SOCK | --src-ram FILE)\n"
 			       "         --dst-shim SOCK [--src-netns NS] [--dst-netns NS]\n"
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--dst-vm-ctl SOCK] [--no-verify]\n"
 			       "         [--transport tcp] [--bulk-conns N] [--spin-us N] [--id ID] [--json]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
+			       "         [--follower SOCK]...\n"
 			       "Run both agents (each in its network namespace) and report the migration.\n"
 			       "--listen is the source agent's address as the destination reaches it.\n");
 			return 0;

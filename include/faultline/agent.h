@@ -41,6 +41,8 @@ struct fl_source_opts {
 	const char *id;
 };
 
+#define FL_DEST_MAX_FOLLOWERS 7
+
 struct fl_dest_opts {
 	const char *source;		/* HOST:PORT of the source agent */
 	const char *shim_sock;		/* destination VM's shim socket */
@@ -56,6 +58,10 @@ struct fl_dest_opts {
 	int rt_priority;		/* SCHED_FIFO priority of the fault thread, 0 = off (default 10) */
 	const char *status_path;
 	const char *id;
+	/* Shim sockets of other processes mapping the same RAM files on this
+	 * host (vhost-user/DPDK backends): their faults are served too. */
+	const char *followers[FL_DEST_MAX_FOLLOWERS];
+	int nfollowers;
 };
 
 void fl_source_opts_default(struct fl_source_opts *o);
@@ -75,6 +81,9 @@ struct fl_report {
 	uint64_t held_faults;		/* faults raised before switchover */
 	uint64_t removed_pages;		/* REMOVE/UNMAP: zero-and-present */
 	uint64_t clean_pages;		/* dest: current since pre-copy, mapped without a fetch */
+	uint32_t followers;		/* dest: other processes served (vhost-user backends) */
+	uint32_t followers_lost;	/* dest: of those, exited during post-copy */
+	uint64_t follower_faults;	/* dest: faults they raised */
 	uint64_t precopy_bytes;		/* dest: bytes pulled while the VM ran on the source */
 	uint64_t punched_pages;		/* dest: stale pre-copied pages replaced via hole + COPY */
 	uint64_t bytes;			/* bytes over the wire (page data + framing) */

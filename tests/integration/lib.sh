@@ -58,7 +58,7 @@ qemu_vm() {
 		args=(-object memory-backend-file,id=ram0,size=$mem,mem-path=$ram/$name/ram0,share=on
 		      -machine memory-backend=ram0)
 	fi
-	[ -n "${G:-}" ] && args+=(-kernel "$G/vmlinuz" -initrd "$G/initrd.gz" -append "console=ttyS0 quiet panic=-1")
+	[ -n "${G:-}" ] && args+=(-kernel "$G/vmlinuz" -initrd "$G/initrd.gz" -append "console=ttyS0 quiet panic=-1 ${GUEST_ARGS:-}")
 	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$ram/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
 		qemu-system-x86_64 -machine pc,accel=tcg -m "$mem" "${args[@]}" -display none \
 		-monitor none -serial file:"$W/$name.serial" -qmp unix:"$W/$name.qmp",server=on,wait=off \

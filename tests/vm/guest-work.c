@@ -44,18 +44,25 @@ static int ok(const uint64_t *p, uint64_t idx, uint32_t v)
 	return !memcmp(p, want, PS);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char *ram = aligned_alloc(PS, (size_t)NPAGES * PS);
 	uint32_t *ver = calloc(NPAGES, sizeof(*ver));
 	uint64_t rng = 88172645463325252ull, ops = 0, corrupt = 0, seq = 0, maxstall = 0;
 
+	/* "hot" on the kernel command line (passed on to init): rewrite pages
+	 * as fast as the vCPU can, faster than a capped link carries them. */
+	int hot = 0, idle = 0;	/* "idle": a few pages a second, so pre-copy could converge */
+	for (int i = 1; i < argc; i++) {
+		hot |= !strcmp(argv[i], "hot");
+		idle |= !strcmp(argv[i], "idle");
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (uint64_t i = 0; i < NPAGES; i++) {
 		ver[i] = 1;
 		fill((uint64_t *)(ram + i * PS), i, 1);
 	}
-	printf("GUEST READY pages=%d\n", NPAGES);
+	printf("GUEST READY pages=%d%s\n", NPAGES, hot ? " hot" : idle ? " idle" : "");
 	uint64_t last = now_ns(), next_hb = last + 100000000ull, next_verify = last + 2000000000ull;
 	for (;;) {
 		rng ^= rng << 13;
@@ -89,6 +96,7 @@ int main(void)
 			next_verify = now_ns() + 2000000000ull;
 			last = now_ns();
 		}
-		usleep(200);
+		if (!hot)
+			usleep(idle ? 20000 : 200);
 	}
 }

@@ -1,0 +1,124 @@
+#!/bin/bash
+# The test guest under unmodified QEMU on a capped link (its own network
+# namespace, htb on its loopback, only faultline's port capped):
+#  nonconv: the guest dirties faster than the link drains, faultline switches
+#           to post-copy on its own ("non-convergence"); a second process on
+#           the destination maps the same RAM files through the shim (the
+#           vhost-user/DPDK stand-in) and reads every page from the start,
+#           so its reads wait for the switchover and race the pull: it must
+#           never see a page older than the source's at switchover, zero or
+#           torn, and some of its faults must have been served by faultline.
+#  forced:  a slow-dirtying guest on a slower link; the operator forces the
+#           switch mid-round ("forced").
+# Both: completed, the guest's heartbeats continue on the destination, its
+# self-check finds no corruption.
+. "$(dirname "$0")/lib.sh"
+command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
+need_root
+command -v tc >/dev/null || { echo "SKIP: tc missing"; exit 77; }
+if [ -z "${FL_TEST_NS:-}" ]; then
+	# The guest is built out here (apt needs the network), the rest runs
+	# in the namespace.
+	workdir
+	G=$("$TOP/tests/vm/build-guest" "$W/guest" 2>"$W/build.err") || { cat "$W/build.err"; fail "cannot build the test guest"; }
+	ns=fl-qpc-$$
+	ip netns add "$ns" || fail "cannot create a network namespace"
+	ip netns exec "$ns" env FL_TEST_NS="$ns" FL_TEST_GUEST="$G" "$0" "$@"
+	rc=$?
+	ip netns del "$ns"
+	exit $rc
+fi
+ip link set lo up
+workdir
+G=$FL_TEST_GUEST
+STANDIN=$TOP/tests/integration/backend-standin
+cleanup() { qemu_stop_all; [ -n "${sp:-}" ] && kill "$sp" 2>/dev/null; [ -n "${mp:-}" ] && kill "$mp" 2>/dev/null; sleep 0.5; rm -rf "$W"; }
+trap cleanup EXIT
+
+cap() {	# cap PORT RATE: only traffic from the source agent's port is capped;
+	# within the cap, fault replies (DSCP EF) go first, as in `faultline demo`
+	tc qdisc del dev lo root 2>/dev/null
+	tc qdisc add dev lo root handle 1: htb default 10 r2q 1000
+	tc class add dev lo parent 1: classid 1:10 htb rate 20gbit burst 1m
+	tc class add dev lo parent 1: classid 1:1 htb rate "$2" ceil "$2" burst 256k cburst 256k
+	tc class add dev lo parent 1:1 classid 1:20 htb rate 1mbit ceil "$2" prio 0 quantum 60000
+	tc class add dev lo parent 1:1 classid 1:30 htb rate 1mbit ceil "$2" prio 1 quantum 60000
+	tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport "$1" 0xffff \
+		match ip dsfield 0xb8 0xfc flowid 1:20
+	tc filter add dev lo parent 1: protocol ip prio 2 u32 match ip sport "$1" 0xffff flowid 1:30
+}
+
+boot_pair() {	# boot_pair TAG: source running the guest, destination waiting
+	qemu_vm "$1-src" "$W" 2 256M
+	for i in $(seq 240); do grep -q "HB seq=5 " "$W/$1-src.serial" 2>/dev/null && break; sleep 0.25; done
+	grep -q "HB seq=5 " "$W/$1-src.serial" || { tail "$W/$1-src.serial" "$W/$1-src.log"; fail "$1: the guest did not boot"; }
+	qemu_vm "$1-dst" "$W" 2 256M -incoming defer
+	for i in $(seq 100); do [ -S "$W/$1-dst.qmp" ] && [ -S "$W/$1-dst.shim" ] && break; sleep 0.05; done
+}
+
+check_guest() {	# check_guest TAG SUMMARY-LINE
+	tag=$1 line=$2
+	[ "$(echo "$line" | jget state)" = completed ] || fail "$tag: state is not completed"
+	[ "$(echo "$line" | jget qemu_dst_status)" = running ] || fail "$tag: the guest does not run on the destination"
+	last_src=$(grep -o 'HB seq=[0-9]*' "$W/$tag-src.serial" | tail -n 1 | cut -d= -f2)
+	for i in $(seq 200); do
+		[ "$(grep -c '^HB' "$W/$tag-dst.serial" 2>/dev/null)" -ge 10 ] && grep -q '^VERIFY' "$W/$tag-dst.serial" && break
+		sleep 0.1
+	done
+	first_dst=$(grep -o 'HB seq=[0-9]*' "$W/$tag-dst.serial" | head -n 1 | cut -d= -f2)
+	[ -n "$first_dst" ] && [ "$first_dst" -gt "$last_src" ] || fail "$tag: the destination's guest did not continue the source's"
+	grep -q '^VERIFY' "$W/$tag-dst.serial" || fail "$tag: no full self-check ran on the destination"
+	grep -q '^CORRUPT' "$W/$tag-dst.serial" && { grep -m3 '^CORRUPT' "$W/$tag-dst.serial"; fail "$tag: the guest found corrupt pages"; }
+	grep -E '^(HB|VERIFY)' "$W/$tag-dst.serial" | grep -qv 'corrupt=0' && fail "$tag: the guest counted corruption"
+	echo "$tag: switch $(echo "$line" | jget switch_reason) after $(echo "$line" | jget precopy_rounds) round(s)," \
+		"dirty $(echo "$line" | jget dirty_rate_mbps) vs link $(echo "$line" | jget link_mbps) Mbit/s," \
+		"fault p50 $(echo "$line" | jget fault_p50_us) us; $(grep '^HB' "$W/$tag-dst.serial" | tail -n 1)"
+}
+
+# --- nonconv + the vhost-user stand-in ---
+if [ -z "${ONLY_FO:-}" ]; then
+port=7450
+cap $port 200mbit
+GUEST_ARGS=hot boot_pair nc
+grep -q "GUEST READY.*hot" "$W/nc-src.serial" || fail "nc: the guest did not start in hot mode"
+LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/nc-dst/ FAULTLINE_SHIM_SOCK=$W/standin.shim FAULTLINE_SHIM_ROLE=dest \
+	"$STANDIN" "$W/go" "$W/nc-dst/ram0=$W/nc-src/ram0" "$W/nc-dst/ram1=$W/nc-src/ram1" >"$W/standin.out" 2>&1 &
+sp=$!
+wait_sock "$W/standin.shim" || { cat "$W/standin.out"; fail "the stand-in's shim socket never appeared"; }
+out=$("$FL" qemu migrate --src-qmp "$W/nc-src.qmp" --dst-qmp "$W/nc-dst.qmp" --src-shim "$W/nc-src.shim" \
+	--dst-shim "$W/nc-dst.shim" --follower "$W/standin.shim" --listen 127.0.0.1:$port \
+	--qemu-uri tcp:127.0.0.1:$((port + 1)) --max-precopy-ms 60000 --max-rounds 50 \
+	--status-dir "$W" --id nc --json 2>"$W/nc.err") || { cat "$W/nc.err"; fail "nc: faultline qemu migrate failed"; }
+line=$(echo "$out" | tail -n 1)
+check_guest nc "$line"
+[ "$(echo "$line" | jget switch_reason)" = non-convergence ] || fail "nc: switch_reason $(echo "$line" | jget switch_reason), want non-convergence"
+[ "$(echo "$line" | jget followers)" = 1 ] || fail "nc: the destination did not serve the stand-in"
+ff=$(echo "$line" | jget follower_faults)
+touch "$W/go"
+wait "$sp"
+src=$?
+sp=
+cat "$W/standin.out"
+[ "$src" = 0 ] || fail "nc: the stand-in read stale, zero or torn guest pages (exit $src)"
+[ "${ff:-0}" -gt 0 ] || fail "nc: none of the stand-in's reads was served during post-copy"
+echo "ok: nc: the stand-in's $ff faults were served during post-copy; every guest page it read was current"
+qemu_stop_all
+
+fi
+# --- forced ---
+port=7460
+cap $port 200mbit
+GUEST_ARGS=idle boot_pair fo
+"$FL" qemu migrate --src-qmp "$W/fo-src.qmp" --dst-qmp "$W/fo-dst.qmp" --src-shim "$W/fo-src.shim" \
+	--dst-shim "$W/fo-dst.shim" --listen 127.0.0.1:$port --qemu-uri tcp:127.0.0.1:$((port + 1)) \
+	--max-precopy-ms 120000 --max-rounds 50 --downtime-ms 1 --status-dir "$W" --id fo --json \
+	>"$W/fo.out" 2>"$W/fo.err" &
+mp=$!
+wait_state fo precopy "$W" || { kill $mp; cat "$W/fo.err"; fail "fo: never saw pre-copy"; }
+sleep 1
+"$FL" force-complete fo --status-dir "$W" || { wait $mp; cat "$W/fo.out" "$W/fo.err"; fail "fo: force-complete failed"; }
+wait $mp || { cat "$W/fo.err"; fail "fo: faultline qemu migrate failed"; }
+line=$(tail -n 1 "$W/fo.out")
+check_guest fo "$line"
+[ "$(echo "$line" | jget switch_reason)" = forced ] || fail "fo: switch_reason $(echo "$line" | jget switch_reason), want forced"
+echo "PASS"
