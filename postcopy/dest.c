@@ -1393,7 +1393,9 @@ static int run(struct dst *d)
 	}
 	rc = resolve_clean_all(d);
 	if (rc) {
-		rc = fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
+		rc = rc == -ESRCH ? fail(d, rc, "the destination VM process (pid %d) exited during post-copy",
+					 d->shim.pid)
+				  : fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
 		goto out;
 	}
 	/* Wait for every page, an error, or the source going away. */

@@ -482,8 +482,10 @@ static void progress(const char *path, const char *spath, bool tty, uint64_t t0,
 	json_object_put(s);
 }
 
-/* Both QEMUs: device state only (x-ignore-shared), destination listening. */
-static int qemu_prepare(struct migrate_args *a)
+/* Both QEMUs: device state only (x-ignore-shared), destination listening.
+ * The destination's monitor stays open in *watch: its RESUME event, if any,
+ * tells afterwards whether the guest ever ran there. */
+static int qemu_prepare(struct migrate_args *a, struct fl_qmp **watch)
 {
 	struct fl_qmp *s = NULL, *d = NULL;
 	int rc = fl_qmp_connect(a->src_qmp, 5000, &s);
@@ -509,8 +511,78 @@ static int qemu_prepare(struct migrate_args *a)
 			d ? fl_qmp_last_error(d) : strerror(-rc));
 out:
 	fl_qmp_destroy(s);
-	fl_qmp_destroy(d);
+	if (rc)
+		fl_qmp_destroy(d);
+	else
+		*watch = d;
 	return rc;
+}
+
+static void qmp_status(const char *path, char *st, size_t len)
+{
+	struct fl_qmp *q = NULL;
+	json_object *ret = NULL, *v;
+
+	snprintf(st, len, "unreachable");
+	if (fl_qmp_connect(path, 2000, &q) == 0 && fl_qmp_execute(q, "query-status", NULL, &ret, 5000) == 0 &&
+	    json_object_object_get_ex(ret, "status", &v))
+		snprintf(st, len, "%s", json_object_get_string(v));
+	json_object_put(ret);
+	fl_qmp_destroy(q);
+}
+
+static int qmp_simple(const char *path, const char *cmd)
+{
+	struct fl_qmp *q = NULL;
+	int rc = fl_qmp_connect(path, 2000, &q);
+
+	if (!rc)
+		rc = fl_qmp_execute(q, cmd, NULL, NULL, 5000);
+	fl_qmp_destroy(q);
+	return rc;
+}
+
+/* After a QEMU migration that did not fully succeed: the guest must end up
+ * running on exactly one host. If it never ran on the destination, the
+ * source's RAM is still the truth: make sure the destination cannot start
+ * it, then resume the source. If it ran there, the source's copy is stale
+ * and must never run again. Adds "guest_on" to out; returns it. */
+static const char *qemu_settle(struct migrate_args *a, struct fl_qmp *watch, json_object *out)
+{
+	char sst[32], dstst[32];
+	const char *on;
+
+	qmp_status(a->src_qmp, sst, sizeof(sst));
+	qmp_status(a->dst_qmp, dstst, sizeof(dstst));
+	bool dst_ran = !strcmp(dstst, "running") ||
+		       (watch && fl_qmp_wait_event(watch, "RESUME", 200, NULL) == 0);
+	bool src_running = !strcmp(sst, "running");
+	if (!dst_ran) {
+		if (!src_running && strcmp(sst, "unreachable") &&
+		    (!strcmp(dstst, "unreachable") || qmp_simple(a->dst_qmp, "quit") == 0) &&
+		    qmp_simple(a->src_qmp, "cont") == 0) {	/* the destination is gone first */
+			qmp_status(a->src_qmp, sst, sizeof(sst));
+			src_running = !strcmp(sst, "running");
+			if (src_running)
+				fprintf(stderr, "faultline migrate: the guest never ran on the destination: "
+					"resumed it on the source\n");
+		}
+		on = src_running ? "source" : "none";
+	} else if (src_running) {
+		/* QEMU resumed the source on its own after the destination ran
+		 * the guest: the destination holds the newer state. */
+		qmp_simple(a->src_qmp, "stop");
+		on = "destination";
+	} else {
+		on = !strcmp(dstst, "running") ? "destination" : "none";
+	}
+	if (!strcmp(on, "none"))
+		fprintf(stderr, "faultline migrate: the guest runs on NEITHER host: %s\n",
+			dst_ran ? "it ran on the destination, so the source's copy is stale and was not resumed"
+				: "the source could not be resumed");
+	json_object_object_add(out, "guest_on", json_object_new_string(on));
+	json_object_object_add(out, "qemu_src_status", json_object_new_string(sst));
+	return on;
 }
 
 /* QEMU's own account of its (device-state) migration, once it ends. */
@@ -572,7 +644,8 @@ int cli_migrate(struct migrate_args *a)
 	char *spath = status_path(a->status_dir, a->id, "source");
 	unlink(dpath);
 	unlink(spath);
-	if (a->src_qmp && qemu_prepare(a)) {
+	struct fl_qmp *dwatch = NULL;
+	if (a->src_qmp && qemu_prepare(a, &dwatch)) {
 		free(dpath);
 		free(spath);
 		return 1;	/* nothing started: the VM runs on as before */
@@ -726,8 +799,27 @@ int cli_migrate(struct migrate_args *a)
 		err = js(sr, "error");
 	if (err)
 		json_object_object_add(out, "error", json_object_new_string(err));
-	if (a->src_qmp && ok)
+	char qerr[256];
+	if (a->src_qmp && ok) {
 		qemu_result(a, out);
+		/* faultline carried the RAM, but QEMU must have carried the
+		 * device state and run the guest */
+		const char *qs = js(out, "qemu_status"), *qd = js(out, "qemu_dst_status");
+		if (!qs || strcmp(qs, "completed") || !qd || strcmp(qd, "running")) {
+			ok = false;
+			snprintf(qerr, sizeof(qerr), "QEMU's own migration ended %s, the destination is %s",
+				 qs ? qs : "?", qd ? qd : "?");
+			err = qerr;
+			json_object_object_add(out, "error", json_object_new_string(err));
+			json_object_object_add(out, "state", json_object_new_string("failed"));
+			state = "failed";
+		}
+	}
+	if (a->src_qmp) {
+		if (!ok)
+			qemu_settle(a, dwatch, out);
+		fl_qmp_destroy(dwatch);
+	}
 	json_object *hist;
 	if (dr && json_object_object_get_ex(dr, "fault_hist_ns", &hist))
 		json_object_object_add(out, "fault_hist_ns", json_object_get(hist));

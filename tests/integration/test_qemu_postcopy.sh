@@ -8,8 +8,10 @@
 #           so its reads wait for the switchover and race the pull: it must
 #           never see a page older than the source's at switchover, zero or
 #           torn, and some of its faults must have been served by faultline.
-#  forced:  a slow-dirtying guest on a slower link; the operator forces the
-#           switch mid-round ("forced").
+#  forced:  a slow-dirtying guest; the operator forces the switch mid-round
+#           ("forced").
+#  killed:  the destination QEMU is killed during post-copy: a clear error,
+#           and the source (stale by then) is not resumed.
 # Both: completed, the guest's heartbeats continue on the destination, its
 # self-check finds no corruption.
 . "$(dirname "$0")/lib.sh"
@@ -76,7 +78,7 @@ check_guest() {	# check_guest TAG SUMMARY-LINE
 }
 
 # --- nonconv + the vhost-user stand-in ---
-if [ -z "${ONLY_FO:-}" ]; then
+if [ -z "${ONLY_KD:-}" ]; then
 port=7450
 cap $port 200mbit
 GUEST_ARGS=hot boot_pair nc
@@ -104,7 +106,6 @@ cat "$W/standin.out"
 echo "ok: nc: the stand-in's $ff faults were served during post-copy; every guest page it read was current"
 qemu_stop_all
 
-fi
 # --- forced ---
 port=7460
 cap $port 200mbit
@@ -121,4 +122,33 @@ wait $mp || { cat "$W/fo.err"; fail "fo: faultline qemu migrate failed"; }
 line=$(tail -n 1 "$W/fo.out")
 check_guest fo "$line"
 [ "$(echo "$line" | jget switch_reason)" = forced ] || fail "fo: switch_reason $(echo "$line" | jget switch_reason), want forced"
+qemu_stop_all
+fi
+
+# --- the destination QEMU dies during post-copy ---
+# The guest ran there, so the source's copy is stale: it must not be resumed.
+# Post-copy without recovery leaves the guest on neither host; faultline says
+# so in one line and exits nonzero.
+port=7470
+cap $port 100mbit
+boot_pair kd
+"$FL" qemu migrate --src-qmp "$W/kd-src.qmp" --dst-qmp "$W/kd-dst.qmp" --src-shim "$W/kd-src.shim" \
+	--dst-shim "$W/kd-dst.shim" --listen 127.0.0.1:$port --qemu-uri tcp:127.0.0.1:$((port + 1)) \
+	--no-precopy --status-dir "$W" --id kd --json >"$W/kd.out" 2>"$W/kd.err" &
+mp=$!
+for i in $(seq 300); do
+	"$FL" status kd --status-dir "$W" --json 2>/dev/null | grep -q '"role":"dest"[^}]*"state":"postcopy"' && break
+	sleep 0.05
+done
+for i in $(seq 100); do grep -q '^HB' "$W/kd-dst.serial" 2>/dev/null && break; sleep 0.05; done
+grep -q '^HB' "$W/kd-dst.serial" || fail "kd: the guest never ran on the destination"
+kill -9 "$(cat "$W/kd-dst.pid")"
+wait $mp && fail "kd: a migration whose destination QEMU died succeeded"
+mp=
+grep -v '^progress' "$W/kd.err" | head -n 3
+grep -q "destination VM process.*exited during post-copy" "$W/kd.err" || fail "kd: no clear error"
+line=$(tail -n 1 "$W/kd.out")
+[ "$(echo "$line" | jget guest_on)" = none ] || fail "kd: guest_on '$(echo "$line" | jget guest_on)', want none"
+[ "$(echo "$line" | jget qemu_src_status)" = postmigrate ] || fail "kd: the stale source was not left stopped: $(echo "$line" | jget qemu_src_status)"
+echo "ok: kd: destination QEMU killed in post-copy: failed cleanly, the stale source stays stopped"
 echo "PASS"
