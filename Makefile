@@ -8,11 +8,11 @@ OPT ?= -O2 -g
 SAN ?=
 WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
-LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO)
+LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM)
 
 LIB_SRC = uffd/uffd.c postcopy/bitmap.c postcopy/hist.c postcopy/state.c postcopy/proto.c \
 	postcopy/transport_tcp.c postcopy/shimctl.c postcopy/source.c postcopy/dest.c \
-	postcopy/report.c postcopy/dirty.c postcopy/qmp.c
+	postcopy/report.c postcopy/dirty.c postcopy/qmp.c rdma/rdma.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
 TOOLS = tools/faultline tools/guest-sim

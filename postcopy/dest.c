@@ -129,6 +129,8 @@ struct dst {
 	struct held *backlog;
 	size_t nbacklog, capbacklog;
 	size_t slot_bytes;
+	char *fmem, *pmem;		/* fault slot and pre-copy buffer arenas */
+	size_t fmem_len, pmem_len;
 };
 
 static void set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -720,6 +722,10 @@ static void *bulk_main(void *p)
 		set_error(d, -ENOMEM, "cannot allocate bulk buffers");
 		goto out;
 	}
+	if (d->ops->reg && d->ops->reg(c, mem, d->slot_bytes * (size_t)depth)) {
+		set_error(d, -ENOMEM, "cannot register bulk buffers: %s", fl_transport_last_error());
+		goto out;
+	}
 	for (int i = 0; i < depth; i++)
 		slots[i].buf = mem + d->slot_bytes * (size_t)i;
 	while (!d->stop_bulk) {
@@ -818,8 +824,20 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 {
 	int depth = bulk_depth(d), nslot = depth * d->nbulk;
 	struct pslot *slots = calloc((size_t)nslot, sizeof(*slots));
-	char *mem = mmap(NULL, d->slot_bytes * (size_t)nslot, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Kept across rounds: a channel may have registered it (RDMA), and a
+	 * fresh mapping at the same address would not be what it registered. */
+	if (!d->pmem) {
+		d->pmem_len = d->slot_bytes * (size_t)nslot;
+		d->pmem = mmap(NULL, d->pmem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (d->pmem == MAP_FAILED)
+			d->pmem = NULL;
+		for (int i = 0; d->pmem && d->ops->reg && i < d->nbulk; i++)
+			if (d->ops->reg(d->bconn[i], d->pmem, d->pmem_len)) {
+				free(slots);
+				return -ENOMEM;
+			}
+	}
+	char *mem = d->pmem ? d->pmem : MAP_FAILED;
 	int inflight = 0, more = 1, interrupted = 0, rc = 0;
 	uint64_t cursor = 0, t0 = fl_now_ns(), got = 0, flying = 0;
 	/* Whatever is in flight when the source switches must land before the
@@ -899,7 +917,6 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 	}
 	rc = interrupted;
 out:
-	munmap(mem, d->slot_bytes * (size_t)nslot);
 	free(slots);
 	return rc;
 }
@@ -1130,11 +1147,15 @@ static int load_regions(struct dst *d)
 	d->zero = mmap(NULL, maxps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (d->zero == MAP_FAILED)
 		return fail(d, -ENOMEM, "out of memory");
-	for (int i = 0; i < FAULT_SLOTS; i++) {
-		d->slots[i].buf = aligned_alloc(4096, maxps);
-		if (!d->slots[i].buf)
-			return fail(d, -ENOMEM, "out of memory");
+	/* One arena for all fault buffers: an RDMA channel registers it once. */
+	d->fmem_len = (size_t)FAULT_SLOTS * maxps;
+	d->fmem = mmap(NULL, d->fmem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (d->fmem == MAP_FAILED) {
+		d->fmem = NULL;
+		return fail(d, -ENOMEM, "out of memory");
 	}
+	for (int i = 0; i < FAULT_SLOTS; i++)
+		d->slots[i].buf = d->fmem + (size_t)i * maxps;
 	if (fl_bitmap_create(&d->received, d->total) || fl_bitmap_create(&d->requested, d->total) ||
 	    fl_bitmap_create(&d->need, d->total) || fl_bitmap_create(&d->cached, d->total))
 		return fail(d, -ENOMEM, "out of memory for %llu-page bitmaps",
@@ -1285,6 +1306,8 @@ static int run(struct dst *d)
 	for (int i = 0; !rc && i < d->nbulk; i++)
 		rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_BULK,
 				     (uint32_t)i, &d->peer, &d->bconn[i]);
+	if (!rc && d->ops->reg)
+		rc = d->ops->reg(d->fconn, d->fmem, d->fmem_len);
 	if (rc) {
 		rc = fail(d, rc, "data channel: %s", fl_transport_last_error());
 		goto out;
@@ -1514,8 +1537,10 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 		close(d->v[vi].uffd);
 	if (d->wake_fd >= 0)
 		close(d->wake_fd);
-	for (int i = 0; i < FAULT_SLOTS; i++)
-		free(d->slots[i].buf);
+	if (d->fmem)
+		munmap(d->fmem, d->fmem_len);
+	if (d->pmem)
+		munmap(d->pmem, d->pmem_len);
 	free(d->backlog);
 	fl_bitmap_destroy(&d->received);
 	fl_bitmap_destroy(&d->requested);

@@ -24,6 +24,7 @@
 #include "faultline/bitmap.h"
 #include "faultline/dirty.h"
 #include "faultline/shimctl.h"
+#include "faultline/rdma.h"
 #include "faultline/transport.h"
 #include "util.h"
 
@@ -49,6 +50,7 @@ struct src {
 	struct fl_sm sm;
 	struct fl_hello hello;
 	void *base[FL_PROTO_MAX_REGIONS];
+	struct fl_rdma_server *rdma;	/* --transport rdma: READs from registered RAM */
 	int fds[FL_PROTO_MAX_REGIONS];
 	uint64_t foff[FL_PROTO_MAX_REGIONS];
 	struct fl_tsource tsrc;
@@ -611,6 +613,15 @@ static int run(struct src *s)
 		rc = fail(s, s->lfd, "%s", fl_transport_last_error());
 		goto out;
 	}
+	if (o->transport && !strcmp(o->transport, "rdma")) {
+		/* Same address and port as the control link: rdma_cm's port
+		 * space is its own. Registration pins all of the guest's RAM. */
+		rc = fl_rdma_server_create(o->listen, &s->hello, s->base, &s->rdma);
+		if (rc) {
+			rc = fail(s, rc, "%s", fl_transport_last_error());
+			goto out;
+		}
+	}
 	status(s, 0);
 	s->ctl = fl_transport_tcp_accept(s->lfd, o->accept_timeout_ms);
 	if (s->ctl < 0) {
@@ -791,10 +802,15 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 	s->lfd = s->ctl = s->uffd = s->csock = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	fl_state_init(&s->sm);
-	s->ops = fl_transport_find(o->transport ? o->transport : "tcp");
+	/* TCP data channels are served whatever the transport: a destination
+	 * without RDMA can still pull from an RDMA-enabled source. */
+	s->ops = &fl_transport_tcp;
+	const char *tn = o->transport ? o->transport : "tcp";
 	int rc;
-	if (!s->ops)
-		rc = fail(s, -EPROTONOSUPPORT, "unknown transport '%s'", o->transport);
+	if (strcmp(tn, "tcp") && strcmp(tn, "rdma"))
+		rc = fail(s, -EPROTONOSUPPORT, "unknown transport '%s' (tcp, rdma)", tn);
+	else if (!strcmp(tn, "rdma") && !fl_transport_rdma_ops)
+		rc = fail(s, -EPROTONOSUPPORT, "faultline was built without rdma-core: no RDMA transport");
 	else
 		rc = run(s);
 	s->stop = 1;
@@ -820,6 +836,7 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 		close(s->ctl);
 	if (s->lfd >= 0)
 		close(s->lfd);
+	fl_rdma_server_destroy(s->rdma);	/* before the mappings it registered go */
 	/* Release the RAM files only now: the destination has every page. */
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {
 		munmap(s->base[i], s->hello.regions[i].length);

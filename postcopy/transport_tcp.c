@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "faultline/rdma.h"
 #include "faultline/transport.h"
 #include "faultline/uffd.h"
 
@@ -36,6 +37,11 @@ void fl_transport_tcp_mark_fault(int fd)
 const char *fl_transport_last_error(void)
 {
 	return g_err[0] ? g_err : "no detail";
+}
+
+void fl_transport_set_error(const char *text)
+{
+	snprintf(g_err, sizeof(g_err), "%s", text);
 }
 
 void fl_transport_opts_default(struct fl_transport_opts *o)
@@ -488,5 +494,7 @@ const struct fl_transport_ops *fl_transport_find(const char *name)
 {
 	if (!strcmp(name, "tcp"))
 		return &fl_transport_tcp;
+	if (!strcmp(name, "rdma"))
+		return fl_transport_rdma_ops;	/* NULL without rdma-core */
 	return NULL;
 }

@@ -116,9 +116,9 @@ static pid_t spawn_vm(struct demo *d, const char *ns, int dest, char *const extr
 	if (p)
 		return p;
 	char path[512];
-	snprintf(path, sizeof(path), "/run/netns/%s", ns);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+	snprintf(path, sizeof(path), "/run/netns/%s", ns ? ns : "");
+	int fd = ns ? open(path, O_RDONLY) : -1;
+	if (ns && (fd < 0 || setns(fd, CLONE_NEWNET) < 0))
 		_exit(126);
 	setenv("LD_PRELOAD", shim, 1);
 	setenv("FAULTLINE_SHIM_RAM", dest ? d->dst_dir : d->src_dir, 1);
@@ -175,11 +175,12 @@ int cli_demo(int argc, char **argv)
 		{ "workdir", 1, 0, 'W' }, { "spin-us", 1, 0, 'P' }, { "bulk-conns", 1, 0, 'b' },
 		{ "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'G' }, { "no-precopy", 0, 0, 'N' },
 		{ "max-rounds", 1, 0, 'M' }, { "downtime-ms", 1, 0, 'T' }, { "id", 1, 0, 'I' },
-		{ "status-dir", 1, 0, 'S' }, { "ram-dir", 1, 0, 'r' },
+		{ "status-dir", 1, 0, 'S' }, { "ram-dir", 1, 0, 'r' }, { "transport", 1, 0, 't' },
+		{ "host-ip", 1, 0, 'H' },
 		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
-	const char *mode = "write", *workdir = NULL, *id_opt = NULL, *ram_dir = NULL;
+	const char *mode = "write", *workdir = NULL, *id_opt = NULL, *ram_dir = NULL, *host_ip = NULL;
 	double warmup = 1.0;
 	bool json = false, keep = false;
 	struct migrate_args a = { .transport = "tcp", .verify = true };
@@ -207,6 +208,8 @@ int cli_demo(int argc, char **argv)
 		case 'I': id_opt = optarg; break;
 		case 'S': a.status_dir = optarg; break;
 		case 'r': ram_dir = optarg; break;
+		case 't': a.transport = optarg; break;
+		case 'H': host_ip = optarg; break;
 		case 'h':
 			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
 			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
@@ -214,8 +217,11 @@ int cli_demo(int argc, char **argv)
 			       "         [--spin-us N] [--bulk-conns N] [--bulk-depth N] [--bulk-pages N]\n"
 			       "         [--no-precopy] [--max-rounds N] [--downtime-ms MS] [--id ID]\n"
 			       "         [--ram-dir DIR (tmpfs or hugetlbfs; default: the workdir)]\n"
+			       "         [--transport tcp|rdma] [--host-ip IP]\n"
 			       "Migrate a live guest-sim VM between two network namespaces: a short pre-copy,\n"
 			       "then post-copy (--no-precopy: pure post-copy).\n"
+			       "--host-ip: no namespaces, both ends on this host at IP (soft-RoCE loops back\n"
+			       "to its own address and works only in the initial namespace).\n"
 			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
 			return 0;
 		default:
@@ -254,8 +260,16 @@ int cli_demo(int argc, char **argv)
 
 	int rc = 1;
 	char listen[64], uri[64];
-	if (net_up(&d, rate))
+	if (host_ip) {
+		if (rate) {
+			fprintf(stderr, "faultline demo: --rate-limit needs the namespaces (no --host-ip)\n");
+			goto out;
+		}
+		snprintf(d.ip_src, sizeof(d.ip_src), "%s", host_ip);
+		snprintf(d.ip_dst, sizeof(d.ip_dst), "%s", host_ip);
+	} else if (net_up(&d, rate)) {
 		goto out;
+	}
 	snprintf(listen, sizeof(listen), "%s:7000", d.ip_src);
 	snprintf(uri, sizeof(uri), "%s:7001", d.ip_dst);
 	fprintf(stderr, "demo: hosts %s (%s) and %s (%s)%s%s; guest RAM %s\n", d.ns_src, d.ip_src,
@@ -263,7 +277,7 @@ int cli_demo(int argc, char **argv)
 	char *src_args[] = { "--ram", d.src_ram, "--ctl", d.src_ctl, "--size", (char *)size,
 			     "--vcpus", (char *)vcpus, "--rate", (char *)vrate, "--pattern",
 			     (char *)pattern, "--mode", (char *)mode, NULL };
-	d.src_pid = spawn_vm(&d, d.ns_src, 0, src_args);
+	d.src_pid = spawn_vm(&d, host_ip ? NULL : d.ns_src, 0, src_args);
 	if (d.src_pid < 0 || wait_vm(d.src_ctl, d.src_pid, "\"running\"")) {
 		fprintf(stderr, "faultline demo: source VM did not start\n");
 		goto out;
@@ -271,7 +285,7 @@ int cli_demo(int argc, char **argv)
 	char *dst_args[] = { "--ram", d.dst_ram, "--ctl", d.dst_ctl, "--size", (char *)size,
 			     "--vcpus", (char *)vcpus, "--rate", (char *)vrate, "--pattern",
 			     (char *)pattern, "--mode", (char *)mode, "--incoming", uri, NULL };
-	d.dst_pid = spawn_vm(&d, d.ns_dst, 1, dst_args);
+	d.dst_pid = spawn_vm(&d, host_ip ? NULL : d.ns_dst, 1, dst_args);
 	if (d.dst_pid < 0 || wait_vm(d.dst_ctl, d.dst_pid, "\"inmigrate\"")) {
 		fprintf(stderr, "faultline demo: destination VM did not start\n");
 		goto out;
@@ -285,8 +299,8 @@ int cli_demo(int argc, char **argv)
 		snprintf(id, sizeof(id), "demo-%s", d.tag);
 	a.id = id;
 	a.listen = listen;
-	a.src_netns = d.ns_src;
-	a.dst_netns = d.ns_dst;
+	a.src_netns = host_ip ? NULL : d.ns_src;
+	a.dst_netns = host_ip ? NULL : d.ns_dst;
 	a.src_shim = d.src_shim;
 	a.dst_shim = d.dst_shim;
 	a.vm_ctl = d.src_ctl;

@@ -518,27 +518,30 @@ out:
 	return rc;
 }
 
-static void qmp_status(const char *path, char *st, size_t len)
+/* QEMU's monitor takes one client at a time: use the open connection `q`
+ * when there is one, else connect to path. */
+static void qmp_status(struct fl_qmp *q, const char *path, char *st, size_t len)
 {
-	struct fl_qmp *q = NULL;
+	struct fl_qmp *own = NULL;
 	json_object *ret = NULL, *v;
 
 	snprintf(st, len, "unreachable");
-	if (fl_qmp_connect(path, 2000, &q) == 0 && fl_qmp_execute(q, "query-status", NULL, &ret, 5000) == 0 &&
+	if ((q || (fl_qmp_connect(path, 2000, &own) == 0 && (q = own))) &&
+	    fl_qmp_execute(q, "query-status", NULL, &ret, 5000) == 0 &&
 	    json_object_object_get_ex(ret, "status", &v))
 		snprintf(st, len, "%s", json_object_get_string(v));
 	json_object_put(ret);
-	fl_qmp_destroy(q);
+	fl_qmp_destroy(own);
 }
 
-static int qmp_simple(const char *path, const char *cmd)
+static int qmp_simple(struct fl_qmp *q, const char *path, const char *cmd)
 {
-	struct fl_qmp *q = NULL;
-	int rc = fl_qmp_connect(path, 2000, &q);
+	struct fl_qmp *own = NULL;
+	int rc = q ? 0 : fl_qmp_connect(path, 2000, &own);
 
 	if (!rc)
-		rc = fl_qmp_execute(q, cmd, NULL, NULL, 5000);
-	fl_qmp_destroy(q);
+		rc = fl_qmp_execute(q ? q : own, cmd, NULL, NULL, 5000);
+	fl_qmp_destroy(own);
 	return rc;
 }
 
@@ -552,16 +555,17 @@ static const char *qemu_settle(struct migrate_args *a, struct fl_qmp *watch, jso
 	char sst[32], dstst[32];
 	const char *on;
 
-	qmp_status(a->src_qmp, sst, sizeof(sst));
-	qmp_status(a->dst_qmp, dstst, sizeof(dstst));
-	bool dst_ran = !strcmp(dstst, "running") ||
-		       (watch && fl_qmp_wait_event(watch, "RESUME", 200, NULL) == 0);
+	/* events queued on watch first: query-status would read past them */
+	bool resumed = watch && fl_qmp_wait_event(watch, "RESUME", 200, NULL) == 0;
+	qmp_status(NULL, a->src_qmp, sst, sizeof(sst));
+	qmp_status(watch, a->dst_qmp, dstst, sizeof(dstst));
+	bool dst_ran = resumed || !strcmp(dstst, "running");
 	bool src_running = !strcmp(sst, "running");
 	if (!dst_ran) {
 		if (!src_running && strcmp(sst, "unreachable") &&
-		    (!strcmp(dstst, "unreachable") || qmp_simple(a->dst_qmp, "quit") == 0) &&
-		    qmp_simple(a->src_qmp, "cont") == 0) {	/* the destination is gone first */
-			qmp_status(a->src_qmp, sst, sizeof(sst));
+		    (!strcmp(dstst, "unreachable") || qmp_simple(watch, a->dst_qmp, "quit") == 0) &&
+		    qmp_simple(NULL, a->src_qmp, "cont") == 0) {	/* the destination is gone first */
+			qmp_status(NULL, a->src_qmp, sst, sizeof(sst));
 			src_running = !strcmp(sst, "running");
 			if (src_running)
 				fprintf(stderr, "faultline migrate: the guest never ran on the destination: "
@@ -571,7 +575,7 @@ static const char *qemu_settle(struct migrate_args *a, struct fl_qmp *watch, jso
 	} else if (src_running) {
 		/* QEMU resumed the source on its own after the destination ran
 		 * the guest: the destination holds the newer state. */
-		qmp_simple(a->src_qmp, "stop");
+		qmp_simple(NULL, a->src_qmp, "stop");
 		on = "destination";
 	} else {
 		on = !strcmp(dstst, "running") ? "destination" : "none";
@@ -586,7 +590,7 @@ static const char *qemu_settle(struct migrate_args *a, struct fl_qmp *watch, jso
 }
 
 /* QEMU's own account of its (device-state) migration, once it ends. */
-static void qemu_result(struct migrate_args *a, json_object *out)
+static void qemu_result(struct migrate_args *a, struct fl_qmp *watch, json_object *out)
 {
 	struct fl_qmp *s = NULL;
 	json_object *ret = NULL, *v;
@@ -613,23 +617,14 @@ static void qemu_result(struct migrate_args *a, json_object *out)
 	json_object_put(ret);
 	fl_qmp_destroy(s);
 	/* and where the guest runs now */
-	struct fl_qmp *d = NULL;
-	char dst[32] = "unknown";
-	if (fl_qmp_connect(a->dst_qmp, 5000, &d) == 0) {
-		for (int i = 0; i < 50; i++) {	/* it may still be loading device state */
-			ret = NULL;
-			if (fl_qmp_execute(d, "query-status", NULL, &ret, 5000))
-				break;
-			if (json_object_object_get_ex(ret, "status", &v))
-				snprintf(dst, sizeof(dst), "%s", json_object_get_string(v));
-			json_object_put(ret);
-			if (strcmp(dst, "inmigrate"))
-				break;
-			usleep(100000);
-		}
+	char dst[32];
+	for (int i = 0; i < 50; i++) {	/* it may still be loading device state */
+		qmp_status(watch, a->dst_qmp, dst, sizeof(dst));
+		if (strcmp(dst, "inmigrate"))
+			break;
+		usleep(100000);
 	}
 	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
-	fl_qmp_destroy(d);
 }
 
 int cli_migrate(struct migrate_args *a)
@@ -801,7 +796,7 @@ int cli_migrate(struct migrate_args *a)
 		json_object_object_add(out, "error", json_object_new_string(err));
 	char qerr[256];
 	if (a->src_qmp && ok) {
-		qemu_result(a, out);
+		qemu_result(a, dwatch, out);
 		/* faultline carried the RAM, but QEMU must have carried the
 		 * device state and run the guest */
 		const char *qs = js(out, "qemu_status"), *qd = js(out, "qemu_dst_status");

@@ -6,6 +6,7 @@
 #ifndef FAULTLINE_TRANSPORT_H
 #define FAULTLINE_TRANSPORT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "faultline/proto.h"
@@ -58,6 +59,9 @@ struct fl_transport_ops {
 	 * -errno. */
 	int (*serve)(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop);
 	void (*close)(struct fl_tconn *c);
+	/* Optional (RDMA): make [addr, addr+len) a valid target of post_read
+	 * for the connection's life. The memory must stay mapped until close. */
+	int (*reg)(struct fl_tconn *c, void *addr, size_t len);
 };
 
 extern const struct fl_transport_ops fl_transport_tcp;
@@ -69,7 +73,9 @@ int fl_transport_tcp_connect(const char *addr, int timeout_ms);
 int fl_transport_tcp_accept(int lfd, int timeout_ms);
 /* Mark a socket as carrying fault traffic (DSCP EF, interactive priority). */
 void fl_transport_tcp_mark_fault(int fd);
-/* Last error text from connect/listen (address parse, resolution). */
+/* Last error text from connect/listen (address parse, resolution) or an
+ * RDMA call, this thread. */
 const char *fl_transport_last_error(void);
+void fl_transport_set_error(const char *text);
 
 #endif

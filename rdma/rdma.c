@@ -1,0 +1,735 @@
+/* RDMA transport: RC queue pairs over rdma_cm, one-sided READ from the
+ * source's registered RAM into registered bounce buffers on the destination.
+ * Setup follows rdma-core's examples: create in order, unwind with goto
+ * labels in reverse. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "faultline/rdma.h"
+
+static __thread char g_err[320];
+
+const char *fl_rdma_last_error(void)
+{
+	return g_err;
+}
+
+
+static int err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int err(int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(g_err, sizeof(g_err), fmt, ap);
+	va_end(ap);
+	fl_transport_set_error(g_err);	/* callers read the transport's error */
+	return rc;
+}
+
+int fl_rdma_memlock_check(uint64_t bytes, uint64_t limit, int ipc_lock, char *e, size_t len)
+{
+	if (ipc_lock || limit == (uint64_t)RLIM_INFINITY || bytes <= limit)
+		return 0;
+	snprintf(e, len, "RLIMIT_MEMLOCK is %llu KiB but registering %llu KiB of guest RAM needs "
+		 "it all pinned: raise it (ulimit -l, LimitMEMLOCK=) or grant CAP_IPC_LOCK",
+		 (unsigned long long)(limit >> 10), (unsigned long long)(bytes >> 10));
+	return -ENOMEM;
+}
+
+int fl_rdma_memlock_check_self(uint64_t bytes, char *e, size_t len)
+{
+	struct rlimit rl;
+	int cap = 0;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "CapEff:", 7))
+			cap = (strtoull(line + 7, NULL, 16) >> 14) & 1;	/* CAP_IPC_LOCK */
+	if (f)
+		fclose(f);
+	if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		return -errno;
+	return fl_rdma_memlock_check(bytes, rl.rlim_cur, cap, e, len);
+}
+
+static struct fl_rdma_tun g_tun = { 4, 16, 256 };
+
+void fl_rdma_tun_get(struct fl_rdma_tun *t)
+{
+	*t = g_tun;
+}
+
+void fl_rdma_tun_set(const struct fl_rdma_tun *t)
+{
+	g_tun = *t;
+}
+
+#if defined(HAVE_IBVERBS) && defined(HAVE_RDMACM)
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+/* Private data of a connect request: which migration and channel. */
+struct conn_pdata {
+	uint64_t session;
+	uint32_t channel, index;
+};
+
+static int split(const char *addr, char *host, size_t hl, char *port, size_t pl)
+{
+	const char *c = strrchr(addr, ':');
+
+	if (!c || c == addr || !c[1] || (size_t)(c - addr) >= hl || strlen(c + 1) >= pl)
+		return err(-EINVAL, "bad address '%s' (want HOST:PORT)", addr);
+	memcpy(host, addr, (size_t)(c - addr));
+	host[c - addr] = 0;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	snprintf(port, pl, "%s", c + 1);
+	return 0;
+}
+
+static int getaddr(const char *addr, int passive, struct rdma_addrinfo **res)
+{
+	char host[256], port[16];
+	struct rdma_addrinfo hints = { .ai_port_space = RDMA_PS_TCP };
+
+	if (split(addr, host, sizeof(host), port, sizeof(port)))
+		return -EINVAL;
+	if (passive)
+		hints.ai_flags = RAI_PASSIVE;
+	if (rdma_getaddrinfo(host, port, &hints, res))
+		return err(-EHOSTUNREACH, "cannot resolve %s for RDMA: %s", addr, strerror(errno));
+	return 0;
+}
+
+/* Wait for one CM event of type want on ch (others are errors). */
+static int wait_cm(struct rdma_event_channel *ch, enum rdma_cm_event_type want, int timeout_ms,
+		   const char *what)
+{
+	struct pollfd p = { .fd = ch->fd, .events = POLLIN };
+	struct rdma_cm_event *ev;
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return err(-ETIMEDOUT, "RDMA %s: no answer within %d ms", what, timeout_ms);
+	if (rdma_get_cm_event(ch, &ev))
+		return err(-errno, "RDMA %s: %s", what, strerror(errno));
+	enum rdma_cm_event_type t = ev->event;
+	int status = ev->status;
+	rdma_ack_cm_event(ev);
+	if (t != want)
+		return err(t == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EHOSTUNREACH,
+			   "RDMA %s: %s (status %d)", what, rdma_event_str(t), status);
+	return 0;
+}
+
+/* ---- source: registered RAM, an accepting thread ---- */
+
+struct sconn {
+	struct rdma_cm_id *id;
+	struct ibv_cq *cq;
+	struct sconn *next;
+};
+
+struct fl_rdma_server {
+	struct rdma_event_channel *ch;
+	struct rdma_cm_id *listen;
+	struct ibv_context *verbs;
+	struct ibv_pd *pd;
+	struct ibv_mr *mr[FL_PROTO_MAX_REGIONS];
+	uint32_t nmr;
+	uint64_t session;
+	pthread_t th;
+	volatile int stop;
+	struct sconn *conns;
+	int max_rd_atom;
+};
+
+static void server_accept(struct fl_rdma_server *s, struct rdma_cm_event *ev)
+{
+	struct rdma_cm_id *id = ev->id;
+	const struct conn_pdata *pd = ev->param.conn.private_data;
+	struct sconn *c = NULL;
+
+	if (ev->param.conn.private_data_len < sizeof(*pd) || pd->session != s->session ||
+	    id->verbs != s->verbs)
+		goto reject;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto reject;
+	/* The source only answers READs: a token send queue, no receives. */
+	c->cq = ibv_create_cq(id->verbs, 2, NULL, NULL, 0);
+	if (!c->cq)
+		goto reject;
+	struct ibv_qp_init_attr qa = {
+		.send_cq = c->cq, .recv_cq = c->cq, .qp_type = IBV_QPT_RC,
+		.cap = { .max_send_wr = 1, .max_recv_wr = 1, .max_send_sge = 1, .max_recv_sge = 1 },
+	};
+	if (rdma_create_qp(id, s->pd, &qa))
+		goto destroy_cq;
+	struct rdma_conn_param cp = {
+		.responder_resources = (uint8_t)(ev->param.conn.initiator_depth < s->max_rd_atom
+						 ? ev->param.conn.initiator_depth : s->max_rd_atom),
+		.initiator_depth = 0,
+		.rnr_retry_count = 7,
+	};
+	if (rdma_accept(id, &cp))
+		goto destroy_qp;
+	c->id = id;
+	c->next = s->conns;
+	s->conns = c;
+	return;
+destroy_qp:
+	rdma_destroy_qp(id);
+destroy_cq:
+	ibv_destroy_cq(c->cq);
+reject:
+	free(c);
+	rdma_reject(id, NULL, 0);
+	rdma_destroy_id(id);
+}
+
+static void server_drop(struct fl_rdma_server *s, struct rdma_cm_id *id)
+{
+	for (struct sconn **p = &s->conns; *p; p = &(*p)->next) {
+		if ((*p)->id != id)
+			continue;
+		struct sconn *c = *p;
+		*p = c->next;
+		rdma_destroy_qp(id);
+		ibv_destroy_cq(c->cq);
+		rdma_destroy_id(id);
+		free(c);
+		return;
+	}
+}
+
+static void *server_main(void *p)
+{
+	struct fl_rdma_server *s = p;
+
+	while (!s->stop) {
+		struct pollfd pf = { .fd = s->ch->fd, .events = POLLIN };
+		if (poll(&pf, 1, 200) <= 0)
+			continue;
+		struct rdma_cm_event *ev;
+		if (rdma_get_cm_event(s->ch, &ev))
+			continue;
+		switch (ev->event) {
+		case RDMA_CM_EVENT_CONNECT_REQUEST:
+			server_accept(s, ev);
+			rdma_ack_cm_event(ev);
+			break;
+		case RDMA_CM_EVENT_DISCONNECTED: {
+			struct rdma_cm_id *id = ev->id;
+			rdma_ack_cm_event(ev);
+			server_drop(s, id);
+			break;
+		}
+		default:
+			rdma_ack_cm_event(ev);
+			break;
+		}
+	}
+	return NULL;
+}
+
+int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
+			  struct fl_rdma_server **out)
+{
+	struct fl_rdma_server *s = calloc(1, sizeof(*s));
+	struct rdma_addrinfo *ai = NULL;
+	struct ibv_device_attr da;
+	uint64_t total = 0;
+	int rc;
+
+	if (!s)
+		return err(-ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < hello->nregions; i++)
+		total += hello->regions[i].length;
+	rc = fl_rdma_memlock_check_self(total, g_err, sizeof(g_err));
+	if (rc)
+		goto free_s;
+	s->session = hello->session;
+	s->ch = rdma_create_event_channel();
+	if (!s->ch) {
+		rc = err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
+			 "loaded?", strerror(errno));
+		goto free_s;
+	}
+	rc = getaddr(addr, 1, &ai);
+	if (rc)
+		goto destroy_ch;
+	if (rdma_create_id(s->ch, &s->listen, s, RDMA_PS_TCP)) {
+		rc = err(-errno, "rdma_create_id: %s", strerror(errno));
+		goto free_ai;
+	}
+	if (rdma_bind_addr(s->listen, ai->ai_src_addr) || rdma_listen(s->listen, 16)) {
+		rc = err(-errno, "RDMA listen on %s: %s", addr, strerror(errno));
+		goto destroy_id;
+	}
+	s->verbs = s->listen->verbs;
+	if (!s->verbs) {
+		rc = err(-ENODEV, "no RDMA device serves %s (bind the listen address to an RDMA "
+			 "netdev's IP)", addr);
+		goto destroy_id;
+	}
+	if (ibv_query_device(s->verbs, &da)) {
+		rc = err(-EIO, "ibv_query_device: %s", strerror(errno));
+		goto destroy_id;
+	}
+	s->max_rd_atom = da.max_qp_rd_atom;
+	s->pd = ibv_alloc_pd(s->verbs);
+	if (!s->pd) {
+		rc = err(-ENOMEM, "ibv_alloc_pd: %s", strerror(errno));
+		goto destroy_id;
+	}
+	for (uint32_t i = 0; i < hello->nregions; i++) {
+		struct fl_region_desc *r = &hello->regions[i];
+		if (r->length > da.max_mr_size) {
+			rc = err(-E2BIG, "region %s (%llu bytes) exceeds the device's largest memory "
+				 "region (%llu)", r->name, (unsigned long long)r->length,
+				 (unsigned long long)da.max_mr_size);
+			goto dereg;
+		}
+		/* Remote read only: the source's mapping may stay read-only. */
+		s->mr[i] = ibv_reg_mr(s->pd, base[i], r->length, IBV_ACCESS_REMOTE_READ);
+		if (!s->mr[i]) {
+			rc = err(-errno, "registering region %s (%llu MiB) for RDMA: %s", r->name,
+				 (unsigned long long)(r->length >> 20), strerror(errno));
+			goto dereg;
+		}
+		s->nmr++;
+		r->remote_addr = (uint64_t)(uintptr_t)base[i];
+		r->rkey = s->mr[i]->rkey;
+	}
+	if (pthread_create(&s->th, NULL, server_main, s)) {
+		rc = err(-EAGAIN, "cannot start the RDMA accept thread");
+		goto dereg;
+	}
+	hello->caps |= FL_CAP_RDMA_READ;
+	rdma_freeaddrinfo(ai);
+	*out = s;
+	return 0;
+dereg:
+	while (s->nmr)
+		ibv_dereg_mr(s->mr[--s->nmr]);
+	ibv_dealloc_pd(s->pd);
+destroy_id:
+	rdma_destroy_id(s->listen);
+free_ai:
+	rdma_freeaddrinfo(ai);
+destroy_ch:
+	rdma_destroy_event_channel(s->ch);
+free_s:
+	free(s);
+	return rc;
+}
+
+void fl_rdma_server_destroy(struct fl_rdma_server *s)
+{
+	if (!s)
+		return;
+	s->stop = 1;
+	pthread_join(s->th, NULL);
+	while (s->conns) {
+		rdma_disconnect(s->conns->id);
+		server_drop(s, s->conns->id);
+	}
+	while (s->nmr)
+		ibv_dereg_mr(s->mr[--s->nmr]);
+	ibv_dealloc_pd(s->pd);
+	rdma_destroy_id(s->listen);
+	rdma_destroy_event_channel(s->ch);
+	free(s);
+}
+
+/* ---- destination: a channel of RDMA READs ---- */
+
+#define MAX_LOCAL_MR 256
+
+struct posted {
+	uint64_t wr_id, seq;
+	uint32_t npages, bytes;
+};
+
+struct fl_tconn {
+	struct rdma_event_channel *ch;
+	struct rdma_cm_id *id;
+	struct ibv_pd *pd;
+	struct ibv_comp_channel *cc;
+	struct ibv_cq *cq;
+	struct fl_hello table;
+	struct { void *addr; size_t len; struct ibv_mr *mr; } lmr[MAX_LOCAL_MR];
+	int nlmr;
+	struct posted *fifo;		/* reads in posting order */
+	uint32_t fifo_cap, head, tail;
+	uint64_t seq;			/* WRs posted */
+	int sq_depth, inflight_wr;	/* WRs the send queue holds */
+	int signal_every, since_signal;
+	uint64_t last_signalled;	/* seq of the last signalled WR */
+	uint64_t done_upto;		/* every WR up to this seq has completed */
+	unsigned cq_events;
+	int dead;			/* -errno once the channel failed */
+};
+
+static struct ibv_mr *local_mr(struct fl_tconn *c, void *buf, size_t len)
+{
+	for (int i = 0; i < c->nlmr; i++)
+		if ((char *)buf >= (char *)c->lmr[i].addr &&
+		    (char *)buf + len <= (char *)c->lmr[i].addr + c->lmr[i].len)
+			return c->lmr[i].mr;
+	if (c->nlmr == MAX_LOCAL_MR)
+		return NULL;
+	/* Bounce buffers live as long as the agent: register each once. */
+	struct ibv_mr *mr = ibv_reg_mr(c->pd, buf, len, IBV_ACCESS_LOCAL_WRITE);
+	if (!mr)
+		return NULL;
+	c->lmr[c->nlmr].addr = buf;
+	c->lmr[c->nlmr].len = len;
+	c->lmr[c->nlmr++].mr = mr;
+	return mr;
+}
+
+static void rdma_close(struct fl_tconn *c)
+{
+	if (!c)
+		return;
+	if (c->id && c->id->qp) {
+		rdma_disconnect(c->id);
+		rdma_destroy_qp(c->id);
+	}
+	for (int i = 0; i < c->nlmr; i++)
+		ibv_dereg_mr(c->lmr[i].mr);
+	if (c->cq) {
+		if (c->cq_events)
+			ibv_ack_cq_events(c->cq, c->cq_events);
+		ibv_destroy_cq(c->cq);
+	}
+	if (c->cc)
+		ibv_destroy_comp_channel(c->cc);
+	if (c->pd)
+		ibv_dealloc_pd(c->pd);
+	if (c->id)
+		rdma_destroy_id(c->id);
+	if (c->ch)
+		rdma_destroy_event_channel(c->ch);
+	free(c->fifo);
+	free(c);
+}
+
+static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, uint64_t session,
+			   enum fl_channel chan, uint32_t index, const struct fl_hello *table,
+			   struct fl_tconn **out)
+{
+	struct fl_tconn *c = calloc(1, sizeof(*c));
+	struct rdma_addrinfo *ai = NULL;
+	struct ibv_device_attr da;
+	int rc, tmo = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+
+	if (!c)
+		return err(-ENOMEM, "out of memory");
+	if (!(table->caps & FL_CAP_RDMA_READ)) {
+		free(c);
+		return err(-EPROTONOSUPPORT, "the source does not serve RDMA READ (start it with "
+			   "--transport rdma)");
+	}
+	c->table = *table;
+	c->ch = rdma_create_event_channel();
+	if (!c->ch) {
+		rc = err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
+			 "loaded?", strerror(errno));
+		goto fail;
+	}
+	rc = getaddr(addr, 0, &ai);
+	if (rc)
+		goto fail;
+	if (rdma_create_id(c->ch, &c->id, c, RDMA_PS_TCP)) {
+		rc = err(-errno, "rdma_create_id: %s", strerror(errno));
+		goto fail;
+	}
+	if (rdma_resolve_addr(c->id, ai->ai_src_addr, ai->ai_dst_addr, tmo)) {
+		rc = err(-errno, "RDMA address %s: %s", addr, strerror(errno));
+		goto fail;
+	}
+	rc = wait_cm(c->ch, RDMA_CM_EVENT_ADDR_RESOLVED, tmo, "address resolution");
+	if (!rc && rdma_resolve_route(c->id, tmo))
+		rc = err(-errno, "RDMA route to %s: %s", addr, strerror(errno));
+	if (!rc)
+		rc = wait_cm(c->ch, RDMA_CM_EVENT_ROUTE_RESOLVED, tmo, "route resolution");
+	if (rc)
+		goto fail;
+	if (ibv_query_device(c->id->verbs, &da)) {
+		rc = err(-EIO, "ibv_query_device: %s", strerror(errno));
+		goto fail;
+	}
+	/* Faults: every READ signalled (latency); bulk: one in signal_every. */
+	c->signal_every = chan == FL_CHAN_FAULT ? 1 : (g_tun.signal_every > 0 ? g_tun.signal_every : 1);
+	c->sq_depth = g_tun.sq_depth < da.max_qp_wr ? g_tun.sq_depth : da.max_qp_wr;
+	if (c->sq_depth > da.max_cqe)
+		c->sq_depth = da.max_cqe;
+	if (c->sq_depth < 2) {
+		rc = err(-ENOSPC, "RDMA device allows only %d work requests per queue", c->sq_depth);
+		goto fail;
+	}
+	int depth = g_tun.initiator_depth < da.max_qp_init_rd_atom ? g_tun.initiator_depth
+								  : da.max_qp_init_rd_atom;
+	if (depth < 1) {
+		rc = err(-ENOSPC, "RDMA device allows no outstanding READs (max_qp_init_rd_atom 0)");
+		goto fail;
+	}
+	c->fifo_cap = (uint32_t)c->sq_depth;
+	c->fifo = calloc(c->fifo_cap, sizeof(*c->fifo));
+	c->pd = ibv_alloc_pd(c->id->verbs);
+	c->cc = c->pd ? ibv_create_comp_channel(c->id->verbs) : NULL;
+	c->cq = c->cc ? ibv_create_cq(c->id->verbs, c->sq_depth, c, c->cc, 0) : NULL;
+	if (!c->fifo || !c->cq) {
+		rc = err(-ENOMEM, "RDMA resources (pd/cq for %d entries): %s", c->sq_depth, strerror(errno));
+		goto fail;
+	}
+	int fl = fcntl(c->cc->fd, F_GETFL);
+	fcntl(c->cc->fd, F_SETFL, fl | O_NONBLOCK);
+	fl = fcntl(c->ch->fd, F_GETFL);
+	fcntl(c->ch->fd, F_SETFL, fl | O_NONBLOCK);
+	struct ibv_qp_init_attr qa = {
+		.send_cq = c->cq, .recv_cq = c->cq, .qp_type = IBV_QPT_RC, .sq_sig_all = 0,
+		.cap = { .max_send_wr = (uint32_t)c->sq_depth, .max_recv_wr = 1,
+			 .max_send_sge = 1, .max_recv_sge = 1 },
+	};
+	if (rdma_create_qp(c->id, c->pd, &qa)) {
+		rc = err(-errno, "rdma_create_qp: %s", strerror(errno));
+		goto fail;
+	}
+	struct conn_pdata pd = { session, chan, index };
+	struct rdma_conn_param cp = {
+		.private_data = &pd, .private_data_len = sizeof(pd),
+		.initiator_depth = (uint8_t)depth, .responder_resources = 0,
+		.retry_count = 7, .rnr_retry_count = 7,
+	};
+	if (rdma_connect(c->id, &cp)) {
+		rc = err(-errno, "rdma_connect to %s: %s", addr, strerror(errno));
+		goto fail;
+	}
+	/* the event channel is non-blocking now: wait_cm polls first */
+	rc = wait_cm(c->ch, RDMA_CM_EVENT_ESTABLISHED, tmo, "connect");
+	if (rc)
+		goto fail;
+	if (ibv_req_notify_cq(c->cq, 0)) {
+		rc = err(-EIO, "ibv_req_notify_cq: %s", strerror(errno));
+		goto fail;
+	}
+	rdma_freeaddrinfo(ai);
+	*out = c;
+	return 0;
+fail:
+	if (ai)
+		rdma_freeaddrinfo(ai);
+	rdma_close(c);
+	return rc;
+}
+
+static int post(struct fl_tconn *c, uint64_t seq, void *buf, uint32_t len, uint32_t lkey,
+		uint64_t raddr, uint32_t rkey, int signalled)
+{
+	struct ibv_sge sge = { (uint64_t)(uintptr_t)buf, len, lkey };
+	struct ibv_send_wr wr = {
+		.wr_id = seq, .sg_list = len ? &sge : NULL, .num_sge = len ? 1 : 0,
+		.opcode = IBV_WR_RDMA_READ, .send_flags = signalled ? IBV_SEND_SIGNALED : 0,
+		.wr.rdma = { raddr, rkey },
+	}, *bad;
+	int rc = ibv_post_send(c->id->qp, &wr, &bad);
+
+	if (rc)
+		return err(-rc, "ibv_post_send: %s", strerror(rc));
+	c->inflight_wr++;
+	if (signalled) {
+		c->last_signalled = seq;
+		c->since_signal = 0;
+	} else {
+		c->since_signal++;
+	}
+	return 0;
+}
+
+static int rdma_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, uint64_t page,
+			  uint32_t npages, void *buf)
+{
+	if (c->dead)
+		return c->dead;
+	if (region >= c->table.nregions)
+		return -EINVAL;
+	const struct fl_region_desc *r = &c->table.regions[region];
+	uint64_t off = page * r->page_size, len = (uint64_t)npages * r->page_size;
+	if (!npages || off + len > r->length || len > UINT32_MAX)
+		return -EINVAL;
+	/* one slot stays free for the flush READ */
+	if (c->inflight_wr >= c->sq_depth - 1 || c->tail - c->head >= c->fifo_cap)
+		return -EAGAIN;
+	struct ibv_mr *mr = local_mr(c, buf, len);
+	if (!mr)
+		return err(-ENOMEM, "registering a %llu-byte receive buffer: %s",
+			   (unsigned long long)len, strerror(errno));
+	uint64_t seq = ++c->seq;
+	int sig = c->since_signal + 1 >= c->signal_every;
+	int rc = post(c, seq, buf, (uint32_t)len, mr->lkey, r->remote_addr + off, r->rkey, sig);
+	if (rc)
+		return rc;
+	c->fifo[c->tail++ % c->fifo_cap] = (struct posted){ wr_id, seq, npages, (uint32_t)len };
+	return 0;
+}
+
+/* CM events while running: the peer went away or the device did. */
+static int check_cm(struct fl_tconn *c)
+{
+	struct rdma_cm_event *ev;
+
+	while (rdma_get_cm_event(c->ch, &ev) == 0) {
+		enum rdma_cm_event_type t = ev->event;
+		rdma_ack_cm_event(ev);
+		if (t == RDMA_CM_EVENT_DISCONNECTED)
+			return c->dead = err(-ECONNRESET, "RDMA: the source disconnected");
+		if (t == RDMA_CM_EVENT_DEVICE_REMOVAL)
+			return c->dead = err(-ENODEV, "RDMA: the device was removed");
+	}
+	return 0;
+}
+
+/* Take in CQ entries: a completion covers every earlier READ (RC executes
+ * them in order), so it moves done_upto; then hand out what is done. */
+static int reap(struct fl_tconn *c, struct fl_tcompl *out, int max)
+{
+	struct ibv_wc wc[16];
+	int got = 0, n;
+
+	while ((n = ibv_poll_cq(c->cq, 16, wc)) > 0) {
+		for (int i = 0; i < n; i++) {
+			if (wc[i].status != IBV_WC_SUCCESS)
+				return c->dead = err(-EIO, "RDMA READ failed: %s (vendor error 0x%x)",
+						     ibv_wc_status_str(wc[i].status), wc[i].vendor_err);
+			if (wc[i].wr_id > c->done_upto)
+				c->done_upto = wc[i].wr_id;
+		}
+	}
+	if (n < 0)
+		return c->dead = err(-EIO, "ibv_poll_cq failed");
+	c->inflight_wr = (int)(c->seq - c->done_upto);
+	while (got < max && c->head != c->tail && c->fifo[c->head % c->fifo_cap].seq <= c->done_upto) {
+		struct posted *p = &c->fifo[c->head++ % c->fifo_cap];
+		out[got++] = (struct fl_tcompl){ p->wr_id, 0, p->npages, 0, p->bytes };
+	}
+	return got;
+}
+
+static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int timeout_ms)
+{
+	if (c->dead)
+		return c->dead;
+	for (;;) {
+		struct ibv_cq *ecq;
+		void *ectx;
+		while (ibv_get_cq_event(c->cc, &ecq, &ectx) == 0)
+			c->cq_events++;
+		if (c->cq_events >= 64) {
+			ibv_ack_cq_events(c->cq, c->cq_events);
+			c->cq_events = 0;
+		}
+		int rc = check_cm(c);
+		if (rc)
+			return rc;
+		/* Unsignalled READs at the tail would never complete: a
+		 * zero-length signalled READ after them flushes them out. */
+		if (c->head != c->tail && c->last_signalled < c->seq && c->inflight_wr < c->sq_depth) {
+			const struct fl_region_desc *r = &c->table.regions[0];
+			rc = post(c, ++c->seq, NULL, 0, 0, r->remote_addr, r->rkey, 1);
+			if (rc)
+				return c->dead = rc;
+		}
+		int n = reap(c, out, max);
+		if (n)
+			return n;
+		/* Arm, then look once more: a completion between the last poll
+		 * and the arming raises no event. */
+		ibv_req_notify_cq(c->cq, 0);
+		n = reap(c, out, max);
+		if (n || timeout_ms == 0)
+			return n;
+		struct pollfd pf[2] = { { .fd = c->cc->fd, .events = POLLIN },
+					{ .fd = c->ch->fd, .events = POLLIN } };
+		if (poll(pf, 2, timeout_ms) <= 0)
+			return 0;
+		timeout_ms = 0;
+	}
+}
+
+static int rdma_reg(struct fl_tconn *c, void *addr, size_t len)
+{
+	if (c->nlmr == MAX_LOCAL_MR)
+		return err(-ENOSPC, "too many RDMA receive buffers");
+	struct ibv_mr *mr = ibv_reg_mr(c->pd, addr, len, IBV_ACCESS_LOCAL_WRITE);
+	if (!mr)
+		return err(-errno, "registering %zu bytes of receive buffers: %s", len, strerror(errno));
+	c->lmr[c->nlmr].addr = addr;
+	c->lmr[c->nlmr].len = len;
+	c->lmr[c->nlmr++].mr = mr;
+	return 0;
+}
+
+static int rdma_event_fd(struct fl_tconn *c)
+{
+	return c->cc->fd;
+}
+
+static int rdma_outstanding(struct fl_tconn *c)
+{
+	return (int)(c->tail - c->head);
+}
+
+static int rdma_serve(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop)
+{
+	/* READs need no server loop: the source's HCA answers them. */
+	return err(-EOPNOTSUPP, "the RDMA transport has no TCP data channels");
+}
+
+static const struct fl_transport_ops rdma_ops = {
+	.name = "rdma",
+	.connect = rdma_connect_ch,
+	.post_read = rdma_post_read,
+	.poll = rdma_poll,
+	.event_fd = rdma_event_fd,
+	.outstanding = rdma_outstanding,
+	.serve = rdma_serve,
+	.close = rdma_close,
+	.reg = rdma_reg,
+};
+
+const struct fl_transport_ops *const fl_transport_rdma_ops = &rdma_ops;
+
+#else	/* built without rdma-core */
+
+const struct fl_transport_ops *const fl_transport_rdma_ops = NULL;
+
+int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
+			  struct fl_rdma_server **out)
+{
+	return err(-EPROTONOSUPPORT, "faultline was built without rdma-core (libibverbs-dev, "
+		   "librdmacm-dev)");
+}
+
+void fl_rdma_server_destroy(struct fl_rdma_server *s)
+{
+}
+
+#endif
