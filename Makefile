@@ -49,7 +49,10 @@ tools/faultline: tools/faultline.c tools/cli_demo.c tools/vmctl.c tools/vmctl.h 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)
 
-tests: $(UNIT_TESTS) tests/integration/fakepeer tests/integration/backend-standin
+tests: $(UNIT_TESTS) tests/integration/fakepeer tests/integration/backend-standin tests/integration/rdma-selftest
+
+tests/integration/rdma-selftest: tests/integration/rdma-selftest.c libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL)
 
 tests/integration/backend-standin: tests/integration/backend-standin.c
 	$(CC) $(CFLAGS_ALL) -o $@ $<
@@ -83,7 +86,8 @@ bench: deps
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
-		$(UNIT_TESTS) $(BENCH) tests/integration/fakepeer tests/integration/backend-standin
+		$(UNIT_TESTS) $(BENCH) tests/integration/fakepeer tests/integration/backend-standin \
+		tests/integration/rdma-selftest
 
 distclean: clean
 	rm -f config.h config.mk

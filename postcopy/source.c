@@ -95,7 +95,12 @@ static int add_region(struct src *s, const char *path, uint64_t off, uint64_t le
 
 	if (i >= FL_PROTO_MAX_REGIONS)
 		return fail(s, -E2BIG, "more than %d RAM regions", FL_PROTO_MAX_REGIONS);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Read-only, except for RDMA: kernels before 6.2 pin every memory
+	 * region with FOLL_WRITE|FOLL_FORCE, which a read-only shared mapping
+	 * refuses (EFAULT). The region is still registered for remote read
+	 * only and nothing here writes to it. */
+	int rw = s->o->transport && !strcmp(s->o->transport, "rdma");
+	int fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0)
 		return fail(s, -errno, "cannot open RAM file %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -110,7 +115,7 @@ static int add_region(struct src *s, const char *path, uint64_t off, uint64_t le
 			    path, (long long)st.st_size, (unsigned long long)len,
 			    (unsigned long long)off);
 	}
-	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+	void *m = mmap(NULL, len, rw ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, (off_t)off);
 	if (m == MAP_FAILED) {
 		int e = errno;
 		close(fd);

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -180,9 +182,12 @@ static void server_accept(struct fl_rdma_server *s, struct rdma_cm_event *ev)
 	};
 	if (rdma_create_qp(id, s->pd, &qa))
 		goto destroy_cq;
+	/* The request's responder_resources is the peer's initiator depth
+	 * (the event states it from our side): that many READs may be in
+	 * flight towards us. Granting fewer (0) stalls every READ. */
 	struct rdma_conn_param cp = {
-		.responder_resources = (uint8_t)(ev->param.conn.initiator_depth < s->max_rd_atom
-						 ? ev->param.conn.initiator_depth : s->max_rd_atom),
+		.responder_resources = (uint8_t)(ev->param.conn.responder_resources < s->max_rd_atom
+						 ? ev->param.conn.responder_resources : s->max_rd_atom),
 		.initiator_depth = 0,
 		.rnr_retry_count = 7,
 	};
@@ -384,6 +389,9 @@ struct fl_tconn {
 	uint64_t done_upto;		/* every WR up to this seq has completed */
 	unsigned cq_events;
 	int dead;			/* -errno once the channel failed */
+	/* What the caller waits on: completions, CM events, and a kick when a
+	 * READ went out unsignalled (poll must then flush it). */
+	int efd, kick;
 };
 
 static struct ibv_mr *local_mr(struct fl_tconn *c, void *buf, size_t len)
@@ -414,6 +422,10 @@ static void rdma_close(struct fl_tconn *c)
 	}
 	for (int i = 0; i < c->nlmr; i++)
 		ibv_dereg_mr(c->lmr[i].mr);
+	if (c->efd >= 0)
+		close(c->efd);
+	if (c->kick >= 0)
+		close(c->kick);
 	if (c->cq) {
 		if (c->cq_events)
 			ibv_ack_cq_events(c->cq, c->cq_events);
@@ -448,6 +460,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 			   "--transport rdma)");
 	}
 	c->table = *table;
+	c->efd = c->kick = -1;
 	c->ch = rdma_create_event_channel();
 	if (!c->ch) {
 		rc = err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
@@ -504,6 +517,15 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	fcntl(c->cc->fd, F_SETFL, fl | O_NONBLOCK);
 	fl = fcntl(c->ch->fd, F_GETFL);
 	fcntl(c->ch->fd, F_SETFL, fl | O_NONBLOCK);
+	c->kick = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	c->efd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ee = { .events = EPOLLIN };
+	if (c->kick < 0 || c->efd < 0 || epoll_ctl(c->efd, EPOLL_CTL_ADD, c->cc->fd, &ee) ||
+	    epoll_ctl(c->efd, EPOLL_CTL_ADD, c->ch->fd, &ee) ||
+	    epoll_ctl(c->efd, EPOLL_CTL_ADD, c->kick, &ee)) {
+		rc = err(-errno, "RDMA channel event fds: %s", strerror(errno));
+		goto fail;
+	}
 	struct ibv_qp_init_attr qa = {
 		.send_cq = c->cq, .recv_cq = c->cq, .qp_type = IBV_QPT_RC, .sq_sig_all = 0,
 		.cap = { .max_send_wr = (uint32_t)c->sq_depth, .max_recv_wr = 1,
@@ -588,6 +610,10 @@ static int rdma_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, u
 	if (rc)
 		return rc;
 	c->fifo[c->tail++ % c->fifo_cap] = (struct posted){ wr_id, seq, npages, (uint32_t)len };
+	if (!sig) {	/* nothing will complete it until poll flushes */
+		uint64_t one = 1;
+		(void)!write(c->kick, &one, sizeof(one));
+	}
 	return 0;
 }
 
@@ -640,6 +666,8 @@ static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int tim
 	for (;;) {
 		struct ibv_cq *ecq;
 		void *ectx;
+		uint64_t v;
+		(void)!read(c->kick, &v, sizeof(v));
 		while (ibv_get_cq_event(c->cc, &ecq, &ectx) == 0)
 			c->cq_events++;
 		if (c->cq_events >= 64) {
@@ -649,6 +677,9 @@ static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int tim
 		int rc = check_cm(c);
 		if (rc)
 			return rc;
+		/* Armed before the CQ is read, so a completion after the read
+		 * raises an event: the caller waits on event_fd only. */
+		ibv_req_notify_cq(c->cq, 0);
 		/* Unsignalled READs at the tail would never complete: a
 		 * zero-length signalled READ after them flushes them out. */
 		if (c->head != c->tail && c->last_signalled < c->seq && c->inflight_wr < c->sq_depth) {
@@ -658,17 +689,16 @@ static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int tim
 				return c->dead = rc;
 		}
 		int n = reap(c, out, max);
-		if (n)
+		if (n < 0)
 			return n;
-		/* Arm, then look once more: a completion between the last poll
-		 * and the arming raises no event. */
-		ibv_req_notify_cq(c->cq, 0);
-		n = reap(c, out, max);
+		if (c->head != c->tail && c->fifo[c->head % c->fifo_cap].seq <= c->done_upto) {
+			uint64_t one = 1;	/* more done than fitted: stay readable */
+			(void)!write(c->kick, &one, sizeof(one));
+		}
 		if (n || timeout_ms == 0)
 			return n;
-		struct pollfd pf[2] = { { .fd = c->cc->fd, .events = POLLIN },
-					{ .fd = c->ch->fd, .events = POLLIN } };
-		if (poll(pf, 2, timeout_ms) <= 0)
+		struct pollfd pf = { .fd = c->efd, .events = POLLIN };
+		if (poll(&pf, 1, timeout_ms) <= 0)
 			return 0;
 		timeout_ms = 0;
 	}
@@ -689,7 +719,7 @@ static int rdma_reg(struct fl_tconn *c, void *addr, size_t len)
 
 static int rdma_event_fd(struct fl_tconn *c)
 {
-	return c->cc->fd;
+	return c->efd;
 }
 
 static int rdma_outstanding(struct fl_tconn *c)

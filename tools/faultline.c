@@ -792,6 +792,11 @@ int cli_migrate(struct migrate_args *a)
 	const char *err = js(dr, "error") ? js(dr, "error") : js(sr, "error");
 	if (sstate && !strcmp(sstate, "cancelled") && js(sr, "error"))
 		err = js(sr, "error");
+	/* A source that failed while preparing (no RDMA, memlock, bad RAM
+	 * file) is the cause; the destination only saw a refused connection. */
+	if (sstate && !strcmp(sstate, "failed") && js(sr, "error") && jd(sr, "switch_ns") == 0 &&
+	    (!dstate || !strcmp(dstate, "failed")) && jd(dr, "switch_ns") == 0)
+		err = js(sr, "error");
 	if (err)
 		json_object_object_add(out, "error", json_object_new_string(err));
 	char qerr[256];

@@ -1,0 +1,3 @@
+# Pre-copy + post-copy over RDMA READ (bounce buffers + UFFDIO_COPY).
+. /tests/lib.sh
+migrate --transport rdma --size 64M --vcpu-rate 2000
