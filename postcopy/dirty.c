@@ -2,10 +2,14 @@
  * registered for write-protect faults that the kernel resolves by itself,
  * only clearing the protection; PAGEMAP_SCAN then reports the written pages
  * and re-protects them in one call. Soft-dirty: clear_refs resets the bits,
- * pagemap bit 55 reports them. */
+ * pagemap bit 55 reports them; reading and clearing are two steps, so the VM
+ * is held (SIGSTOP) across them: a write between the two would be lost (seen
+ * as one stale page after migration in the 6.1 test VM). */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,10 +189,78 @@ static int64_t scan_wp(struct fl_dirty *t, struct fl_bitmap *bm)
 	return n;
 }
 
+/* State letter of a task from its stat line, or 0. */
+static char task_state(const char *stat_path)
+{
+	char buf[512];
+	int fd = open(stat_path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');	/* comm may contain spaces */
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Every thread of pid stopped? 1 yes, 0 not yet, <0 error. */
+static int all_stopped(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int all = 1;
+
+	if (!d)
+		return -errno;
+	while (all && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char sp[320];
+		snprintf(sp, sizeof(sp), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+		char st = task_state(sp);
+		all = !st || st == 'T' || st == 't' || st == 'Z' || st == 'X';
+	}
+	closedir(d);
+	return all;
+}
+
+/* Hold the VM for the read-and-clear. 1 held (thaw later), 0 it was
+ * already stopped by someone else (leave it so), <0 error. */
+static int freeze(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	char st = task_state(path);
+	if (st == 'T' || st == 't')
+		return 0;
+	if (kill(pid, SIGSTOP))
+		return -errno;
+	for (int i = 0; i < 5000; i++) {	/* up to ~1 s */
+		int rc = all_stopped(pid);
+		if (rc != 0) {
+			if (rc < 0)
+				kill(pid, SIGCONT);
+			return rc < 0 ? rc : 1;
+		}
+		usleep(200);
+	}
+	kill(pid, SIGCONT);
+	return -ETIMEDOUT;
+}
+
 static int64_t scan_soft_dirty(struct fl_dirty *t, struct fl_bitmap *bm)
 {
 	static __thread uint64_t ent[4096];
 	int64_t n = 0;
+	/* A synthesized /proc (tests) has no process to hold. */
+	int held = strcmp(t->proc, "/proc") ? 0 : freeze(t->pid);
+
+	if (held < 0)
+		return held;
 
 	for (int i = 0; i < t->nr; i++) {
 		const struct fl_dirty_range *r = &t->r[i];
@@ -197,8 +269,12 @@ static int64_t scan_soft_dirty(struct fl_dirty *t, struct fl_bitmap *bm)
 		for (uint64_t v = 0; v < vpages;) {
 			size_t want = vpages - v < 4096 ? (size_t)(vpages - v) : 4096;
 			ssize_t got = pread(t->pagemap, ent, want * 8, (off_t)((r->addr / 4096 + v) * 8));
-			if (got <= 0)
-				return got < 0 ? -errno : -EIO;
+			if (got <= 0) {
+				int e = got < 0 ? -errno : -EIO;
+				if (held)
+					kill(t->pid, SIGCONT);
+				return e;
+			}
 			size_t k = (size_t)got / 8;
 			for (size_t j = 0; j < k; j++)
 				if (ent[j] & PM_SOFT_DIRTY)
@@ -207,6 +283,8 @@ static int64_t scan_soft_dirty(struct fl_dirty *t, struct fl_bitmap *bm)
 		}
 	}
 	int rc = clear_soft_dirty(t);
+	if (held)
+		kill(t->pid, SIGCONT);
 	return rc ? rc : n;
 }
 

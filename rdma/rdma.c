@@ -266,8 +266,10 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 	for (uint32_t i = 0; i < hello->nregions; i++)
 		total += hello->regions[i].length;
 	rc = fl_rdma_memlock_check_self(total, g_err, sizeof(g_err));
-	if (rc)
+	if (rc) {
+		fl_transport_set_error(g_err);
 		goto free_s;
+	}
 	s->session = hello->session;
 	s->ch = rdma_create_event_channel();
 	if (!s->ch) {
