@@ -60,6 +60,19 @@ tests/integration/backend-standin: tests/integration/backend-standin.c
 tests/integration/fakepeer: tests/integration/fakepeer.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL)
 
+# Every verbs/rdma_cm call of the transport is faked in the test.
+RDMA_WRAP = $(addprefix -Wl$(comma)--wrap=,rdma_create_event_channel rdma_destroy_event_channel \
+	rdma_getaddrinfo rdma_freeaddrinfo rdma_create_id rdma_destroy_id rdma_resolve_addr \
+	rdma_resolve_route rdma_bind_addr rdma_listen rdma_get_cm_event rdma_ack_cm_event \
+	rdma_create_qp rdma_destroy_qp rdma_connect rdma_disconnect rdma_accept rdma_reject \
+	ibv_query_device ibv_alloc_pd ibv_dealloc_pd ibv_create_comp_channel \
+	ibv_destroy_comp_channel ibv_create_cq ibv_destroy_cq ibv_get_cq_event ibv_ack_cq_events \
+	ibv_reg_mr ibv_dereg_mr)
+comma = ,
+
+tests/unit/test_rdma: tests/unit/test_rdma.c libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(RDMA_WRAP) $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
+
 tests/unit/test_%: tests/unit/test_%.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
 
