@@ -96,6 +96,7 @@ bench: deps
 	$(MAKE) all
 	./bench/fl-bench
 	./bench/qemu-compare
+	./bench/vm-rdma
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
