@@ -492,6 +492,11 @@ static int qemu_prepare(struct migrate_args *a, struct fl_qmp **watch)
 
 	if (!rc)
 		rc = fl_qmp_set_capability(s, "x-ignore-shared", true);
+	json_object *st = NULL, *x;
+	if (!rc)	/* a paused guest stays paused on the destination */
+		rc = fl_qmp_execute(s, "query-status", NULL, &st, 5000);
+	a->src_was_running = !rc && json_object_object_get_ex(st, "running", &x) && json_object_get_boolean(x);
+	json_object_put(st);
 	if (rc) {
 		fprintf(stderr, "faultline migrate: source QEMU at %s: %s\n", a->src_qmp,
 			s ? fl_qmp_last_error(s) : strerror(-rc));
@@ -562,7 +567,8 @@ static const char *qemu_settle(struct migrate_args *a, struct fl_qmp *watch, jso
 	bool dst_ran = resumed || !strcmp(dstst, "running");
 	bool src_running = !strcmp(sst, "running");
 	if (!dst_ran) {
-		if (!src_running && strcmp(sst, "unreachable") &&
+		/* a guest the operator had paused is not ours to resume */
+		if (!src_running && a->src_was_running && strcmp(sst, "unreachable") &&
 		    (!strcmp(dstst, "unreachable") || qmp_simple(watch, a->dst_qmp, "quit") == 0) &&
 		    qmp_simple(NULL, a->src_qmp, "cont") == 0) {	/* the destination is gone first */
 			qmp_status(NULL, a->src_qmp, sst, sizeof(sst));
@@ -805,7 +811,8 @@ int cli_migrate(struct migrate_args *a)
 		/* faultline carried the RAM, but QEMU must have carried the
 		 * device state and run the guest */
 		const char *qs = js(out, "qemu_status"), *qd = js(out, "qemu_dst_status");
-		if (!qs || strcmp(qs, "completed") || !qd || strcmp(qd, "running")) {
+		if (!qs || strcmp(qs, "completed") || !qd || (a->src_was_running && strcmp(qd, "running")) ||
+		    (!a->src_was_running && !strcmp(qd, "running"))) {
 			ok = false;
 			snprintf(qerr, sizeof(qerr), "QEMU's own migration ended %s, the destination is %s",
 				 qs ? qs : "?", qd ? qd : "?");
