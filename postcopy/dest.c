@@ -23,6 +23,7 @@
 #include "faultline/bitmap.h"
 #include "faultline/shimctl.h"
 #include "faultline/transport.h"
+#include "faultline/rdma.h"
 #include "faultline/uffd.h"
 #include "util.h"
 
@@ -110,6 +111,13 @@ struct dst {
 	volatile int gate_open, stop_fault, stop_bulk;
 	int faults_inflight;		/* atomic: fault reads on the wire */
 	int no_precopy;			/* a RAM file cannot punch holes */
+	/* Zero-copy (RDMA): reads land straight in our registered mapping of
+	 * the RAM files (the page cache) and are mapped with CONTINUE. The
+	 * registration pins every page, so every guest touch is a minor fault
+	 * and only the received bitmap says what is current. A page is read
+	 * at most once after switchover (claimed in `requested` first): a
+	 * second read landing after the guest wrote the page would undo it. */
+	int zc;
 	uint64_t bulk_start, bulk_end;	/* atomic: span of the background pull */
 	int yield_bulk;			/* option: bulk posts nothing while faults fly */
 	void *zero;			/* one zero huge page for hugetlbfs */
@@ -302,6 +310,20 @@ static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npage
 	return 0;
 }
 
+/* Zero-copy: the data is already in the page cache; only the books change. */
+static void place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages)
+{
+	uint64_t ch = fl_bitmap_set_range(&d->received, r->gbase + page, npages);
+
+	__atomic_add_fetch(&d->rep->postcopy_pages, ch, __ATOMIC_RELAXED);
+	account(d, ch);
+}
+
+static void *read_target(struct dst *d, struct dregion *r, uint64_t page, void *bounce)
+{
+	return d->zc ? r->amap + page * r->ps : bounce;
+}
+
 /* ---- fault thread ---- */
 
 static void wake_fault_thread(struct dst *d)
@@ -364,7 +386,7 @@ static int resolve_clean(struct dst *d, struct dview *v, struct dregion *r, uint
 		return 0;
 	/* A zero page placed through any view lands in the shared page cache,
 	 * so every other view then takes a minor fault and a CONTINUE. */
-	if (fl_bitmap_test(&d->cached, g))
+	if (d->zc || fl_bitmap_test(&d->cached, g))	/* zero-copy: every page is in the cache */
 		rc = fl_uffd_continue(v->uffd, a, r->ps, true);
 	else if (r->huge)
 		rc = fl_uffd_copy(v->uffd, a, d->zero, r->ps, true);
@@ -426,8 +448,11 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e)
 	}
 	if (free_slot < 0)
 		return 0;
+	if (d->zc && !fl_bitmap_set(&d->requested, g))
+		return 0;	/* the puller is reading it into place: wait for that */
 	struct fslot *s = &d->slots[free_slot];
-	int rc = d->ops->post_read(d->fconn, (uint64_t)free_slot, r->src_idx, page, 1, s->buf);
+	int rc = d->ops->post_read(d->fconn, (uint64_t)free_slot, r->src_idx, page, 1,
+				   read_target(d, r, page, s->buf));
 	if (rc)
 		return rc;
 	s->used = 1;
@@ -491,13 +516,17 @@ static int fault_completions(struct dst *d)
 		struct dregion *r = region_of_gpage(d, s->gpage);
 		uint64_t page = s->gpage - r->gbase;
 		__atomic_add_fetch(&d->rep->bytes, c[i].wire_bytes, __ATOMIC_RELAXED);
-		int rc = place(d, r, page, 1, s->buf, c[i].zero_mask, 1);
+		int rc = 0;
+		if (d->zc)
+			place_zc(d, r, page, 1);
+		else
+			rc = place(d, r, page, 1, s->buf, c[i].zero_mask, 1);
 		if (rc)
 			return rc;
 		/* The VM's missing fault was woken by the copy; everyone else
 		 * maps the page the copy (or bulk) left in the page cache. */
 		for (int vi = 0; vi < d->nviews; vi++) {
-			if (!s->want[vi] || (!vi && s->want[0] - 1 != FL_UFFD_EV_MINOR))
+			if (!s->want[vi] || (!vi && !d->zc && s->want[0] - 1 != FL_UFFD_EV_MINOR))
 				continue;
 			rc = resolve_present(d, &d->v[vi], r, page, vi ? FL_UFFD_EV_MINOR : s->want[vi] - 1u);
 			if (rc == -ESRCH) {
@@ -682,8 +711,15 @@ static int sched_next(struct dst *d, struct dregion **rout, uint64_t *page, uint
 			d->s_dir = 1;
 		}
 	}
-	fl_bitmap_set_range(&d->requested, lo, hi - lo);
+	/* Claim page by page: the fault thread claims without this lock, and
+	 * a page must not be read twice (zero-copy reads land in place). */
+	uint64_t got = lo;
+	while (got < hi && fl_bitmap_set(&d->requested, got))
+		got++;
 	pthread_mutex_unlock(&d->sched_lock);
+	if (got == lo)	/* a fault took the first page meanwhile */
+		return sched_next(d, rout, page, np);
+	hi = got;
 	*rout = r;
 	*page = lo - r->gbase;
 	*np = (uint32_t)(hi - lo);
@@ -741,7 +777,8 @@ static void *bulk_main(void *p)
 				more = 0;
 				break;
 			}
-			int rc = d->ops->post_read(c, (uint64_t)i, s->r->src_idx, s->page, s->np, s->buf);
+			int rc = d->ops->post_read(c, (uint64_t)i, s->r->src_idx, s->page, s->np,
+						   read_target(d, s->r, s->page, s->buf));
 			if (rc) {
 				set_error(d, rc, "bulk channel to the source lost: %s", strerror(-rc));
 				goto out;
@@ -766,8 +803,13 @@ static void *bulk_main(void *p)
 			struct bslot *s = &slots[comp[i].wr_id];
 			__atomic_add_fetch(&d->rep->bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&d->rep->bulk_bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
-			if (place(d, s->r, s->page, s->np, s->buf, comp[i].zero_mask, 0))
+			if (d->zc) {
+				place_zc(d, s->r, s->page, s->np);
+				if (__atomic_load_n(&d->nbacklog, __ATOMIC_RELAXED))
+					wake_fault_thread(d);	/* faults that waited for this read */
+			} else if (place(d, s->r, s->page, s->np, s->buf, comp[i].zero_mask, 0)) {
 				goto out;
+			}
 			s->used = 0;
 			inflight--;
 		}
@@ -803,6 +845,13 @@ struct pslot {
  * stay holes unless the page cache already holds an older copy. */
 static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
 {
+	if (d->zc) {	/* already in place */
+		for (uint32_t i = 0; i < s->np; i++) {
+			fl_bitmap_set(&d->cached, s->r->gbase + s->page + i);
+			fl_bitmap_clear(&d->need, s->r->gbase + s->page + i);
+		}
+		return;
+	}
 	for (uint32_t i = 0; i < s->np; i++) {
 		uint64_t g = s->r->gbase + s->page + i;
 		char *dst = s->r->amap + (s->page + i) * s->r->ps;
@@ -874,7 +923,7 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 			s->page = p - r->gbase;
 			s->np = (uint32_t)(end - p);
 			rc = d->ops->post_read(d->bconn[s->conn], (uint64_t)i, r->src_idx, s->page, s->np,
-					       s->buf);
+					       read_target(d, r, s->page, s->buf));
 			if (rc)
 				goto out;
 			s->used = 1;
@@ -932,6 +981,11 @@ out:
  * A punch costs ~1.5-4 us a page; only the final set's is downtime. */
 static int punch_range(struct dst *d, struct dregion *r, uint64_t from, uint64_t end)
 {
+	/* Zero-copy: a punched page would leave the pinned one behind (reads
+	 * would land outside the file). Stale pages are read over instead,
+	 * before the guest can map them: it maps a page only once received. */
+	if (d->zc)
+		return 0;
 	for (uint64_t g = from; g < end; g++) {
 		if (!fl_bitmap_test(&d->need, g) || !fl_bitmap_test(&d->cached, g))
 			continue;
@@ -980,7 +1034,7 @@ static int resolve_clean_all(struct dst *d)
 			void *a = (void *)(uintptr_t)(r->addr + (g - r->gbase) * r->ps);
 			size_t len = (size_t)(e - g) * r->ps;
 			int rc;
-			if (c)
+			if (c || d->zc)
 				rc = fl_uffd_continue(d->uffd, a, len, false);
 			else if (!r->huge)
 				rc = fl_uffd_zeropage(d->uffd, a, len, false);
@@ -1209,6 +1263,30 @@ static int load_regions(struct dst *d)
 	return 0;
 }
 
+/* Zero-copy: every channel may READ into our mapping of every RAM file.
+ * This pins (and allocates) all of it now. */
+static int register_ram(struct dst *d)
+{
+	uint64_t total = 0;
+	char e[320];
+
+	for (uint32_t i = 0; i < d->nr; i++)
+		total += d->r[i].length;
+	int rc = fl_rdma_memlock_check_self(total, e, sizeof(e));
+	if (rc) {
+		fl_transport_set_error(e);
+		return rc;
+	}
+	for (uint32_t i = 0; i < d->nr; i++) {
+		rc = d->ops->reg(d->fconn, d->r[i].amap, d->r[i].length);
+		for (int k = 0; !rc && k < d->nbulk; k++)
+			rc = d->ops->reg(d->bconn[k], d->r[i].amap, d->r[i].length);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int match_peer(struct dst *d)
 {
 	for (uint32_t i = 0; i < d->nr; i++) {
@@ -1308,6 +1386,8 @@ static int run(struct dst *d)
 				     (uint32_t)i, &d->peer, &d->bconn[i]);
 	if (!rc && d->ops->reg)
 		rc = d->ops->reg(d->fconn, d->fmem, d->fmem_len);
+	if (!rc && d->zc)
+		rc = register_ram(d);
 	if (rc) {
 		rc = fail(d, rc, "data channel: %s", fl_transport_last_error());
 		goto out;
@@ -1507,11 +1587,15 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	pthread_cond_init(&d->cond, NULL);
 	fl_state_init(&d->sm);
 	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");
+	d->zc = o->zero_copy;
 	if (d->wake_fd < 0) {
 		free(d);
 		return -errno;
 	}
-	int rc = d->ops ? run(d) : fail(d, -EPROTONOSUPPORT, "unknown transport '%s'", o->transport);
+	int rc = !d->ops ? fail(d, -EPROTONOSUPPORT, "unknown transport '%s'%s", o->transport,
+				!strcmp(o->transport, "rdma") ? " (built without rdma-core)" : "")
+		 : d->zc && !d->ops->reg ? fail(d, -EINVAL, "zero-copy needs the rdma transport")
+		 : run(d);
 
 	d->stop_bulk = 1;
 	d->stop_fault = 1;

@@ -22,7 +22,8 @@ struct migrate_args {
 	int bulk_conns, bulk_depth, bulk_pages;
 	unsigned spin_us;
 	bool json;
-	bool src_was_running;		/* QEMU: the guest ran when we started */
+	bool src_was_running;
+	bool zero_copy;			/* rdma: READ straight into the page cache */		/* QEMU: the guest ran when we started */
 	bool no_precopy;
 	int max_rounds, max_precopy_ms, downtime_ms;
 	bool verify;			/* ask the destination guest to self-check */

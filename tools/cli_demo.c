@@ -176,7 +176,7 @@ int cli_demo(int argc, char **argv)
 		{ "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'G' }, { "no-precopy", 0, 0, 'N' },
 		{ "max-rounds", 1, 0, 'M' }, { "downtime-ms", 1, 0, 'T' }, { "id", 1, 0, 'I' },
 		{ "status-dir", 1, 0, 'S' }, { "ram-dir", 1, 0, 'r' }, { "transport", 1, 0, 't' },
-		{ "host-ip", 1, 0, 'H' },
+		{ "host-ip", 1, 0, 'H' }, { "zero-copy", 0, 0, 'Z' },
 		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
@@ -210,6 +210,7 @@ int cli_demo(int argc, char **argv)
 		case 'r': ram_dir = optarg; break;
 		case 't': a.transport = optarg; break;
 		case 'H': host_ip = optarg; break;
+		case 'Z': a.zero_copy = true; break;
 		case 'h':
 			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
 			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
@@ -217,7 +218,7 @@ int cli_demo(int argc, char **argv)
 			       "         [--spin-us N] [--bulk-conns N] [--bulk-depth N] [--bulk-pages N]\n"
 			       "         [--no-precopy] [--max-rounds N] [--downtime-ms MS] [--id ID]\n"
 			       "         [--ram-dir DIR (tmpfs or hugetlbfs; default: the workdir)]\n"
-			       "         [--transport tcp|rdma] [--host-ip IP]\n"
+			       "         [--transport tcp|rdma] [--zero-copy] [--host-ip IP]\n"
 			       "Migrate a live guest-sim VM between two network namespaces: a short pre-copy,\n"
 			       "then post-copy (--no-precopy: pure post-copy).\n"
 			       "--host-ip: no namespaces, both ends on this host at IP (soft-RoCE loops back\n"

@@ -288,7 +288,8 @@ static int cmd_dest(int argc, char **argv)
 		{ "bulk-conns", 1, 0, 'b' }, { "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'P' },
 		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
-		{ "no-bulk-yield", 0, 0, 'Y' }, { "follower", 1, 0, 'F' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "no-bulk-yield", 0, 0, 'Y' }, { "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' },
+		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_dest_opts o;
 	const char *sdir = DEFAULT_STATUS_DIR;
@@ -308,6 +309,7 @@ static int cmd_dest(int argc, char **argv)
 		case 'T': o.connect_timeout_ms = atoi(optarg); break;
 		case 'R': o.rt_priority = atoi(optarg); break;
 		case 'Y': o.bulk_yield = false; break;
+		case 'z': o.zero_copy = true; break;
 		case 'F':
 			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
 				die_usage("dest", "too many --follower");
@@ -320,8 +322,9 @@ static int cmd_dest(int argc, char **argv)
 			printf("usage: faultline dest --source HOST:PORT --shim SOCK [--transport tcp]\n"
 			       "         [--bulk-conns N] [--bulk-depth N] [--bulk-pages N] [--spin-us N]\n"
 			       "         [--connect-timeout MS] [--rt-priority N] [--no-bulk-yield]\n"
-			       "         [--follower SOCK]... [--id ID] [--status-dir DIR] [--json]\n"
+			       "         [--follower SOCK]... [--zero-copy] [--id ID] [--status-dir DIR] [--json]\n"
 			       "Serve the destination VM's page faults and pull all of its RAM.\n"
+			       "--zero-copy (rdma): READ straight into the RAM file's page cache, then CONTINUE.\n"
 			       "--follower: the shim socket of another process mapping the same RAM files\n"
 			       "(a vhost-user/DPDK backend); its faults are served too.\n");
 			return 0;
@@ -409,6 +412,7 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 		o.status_path = status_path(a->status_dir, a->id, "dest");
 		for (int i = 0; i < a->nfollowers; i++)
 			o.followers[o.nfollowers++] = a->followers[i];
+		o.zero_copy = a->zero_copy;
 		rc = fl_dest_run(&o, r);
 	}
 	char *j = fl_report_json(r);
@@ -910,7 +914,8 @@ static int cmd_qemu(int argc, char **argv)
 		{ "src-netns", 1, 0, 'A' }, { "dst-netns", 1, 0, 'B' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "no-precopy", 0, 0, 'P' }, { "json", 0, 0, 'j' },
 		{ "follower", 1, 0, 'F' }, { "max-rounds", 1, 0, 'M' }, { "max-precopy-ms", 1, 0, 'X' },
-		{ "downtime-ms", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "downtime-ms", 1, 0, 'D' }, { "transport", 1, 0, 't' }, { "zero-copy", 0, 0, 'z' },
+		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "qemu", .transport = "tcp" };
 	int c;
@@ -938,6 +943,8 @@ static int cmd_qemu(int argc, char **argv)
 		case 'P': a.no_precopy = true; break;
 		case 'j': a.json = true; break;
 		case 'F': add_follower(&a, "qemu"); break;
+		case 't': a.transport = optarg; break;
+		case 'z': a.zero_copy = true; break;
 		case 'M': a.max_rounds = atoi(optarg); break;
 		case 'X': a.max_precopy_ms = atoi(optarg); break;
 		case 'D': a.downtime_ms = atoi(optarg); break;
@@ -946,7 +953,7 @@ static int cmd_qemu(int argc, char **argv)
 			printf("usage: faultline qemu migrate --src-qmp SOCK --dst-qmp SOCK --src-shim SOCK --dst-shim SOCK\n"
 			       "         --listen HOST:PORT --qemu-uri tcp:HOST:PORT [--src-netns NS --dst-netns NS]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
-			       "         [--follower SOCK]... [--id ID] [--json]\n"
+			       "         [--follower SOCK]... [--transport tcp|rdma [--zero-copy]] [--id ID] [--json]\n"
 			       "Migrate a QEMU VM whose RAM is a shared memory-backend-file: faultline carries the\n"
 			       "RAM, QEMU (x-ignore-shared, set here) only the device state. The destination QEMU\n"
 			       "must run with -incoming defer; both with the faultline shim preloaded.\n"
@@ -973,7 +980,7 @@ static int cmd_migrate(int argc, char **argv)
 		{ "id", 1, 0, 'i' }, { "status-dir", 1, 0, 'd' }, { "no-verify", 0, 0, 'N' },
 		{ "json", 0, 0, 'j' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
 		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "follower", 1, 0, 'F' },
-		{ "help", 0, 0, 'h' }, { 0 }
+		{ "zero-copy", 0, 0, 'z' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "migration", .transport = "tcp", .verify = true };
 	int c;
@@ -1005,13 +1012,14 @@ static int cmd_migrate(int argc, char **argv)
 		case 'X': a.max_precopy_ms = atoi(optarg); break;
 		case 'D': a.downtime_ms = atoi(optarg); break;
 		case 'F': add_follower(&a, "migrate"); break;
+		case 'z': a.zero_copy = true; break;
 		case 'h':
 			printf("usage: faultline migrate --listen HOST:PORT (--src-shim SOCK | --src-ram FILE)\n"
 			       "         --dst-shim SOCK [--src-netns NS] [--dst-netns NS]\n"
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--dst-vm-ctl SOCK] [--no-verify]\n"
 			       "         [--transport tcp] [--bulk-conns N] [--spin-us N] [--id ID] [--json]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
-			       "         [--follower SOCK]...\n"
+			       "         [--follower SOCK]... [--zero-copy (rdma)]\n"
 			       "Run both agents (each in its network namespace) and report the migration.\n"
 			       "--listen is the source agent's address as the destination reaches it.\n");
 			return 0;

@@ -60,6 +60,7 @@ struct fl_dest_opts {
 	const char *id;
 	/* Shim sockets of other processes mapping the same RAM files on this
 	 * host (vhost-user/DPDK backends): their faults are served too. */
+	bool zero_copy;			/* rdma: READ into the RAM file's page cache, CONTINUE */
 	const char *followers[FL_DEST_MAX_FOLLOWERS];
 	int nfollowers;
 };
