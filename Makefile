@@ -8,11 +8,11 @@ OPT ?= -O2 -g
 SAN ?=
 WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
-LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM)
+LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
 LIB_SRC = uffd/uffd.c postcopy/bitmap.c postcopy/hist.c postcopy/state.c postcopy/proto.c \
 	postcopy/transport_tcp.c postcopy/shimctl.c postcopy/source.c postcopy/dest.c \
-	postcopy/report.c postcopy/dirty.c postcopy/qmp.c rdma/rdma.c
+	postcopy/report.c postcopy/dirty.c postcopy/qmp.c rdma/rdma.c numa/numa.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
 TOOLS = tools/faultline tools/guest-sim
@@ -43,8 +43,8 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
-tools/faultline: tools/faultline.c tools/cli_demo.c tools/vmctl.c tools/vmctl.h tools/cli.h libfaultline.a
-	$(CC) $(CFLAGS_ALL) -o $@ tools/faultline.c tools/cli_demo.c tools/vmctl.c libfaultline.a $(SAN) $(LDLIBS_ALL)
+tools/faultline: tools/faultline.c tools/cli_demo.c tools/cli_check.c tools/vmctl.c tools/vmctl.h tools/cli.h libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ tools/faultline.c tools/cli_demo.c tools/cli_check.c tools/vmctl.c libfaultline.a $(SAN) $(LDLIBS_ALL)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)

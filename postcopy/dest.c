@@ -23,6 +23,7 @@
 #include "faultline/bitmap.h"
 #include "faultline/shimctl.h"
 #include "faultline/transport.h"
+#include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/uffd.h"
 #include "util.h"
@@ -47,6 +48,8 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->bulk_yield = true;
 	o->rt_priority = 10;
 	o->id = "migration";
+	o->numa_workers = true;
+	o->placement_min = 0.99;
 }
 
 
@@ -58,6 +61,7 @@ struct dregion {
 	uint32_t ps, src_idx, max_pages;
 	uint64_t pages, gbase;		/* global page index of page 0 */
 	int huge;
+	int node;			/* intended host node, FL_NUMA_NONE: any */
 };
 
 /* A process whose userfaultfd we serve: view 0 is the VM; followers are
@@ -311,6 +315,20 @@ static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npage
 }
 
 /* Zero-copy: the data is already in the page cache; only the books change. */
+/* Allocations that follow the placing thread (hugetlbfs pages taken with
+ * UFFDIO_COPY into the VM's mapping, whose policy we cannot set) land on
+ * the cell's node only if the thread runs there: move it when the region
+ * changes. tmpfs cells are bound by the file's shared policy anyway. */
+static void numa_enter(struct dst *d, const struct dregion *r)
+{
+	static __thread int cur = FL_NUMA_NONE;
+
+	if (!d->o->numa_workers || r->node == FL_NUMA_NONE || r->node == cur)
+		return;
+	if (fl_numa_run_on_node(r->node) == 0)
+		cur = r->node;
+}
+
 static void place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages)
 {
 	uint64_t ch = fl_bitmap_set_range(&d->received, r->gbase + page, npages);
@@ -422,6 +440,8 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e)
 	uint64_t g = r->gbase + page;
 	uint64_t t0 = e->end;	/* read time, stashed by the caller */
 
+	numa_enter(d, r);
+
 	__atomic_add_fetch(&d->rep->faults, 1, __ATOMIC_RELAXED);
 	if (view)
 		__atomic_add_fetch(&d->rep->follower_faults, 1, __ATOMIC_RELAXED);
@@ -516,6 +536,7 @@ static int fault_completions(struct dst *d)
 		struct dregion *r = region_of_gpage(d, s->gpage);
 		uint64_t page = s->gpage - r->gbase;
 		__atomic_add_fetch(&d->rep->bytes, c[i].wire_bytes, __ATOMIC_RELAXED);
+		numa_enter(d, r);
 		int rc = 0;
 		if (d->zc)
 			place_zc(d, r, page, 1);
@@ -803,6 +824,7 @@ static void *bulk_main(void *p)
 			struct bslot *s = &slots[comp[i].wr_id];
 			__atomic_add_fetch(&d->rep->bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&d->rep->bulk_bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
+			numa_enter(d, s->r);
 			if (d->zc) {
 				place_zc(d, s->r, s->page, s->np);
 				if (__atomic_load_n(&d->nbacklog, __ATOMIC_RELAXED))
@@ -845,6 +867,7 @@ struct pslot {
  * stay holes unless the page cache already holds an older copy. */
 static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
 {
+	numa_enter(d, s->r);
 	if (d->zc) {	/* already in place */
 		for (uint32_t i = 0; i < s->np; i++) {
 			fl_bitmap_set(&d->cached, s->r->gbase + s->page + i);
@@ -1021,6 +1044,7 @@ static int resolve_clean_all(struct dst *d)
 	for (uint32_t i = 0; i < d->nr; i++) {
 		struct dregion *r = &d->r[i];
 		uint64_t end = r->gbase + r->pages, changed = 0;
+		numa_enter(d, r);
 		for (uint64_t g = r->gbase; g < end;) {
 			if (fl_bitmap_test(&d->need, g) || fl_bitmap_test(&d->received, g)) {
 				g++;
@@ -1154,6 +1178,67 @@ out:
 	return rc;
 }
 
+/* Which node each cell goes to, and the policy that sends it there: bound
+ * on our mapping of its file before any page of it is placed (tmpfs: the
+ * file's shared policy, so every mapping allocates there; hugetlbfs: our
+ * mapping, so pre-copy lands there, and the placing threads move to the
+ * node for the rest). */
+static int numa_setup(struct dst *d)
+{
+	int map[FL_PROTO_MAX_REGIONS], nodes = fl_numa_nodes();
+	char err[256];
+
+	for (uint32_t i = 0; i < d->nr; i++)
+		map[i] = FL_NUMA_NONE;
+	if (d->o->numa_map) {
+		const char *names[FL_PROTO_MAX_REGIONS];
+		for (uint32_t i = 0; i < d->nr; i++)
+			names[i] = d->mine.regions[i].name;
+		if (fl_numa_parse_map(d->o->numa_map, names, (int)d->nr, map, err, sizeof(err)))
+			return fail(d, -EINVAL, "%s", err);
+	} else if ((int)d->nr <= nodes && nodes > 1) {
+		for (uint32_t i = 0; i < d->nr; i++)	/* same index by default */
+			map[i] = (int)i;
+	}
+	for (uint32_t i = 0; i < d->nr; i++) {
+		struct dregion *r = &d->r[i];
+		r->node = map[i];
+		if (r->node == FL_NUMA_NONE || r->node >= nodes)
+			continue;	/* preflight refuses a node that is not there */
+		int rc = fl_numa_bind(r->amap, r->length, r->node);
+		if (rc)
+			return fail(d, rc, "cannot bind %s to node %d: %s", d->mine.regions[i].name, r->node,
+				    strerror(-rc));
+	}
+	return 0;
+}
+
+/* Before anything moves: can this host take the guest as it is? */
+static int preflight(struct dst *d)
+{
+	struct fl_preflight_cell cells[FL_PROTO_MAX_REGIONS];
+	int cpus[1024], ncpu = 0;
+	char out[2048];
+
+	for (uint32_t i = 0; i < d->nr; i++)
+		cells[i] = (struct fl_preflight_cell){ d->r[i].length, d->r[i].ps, d->r[i].node,
+						       d->mine.regions[i].name };
+	if (d->o->guest_cpus) {
+		ncpu = fl_numa_parse_cpus(d->o->guest_cpus, cpus, 1024);
+		if (ncpu < 0)
+			return fail(d, -EINVAL, "bad guest CPU list '%s'", d->o->guest_cpus);
+	}
+	struct fl_preflight p = { cells, (int)d->nr, cpus, ncpu, d->peer.arch, d->shim.pid, d->zc };
+	int n = fl_numa_preflight(&p, out, sizeof(out));
+	if (n <= 0)
+		return 0;
+	fprintf(stderr, "faultline dest: preflight refused:\n%s", out);
+	char *nl = strchr(out, '\n');
+	if (nl)
+		*nl = 0;
+	return fail(d, -EPERM, "preflight: %s%s", out, n > 1 ? " (and more)" : "");
+}
+
 static int load_regions(struct dst *d)
 {
 	int rc = fl_shimctl_fetch(d->o->shim_sock, d->o->shim_timeout_ms, &d->shim, &d->uffd);
@@ -1247,6 +1332,9 @@ static int load_regions(struct dst *d)
 	}
 	d->rep->total_pages = d->total;
 	d->rep->nregions = d->nr;
+	rc = numa_setup(d);
+	if (rc)
+		return rc;
 	struct dview *v0 = &d->v[0];
 	v0->uffd = d->uffd;
 	v0->pid = d->shim.pid;
@@ -1285,6 +1373,31 @@ static int register_ram(struct dst *d)
 			return rc;
 	}
 	return 0;
+}
+
+/* After completion: where did each cell's pages land? Every page of the
+ * RAM file through our mapping (it is the guest's page cache), and those
+ * mapped in the VM process through move_pages on it. */
+static void verify_placement(struct dst *d)
+{
+	d->rep->placement_min = d->o->placement_min;
+	for (uint32_t i = 0; i < d->nr; i++) {
+		struct dregion *r = &d->r[i];
+		struct fl_placement *p = &d->rep->placement[i];
+		snprintf(p->name, sizeof(p->name), "%s", d->mine.regions[i].name);
+		p->node = r->node;
+		d->rep->nplacement = i + 1;
+		if (r->node == FL_NUMA_NONE)
+			continue;
+		for (uint64_t k = 0; k < r->pages; k++)	/* map every page here */
+			(void)*(volatile char *)(r->amap + k * r->ps);
+		fl_numa_placement(0, (uint64_t)(uintptr_t)r->amap, r->length, r->ps, r->node, &p->on_node,
+				  &p->pages);
+		fl_numa_placement(d->shim.pid, r->addr, r->length, r->ps, r->node, &p->vm_on_node,
+				  &p->vm_pages);
+		if (!p->pages || (double)p->on_node < d->o->placement_min * (double)p->pages)
+			d->rep->placement_low = 1;
+	}
 }
 
 static int match_peer(struct dst *d)
@@ -1357,6 +1470,7 @@ static int run(struct dst *d)
 		goto out;
 	}
 	d->mine.version = FL_PROTO_VERSION;
+	d->mine.arch = (uint16_t)fl_numa_arch();
 	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE | (d->no_precopy ? 0 : FL_CAP_PRECOPY);
 	int n = fl_proto_hello_encode(buf, 65536, &d->mine);
 	rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
@@ -1377,6 +1491,8 @@ static int run(struct dst *d)
 		goto out;
 	}
 	rc = match_peer(d);
+	if (!rc)
+		rc = preflight(d);
 	if (rc)
 		goto out;
 	rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_FAULT, 0, &d->peer,
@@ -1553,6 +1669,7 @@ static int run(struct dst *d)
 			if (d->v[vi].vhi[i] && !d->v[vi].gone)
 				fl_uffd_unregister(d->v[vi].uffd, (void *)(uintptr_t)d->v[vi].vlo[i],
 						   d->v[vi].vhi[i] - d->v[vi].vlo[i]);
+	verify_placement(d);
 	struct fl_complete done = { d->rep->postcopy_pages, d->rep->bytes };
 	n = fl_proto_complete_encode(buf, 64, &done);
 	rc = fl_proto_write_frame(d->ctl, FL_MSG_COMPLETE, buf, (uint32_t)n);

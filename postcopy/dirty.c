@@ -138,6 +138,14 @@ int fl_dirty_create(struct fl_dirty **out, int uffd, pid_t pid, const struct fl_
 		rc = -EOPNOTSUPP;	/* the bits would say "clean" for every page */
 		goto fail;
 	}
+	/* Soft-dirty does not cover hugetlbfs (clear_refs skips it, pagemap
+	 * never sets the bit there): every huge page would read "clean" and
+	 * pre-copy would leave stale pages behind (seen in the 6.1 test VM). */
+	for (int i = 0; t->backend == FL_DIRTY_SOFT_DIRTY && i < nr; i++)
+		if (r[i].page_size > 4096) {
+			rc = -EOPNOTSUPP;
+			goto fail;
+		}
 	snprintf(path, sizeof(path), "%s/%d/pagemap", t->proc, (int)pid);
 	t->pagemap = open(path, O_RDONLY | O_CLOEXEC);
 	if (t->pagemap < 0) {

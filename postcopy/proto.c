@@ -83,6 +83,7 @@ int fl_proto_hello_encode(uint8_t *out, size_t cap, const struct fl_hello *h)
 		return -ENOSPC;
 	memset(out, 0, need);
 	put16(out, h->version);
+	put16(out + 2, h->arch);
 	put32(out + 4, h->caps);
 	put64(out + 8, h->session);
 	put32(out + 16, h->nregions);
@@ -112,6 +113,7 @@ int fl_proto_hello_decode(const uint8_t *in, size_t n, struct fl_hello *h)
 	h->version = get16(in);
 	if (h->version != FL_PROTO_VERSION)
 		return -EPROTONOSUPPORT;
+	h->arch = get16(in + 2);
 	h->caps = get32(in + 4);
 	h->session = get64(in + 8);
 	h->nregions = get32(in + 16);

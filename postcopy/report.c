@@ -100,6 +100,26 @@ char *fl_report_json(const struct fl_report *r)
 	}
 	if (r->rt_fallback)
 		json_object_object_add(o, "rt_fallback", json_object_new_boolean(1));
+	if (r->nplacement) {
+		json_object *a = json_object_new_array();
+		for (uint32_t i = 0; i < r->nplacement; i++) {
+			const struct fl_placement *p = &r->placement[i];
+			json_object *c = json_object_new_object();
+			json_object_object_add(c, "cell", json_object_new_int((int)i));
+			json_object_object_add(c, "name", json_object_new_string(p->name));
+			json_object_object_add(c, "node", json_object_new_int(p->node));
+			json_object_object_add(c, "pages", u64(p->pages));
+			json_object_object_add(c, "on_node", u64(p->on_node));
+			json_object_object_add(c, "ratio", json_object_new_double(
+				p->pages ? (double)p->on_node / (double)p->pages : 0));
+			json_object_object_add(c, "vm_pages", u64(p->vm_pages));
+			json_object_object_add(c, "vm_on_node", u64(p->vm_on_node));
+			json_object_array_add(a, c);
+		}
+		json_object_object_add(o, "placement", a);
+		json_object_object_add(o, "placement_min", json_object_new_double(r->placement_min));
+		json_object_object_add(o, "placement_low", json_object_new_boolean(r->placement_low));
+	}
 	if (r->sha256[0])
 		json_object_object_add(o, "sha256", json_object_new_string(r->sha256));
 	/* Latency histogram: non-empty buckets as [value_ns, count]. */

@@ -24,6 +24,7 @@
 #include "faultline/bitmap.h"
 #include "faultline/dirty.h"
 #include "faultline/shimctl.h"
+#include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/transport.h"
 #include "util.h"
@@ -427,8 +428,9 @@ static int precopy(struct src *s, uint8_t *buf, size_t cap)
 	if (rc == -EOPNOTSUPP) {
 		/* Pre-copy is an optimisation: without dirty tracking, post-copy
 		 * alone is still correct. */
-		fprintf(stderr, "faultline source: this kernel offers no dirty tracking "
-			"(no WP_ASYNC, no working soft-dirty): pure post-copy\n");
+		fprintf(stderr, "faultline source: this kernel offers no dirty tracking for this "
+			"guest's RAM (no WP_ASYNC; soft-dirty missing or the RAM is on hugetlbfs): "
+			"pure post-copy\n");
 		snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "none");
 		snprintf(s->rep->dirty_backend, sizeof(s->rep->dirty_backend), "none");
 		return 0;
@@ -608,6 +610,7 @@ static int run(struct src *s)
 	}
 	s->rep->nregions = s->hello.nregions;
 	s->hello.version = FL_PROTO_VERSION;
+	s->hello.arch = (uint16_t)fl_numa_arch();
 	s->hello.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
 	if (getrandom(&s->hello.session, sizeof(s->hello.session), 0) != sizeof(s->hello.session))
 		s->hello.session = fl_now_ns() ^ ((uint64_t)getpid() << 32);

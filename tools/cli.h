@@ -23,7 +23,10 @@ struct migrate_args {
 	unsigned spin_us;
 	bool json;
 	bool src_was_running;
-	bool zero_copy;			/* rdma: READ straight into the page cache */		/* QEMU: the guest ran when we started */
+	bool zero_copy;			/* rdma: READ straight into the page cache */
+	const char *numa_map, *guest_cpus;	/* destination placement and preflight */
+	double placement_min;		/* 0 = the default (99%) */
+	bool no_numa_workers;		/* QEMU: the guest ran when we started */
 	bool no_precopy;
 	int max_rounds, max_precopy_ms, downtime_ms;
 	bool verify;			/* ask the destination guest to self-check */
@@ -32,6 +35,16 @@ struct migrate_args {
 };
 
 int cli_migrate(struct migrate_args *a);
+int cli_check(int argc, char **argv);
+/* The NUMA options every migrating command takes (long options only). */
+enum { CLI_OPT_NUMA_MAP = 300, CLI_OPT_GUEST_CPUS, CLI_OPT_PLACEMENT_MIN, CLI_OPT_NO_NUMA_WORKERS };
+#define CLI_NUMA_OPTIONS \
+	{ "numa-map", 1, 0, CLI_OPT_NUMA_MAP }, { "guest-cpus", 1, 0, CLI_OPT_GUEST_CPUS }, \
+	{ "placement-min", 1, 0, CLI_OPT_PLACEMENT_MIN }, { "no-numa-workers", 0, 0, CLI_OPT_NO_NUMA_WORKERS }
+#define CLI_NUMA_USAGE \
+	"         [--numa-map CELL:NODE,...] [--guest-cpus LIST] [--placement-min PCT]\n" \
+	"         [--no-numa-workers]\n"
+bool cli_numa_option(int c, const char *arg, struct migrate_args *a);
 int cli_demo(int argc, char **argv);
 /* Run argv (no shell); returns exit status or -errno. */
 int cli_run(char *const argv[], bool quiet);

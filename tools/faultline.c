@@ -289,7 +289,7 @@ static int cmd_dest(int argc, char **argv)
 		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
 		{ "no-bulk-yield", 0, 0, 'Y' }, { "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' },
-		{ "help", 0, 0, 'h' }, { 0 }
+		CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_dest_opts o;
 	const char *sdir = DEFAULT_STATUS_DIR;
@@ -310,6 +310,10 @@ static int cmd_dest(int argc, char **argv)
 		case 'R': o.rt_priority = atoi(optarg); break;
 		case 'Y': o.bulk_yield = false; break;
 		case 'z': o.zero_copy = true; break;
+		case CLI_OPT_NUMA_MAP: o.numa_map = optarg; break;
+		case CLI_OPT_GUEST_CPUS: o.guest_cpus = optarg; break;
+		case CLI_OPT_PLACEMENT_MIN: o.placement_min = atof(optarg) / 100.0; break;
+		case CLI_OPT_NO_NUMA_WORKERS: o.numa_workers = false; break;
 		case 'F':
 			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
 				die_usage("dest", "too many --follower");
@@ -323,6 +327,7 @@ static int cmd_dest(int argc, char **argv)
 			       "         [--bulk-conns N] [--bulk-depth N] [--bulk-pages N] [--spin-us N]\n"
 			       "         [--connect-timeout MS] [--rt-priority N] [--no-bulk-yield]\n"
 			       "         [--follower SOCK]... [--zero-copy] [--id ID] [--status-dir DIR] [--json]\n"
+			       CLI_NUMA_USAGE
 			       "Serve the destination VM's page faults and pull all of its RAM.\n"
 			       "--zero-copy (rdma): READ straight into the RAM file's page cache, then CONTINUE.\n"
 			       "--follower: the shim socket of another process mapping the same RAM files\n"
@@ -342,6 +347,11 @@ static int cmd_dest(int argc, char **argv)
 	struct fl_report *r = calloc(1, sizeof(*r));
 	int rc = fl_dest_run(&o, r);
 	print_report(r, json);
+	if (!rc && r->placement_low) {
+		fprintf(stderr, "faultline dest: placement below %.0f%% on the intended node(s)\n",
+			r->placement_min * 100);
+		rc = 1;
+	}
 	free(r);
 	return rc ? 1 : 0;
 }
@@ -413,6 +423,11 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 		for (int i = 0; i < a->nfollowers; i++)
 			o.followers[o.nfollowers++] = a->followers[i];
 		o.zero_copy = a->zero_copy;
+		o.numa_map = a->numa_map;
+		o.guest_cpus = a->guest_cpus;
+		if (a->placement_min > 0)
+			o.placement_min = a->placement_min;
+		o.numa_workers = !a->no_numa_workers;
 		rc = fl_dest_run(&o, r);
 	}
 	char *j = fl_report_json(r);
@@ -752,7 +767,7 @@ int cli_migrate(struct migrate_args *a)
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
 		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages", "punched_pages",
-		"followers", "followers_lost", "follower_faults" };
+		"followers", "followers_lost", "follower_faults", "placement", "placement_min", "placement_low" };
 	for (size_t i = 0; i < sizeof(copy) / sizeof(copy[0]); i++) {
 		json_object *x;
 		if (dr && json_object_object_get_ex(dr, copy[i], &x))
@@ -860,6 +875,25 @@ int cli_migrate(struct migrate_args *a)
 	fflush(stdout);
 	if (ok && a->verify && (corrupt != 0 || !match))
 		ok = false;
+	/* NUMA: each cell's share of pages on its intended node */
+	json_object *pl;
+	if (dr && json_object_object_get_ex(dr, "placement", &pl)) {
+		for (size_t i = 0; i < json_object_array_length(pl); i++) {
+			json_object *c = json_object_array_get_idx(pl, i);
+			if (jd(c, "node") < 0)
+				continue;
+			fprintf(stderr, "placement: cell %zu (%s): %.0f of %.0f pages on node %.0f (%.2f%%); "
+				"mapped in the VM: %.0f of %.0f\n", i, js(c, "name") ? js(c, "name") : "?",
+				jd(c, "on_node"), jd(c, "pages"), jd(c, "node"), 100 * jd(c, "ratio"),
+				jd(c, "vm_on_node"), jd(c, "vm_pages"));
+		}
+		json_object *low;
+		if (ok && json_object_object_get_ex(dr, "placement_low", &low) && json_object_get_boolean(low)) {
+			fprintf(stderr, "faultline migrate: placement below %.0f%% on the intended node(s)\n",
+				100 * jd(dr, "placement_min"));
+			ok = false;
+		}
+	}
 	json_object_put(out);
 	json_object_put(sr);
 	json_object_put(dr);
@@ -915,7 +949,7 @@ static int cmd_qemu(int argc, char **argv)
 		{ "status-dir", 1, 0, 'd' }, { "no-precopy", 0, 0, 'P' }, { "json", 0, 0, 'j' },
 		{ "follower", 1, 0, 'F' }, { "max-rounds", 1, 0, 'M' }, { "max-precopy-ms", 1, 0, 'X' },
 		{ "downtime-ms", 1, 0, 'D' }, { "transport", 1, 0, 't' }, { "zero-copy", 0, 0, 'z' },
-		{ "help", 0, 0, 'h' }, { 0 }
+		CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "qemu", .transport = "tcp" };
 	int c;
@@ -954,13 +988,16 @@ static int cmd_qemu(int argc, char **argv)
 			       "         --listen HOST:PORT --qemu-uri tcp:HOST:PORT [--src-netns NS --dst-netns NS]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "         [--follower SOCK]... [--transport tcp|rdma [--zero-copy]] [--id ID] [--json]\n"
+			       CLI_NUMA_USAGE
 			       "Migrate a QEMU VM whose RAM is a shared memory-backend-file: faultline carries the\n"
 			       "RAM, QEMU (x-ignore-shared, set here) only the device state. The destination QEMU\n"
 			       "must run with -incoming defer; both with the faultline shim preloaded.\n"
 			       "--follower: the shim socket of another process mapping the destination's RAM\n"
 			       "files (a vhost-user/DPDK backend); its faults are served too.\n");
 			return 0;
-		default: die_usage("qemu", "bad option");
+		default:
+			if (!cli_numa_option(c, optarg, &a))
+				die_usage("qemu", "bad option");
 		}
 	}
 	if (optind < argc)
@@ -980,7 +1017,7 @@ static int cmd_migrate(int argc, char **argv)
 		{ "id", 1, 0, 'i' }, { "status-dir", 1, 0, 'd' }, { "no-verify", 0, 0, 'N' },
 		{ "json", 0, 0, 'j' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
 		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "follower", 1, 0, 'F' },
-		{ "zero-copy", 0, 0, 'z' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "zero-copy", 0, 0, 'z' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "migration", .transport = "tcp", .verify = true };
 	int c;
@@ -1020,10 +1057,13 @@ static int cmd_migrate(int argc, char **argv)
 			       "         [--transport tcp] [--bulk-conns N] [--spin-us N] [--id ID] [--json]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "         [--follower SOCK]... [--zero-copy (rdma)]\n"
+			       CLI_NUMA_USAGE
 			       "Run both agents (each in its network namespace) and report the migration.\n"
 			       "--listen is the source agent's address as the destination reaches it.\n");
 			return 0;
-		default: die_usage("migrate", "bad option");
+		default:
+			if (!cli_numa_option(c, optarg, &a))
+				die_usage("migrate", "bad option");
 		}
 	}
 	if (optind < argc)
@@ -1230,6 +1270,7 @@ static void usage(FILE *f)
 		"  abort     stop a migration before switchover (the VM stays on the source)\n"
 		"  force-complete  end pre-copy now, switch to post-copy\n"
 		"  caps      userfaultfd features of this kernel\n"
+		"  check     the destination's preflight alone (NUMA memory, huge pages, CPUs, VFIO)\n"
 		"  vmctl     send a command to a guest-sim VM\n"
 		"  shim-info the guest-RAM regions a VM's shim tracks\n");
 }
@@ -1266,6 +1307,8 @@ int main(int argc, char **argv)
 		return cmd_qemu(argc, argv);
 	if (!strcmp(cmd, "qmp"))
 		return cmd_qmp(argc, argv);
+	if (!strcmp(cmd, "check"))
+		return cli_check(argc, argv);
 	if (!strcmp(cmd, "abort") || !strcmp(cmd, "force-complete"))
 		return cmd_operator(cmd, argc, argv);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {

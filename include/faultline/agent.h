@@ -61,6 +61,12 @@ struct fl_dest_opts {
 	/* Shim sockets of other processes mapping the same RAM files on this
 	 * host (vhost-user/DPDK backends): their faults are served too. */
 	bool zero_copy;			/* rdma: READ into the RAM file's page cache, CONTINUE */
+	/* NUMA: "CELL:NODE,..." (CELL a region index or name); NULL: cell i
+	 * on node i when the host has enough nodes, else unconstrained. */
+	const char *numa_map;
+	bool numa_workers;		/* placing threads move to the cell's node (default on) */
+	double placement_min;		/* below this share on the node: nonzero exit (0.99) */
+	const char *guest_cpus;		/* preflight: CPUs the guest is pinned to, "0-3,8" */
 	const char *followers[FL_DEST_MAX_FOLLOWERS];
 	int nfollowers;
 };
@@ -106,6 +112,16 @@ struct fl_report {
 	uint64_t final_dirty_pages;	/* sent at switchover */
 	int rt_fallback;		/* fault thread could not get SCHED_FIFO */
 	uint32_t nregions;
+	/* dest: where each guest cell's pages are after completion */
+	struct fl_placement {
+		char name[64];
+		int node;		/* intended; -1 unconstrained */
+		uint64_t pages, on_node;	/* every page of the RAM file */
+		uint64_t vm_pages, vm_on_node;	/* those mapped in the VM process */
+	} placement[FL_PROTO_MAX_REGIONS];
+	uint32_t nplacement;
+	int placement_low;		/* a cell is below placement_min */
+	double placement_min;
 };
 
 /* Make the calling thread SCHED_FIFO at prio (0: leave it). Its busy-polls are

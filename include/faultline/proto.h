@@ -59,6 +59,7 @@ struct fl_region_desc {
 
 struct fl_hello {
 	uint16_t version;
+	uint16_t arch;			/* FL_ARCH_* of the sender, 0 = not said */
 	uint32_t caps;
 	uint64_t session;
 	uint32_t nregions;

@@ -108,17 +108,13 @@ static void test_soft_dirty_mock(void **st)
 	assert_int_equal(b[0], '4');
 	close(fd);
 	fl_dirty_destroy(t);
-	/* 2M pages: one dirty 4K entry marks the whole huge page */
+	/* hugetlbfs (2M pages): soft-dirty never reports them (clear_refs skips
+	 * hugetlb VMAs, pagemap has no bit there), so it is refused outright:
+	 * trusting it left stale pages after pre-copy in the 6.1 test VM */
 	struct fl_dirty_range h = { base, 2 * 2 * 1024 * 1024ull, 2 << 20, 0 };
-	fd = open(pm, O_WRONLY);
-	uint64_t one = 1ull << 55;
-	assert_int_equal(pwrite(fd, &one, 8, (off_t)((base / 4096 + 600) * 8)), 8);
-	assert_int_equal(ftruncate(fd, (off_t)((base / 4096 + 1024) * 8)), 0);	/* whole range */
-	close(fd);
-	assert_int_equal(fl_dirty_create(&t, -1, 4242, &h, 1, &o), 0);
-	fl_bitmap_zero(&bm);
-	assert_int_equal(fl_dirty_scan(t, &bm), 2);	/* pages 0 (5,17) and 1 (600) */
-	fl_dirty_destroy(t);
+	assert_int_equal(fl_dirty_create(&t, -1, 4242, &h, 1, &o), -EOPNOTSUPP);
+	struct fl_dirty_range mixed[2] = { r, h };
+	assert_int_equal(fl_dirty_create(&t, -1, 4242, mixed, 2, &o), -EOPNOTSUPP);
 	/* an unknown process is a clear error */
 	assert_int_equal(fl_dirty_create(&t, -1, 4243, &r, 1, &o), -ENOENT);
 	fl_bitmap_destroy(&bm);

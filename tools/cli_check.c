@@ -1,0 +1,120 @@
+/* faultline check: the destination's preflight alone, before any
+ * migration is started. Also the NUMA options shared by the commands. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "faultline/numa.h"
+
+bool cli_numa_option(int c, const char *arg, struct migrate_args *a)
+{
+	switch (c) {
+	case CLI_OPT_NUMA_MAP: a->numa_map = arg; return true;
+	case CLI_OPT_GUEST_CPUS: a->guest_cpus = arg; return true;
+	case CLI_OPT_PLACEMENT_MIN: a->placement_min = atof(arg) / 100.0; return true;
+	case CLI_OPT_NO_NUMA_WORKERS: a->no_numa_workers = true; return true;
+	}
+	return false;
+}
+
+#define HUGETLBFS_MAGIC 0x958458f6
+
+int cli_check(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "ram", 1, 0, 'r' }, { "numa-map", 1, 0, 'n' }, { "guest-cpus", 1, 0, 'c' },
+		{ "source-arch", 1, 0, 'a' }, { "vm-pid", 1, 0, 'p' }, { "rdma", 0, 0, 'R' },
+		{ "help", 0, 0, 'h' }, { 0 }
+	};
+	const char *ram[FL_NUMA_MAX_CELLS], *map = NULL, *cpus_s = NULL;
+	int nram = 0, c, cpus[1024], ncpu = 0;
+	struct fl_preflight p = { 0 };
+	struct fl_preflight_cell cells[FL_NUMA_MAX_CELLS];
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (nram == FL_NUMA_MAX_CELLS) {
+				fprintf(stderr, "faultline check: too many --ram\n");
+				return 2;
+			}
+			ram[nram++] = optarg;
+			break;
+		case 'n': map = optarg; break;
+		case 'c': cpus_s = optarg; break;
+		case 'a':
+			p.source_arch = fl_numa_arch_code(optarg);
+			if (!p.source_arch) {
+				fprintf(stderr, "faultline check: unknown architecture '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'p': p.vm_pid = atoi(optarg); break;
+		case 'R': p.pin_all = true; break;
+		case 'h':
+			printf("usage: faultline check --ram FILE... [--numa-map CELL:NODE,...] [--guest-cpus 0-3]\n"
+			       "         [--source-arch x86_64] [--vm-pid PID] [--rdma]\n"
+			       "The destination's preflight, alone: free memory and huge pages per node for\n"
+			       "each cell (RAM file; tmpfs or hugetlbfs), the guest's pinned CPUs, the CPU\n"
+			       "architecture, PCI passthrough (VFIO) in the VM process, memlock for RDMA.\n"
+			       "One line per refusal; exit 1 if any.\n");
+			return 0;
+		default:
+			fprintf(stderr, "faultline check: unknown or incomplete option '%s' (see --help)\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (!nram) {
+		fprintf(stderr, "faultline check: --ram FILE is required (one per guest cell)\n");
+		return 2;
+	}
+	const char *names[FL_NUMA_MAX_CELLS];
+	int nodemap[FL_NUMA_MAX_CELLS];
+	for (int i = 0; i < nram; i++) {
+		struct stat st;
+		struct statfs fs;
+		if (stat(ram[i], &st) || statfs(ram[i], &fs)) {
+			fprintf(stderr, "faultline check: %s: %s\n", ram[i], strerror(errno));
+			return 2;
+		}
+		const char *b = strrchr(ram[i], '/');
+		names[i] = b ? b + 1 : ram[i];
+		cells[i] = (struct fl_preflight_cell){ (uint64_t)st.st_size,
+			fs.f_type == HUGETLBFS_MAGIC ? (uint64_t)fs.f_bsize : 4096, FL_NUMA_NONE, names[i] };
+	}
+	char err[256], out[4096];
+	if (fl_numa_parse_map(map, names, nram, nodemap, err, sizeof(err))) {
+		fprintf(stderr, "faultline check: %s\n", err);
+		return 2;
+	}
+	for (int i = 0; i < nram; i++)
+		cells[i].node = nodemap[i];
+	if (cpus_s && (ncpu = fl_numa_parse_cpus(cpus_s, cpus, 1024)) < 0) {
+		fprintf(stderr, "faultline check: bad --guest-cpus '%s'\n", cpus_s);
+		return 2;
+	}
+	p.cells = cells;
+	p.ncells = nram;
+	p.guest_cpus = cpus;
+	p.nguest_cpus = ncpu;
+	int n = fl_numa_preflight(&p, out, sizeof(out));
+	if (n < 0) {
+		fprintf(stderr, "faultline check: %s\n", strerror(-n));
+		return 1;
+	}
+	if (n) {
+		fputs(out, stderr);
+		return 1;
+	}
+	printf("preflight ok: %d cell(s), %d host node(s)\n", nram, fl_numa_nodes());
+	return 0;
+}
