@@ -97,6 +97,7 @@ bench: deps
 	./bench/fl-bench
 	./bench/qemu-compare
 	./bench/vm-rdma
+	./bench/vm-numa
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
