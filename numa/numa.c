@@ -94,8 +94,8 @@ int fl_numa_node_cpus(int node, int *cpus, int max)
 	return count;
 }
 
-int fl_numa_parse_map(const char *s, const char *const *names, int ncells, int *map, char *err,
-		      size_t len)
+int fl_numa_parse_map(const char *s, const char *const *names, int ncells, int *map, bool lenient,
+		      char *err, size_t len)
 {
 	for (int i = 0; i < ncells; i++)
 		map[i] = FL_NUMA_NONE;
@@ -119,6 +119,11 @@ int fl_numa_parse_map(const char *s, const char *const *names, int ncells, int *
 			for (int i = 0; names && i < ncells; i++)
 				if (!strcmp(names[i], key))
 					cell = i;
+			if (cell < 0 && lenient) {
+				const char *next = strchr(colon, ',');
+				p = next ? next + 1 : colon + strlen(colon);
+				continue;
+			}
 			if (cell < 0) {
 				snprintf(err, len, "--numa-map names '%s', which is not one of the guest's RAM "
 					 "regions", key);

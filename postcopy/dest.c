@@ -1194,7 +1194,8 @@ static int numa_setup(struct dst *d)
 		const char *names[FL_PROTO_MAX_REGIONS];
 		for (uint32_t i = 0; i < d->nr; i++)
 			names[i] = d->mine.regions[i].name;
-		if (fl_numa_parse_map(d->o->numa_map, names, (int)d->nr, map, err, sizeof(err)))
+		if (fl_numa_parse_map(d->o->numa_map, names, (int)d->nr, map, d->o->numa_map_lenient, err,
+				      sizeof(err)))
 			return fail(d, -EINVAL, "%s", err);
 	} else if ((int)d->nr <= nodes && nodes > 1) {
 		for (uint32_t i = 0; i < d->nr; i++)	/* same index by default */

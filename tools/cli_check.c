@@ -92,7 +92,7 @@ int cli_check(int argc, char **argv)
 			fs.f_type == HUGETLBFS_MAGIC ? (uint64_t)fs.f_bsize : 4096, FL_NUMA_NONE, names[i] };
 	}
 	char err[256], out[4096];
-	if (fl_numa_parse_map(map, names, nram, nodemap, err, sizeof(err))) {
+	if (fl_numa_parse_map(map, names, nram, nodemap, false, err, sizeof(err))) {
 		fprintf(stderr, "faultline check: %s\n", err);
 		return 2;
 	}

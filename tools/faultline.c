@@ -424,6 +424,7 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 			o.followers[o.nfollowers++] = a->followers[i];
 		o.zero_copy = a->zero_copy;
 		o.numa_map = a->numa_map;
+		o.numa_map_lenient = a->numa_map_from_vmm;
 		o.guest_cpus = a->guest_cpus;
 		if (a->placement_min > 0)
 			o.placement_min = a->placement_min;
@@ -501,6 +502,38 @@ static void progress(const char *path, const char *spath, bool tty, uint64_t t0,
 	json_object_put(s);
 }
 
+/* No --numa-map: take each cell's node from the destination QEMU's memory
+ * backends (host-nodes, first node) by backend id, which names the RAM
+ * file (QEMU's mem-path and libvirt's memory_backing_dir both use it). */
+static void qemu_numa_map(struct migrate_args *a, struct fl_qmp *d)
+{
+	static char map[1024];
+	json_object *ret = NULL, *x;
+	size_t n = 0;
+
+	if (fl_qmp_execute(d, "query-memdev", NULL, &ret, 5000) || !json_object_is_type(ret, json_type_array))
+		goto out;
+	for (size_t i = 0; i < json_object_array_length(ret); i++) {
+		json_object *m = json_object_array_get_idx(ret, i), *nodes, *id;
+		if (!json_object_object_get_ex(m, "host-nodes", &nodes) || !json_object_array_length(nodes) ||
+		    !json_object_object_get_ex(m, "id", &id))
+			continue;
+		x = json_object_array_get_idx(nodes, 0);
+		int k = snprintf(map + n, sizeof(map) - n, "%s%s:%d", n ? "," : "", json_object_get_string(id),
+				 json_object_get_int(x));
+		if (k < 0 || (size_t)k >= sizeof(map) - n)
+			break;
+		n += (size_t)k;
+	}
+	if (n) {
+		a->numa_map = map;
+		a->numa_map_from_vmm = true;
+		fprintf(stderr, "faultline migrate: NUMA map from the destination QEMU: %s\n", map);
+	}
+out:
+	json_object_put(ret);
+}
+
 /* Both QEMUs: device state only (x-ignore-shared), destination listening.
  * The destination's monitor stays open in *watch: its RESUME event, if any,
  * tells afterwards whether the guest ever ran there. */
@@ -530,6 +563,8 @@ static int qemu_prepare(struct migrate_args *a, struct fl_qmp **watch)
 		rc = fl_qmp_execute(d, "migrate-incoming", args, NULL, 5000);
 		json_object_put(args);
 	}
+	if (!rc && !a->numa_map)
+		qemu_numa_map(a, d);
 	if (rc)
 		fprintf(stderr, "faultline migrate: destination QEMU at %s: %s\n", a->dst_qmp,
 			d ? fl_qmp_last_error(d) : strerror(-rc));

@@ -64,6 +64,7 @@ struct fl_dest_opts {
 	/* NUMA: "CELL:NODE,..." (CELL a region index or name); NULL: cell i
 	 * on node i when the host has enough nodes, else unconstrained. */
 	const char *numa_map;
+	bool numa_map_lenient;		/* names that are no region are skipped (map from the VMM) */
 	bool numa_workers;		/* placing threads move to the cell's node (default on) */
 	double placement_min;		/* below this share on the node: nonzero exit (0.99) */
 	const char *guest_cpus;		/* preflight: CPUs the guest is pinned to, "0-3,8" */

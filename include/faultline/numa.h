@@ -22,9 +22,10 @@ int64_t fl_numa_hugepages_free(int node, uint64_t page_size);
 int fl_numa_node_cpus(int node, int *cpus, int max);
 
 /* "0:1,ram1:0" (CELL:NODE, CELL an index or a region name) into map[cell];
- * cells not named stay FL_NUMA_NONE. 0 or -EINVAL with err set. */
-int fl_numa_parse_map(const char *s, const char *const *names, int ncells, int *map, char *err,
-		      size_t len);
+ * cells not named stay FL_NUMA_NONE. 0 or -EINVAL with err set; lenient:
+ * a name that is no region is skipped. */
+int fl_numa_parse_map(const char *s, const char *const *names, int ncells, int *map, bool lenient,
+		      char *err, size_t len);
 /* "0-3,8" into cpus (count, or -EINVAL). */
 int fl_numa_parse_cpus(const char *s, int *cpus, int max);
 

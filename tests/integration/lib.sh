@@ -50,9 +50,11 @@ qemu_vm() {
 	local args=()
 	if [ "$nodes" = 2 ]; then
 		half=$(( ${mem%M} / 2 ))M
+		# QEMU_HOSTNODES=N: both backends bound to host node N, as a NUMA-tuned guest
+		local pol=${QEMU_HOSTNODES:+,host-nodes=$QEMU_HOSTNODES,policy=bind}
 		args=(-smp 2
-		      -object memory-backend-file,id=ram0,size=$half,mem-path=$ram/$name/ram0,share=on
-		      -object memory-backend-file,id=ram1,size=$half,mem-path=$ram/$name/ram1,share=on
+		      -object memory-backend-file,id=ram0,size=$half,mem-path=$ram/$name/ram0,share=on$pol
+		      -object memory-backend-file,id=ram1,size=$half,mem-path=$ram/$name/ram1,share=on$pol
 		      -numa node,nodeid=0,cpus=0,memdev=ram0 -numa node,nodeid=1,cpus=1,memdev=ram1)
 	else
 		args=(-object memory-backend-file,id=ram0,size=$mem,mem-path=$ram/$name/ram0,share=on

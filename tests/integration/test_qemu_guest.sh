@@ -26,7 +26,7 @@ run_case() {	# run_case TAG RAMDIR NODES PORT
 	qemu_vm "$src" "$ram" "$nodes" 256M
 	for i in $(seq 240); do grep -q "HB seq=5 " "$W/$src.serial" 2>/dev/null && break; sleep 0.25; done
 	grep -q "HB seq=5 " "$W/$src.serial" || { tail "$W/$src.serial" "$W/$src.log"; fail "$tag: the guest did not boot"; }
-	qemu_vm "$dst" "$ram" "$nodes" 256M -incoming defer
+	QEMU_HOSTNODES=$([ "$nodes" = 2 ] && echo 0) qemu_vm "$dst" "$ram" "$nodes" 256M -incoming defer
 	for i in $(seq 100); do [ -S "$W/$dst.qmp" ] && [ -S "$W/$dst.shim" ] && break; sleep 0.05; done
 	out=$("$FL" qemu migrate --src-qmp "$W/$src.qmp" --dst-qmp "$W/$dst.qmp" --src-shim "$W/$src.shim" \
 		--dst-shim "$W/$dst.shim" --listen 127.0.0.1:$port --qemu-uri tcp:127.0.0.1:$((port + 1)) \
@@ -48,6 +48,14 @@ run_case() {	# run_case TAG RAMDIR NODES PORT
 	grep -q '^VERIFY' "$W/$dst.serial" || fail "$tag: no full self-check ran on the destination"
 	grep -q '^CORRUPT' "$W/$dst.serial" && { grep -m3 '^CORRUPT' "$W/$dst.serial"; fail "$tag: the guest found corrupt pages"; }
 	grep -E '^(HB|VERIFY)' "$W/$dst.serial" | grep -qv 'corrupt=0' && fail "$tag: the guest counted corruption"
+	if [ "$nodes" = 2 ]; then	# the NUMA map comes from the destination's backends
+		m=$(grep 'NUMA map from the destination QEMU:' "$W/$tag.err")
+		echo "$m" | grep -q 'ram0:0' && echo "$m" | grep -q 'ram1:0' || fail "$tag: no NUMA map from QEMU: $m"
+		for c in 0 1; do
+			grep -q "^placement: cell $c (ram$c): .* on node 0 (100.00%)" "$W/$tag.err" ||
+				{ grep placement "$W/$tag.err"; fail "$tag: cell $c not verified on node 0"; }
+		done
+	fi
 	echo "ok: $tag: guest self-check clean; switch $(echo "$line" | jget switch_reason), QEMU downtime $(echo "$line" | jget qemu_downtime_ms) ms"
 	qemu_stop_all
 }
