@@ -118,6 +118,34 @@ static int getaddr(const char *addr, int passive, struct rdma_addrinfo **res)
 	return 0;
 }
 
+/* An event channel, an address and a TCP-port-space id on it: what both
+ * ends start from. 0 or -errno (message set); *ai to free on success. */
+static int cm_open(const char *addr, int passive, void *ctx, struct rdma_event_channel **ch,
+		   struct rdma_addrinfo **ai, struct rdma_cm_id **id)
+{
+	int rc;
+
+	*ch = rdma_create_event_channel();
+	if (!*ch)
+		return err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
+			   "loaded?", strerror(errno));
+	rc = getaddr(addr, passive, ai);
+	if (rc)
+		goto destroy_ch;
+	if (rdma_create_id(*ch, id, ctx, RDMA_PS_TCP)) {
+		rc = err(-errno, "rdma_create_id: %s", strerror(errno));
+		goto free_ai;
+	}
+	return 0;
+free_ai:
+	rdma_freeaddrinfo(*ai);
+	*ai = NULL;
+destroy_ch:
+	rdma_destroy_event_channel(*ch);
+	*ch = NULL;
+	return rc;
+}
+
 /* Wait for one CM event of type want on ch (others are errors). */
 static int wait_cm(struct rdma_event_channel *ch, enum rdma_cm_event_type want, int timeout_ms,
 		   const char *what)
@@ -271,19 +299,9 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 		goto free_s;
 	}
 	s->session = hello->session;
-	s->ch = rdma_create_event_channel();
-	if (!s->ch) {
-		rc = err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
-			 "loaded?", strerror(errno));
-		goto free_s;
-	}
-	rc = getaddr(addr, 1, &ai);
+	rc = cm_open(addr, 1, s, &s->ch, &ai, &s->listen);
 	if (rc)
-		goto destroy_ch;
-	if (rdma_create_id(s->ch, &s->listen, s, RDMA_PS_TCP)) {
-		rc = err(-errno, "rdma_create_id: %s", strerror(errno));
-		goto free_ai;
-	}
+		goto free_s;
 	if (rdma_bind_addr(s->listen, ai->ai_src_addr) || rdma_listen(s->listen, 16)) {
 		rc = err(-errno, "RDMA listen on %s: %s", addr, strerror(errno));
 		goto destroy_id;
@@ -337,9 +355,7 @@ dereg:
 	ibv_dealloc_pd(s->pd);
 destroy_id:
 	rdma_destroy_id(s->listen);
-free_ai:
 	rdma_freeaddrinfo(ai);
-destroy_ch:
 	rdma_destroy_event_channel(s->ch);
 free_s:
 	free(s);
@@ -463,19 +479,9 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	}
 	c->table = *table;
 	c->efd = c->kick = -1;
-	c->ch = rdma_create_event_channel();
-	if (!c->ch) {
-		rc = err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
-			 "loaded?", strerror(errno));
-		goto fail;
-	}
-	rc = getaddr(addr, 0, &ai);
+	rc = cm_open(addr, 0, c, &c->ch, &ai, &c->id);
 	if (rc)
 		goto fail;
-	if (rdma_create_id(c->ch, &c->id, c, RDMA_PS_TCP)) {
-		rc = err(-errno, "rdma_create_id: %s", strerror(errno));
-		goto fail;
-	}
 	if (rdma_resolve_addr(c->id, ai->ai_src_addr, ai->ai_dst_addr, tmo)) {
 		rc = err(-errno, "RDMA address %s: %s", addr, strerror(errno));
 		goto fail;

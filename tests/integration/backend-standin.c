@@ -23,8 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PS 4096
-#define GW_PAGES 8192	/* tests/vm/guest-work.c */
+#include "../vm/gw-page.h"
+
+#define PS GW_PS
 
 struct file {
 	const char *dst, *src;
@@ -40,29 +41,9 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* guest-work's page content for (index, version). */
-static void gw_fill(uint64_t *p, uint64_t idx, uint64_t v)
-{
-	uint64_t s = (idx + 1) * 0x9E3779B97F4A7C15ull ^ v;
-
-	p[0] = idx;
-	p[1] = v;
-	for (int i = 2; i < PS / 8; i++) {
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
-		p[i] = s;
-	}
-}
-
 static int gw_valid(const uint64_t *p)
 {
-	uint64_t want[PS / 8];
-
-	if (p[0] >= GW_PAGES || p[1] == 0 || p[1] > UINT32_MAX)
-		return 0;
-	gw_fill(want, p[0], p[1]);
-	return !memcmp(p, want, PS);
+	return p[0] < GW_PAGES && p[1] != 0 && p[1] <= UINT32_MAX && gw_is(p, p[0], p[1]);
 }
 
 int main(int argc, char **argv)

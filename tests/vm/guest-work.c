@@ -11,8 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PS 4096
-#define NPAGES 8192	/* 32 MiB */
+#include "gw-page.h"
+
+#define PS GW_PS
+#define NPAGES GW_PAGES
 
 static uint64_t now_ns(void)
 {
@@ -24,24 +26,12 @@ static uint64_t now_ns(void)
 
 static void fill(uint64_t *p, uint64_t idx, uint32_t v)
 {
-	uint64_t s = (idx + 1) * 0x9E3779B97F4A7C15ull ^ v;
-
-	p[0] = idx;
-	p[1] = v;
-	for (int i = 2; i < PS / 8; i++) {
-		s ^= s << 13;
-		s ^= s >> 7;
-		s ^= s << 17;
-		p[i] = s;
-	}
+	gw_fill(p, idx, v);
 }
 
 static int ok(const uint64_t *p, uint64_t idx, uint32_t v)
 {
-	uint64_t want[PS / 8];
-
-	fill(want, idx, v);
-	return !memcmp(p, want, PS);
+	return gw_is(p, idx, v);
 }
 
 int main(int argc, char **argv)
