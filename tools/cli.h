@@ -22,12 +22,13 @@ struct migrate_args {
 	int bulk_conns, bulk_depth, bulk_pages;
 	unsigned spin_us;
 	bool json;
-	bool src_was_running;
+	bool src_was_running;		/* QEMU: the guest ran when we started */
+	bool leave_paused;		/* QEMU: the destination (started with -S) stays paused */
 	bool zero_copy;			/* rdma: READ straight into the page cache */
 	const char *numa_map, *guest_cpus;	/* destination placement and preflight */
 	double placement_min;		/* 0 = the default (99%) */
 	bool no_numa_workers;
-	bool numa_map_from_vmm;		/* numa_map read from QEMU: names may not all be cells */		/* QEMU: the guest ran when we started */
+	bool numa_map_from_vmm;		/* numa_map read from QEMU: names may not all be cells */
 	bool no_precopy;
 	int max_rounds, max_precopy_ms, downtime_ms;
 	bool verify;			/* ask the destination guest to self-check */

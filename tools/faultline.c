@@ -865,8 +865,9 @@ int cli_migrate(struct migrate_args *a)
 		/* faultline carried the RAM, but QEMU must have carried the
 		 * device state and run the guest */
 		const char *qs = js(out, "qemu_status"), *qd = js(out, "qemu_dst_status");
-		if (!qs || strcmp(qs, "completed") || !qd || (a->src_was_running && strcmp(qd, "running")) ||
-		    (!a->src_was_running && !strcmp(qd, "running"))) {
+		bool want_running = a->src_was_running && !a->leave_paused;
+		if (!qs || strcmp(qs, "completed") || !qd || (want_running && strcmp(qd, "running")) ||
+		    (!want_running && !strcmp(qd, "running"))) {
 			ok = false;
 			snprintf(qerr, sizeof(qerr), "QEMU's own migration ended %s, the destination is %s",
 				 qs ? qs : "?", qd ? qd : "?");
@@ -984,7 +985,7 @@ static int cmd_qemu(int argc, char **argv)
 		{ "status-dir", 1, 0, 'd' }, { "no-precopy", 0, 0, 'P' }, { "json", 0, 0, 'j' },
 		{ "follower", 1, 0, 'F' }, { "max-rounds", 1, 0, 'M' }, { "max-precopy-ms", 1, 0, 'X' },
 		{ "downtime-ms", 1, 0, 'D' }, { "transport", 1, 0, 't' }, { "zero-copy", 0, 0, 'z' },
-		CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
+		{ "leave-paused", 0, 0, 'L' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct migrate_args a = { .id = "qemu", .transport = "tcp" };
 	int c;
@@ -1014,6 +1015,7 @@ static int cmd_qemu(int argc, char **argv)
 		case 'F': add_follower(&a, "qemu"); break;
 		case 't': a.transport = optarg; break;
 		case 'z': a.zero_copy = true; break;
+		case 'L': a.leave_paused = true; break;
 		case 'M': a.max_rounds = atoi(optarg); break;
 		case 'X': a.max_precopy_ms = atoi(optarg); break;
 		case 'D': a.downtime_ms = atoi(optarg); break;
@@ -1022,11 +1024,14 @@ static int cmd_qemu(int argc, char **argv)
 			printf("usage: faultline qemu migrate --src-qmp SOCK --dst-qmp SOCK --src-shim SOCK --dst-shim SOCK\n"
 			       "         --listen HOST:PORT --qemu-uri tcp:HOST:PORT [--src-netns NS --dst-netns NS]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
-			       "         [--follower SOCK]... [--transport tcp|rdma [--zero-copy]] [--id ID] [--json]\n"
+			       "         [--follower SOCK]... [--transport tcp|rdma [--zero-copy]] [--leave-paused]\n"
+			       "         [--id ID] [--json]\n"
 			       CLI_NUMA_USAGE
 			       "Migrate a QEMU VM whose RAM is a shared memory-backend-file: faultline carries the\n"
 			       "RAM, QEMU (x-ignore-shared, set here) only the device state. The destination QEMU\n"
 			       "must run with -incoming defer; both with the faultline shim preloaded.\n"
+			       "--leave-paused: the destination QEMU was started with -S and stays paused after\n"
+			       "the migration (to inspect or checksum its RAM); resume it with 'cont'.\n"
 			       "--follower: the shim socket of another process mapping the destination's RAM\n"
 			       "files (a vhost-user/DPDK backend); its faults are served too.\n");
 			return 0;
