@@ -143,6 +143,10 @@ struct dst {
 	size_t slot_bytes;
 	char *fmem, *pmem;		/* fault slot and pre-copy buffer arenas */
 	size_t fmem_len, pmem_len;
+	size_t maxps;
+	/* Bounce buffers come in one slice per host node when cells are
+	 * placed: a page is read into a buffer on its cell's node. */
+	int nslices;
 };
 
 static void set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -314,6 +318,25 @@ static int place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npage
 	return 0;
 }
 
+/* An anonymous arena of nslices slices of `per` bytes, slice k bound to
+ * node k before anything touches it. NULL on failure. */
+static char *arena(struct dst *d, size_t per)
+{
+	char *m = mmap(NULL, per * (size_t)d->nslices, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	for (int k = 0; d->nslices > 1 && k < d->nslices; k++)
+		fl_numa_bind(m + per * (size_t)k, per, k);	/* best effort: only locality */
+	return m;
+}
+
+static int slice_of(const struct dst *d, const struct dregion *r)
+{
+	return r->node == FL_NUMA_NONE || r->node >= d->nslices ? 0 : r->node;
+}
+
 /* Zero-copy: the data is already in the page cache; only the books change. */
 /* Allocations that follow the placing thread (hugetlbfs pages taken with
  * UFFDIO_COPY into the VM's mapping, whose policy we cannot set) land on
@@ -457,14 +480,14 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e)
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
-	int free_slot = -1;
+	int free_slot = -1, sps = FAULT_SLOTS / d->nslices, sl = slice_of(d, r);
 	for (int i = 0; i < FAULT_SLOTS; i++) {
 		if (d->slots[i].used && d->slots[i].gpage == g) {
 			d->slots[i].want[view] = (uint8_t)(e->kind + 1);
 			return 1;	/* already on its way; its completion resolves us */
 		}
-		if (!d->slots[i].used && free_slot < 0)
-			free_slot = i;
+		if (!d->slots[i].used && free_slot < 0 && i / sps == sl)
+			free_slot = i;	/* a buffer on the cell's node */
 	}
 	if (free_slot < 0)
 		return 0;
@@ -767,24 +790,22 @@ static void *bulk_main(void *p)
 	struct fl_tconn *c = d->bconn[a->idx];
 	int depth = bulk_depth(d);
 	struct bslot *slots = calloc((size_t)depth, sizeof(*slots));
-	char *mem = mmap(NULL, d->slot_bytes * (size_t)depth, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	size_t per = d->slot_bytes * (size_t)depth;	/* one slice per node */
+	char *mem = arena(d, per);
 	int more = 1, inflight = 0;
 	uint64_t t0 = fl_now_ns();
 
 	/* Faults go ahead of bulk on the CPU too, not only on the wire. */
 	setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE);
 
-	if (!slots || mem == MAP_FAILED) {
+	if (!slots || !mem) {
 		set_error(d, -ENOMEM, "cannot allocate bulk buffers");
 		goto out;
 	}
-	if (d->ops->reg && d->ops->reg(c, mem, d->slot_bytes * (size_t)depth)) {
+	if (d->ops->reg && d->ops->reg(c, mem, per * (size_t)d->nslices)) {
 		set_error(d, -ENOMEM, "cannot register bulk buffers: %s", fl_transport_last_error());
 		goto out;
 	}
-	for (int i = 0; i < depth; i++)
-		slots[i].buf = mem + d->slot_bytes * (size_t)i;
 	while (!d->stop_bulk) {
 		/* Faults go first: with a fault on the wire, post no new bulk
 		 * read (the CPU and the link are shared on a small host) -- but
@@ -798,6 +819,7 @@ static void *bulk_main(void *p)
 				more = 0;
 				break;
 			}
+			s->buf = mem + per * (size_t)slice_of(d, s->r) + d->slot_bytes * (size_t)i;
 			int rc = d->ops->post_read(c, (uint64_t)i, s->r->src_idx, s->page, s->np,
 						   read_target(d, s->r, s->page, s->buf));
 			if (rc) {
@@ -846,8 +868,8 @@ out:
 	while ((!cur || t0 < cur) && !__atomic_compare_exchange_n(&d->bulk_start, &cur, t0, 0,
 								  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
-	if (mem != MAP_FAILED)
-		munmap(mem, d->slot_bytes * (size_t)depth);
+	if (mem)
+		munmap(mem, per * (size_t)d->nslices);
 	free(slots);
 	free(a);
 	return NULL;
@@ -898,11 +920,10 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 	struct pslot *slots = calloc((size_t)nslot, sizeof(*slots));
 	/* Kept across rounds: a channel may have registered it (RDMA), and a
 	 * fresh mapping at the same address would not be what it registered. */
+	size_t per = d->slot_bytes * (size_t)nslot;	/* one slice per node */
 	if (!d->pmem) {
-		d->pmem_len = d->slot_bytes * (size_t)nslot;
-		d->pmem = mmap(NULL, d->pmem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (d->pmem == MAP_FAILED)
-			d->pmem = NULL;
+		d->pmem_len = per * (size_t)d->nslices;
+		d->pmem = arena(d, per);
 		for (int i = 0; d->pmem && d->ops->reg && i < d->nbulk; i++)
 			if (d->ops->reg(d->bconn[i], d->pmem, d->pmem_len)) {
 				free(slots);
@@ -922,10 +943,8 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 		free(slots);
 		return -ENOMEM;
 	}
-	for (int i = 0; i < nslot; i++) {
-		slots[i].buf = mem + d->slot_bytes * (size_t)i;
+	for (int i = 0; i < nslot; i++)
 		slots[i].conn = i % d->nbulk;
-	}
 	while ((more && !interrupted) || inflight) {
 		for (int i = 0; i < nslot && more && !interrupted && flying < budget; i++) {
 			struct pslot *s = &slots[i];
@@ -945,6 +964,7 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 			s->r = r;
 			s->page = p - r->gbase;
 			s->np = (uint32_t)(end - p);
+			s->buf = mem + per * (size_t)slice_of(d, r) + d->slot_bytes * (size_t)i;
 			rc = d->ops->post_read(d->bconn[s->conn], (uint64_t)i, r->src_idx, s->page, s->np,
 					       read_target(d, r, s->page, s->buf));
 			if (rc)
@@ -1201,6 +1221,10 @@ static int numa_setup(struct dst *d)
 		for (uint32_t i = 0; i < d->nr; i++)	/* same index by default */
 			map[i] = (int)i;
 	}
+	d->nslices = 1;
+	for (uint32_t i = 0; i < d->nr; i++)
+		if (map[i] != FL_NUMA_NONE && nodes > 1 && FAULT_SLOTS % nodes == 0)
+			d->nslices = nodes;
 	for (uint32_t i = 0; i < d->nr; i++) {
 		struct dregion *r = &d->r[i];
 		r->node = map[i];
@@ -1287,15 +1311,7 @@ static int load_regions(struct dst *d)
 	d->zero = mmap(NULL, maxps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (d->zero == MAP_FAILED)
 		return fail(d, -ENOMEM, "out of memory");
-	/* One arena for all fault buffers: an RDMA channel registers it once. */
-	d->fmem_len = (size_t)FAULT_SLOTS * maxps;
-	d->fmem = mmap(NULL, d->fmem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (d->fmem == MAP_FAILED) {
-		d->fmem = NULL;
-		return fail(d, -ENOMEM, "out of memory");
-	}
-	for (int i = 0; i < FAULT_SLOTS; i++)
-		d->slots[i].buf = d->fmem + (size_t)i * maxps;
+	d->maxps = maxps;
 	if (fl_bitmap_create(&d->received, d->total) || fl_bitmap_create(&d->requested, d->total) ||
 	    fl_bitmap_create(&d->need, d->total) || fl_bitmap_create(&d->cached, d->total))
 		return fail(d, -ENOMEM, "out of memory for %llu-page bitmaps",
@@ -1336,6 +1352,14 @@ static int load_regions(struct dst *d)
 	rc = numa_setup(d);
 	if (rc)
 		return rc;
+	/* One arena for all fault buffers (an RDMA channel registers it once),
+	 * FAULT_SLOTS / nslices of them on each node. */
+	d->fmem_len = (size_t)FAULT_SLOTS * d->maxps;
+	d->fmem = arena(d, d->fmem_len / (size_t)d->nslices);
+	if (!d->fmem)
+		return fail(d, -ENOMEM, "out of memory");
+	for (int i = 0; i < FAULT_SLOTS; i++)
+		d->slots[i].buf = d->fmem + (size_t)i * d->maxps;
 	struct dview *v0 = &d->v[0];
 	v0->uffd = d->uffd;
 	v0->pid = d->shim.pid;
@@ -1694,6 +1718,7 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	d->o = o;
 	d->rep = rep;
 	d->uffd = d->ctl = -1;
+	d->nslices = 1;
 	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->yield_bulk = o->bulk_yield;
 	d->nbulk = o->bulk_conns < 1 ? 1 : o->bulk_conns > MAX_BULK ? MAX_BULK : o->bulk_conns;
