@@ -79,6 +79,7 @@ struct dview {
 struct held {
 	struct fl_uffd_event e;
 	int view;
+	int seen;		/* handle_fault already counted it */
 };
 
 struct fslot {
@@ -391,6 +392,7 @@ static int backlog_push(struct dst *d, int view, const struct fl_uffd_event *e)
 		d->capbacklog = cap;
 	}
 	d->backlog[d->nbacklog].e = *e;
+	d->backlog[d->nbacklog].seen = d->gate_open;	/* held ones are counted when handled */
 	d->backlog[d->nbacklog++].view = view;
 	return 0;
 }
@@ -448,7 +450,8 @@ static int resolve_clean(struct dst *d, struct dview *v, struct dregion *r, uint
 }
 
 /* 1 handled, 0 no slot free (retry later), <0 error. t0 is when it was read. */
-static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e)
+/* retry: a held or deferred fault seen again (counted once, when first read). */
+static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, int retry)
 {
 	struct dview *v = &d->v[view];
 	uint64_t page;
@@ -465,8 +468,9 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e)
 
 	numa_enter(d, r);
 
-	__atomic_add_fetch(&d->rep->faults, 1, __ATOMIC_RELAXED);
-	if (view)
+	if (!retry)
+		__atomic_add_fetch(&d->rep->faults, 1, __ATOMIC_RELAXED);
+	if (view && !retry)
 		__atomic_add_fetch(&d->rep->follower_faults, 1, __ATOMIC_RELAXED);
 	if (fl_bitmap_test(&d->received, g)) {
 		int rc = resolve_present(d, v, r, page, e->kind);
@@ -534,11 +538,13 @@ static int drain_backlog(struct dst *d)
 	size_t k = 0;
 
 	for (size_t i = 0; i < d->nbacklog; i++) {
-		int rc = handle_fault(d, d->backlog[i].view, &d->backlog[i].e);
+		int rc = handle_fault(d, d->backlog[i].view, &d->backlog[i].e, d->backlog[i].seen);
 		if (rc < 0)
 			return rc;
-		if (rc == 0)
+		if (rc == 0) {
+			d->backlog[i].seen = 1;
 			d->backlog[k++] = d->backlog[i];
+		}
 	}
 	d->nbacklog = k;
 	return 0;
@@ -642,7 +648,7 @@ static void *fault_main(void *p)
 						d->rep->held_faults++;
 						rc = backlog_push(d, vi, e);
 					} else {
-						rc = handle_fault(d, vi, e);
+						rc = handle_fault(d, vi, e, 0);
 						if (rc == 0)
 							rc = backlog_push(d, vi, e);
 					}
