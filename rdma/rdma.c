@@ -412,22 +412,16 @@ struct fl_tconn {
 	int efd, kick;
 };
 
+/* The registration holding [buf, buf+len), or NULL. Buffers are registered
+ * once, up front (reg): registering on first use would keep pinning pages a
+ * caller may have unmapped and remapped at the same address since. */
 static struct ibv_mr *local_mr(struct fl_tconn *c, void *buf, size_t len)
 {
 	for (int i = 0; i < c->nlmr; i++)
 		if ((char *)buf >= (char *)c->lmr[i].addr &&
 		    (char *)buf + len <= (char *)c->lmr[i].addr + c->lmr[i].len)
 			return c->lmr[i].mr;
-	if (c->nlmr == MAX_LOCAL_MR)
-		return NULL;
-	/* Bounce buffers live as long as the agent: register each once. */
-	struct ibv_mr *mr = ibv_reg_mr(c->pd, buf, len, IBV_ACCESS_LOCAL_WRITE);
-	if (!mr)
-		return NULL;
-	c->lmr[c->nlmr].addr = buf;
-	c->lmr[c->nlmr].len = len;
-	c->lmr[c->nlmr++].mr = mr;
-	return mr;
+	return NULL;
 }
 
 static void rdma_close(struct fl_tconn *c)
@@ -610,8 +604,8 @@ static int rdma_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, u
 		return -EAGAIN;
 	struct ibv_mr *mr = local_mr(c, buf, len);
 	if (!mr)
-		return err(-ENOMEM, "registering a %llu-byte receive buffer: %s",
-			   (unsigned long long)len, strerror(errno));
+		return err(-EFAULT, "RDMA READ into %p (%llu bytes), which is not registered", buf,
+			   (unsigned long long)len);
 	uint64_t seq = ++c->seq;
 	int sig = c->since_signal + 1 >= c->signal_every;
 	int rc = post(c, seq, buf, (uint32_t)len, mr->lkey, r->remote_addr + off, r->rkey, sig);

@@ -329,6 +329,9 @@ static void test_qp_error_completion(void **state)
 	struct fl_tcompl out[4];
 
 	assert_int_equal(rc, 0);
+	/* an unregistered buffer is refused, not registered behind our back */
+	assert_int_equal(fl_transport_rdma_ops->post_read(c, 1, 0, 0, 1, buf), -EFAULT);
+	assert_int_equal(fl_transport_rdma_ops->reg(c, buf, sizeof(buf)), 0);
 	assert_int_equal(fl_transport_rdma_ops->post_read(c, 1, 0, 0, 1, buf), 0);
 	complete(wrs[0].wr_id, IBV_WC_REM_ACCESS_ERR);
 	assert_int_equal(fl_transport_rdma_ops->poll(c, out, 4, 0), -EIO);
@@ -392,6 +395,7 @@ static void test_small_device_limits(void **state)
 	nev = evpos = 0;
 	struct fl_tconn *c = connect_ch(FL_CHAN_BULK, &rc);
 	assert_int_equal(rc, 0);
+	assert_int_equal(fl_transport_rdma_ops->reg(c, buf, sizeof(buf)), 0);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(fl_transport_rdma_ops->post_read(c, i, 0, 0, 1, buf), 0);
 	assert_int_equal(fl_transport_rdma_ops->post_read(c, 3, 0, 0, 1, buf), -EAGAIN);
