@@ -406,6 +406,7 @@ struct fl_tconn {
 	uint64_t last_signalled;	/* seq of the last signalled WR */
 	uint64_t done_upto;		/* every WR up to this seq has completed */
 	unsigned cq_events;
+	int armed;			/* a completion will raise an event */
 	int dead;			/* -errno once the channel failed */
 	/* What the caller waits on: completions, CM events, and a kick when a
 	 * READ went out unsignalled (poll must then flush it). */
@@ -555,6 +556,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 		rc = err(-EIO, "ibv_req_notify_cq: %s", strerror(errno));
 		goto fail;
 	}
+	c->armed = 1;
 	rdma_freeaddrinfo(ai);
 	*out = c;
 	return 0;
@@ -666,22 +668,33 @@ static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int tim
 	if (c->dead)
 		return c->dead;
 	for (;;) {
-		struct ibv_cq *ecq;
-		void *ectx;
-		uint64_t v;
-		(void)!read(c->kick, &v, sizeof(v));
-		while (ibv_get_cq_event(c->cc, &ecq, &ectx) == 0)
-			c->cq_events++;
-		if (c->cq_events >= 64) {
-			ibv_ack_cq_events(c->cq, c->cq_events);
-			c->cq_events = 0;
+		/* The fault thread calls this in its spin loop: touch the event
+		 * sources (kick, completion channel, CM) only when one fired. */
+		struct pollfd ef = { .fd = c->efd, .events = POLLIN };
+		int rc;
+		if (poll(&ef, 1, 0) > 0) {
+			struct ibv_cq *ecq;
+			void *ectx;
+			uint64_t v;
+			(void)!read(c->kick, &v, sizeof(v));
+			while (ibv_get_cq_event(c->cc, &ecq, &ectx) == 0) {
+				c->cq_events++;
+				c->armed = 0;	/* an event disarms the CQ */
+			}
+			if (c->cq_events >= 64) {
+				ibv_ack_cq_events(c->cq, c->cq_events);
+				c->cq_events = 0;
+			}
+			rc = check_cm(c);
+			if (rc)
+				return rc;
 		}
-		int rc = check_cm(c);
-		if (rc)
-			return rc;
-		/* Armed before the CQ is read, so a completion after the read
+		/* Re-armed before the CQ is read, so a completion after the read
 		 * raises an event: the caller waits on event_fd only. */
-		ibv_req_notify_cq(c->cq, 0);
+		if (!c->armed) {
+			ibv_req_notify_cq(c->cq, 0);
+			c->armed = 1;
+		}
 		/* Unsignalled READs at the tail would never complete: a
 		 * zero-length signalled READ after them flushes them out. */
 		if (c->head != c->tail && c->last_signalled < c->seq && c->inflight_wr < c->sq_depth) {
@@ -699,8 +712,7 @@ static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int tim
 		}
 		if (n || timeout_ms == 0)
 			return n;
-		struct pollfd pf = { .fd = c->efd, .events = POLLIN };
-		if (poll(&pf, 1, timeout_ms) <= 0)
+		if (poll(&ef, 1, timeout_ms) <= 0)
 			return 0;
 		timeout_ms = 0;
 	}
