@@ -16,6 +16,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +41,8 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->transport = "tcp";
 	o->connect_timeout_ms = 5000;
+	o->handshake_timeout_ms = FL_HANDSHAKE_TIMEOUT_MS;
+	o->peer_timeout_ms = 180000;
 	o->shim_timeout_ms = 10000;
 	o->bulk_conns = 4;
 	o->bulk_depth = 8;
@@ -70,6 +74,7 @@ struct dregion {
  * a follower then only needs CONTINUE (or ZEROPAGE for a zero page). */
 struct dview {
 	int uffd;
+	int conn;			/* our claim at its shim, released at the end */
 	pid_t pid;
 	int gone;			/* a follower exited: no longer served */
 	uint64_t vbase[FL_PROTO_MAX_REGIONS];	/* address of region page 0 */
@@ -108,6 +113,8 @@ struct dst {
 	uint32_t src2local[FL_PROTO_MAX_REGIONS];
 	uint64_t nreceived;		/* atomic */
 	int uffd, ctl;			/* uffd: the VM's, == v[0].uffd */
+	int shim_conn;			/* our claim on the VM's uffd */
+	uint64_t beat_ns;		/* last PROGRESS sent */
 	struct dview v[MAX_VIEWS];
 	int nviews;
 	int wake_fd;			/* eventfd: wakes the fault thread at once */
@@ -885,6 +892,8 @@ out:
 	return NULL;
 }
 
+static void heartbeat(struct dst *d);
+
 /* ---- pre-copy: pull into the page cache while the VM runs on the source ---- */
 
 struct pslot {
@@ -993,6 +1002,7 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 		}
 		if (pfd[d->nbulk].revents & (POLLIN | POLLHUP))
 			interrupted = 1;	/* the source switched (or failed) mid-round */
+		heartbeat(d);	/* a long round is not silence */
 		for (int c = 0; c < d->nbulk; c++) {
 			if (!(pfd[c].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
@@ -1151,17 +1161,14 @@ static int add_follower(struct dst *d, const char *sock)
 		rc = fail(d, -E2BIG, "more than %d processes share the guest's RAM", MAX_VIEWS - 1);
 		goto out;
 	}
-	rc = fl_shimctl_fetch(sock, d->o->shim_timeout_ms, t, &fd);
+	int conn = -1;
+	rc = fl_shimctl_claim(sock, d->o->shim_timeout_ms, FL_SHIM_OP_CLAIM_DEST, t, &fd, &conn);
 	if (rc) {
 		rc = fail(d, rc, "follower %s: %s", sock, fl_shimctl_last_error());
 		goto out;
 	}
+	v->conn = conn;
 	rc = -EINVAL;
-	if (t->role != FL_SHIM_ROLE_DEST) {
-		rc = fail(d, rc, "follower pid %d was not started as a migration destination "
-			  "(FAULTLINE_SHIM_ROLE != dest)", t->pid);
-		goto out;
-	}
 	if (!t->nregions) {
 		rc = fail(d, -ENOENT, "follower pid %d maps no guest RAM", t->pid);
 		goto out;
@@ -1202,8 +1209,11 @@ static int add_follower(struct dst *d, const char *sock)
 out:
 	if (fd >= 0)
 		close(fd);
-	if (rc)
+	if (rc) {
+		fl_shimctl_release(v->conn, FL_SHIM_RELEASE_UNTOUCHED);	/* nothing placed yet */
 		memset(v, 0, sizeof(*v));
+		v->conn = -1;
+	}
 	free(t);
 	return rc;
 }
@@ -1274,15 +1284,35 @@ static int preflight(struct dst *d)
 	return fail(d, -EPERM, "preflight: %s%s", out, n > 1 ? " (and more)" : "");
 }
 
-static int load_regions(struct dst *d)
+/* Which RAM files can take pre-copy: their stale pages must punch out. */
+static int can_punch(const char *path)
 {
-	int rc = fl_shimctl_fetch(d->o->shim_sock, d->o->shim_timeout_ms, &d->shim, &d->uffd);
+	struct statfs sfs;
+
+	return statfs(path, &sfs) == 0 && ((unsigned long)sfs.f_type == TMPFS_MAGIC ||
+					   (unsigned long)sfs.f_type == HUGETLBFS_MAGIC);
+}
+
+/* The VM's regions as its shim describes them (INFO: nothing is claimed,
+ * opened or touched), and whether it may be served at all. */
+static int describe_regions(struct dst *d)
+{
+	int rc = fl_shimctl_info(d->o->shim_sock, d->o->shim_timeout_ms, &d->shim);
 
 	if (rc)
 		return fail(d, rc, "%s", fl_shimctl_last_error());
 	if (d->shim.role != FL_SHIM_ROLE_DEST)
 		return fail(d, -EINVAL, "VM pid %d was not started as a migration destination "
 			    "(no -incoming, FAULTLINE_SHIM_ROLE != dest)", d->shim.pid);
+	if (d->shim.state != FL_SHIM_PRISTINE || d->shim.holder)
+		return fail(d, d->shim.holder ? -EBUSY : -EPERM,
+			    "VM pid %d is not an untouched incoming migration: its memory is %s "
+			    "(agent pid %d); its RAM is left as it is",
+			    d->shim.pid, fl_shimctl_state_name(d->shim.holder ? FL_SHIM_CLAIMED : d->shim.state),
+			    d->shim.holder ? d->shim.holder : d->shim.last_holder);
+	if (d->shim.error)
+		return fail(d, d->shim.error, "VM pid %d has no userfaultfd: %s", d->shim.pid,
+			    strerror(-d->shim.error));
 	if (!d->shim.nregions)
 		return fail(d, -ENOENT, "VM pid %d has no guest-RAM mapping", d->shim.pid);
 	uint32_t maxps = 0;
@@ -1300,6 +1330,7 @@ static int load_regions(struct dst *d)
 		r->ps = s->page_size;
 		r->pages = s->length / s->page_size;
 		r->huge = s->page_size > 4096;
+		r->fd = -1;
 		/* A read carries bulk_pages 4K pages' worth of bytes: one 2M page
 		 * per read on hugetlbfs, not 64 (128 MB in flight per channel
 		 * would queue every fault behind it). */
@@ -1316,12 +1347,49 @@ static int load_regions(struct dst *d)
 			d->slot_bytes = (size_t)r->max_pages * r->ps;
 		if (r->ps > maxps)
 			maxps = r->ps;
+		if (!can_punch(s->path))
+			d->no_precopy = 1;	/* still correct without pre-copy */
 	}
 	d->nr = d->mine.nregions = d->shim.nregions;
-	d->zero = mmap(NULL, maxps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (d->zero == MAP_FAILED)
-		return fail(d, -ENOMEM, "out of memory");
 	d->maxps = maxps;
+	d->rep->total_pages = d->total;
+	d->rep->nregions = d->nr;
+	return 0;
+}
+
+/* The shim hands us the fd only if the VM is still untouched; its table
+ * must be the one we described to the source. */
+static int claim_vm(struct dst *d)
+{
+	struct fl_shim_table *t = malloc(sizeof(*t));
+	int rc;
+
+	if (!t)
+		return fail(d, -ENOMEM, "out of memory");
+	rc = fl_shimctl_claim(d->o->shim_sock, d->o->shim_timeout_ms, FL_SHIM_OP_CLAIM_DEST, t, &d->uffd,
+			      &d->shim_conn);
+	if (rc) {
+		rc = fail(d, rc, "%s", fl_shimctl_last_error());
+	} else if (t->pid != d->shim.pid || t->nregions != d->shim.nregions ||
+		   memcmp(t->r, d->shim.r, sizeof(t->r[0]) * t->nregions)) {
+		rc = fail(d, -EAGAIN, "VM pid %d changed its guest-RAM mappings while we prepared: "
+			  "start again", t->pid);
+	}
+	free(t);
+	return rc;
+}
+
+/* After the claim: our own mapping of each RAM file, emptied; NUMA policy;
+ * buffers; followers. */
+static int attach_ram(struct dst *d)
+{
+	int rc;
+
+	d->zero = mmap(NULL, d->maxps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (d->zero == MAP_FAILED) {
+		d->zero = NULL;
+		return fail(d, -ENOMEM, "out of memory");
+	}
 	if (fl_bitmap_create(&d->received, d->total) || fl_bitmap_create(&d->requested, d->total) ||
 	    fl_bitmap_create(&d->need, d->total) || fl_bitmap_create(&d->cached, d->total))
 		return fail(d, -ENOMEM, "out of memory for %llu-page bitmaps",
@@ -1345,8 +1413,8 @@ static int load_regions(struct dst *d)
 		d->r[i].fd = fd;
 		d->r[i].foff = s->offset;
 		/* Start from holes: a page left in the file by anything before us
-		 * would fault MINOR and be taken for pre-copied content. Punching
-		 * is also what the switchover needs, so this is the probe. */
+		 * would fault MINOR and be taken for pre-copied content. The shim
+		 * vouched that no guest has used this memory. */
 		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s->offset,
 			      (off_t)s->length) < 0) {
 			int pe = errno;
@@ -1354,11 +1422,11 @@ static int load_regions(struct dst *d)
 			if (data >= 0 && data < (off_t)(s->offset + s->length))
 				return fail(d, -pe, "destination RAM file %s holds data and cannot punch "
 					    "holes (%s)", s->path, strerror(pe));
-			d->no_precopy = 1;	/* still correct without pre-copy */
+			if (!d->no_precopy)
+				return fail(d, -pe, "destination RAM file %s cannot punch holes (%s)",
+					    s->path, strerror(pe));
 		}
 	}
-	d->rep->total_pages = d->total;
-	d->rep->nregions = d->nr;
 	rc = numa_setup(d);
 	if (rc)
 		return rc;
@@ -1372,6 +1440,7 @@ static int load_regions(struct dst *d)
 		d->slots[i].buf = d->fmem + (size_t)i * d->maxps;
 	struct dview *v0 = &d->v[0];
 	v0->uffd = d->uffd;
+	v0->conn = -1;		/* the VM's claim is d->shim_conn */
 	v0->pid = d->shim.pid;
 	for (uint32_t i = 0; i < d->nr; i++) {
 		v0->vbase[i] = v0->vlo[i] = d->r[i].addr;
@@ -1464,16 +1533,21 @@ static void status(struct dst *d)
 				       __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED));
 }
 
-static int read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what)
+/* Next control frame from the source, within timeout_ms (the whole frame:
+ * a source that stalls mid-frame is as lost as a silent one). */
+static int read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what,
+		    int timeout_ms)
 {
-	int rc = fl_proto_read_frame(d->ctl, h, buf, cap);
+	int rc = fl_proto_read_frame_timed(d->ctl, h, buf, cap, timeout_ms);
 
+	if (rc == -ETIMEDOUT)
+		return fail(d, rc, "the source sent nothing for %d ms while we waited for %s", timeout_ms,
+			    what);
 	if (rc)
 		return fail(d, rc, "control link while waiting for %s: %s", what, fl_proto_strerror(rc));
 	if (h->type == FL_MSG_ERROR) {
 		struct fl_error e;
-		if (fl_proto_error_decode(buf, h->len, &e))
-			snprintf(e.text, sizeof(e.text), "(malformed error frame)");
+		fl_proto_error_decode(buf, h->len, &e);	/* e.text is defined even if malformed */
 		int saved = d->ctl;
 		d->ctl = -1;	/* don't echo an error back */
 		rc = fail(d, -EREMOTEIO, "source: %s", e.text);
@@ -1483,17 +1557,58 @@ static int read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t ca
 	return 0;
 }
 
+/* Proof of life for the source, at most once a second: it gives up on a
+ * destination silent for its peer timeout. */
+static void heartbeat(struct dst *d)
+{
+	uint64_t now = fl_now_ns();
+
+	if (d->ctl < 0 || now - d->beat_ns < 1000000000ull)
+		return;
+	d->beat_ns = now;
+	uint8_t b[16];
+	struct fl_complete p = { __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED), d->rep->bytes };
+	int n = fl_proto_complete_encode(b, sizeof(b), &p);
+	(void)fl_proto_write_frame(d->ctl, FL_MSG_PROGRESS, b, (uint32_t)n);
+}
+
+/* HELLO both ways; the source must describe the same regions. */
+static int hello(struct dst *d, uint8_t *buf, size_t cap)
+{
+	struct fl_msg_hdr h;
+
+	d->mine.version = FL_PROTO_VERSION;
+	d->mine.arch = (uint16_t)fl_numa_arch();
+	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE | (d->no_precopy ? 0 : FL_CAP_PRECOPY);
+	int n = fl_proto_hello_encode(buf, cap, &d->mine);
+	int rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
+	if (rc)
+		return fail(d, rc, "sending hello: %s", strerror(-rc));
+	rc = read_ctl(d, &h, buf, cap, "the source's hello", d->o->handshake_timeout_ms);
+	if (rc)
+		return rc;
+	if (h.type != FL_MSG_HELLO)
+		return fail(d, -EBADMSG, "source answered %s instead of HELLO", fl_proto_type_name(h.type));
+	rc = fl_proto_hello_decode(buf, h.len, &d->peer);
+	if (rc)
+		return fail(d, rc, "source hello: %s", fl_proto_strerror(rc));
+	return match_peer(d);
+}
+
 static int run(struct dst *d)
 {
 	const struct fl_dest_opts *o = d->o;
 	uint8_t *buf = malloc(65536);
 	struct fl_msg_hdr h;
-	int rc;
+	int rc, n;
 
 	if (!buf)
 		return fail(d, -ENOMEM, "out of memory");
 	fl_state_transition(&d->sm, FL_STATE_PREPARING);
-	rc = load_regions(d);
+	/* Nothing of the VM's memory is touched until the shim has vouched
+	 * for it and the source has answered: a wrong address, a VM that
+	 * already runs, a failed earlier attempt all end here, RAM intact. */
+	rc = describe_regions(d);
 	if (rc)
 		goto out;
 	status(d);
@@ -1504,28 +1619,11 @@ static int run(struct dst *d)
 		rc = fail(d, e, "%s", fl_transport_last_error());
 		goto out;
 	}
-	d->mine.version = FL_PROTO_VERSION;
-	d->mine.arch = (uint16_t)fl_numa_arch();
-	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE | (d->no_precopy ? 0 : FL_CAP_PRECOPY);
-	int n = fl_proto_hello_encode(buf, 65536, &d->mine);
-	rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
-	if (rc) {
-		rc = fail(d, rc, "sending hello: %s", strerror(-rc));
-		goto out;
-	}
-	rc = read_ctl(d, &h, buf, 65536, "the source's hello");
-	if (rc)
-		goto out;
-	if (h.type != FL_MSG_HELLO) {
-		rc = fail(d, -EBADMSG, "source answered %s instead of HELLO", fl_proto_type_name(h.type));
-		goto out;
-	}
-	rc = fl_proto_hello_decode(buf, h.len, &d->peer);
-	if (rc) {
-		rc = fail(d, rc, "source hello: %s", fl_proto_strerror(rc));
-		goto out;
-	}
-	rc = match_peer(d);
+	rc = hello(d, buf, 65536);
+	if (!rc)
+		rc = claim_vm(d);
+	if (!rc)
+		rc = attach_ram(d);
 	if (!rc)
 		rc = preflight(d);
 	if (rc)
@@ -1558,7 +1656,7 @@ static int run(struct dst *d)
 	/* Pre-copy rounds (DIRTY frames, then ROUND) until SWITCHOVER; the
 	 * final dirty set arrives as DIRTY frames just before it. */
 	for (;;) {
-		rc = read_ctl(d, &h, buf, 65536, "pre-copy or switchover");
+		rc = read_ctl(d, &h, buf, 65536, "pre-copy or switchover", o->peer_timeout_ms);
 		if (rc)
 			goto out;
 		if (h.type == FL_MSG_SWITCHOVER)
@@ -1632,13 +1730,14 @@ static int run(struct dst *d)
 	/* The puller fetches only what is not current here. */
 	for (uint64_t w = 0; w < (d->total + 63) / 64; w++)
 		d->requested.words[w] |= ~d->need.words[w];
+	/* From here pages get resolved: the VM is served, no longer untouched. */
 	__atomic_store_n(&d->gate_open, 1, __ATOMIC_RELEASE);
 	wake_fault_thread(d);	/* held faults are answered now, not at its next poll timeout */
 	for (int i = 0; i < d->nbulk; i++) {
 		struct bulk_arg *a = malloc(sizeof(*a));
-		a->d = d;
-		a->idx = i;
-		if (pthread_create(&d->bulk_th[i], NULL, bulk_main, a)) {
+		if (a)
+			*a = (struct bulk_arg){ d, i };
+		if (!a || pthread_create(&d->bulk_th[i], NULL, bulk_main, a)) {
 			free(a);
 			rc = fail(d, -EAGAIN, "cannot start bulk thread");
 			goto out;
@@ -1675,12 +1774,13 @@ static int run(struct dst *d)
 			break;
 		struct pollfd p = { .fd = d->ctl, .events = POLLIN };
 		if (poll(&p, 1, 0) > 0) {
-			rc = read_ctl(d, &h, buf, 65536, "pages");
+			rc = read_ctl(d, &h, buf, 65536, "pages", o->handshake_timeout_ms);
 			if (!rc)
 				rc = fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
 					  fl_proto_type_name(h.type));
 			goto out;
 		}
+		heartbeat(d);
 		status(d);
 	}
 	if (!vm_alive(d)) {	/* pages "placed" into a dead process are not a migration */
@@ -1727,7 +1827,7 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 	fl_report_init(rep, "dest", o->id);
 	d->o = o;
 	d->rep = rep;
-	d->uffd = d->ctl = -1;
+	d->uffd = d->ctl = d->shim_conn = -1;
 	d->nslices = 1;
 	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->yield_bulk = o->bulk_yield;
@@ -1770,8 +1870,18 @@ int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
 		close(d->ctl);
 	if (d->uffd >= 0)
 		close(d->uffd);
-	for (int vi = 1; vi < d->nviews; vi++)
+	/* Tell each shim what became of its memory: complete, untouched (the
+	 * gate never opened: nothing was resolved, a retry may start over),
+	 * or, by saying nothing, served and unfinished. */
+	char how = fl_state_get(&d->sm) == FL_STATE_COMPLETED ? FL_SHIM_RELEASE_COMPLETE
+		   : !d->gate_open ? FL_SHIM_RELEASE_UNTOUCHED : 0;
+	fl_shimctl_release(d->shim_conn, how);
+	for (int vi = 1; vi < d->nviews; vi++) {
 		close(d->v[vi].uffd);
+		fl_shimctl_release(d->v[vi].conn, how);
+	}
+	if (d->zero)
+		munmap(d->zero, d->maxps);
 	if (d->wake_fd >= 0)
 		close(d->wake_fd);
 	if (d->fmem)

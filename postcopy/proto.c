@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <string.h>
 #include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -19,6 +22,14 @@ static uint32_t get32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 #define HELLO_FIXED 20
 #define ATTACH_LEN 16
@@ -41,7 +52,8 @@ uint32_t fl_proto_max_len(uint16_t type)
 	case FL_MSG_READ_RESP: return RESP_FIXED + FL_PROTO_MAX_DATA;
 	case FL_MSG_DIRTY: return DIRTY_FIXED + FL_PROTO_MAX_RLE;
 	case FL_MSG_SWITCHOVER: return SWITCH_LEN;
-	case FL_MSG_COMPLETE: return COMPLETE_LEN;
+	case FL_MSG_COMPLETE:
+	case FL_MSG_PROGRESS: return COMPLETE_LEN;
 	case FL_MSG_ERROR: return ERROR_FIXED + FL_PROTO_MAX_TEXT;
 	case FL_MSG_ROUND:
 	case FL_MSG_ROUND_DONE: return ROUND_LEN;
@@ -192,8 +204,10 @@ int fl_proto_read_req_decode(const uint8_t *in, size_t n, const struct fl_hello 
 	r->region = get32(in + 8);
 	r->npages = get32(in + 12);
 	r->page = get64(in + 16);
-	if (r->npages == 0 || r->npages > FL_PROTO_MAX_PAGES)
-		return -EMSGSIZE;
+	if (r->npages == 0)
+		return -ENODATA;
+	if (r->npages > FL_PROTO_MAX_PAGES)
+		return -E2BIG;
 	int rc = check_range(t, r->region, r->page, r->npages);
 	if (rc)
 		return rc;
@@ -229,8 +243,10 @@ int fl_proto_read_resp_decode(const uint8_t *in, size_t n, const struct fl_hello
 	r->npages = get32(in + 12);
 	r->page = get64(in + 16);
 	r->zero_mask = get64(in + 24);
-	if (r->npages == 0 || r->npages > FL_PROTO_MAX_PAGES)
-		return -EMSGSIZE;
+	if (r->npages == 0)
+		return -ENODATA;
+	if (r->npages > FL_PROTO_MAX_PAGES)
+		return -E2BIG;
 	int rc = check_range(t, r->region, r->page, r->npages);
 	if (rc)
 		return rc;
@@ -274,16 +290,19 @@ static int get_varint(const uint8_t *in, size_t n, size_t *pos, uint64_t *v)
 }
 
 int fl_proto_dirty_encode(uint8_t *out, size_t cap, uint32_t region, uint64_t first,
-			  uint64_t npages, const struct fl_bitmap *bm, uint64_t bm_off)
+			  uint64_t npages, const struct fl_bitmap *bm, uint64_t bm_off, uint64_t *covered)
 {
 	if (cap < DIRTY_FIXED)
 		return -ENOSPC;
 	size_t limit = cap - DIRTY_FIXED < FL_PROTO_MAX_RLE ? cap - DIRTY_FIXED : FL_PROTO_MAX_RLE;
 	size_t pos = 0;
 	uint8_t *rle = out + DIRTY_FIXED;
-	uint64_t i = bm_off + first, end = bm_off + first + npages;
-	if (end > bm->nbits)
+	uint64_t start = bm_off + first, i = start, end = bm_off + first + npages;
+	if (end > bm->nbits || end < start)
 		return -ERANGE;
+	/* The frame ends after the last (clean, dirty) pair that fits: its
+	 * size bounds it, never the page count (alternating pages cost two
+	 * bytes each). */
 	while (i < end) {
 		uint64_t s = fl_bitmap_next_set(bm, i);
 		if (s > end)
@@ -291,14 +310,20 @@ int fl_proto_dirty_encode(uint8_t *out, size_t cap, uint32_t region, uint64_t fi
 		uint64_t c = fl_bitmap_next_clear(bm, s);
 		if (c > end)
 			c = end;
-		if (put_varint(rle, limit, &pos, s - i) || put_varint(rle, limit, &pos, c - s))
-			return -ENOSPC;
+		size_t save = pos;
+		if (put_varint(rle, limit, &pos, s - i) || put_varint(rle, limit, &pos, c - s)) {
+			pos = save;
+			break;
+		}
 		i = c;
 	}
+	if (i == start && npages)
+		return -ENOSPC;	/* not even one run fits */
 	put32(out, region);
 	put32(out + 4, (uint32_t)pos);
 	put64(out + 8, first);
-	put64(out + 16, npages);
+	put64(out + 16, i - start);
+	*covered = i - start;
 	return (int)(DIRTY_FIXED + pos);
 }
 
@@ -416,16 +441,19 @@ int fl_proto_error_encode(uint8_t *out, size_t cap, uint32_t code, const char *t
 
 int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_error *e)
 {
+	/* On failure e still holds one defined line: callers print it. */
+	e->code = 0;
+	snprintf(e->text, sizeof(e->text), "(malformed ERROR frame)");
 	if (n < ERROR_FIXED)
 		return -EBADMSG;
-	e->code = get32(in);
 	uint16_t tl = get16(in + 4);
 	if (tl > FL_PROTO_MAX_TEXT || n != ERROR_FIXED + (size_t)tl)
 		return -EBADMSG;
+	e->code = get32(in);
 	memcpy(e->text, in + ERROR_FIXED, tl);
 	e->text[tl] = 0;
 	for (uint16_t i = 0; i < tl; i++)	/* keep it one printable line */
-		if ((unsigned char)e->text[i] < 0x20)
+		if ((unsigned char)e->text[i] < 0x20 || (unsigned char)e->text[i] == 0x7f)
 			e->text[i] = ' ';
 	return 0;
 }
@@ -472,28 +500,53 @@ int fl_proto_write_frame(int fd, uint16_t type, const void *payload, uint32_t le
 	return fl_proto_write_frame2(fd, type, payload, len, NULL, 0);
 }
 
-int fl_proto_read_full(int fd, void *buf, size_t n)
+/* Read exactly n bytes by deadline_ns (CLOCK_MONOTONIC; 0 = none): the
+ * deadline covers the whole frame, so a peer trickling bytes is cut off
+ * as surely as a silent one. */
+static int read_full_by(int fd, void *buf, size_t n, uint64_t deadline_ns)
 {
 	size_t got = 0;
 
 	while (got < n) {
+		if (deadline_ns) {
+			uint64_t now = now_ns();
+			if (now >= deadline_ns)
+				return -ETIMEDOUT;
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			int left = (int)((deadline_ns - now + 999999) / 1000000);
+			int pr = poll(&p, 1, left);
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr < 0)
+				return -errno;
+			if (pr == 0)
+				return -ETIMEDOUT;
+		}
 		ssize_t r = read(fd, (char *)buf + got, n - got);
 		if (r == 0)
 			return -ECONNRESET;
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			/* SO_RCVTIMEO on a peer socket: the peer stalled */
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
 		}
 		got += (size_t)r;
 	}
 	return 0;
 }
 
-int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap)
+int fl_proto_read_full(int fd, void *buf, size_t n)
+{
+	return read_full_by(fd, buf, n, 0);
+}
+
+int fl_proto_read_frame_timed(int fd, struct fl_msg_hdr *h, void *payload, size_t cap,
+			      int timeout_ms)
 {
 	uint8_t hdr[FL_PROTO_HDR_LEN];
-	int rc = fl_proto_read_full(fd, hdr, sizeof(hdr));
+	uint64_t deadline = timeout_ms > 0 ? now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
+	int rc = read_full_by(fd, hdr, sizeof(hdr), deadline);
 
 	if (rc)
 		return rc;
@@ -502,7 +555,12 @@ int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap)
 		return rc;
 	if (h->len > cap)
 		return -EMSGSIZE;
-	return h->len ? fl_proto_read_full(fd, payload, h->len) : 0;
+	return h->len ? read_full_by(fd, payload, h->len, deadline) : 0;
+}
+
+int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap)
+{
+	return fl_proto_read_frame_timed(fd, h, payload, cap, 0);
 }
 
 void fl_proto_send_error(int fd, int err, const char *text)
@@ -522,6 +580,7 @@ const char *fl_proto_type_name(uint16_t type)
 		[FL_MSG_DIRTY] = "DIRTY", [FL_MSG_SWITCHOVER] = "SWITCHOVER",
 		[FL_MSG_COMPLETE] = "COMPLETE", [FL_MSG_ERROR] = "ERROR",
 		[FL_MSG_ROUND] = "ROUND", [FL_MSG_ROUND_DONE] = "ROUND_DONE",
+		[FL_MSG_PROGRESS] = "PROGRESS",
 	};
 	return type < FL_MSG__MAX && n[type] ? n[type] : "unknown";
 }
@@ -536,6 +595,9 @@ const char *fl_proto_strerror(int err)
 	case -ERANGE: return "region or page index out of range";
 	case -ECONNRESET: return "peer closed the connection";
 	case -EAGAIN: return "incomplete frame";
+	case -ENODATA: return "read request or reply for zero pages";
+	case -E2BIG: return "read request or reply for more pages than the protocol allows (64)";
+	case -ETIMEDOUT: return "peer sent nothing, or stopped mid-frame, within the deadline";
 	default: return "protocol error";
 	}
 }

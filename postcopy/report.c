@@ -100,6 +100,8 @@ char *fl_report_json(const struct fl_report *r)
 	}
 	if (r->rt_fallback)
 		json_object_object_add(o, "rt_fallback", json_object_new_boolean(1));
+	if (r->rejected_peers)
+		json_object_object_add(o, "rejected_peers", u64(r->rejected_peers));
 	if (r->nplacement) {
 		json_object *a = json_object_new_array();
 		for (uint32_t i = 0; i < r->nplacement; i++) {
@@ -163,7 +165,8 @@ int fl_report_write_status(const char *path, const struct fl_report *r, uint64_t
 	if (r->error[0])
 		json_object_object_add(o, "error", json_object_new_string(r->error));
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* 0600: a status names VMs, files and errors; root's business */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int rc = 0;
 	if (fd < 0) {
 		json_object_put(o);

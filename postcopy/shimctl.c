@@ -5,17 +5,31 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "faultline/shimctl.h"
 
-static __thread char g_err[256];
+#define SHIM_REPLY_MS 5000	/* a live shim answers at once */
+
+static __thread char g_err[320];
 
 const char *fl_shimctl_last_error(void)
 {
 	return g_err;
+}
+
+const char *fl_shimctl_state_name(uint32_t state)
+{
+	switch (state) {
+	case FL_SHIM_PRISTINE: return "untouched";
+	case FL_SHIM_CLAIMED: return "held by an agent";
+	case FL_SHIM_SERVED: return "served by an agent that did not complete";
+	case FL_SHIM_COMPLETE: return "migrated in (complete)";
+	default: return "unknown";
+	}
 }
 
 static uint64_t now_ms(void)
@@ -26,25 +40,26 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-int fl_shimctl_fetch(const char *path, int timeout_ms, struct fl_shim_table *t, int *uffd)
+static int connect_shim(const char *path, int timeout_ms)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-	int s = -1, rc;
 
-	*uffd = -1;
 	if (strlen(path) >= sizeof(a.sun_path)) {
 		snprintf(g_err, sizeof(g_err), "shim socket path too long: %s", path);
 		return -ENAMETOOLONG;
 	}
 	strcpy(a.sun_path, path);
 	for (;;) {
-		s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (s < 0)
 			return -errno;
-		if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0)
-			break;
-		rc = -errno;
+		if (connect(s, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			struct timeval tv = { SHIM_REPLY_MS / 1000, 0 };
+			setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			return s;
+		}
+		int rc = -errno;
 		close(s);
 		if ((rc != -ENOENT && rc != -ECONNREFUSED) || now_ms() >= deadline) {
 			snprintf(g_err, sizeof(g_err),
@@ -54,20 +69,40 @@ int fl_shimctl_fetch(const char *path, int timeout_ms, struct fl_shim_table *t, 
 		}
 		usleep(20000);
 	}
+}
+
+/* One request, one table (and maybe an fd). */
+static int exchange(const char *path, int timeout_ms, uint32_t op, struct fl_shim_table *t,
+		    int *uffd, int *conn)
+{
+	struct fl_shim_request req = { FL_SHIM_MAGIC, FL_SHIM_VERSION, op, 0 };
+	int s = connect_shim(path, timeout_ms), rc;
+
+	*uffd = -1;
+	if (s < 0)
+		return s;
+	if (send(s, &req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req)) {
+		rc = -errno;
+		snprintf(g_err, sizeof(g_err), "shim at %s: %s", path, strerror(errno));
+		goto fail;
+	}
 	char ctl[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { t, sizeof(*t) };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
 			    .msg_controllen = sizeof(ctl) };
 	size_t got = 0;
+	memset(t, 0, sizeof(*t));
 	while (got < sizeof(*t)) {
 		ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
 		if (n <= 0) {
-			rc = n == 0 ? -ECONNRESET : -errno;
-			snprintf(g_err, sizeof(g_err), "shim at %s closed before sending its table", path);
+			rc = n == 0 ? -ECONNRESET : errno == EAGAIN ? -ETIMEDOUT : -errno;
+			snprintf(g_err, sizeof(g_err), "shim at %s %s before sending its table "
+				 "(an older shim, or not a faultline shim?)", path,
+				 rc == -ETIMEDOUT ? "went silent" : "closed");
 			goto fail;
 		}
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && *uffd < 0)
 				memcpy(uffd, CMSG_DATA(cm), sizeof(int));
 		got += (size_t)n;
 		iov.iov_base = (char *)t + got;
@@ -75,27 +110,76 @@ int fl_shimctl_fetch(const char *path, int timeout_ms, struct fl_shim_table *t, 
 		m.msg_control = NULL;
 		m.msg_controllen = 0;
 	}
-	close(s);
 	if (t->magic != FL_SHIM_MAGIC || t->version != FL_SHIM_VERSION ||
 	    t->nregions > FL_SHIM_MAX_REGIONS) {
-		snprintf(g_err, sizeof(g_err), "shim at %s speaks another version", path);
+		snprintf(g_err, sizeof(g_err), "shim at %s speaks another version (%u, want %u)", path,
+			 t->version, FL_SHIM_VERSION);
 		rc = -EPROTO;
-		goto fail_fd;
-	}
-	if (t->error || *uffd < 0) {
-		rc = t->error ? t->error : -ENOENT;
-		snprintf(g_err, sizeof(g_err), "shim pid %d has no userfaultfd: %s", t->pid,
-			 t->nregions ? strerror(-rc) : "no guest-RAM mapping yet");
-		goto fail_fd;
+		goto fail;
 	}
 	for (uint32_t i = 0; i < t->nregions; i++)
 		t->r[i].path[FL_SHIM_PATH_MAX - 1] = 0;
+	if (conn)
+		*conn = s;
+	else
+		close(s);
 	return 0;
 fail:
 	close(s);
-fail_fd:
 	if (*uffd >= 0)
 		close(*uffd);
 	*uffd = -1;
 	return rc;
+}
+
+int fl_shimctl_info(const char *path, int timeout_ms, struct fl_shim_table *t)
+{
+	int fd;
+	int rc = exchange(path, timeout_ms, FL_SHIM_OP_INFO, t, &fd, NULL);
+
+	if (!rc && fd >= 0)
+		close(fd);	/* never sent for INFO; be safe */
+	return rc;
+}
+
+int fl_shimctl_claim(const char *path, int timeout_ms, enum fl_shim_op op, struct fl_shim_table *t,
+		     int *uffd, int *conn)
+{
+	int rc = exchange(path, timeout_ms, (uint32_t)op, t, uffd, conn);
+
+	if (rc)
+		return rc;
+	if (!t->error && *uffd >= 0)
+		return 0;
+	rc = t->error ? t->error : -ENOENT;
+	if (rc == -EBUSY)
+		snprintf(g_err, sizeof(g_err), "VM pid %d: its memory is held by another faultline agent "
+			 "(pid %d)", t->pid, t->holder);
+	else if (rc == -EPERM)
+		snprintf(g_err, sizeof(g_err), "VM pid %d is not an untouched incoming migration: its "
+			 "memory was %s (agent pid %d); refusing to write to it", t->pid,
+			 fl_shimctl_state_name(t->state), t->last_holder);
+	else if (rc == -EINVAL)
+		snprintf(g_err, sizeof(g_err), "VM pid %d was started as a migration %s, not a %s", t->pid,
+			 t->role == FL_SHIM_ROLE_DEST ? "destination" : "source",
+			 op == FL_SHIM_OP_CLAIM_DEST ? "destination (no -incoming, FAULTLINE_SHIM_ROLE != dest)"
+						     : "source");
+	else
+		snprintf(g_err, sizeof(g_err), "shim pid %d has no userfaultfd: %s", t->pid,
+			 t->nregions ? strerror(-rc) : "no guest-RAM mapping yet");
+	if (*uffd >= 0)
+		close(*uffd);
+	*uffd = -1;
+	close(*conn);
+	*conn = -1;
+	return rc;
+}
+
+void fl_shimctl_release(int conn, char how)
+{
+	if (conn < 0)
+		return;
+	if (how)
+		(void)!send(conn, &how, 1, MSG_NOSIGNAL);
+	close(conn);
 }

@@ -16,6 +16,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +43,8 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->downtime_ms = 300;
 	o->rt_priority = 10;
 	o->id = "migration";
+	o->handshake_timeout_ms = FL_HANDSHAKE_TIMEOUT_MS;
+	o->peer_timeout_ms = FL_PEER_TIMEOUT_MS;
 }
 
 
@@ -57,12 +61,13 @@ struct src {
 	struct fl_tsource tsrc;
 	int lfd, ctl;
 	int uffd;			/* from the shim, kept for dirty tracking */
+	int shim_conn;			/* our claim on it, held until we are done */
 	volatile int stop;
 	pthread_t acceptor;
 	int acceptor_started;
 	pthread_mutex_t lock;
-	pthread_t servers[16];
-	int nservers;
+	pthread_cond_t servers_gone;
+	int nservers;			/* data channels being served now */
 	/* pre-copy */
 	pid_t vm_pid;
 	uint64_t vm_addr[FL_PROTO_MAX_REGIONS];	/* region addresses in the VM */
@@ -72,6 +77,7 @@ struct src {
 	volatile int abort_req, force_req;
 	uint64_t sent_bytes;			/* atomic: page bytes served */
 	int csock;				/* operator control socket */
+	uint64_t heard_ns;			/* last frame from the destination */
 	pthread_t ctl_th;
 	int ctl_started;
 };
@@ -79,11 +85,13 @@ struct src {
 static int fail(struct src *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct src *s, int rc, const char *fmt, ...)
 {
+	char msg[sizeof(s->rep->error)];	/* fmt may quote rep->error itself */
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(s->rep->error, sizeof(s->rep->error), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(s->rep->error, msg, sizeof(msg));
 	fl_state_fail(&s->sm, rc);
 	return rc < 0 ? rc : -EIO;
 }
@@ -145,7 +153,8 @@ static int load_regions(struct src *s)
 
 	if (o->shim_sock) {
 		struct fl_shim_table t;
-		int rc = fl_shimctl_fetch(o->shim_sock, 5000, &t, &s->uffd);
+		int rc = fl_shimctl_claim(o->shim_sock, 5000, FL_SHIM_OP_CLAIM_SOURCE, &t, &s->uffd,
+					  &s->shim_conn);
 		if (rc)
 			return fail(s, rc, "%s", fl_shimctl_last_error());
 		s->vm_pid = t.pid;
@@ -180,31 +189,41 @@ static void *server_main(void *p)
 		setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 	else if (fl_agent_rt_thread(a->s->o->rt_priority))
 		a->s->rep->rt_fallback = 1;
-	int rc = a->s->ops->serve(a->fd, &a->s->tsrc,
-				  a->channel == FL_CHAN_FAULT ? a->s->o->spin_us : 0, &a->s->stop);
+	struct src *s = a->s;
+	int rc = s->ops->serve(a->fd, &s->tsrc, a->channel == FL_CHAN_FAULT ? s->o->spin_us : 0,
+			       &s->stop);
 
-	if (rc && !a->s->stop)
+	if (rc && !s->stop)
 		fprintf(stderr, "faultline source: data channel: %s\n", strerror(-rc));
 	close(a->fd);
 	free(a);
+	/* The slot is free again: a destination that reconnects its channels
+	 * over a long run never runs out of them. */
+	pthread_mutex_lock(&s->lock);
+	s->nservers--;
+	pthread_cond_broadcast(&s->servers_gone);
+	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
-/* Accepts data channels (ATTACH with our session) for the whole run. */
+#define MAX_CHANNELS 64	/* data channels served at once */
+
+/* Accepts data channels (ATTACH with our session) for the whole run. A
+ * connection that does not ATTACH in time is dropped. */
 static void *acceptor_main(void *p)
 {
 	struct src *s = p;
 
 	while (!s->stop) {
 		int fd = fl_transport_tcp_accept(s->lfd, 200);
-		if (fd == -ETIMEDOUT || fd == -EINTR)
+		if (fd == -ETIMEDOUT || fd == -EINTR || fd == -ECONNABORTED)
 			continue;
 		if (fd < 0)
 			break;
 		uint8_t buf[64];
 		struct fl_msg_hdr h;
 		struct fl_attach at;
-		int rc = fl_proto_read_frame(fd, &h, buf, sizeof(buf));
+		int rc = fl_proto_read_frame_timed(fd, &h, buf, sizeof(buf), s->o->handshake_timeout_ms);
 		if (!rc && h.type != FL_MSG_ATTACH)
 			rc = -EBADMSG;
 		if (!rc)
@@ -218,53 +237,169 @@ static void *acceptor_main(void *p)
 			continue;
 		}
 		pthread_mutex_lock(&s->lock);
-		if (s->nservers >= (int)(sizeof(s->servers) / sizeof(s->servers[0]))) {
+		if (s->nservers >= MAX_CHANNELS) {
 			pthread_mutex_unlock(&s->lock);
-			fl_proto_send_error(fd, EMFILE, "too many data channels");
+			fl_proto_send_error(fd, EMFILE, "too many data channels open at once");
 			close(fd);
 			continue;
 		}
 		struct server_arg *a = malloc(sizeof(*a));
-		a->s = s;
-		a->fd = fd;
-		a->channel = at.channel;
-		if (at.channel == FL_CHAN_FAULT)
-			fl_transport_tcp_mark_fault(fd);
-		if (pthread_create(&s->servers[s->nservers], NULL, server_main, a) == 0)
+		pthread_t th;
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (a) {
+			*a = (struct server_arg){ s, fd, at.channel };
+			if (at.channel == FL_CHAN_FAULT)
+				fl_transport_tcp_mark_fault(fd);
+		}
+		if (a && pthread_create(&th, &attr, server_main, a) == 0) {
 			s->nservers++;
-		else {
+		} else {
+			fl_proto_send_error(fd, EAGAIN, "source cannot serve another channel now");
 			close(fd);
 			free(a);
 		}
+		pthread_attr_destroy(&attr);
 		pthread_mutex_unlock(&s->lock);
 	}
 	return NULL;
 }
 
-/* Destination regions must match ours by name, length and page size. */
-static int check_peer_table(struct src *s, const struct fl_hello *peer)
+/* Destination regions must match ours by name, length and page size.
+ * 0, or -errno with the reason in why. */
+static int check_peer_table(struct src *s, const struct fl_hello *peer, char *why, size_t wl)
 {
-	if (peer->nregions != s->hello.nregions)
-		return fail(s, -EINVAL, "destination has %u RAM regions, source has %u",
-			    peer->nregions, s->hello.nregions);
+	char names[200];
+	size_t n = 0;
+
+	names[0] = 0;
+	for (uint32_t j = 0; j < s->hello.nregions && n < sizeof(names); j++)
+		n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", j ? ", " : "",
+				      s->hello.regions[j].name);
+	if (peer->nregions != s->hello.nregions) {
+		snprintf(why, wl, "destination has %u RAM regions, source has %u (%s)",
+			 peer->nregions, s->hello.nregions, names);
+		return -EINVAL;
+	}
 	for (uint32_t i = 0; i < peer->nregions; i++) {
 		const struct fl_region_desc *d = &peer->regions[i];
 		uint32_t j;
 		for (j = 0; j < s->hello.nregions; j++)
 			if (!strcmp(d->name, s->hello.regions[j].name))
 				break;
-		if (j == s->hello.nregions)
-			return fail(s, -ENOENT, "destination region %s does not exist on the source",
-				    d->name);
+		if (j == s->hello.nregions) {
+			/* Regions are matched by file name: say both sides. */
+			snprintf(why, wl, "destination region %s does not exist on the source (source "
+				 "regions: %s); RAM files are matched by name: give the destination's "
+				 "file the source's name", d->name, names);
+			return -ENOENT;
+		}
 		if (d->length != s->hello.regions[j].length ||
-		    d->page_size != s->hello.regions[j].page_size)
-			return fail(s, -EINVAL,
-				    "region %s: destination has %llu bytes/%u-byte pages, source %llu/%u",
-				    d->name, (unsigned long long)d->length, d->page_size,
-				    (unsigned long long)s->hello.regions[j].length,
-				    s->hello.regions[j].page_size);
+		    d->page_size != s->hello.regions[j].page_size) {
+			snprintf(why, wl,
+				 "region %s: destination has %llu bytes/%u-byte pages, source %llu/%u",
+				 d->name, (unsigned long long)d->length, d->page_size,
+				 (unsigned long long)s->hello.regions[j].length,
+				 s->hello.regions[j].page_size);
+			return -EINVAL;
+		}
 	}
 	return 0;
+}
+
+static void peer_name(int fd, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	snprintf(out, len, "%s:%d", host, port);
+}
+
+/* The control link: the first peer whose HELLO arrives in time, decodes and
+ * matches our regions. Anyone else (silent, garbage, another VM's table) is
+ * told why, dropped and logged; we keep waiting until the accept deadline.
+ * *peer gets the destination's HELLO. */
+static int accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_hello *peer)
+{
+	const struct fl_source_opts *o = s->o;
+	uint64_t deadline = fl_now_ns() + (uint64_t)o->accept_timeout_ms * 1000000ull;
+	char why[320] = "", who[80];
+
+	for (;;) {
+		uint64_t now = fl_now_ns();
+		if (now >= deadline)
+			return fail(s, -ETIMEDOUT, "no destination connected to %s within %d ms%s%s", o->listen,
+				    o->accept_timeout_ms, why[0] ? "; last one refused: " : "", why);
+		int fd = fl_transport_tcp_accept(s->lfd, (int)((deadline - now) / 1000000) + 1);
+		if (fd == -ETIMEDOUT || fd == -EINTR || fd == -ECONNABORTED)
+			continue;
+		if (fd < 0)
+			return fail(s, fd, "accept on %s: %s", o->listen, strerror(-fd));
+		struct fl_msg_hdr h;
+		int rc = fl_proto_read_frame_timed(fd, &h, buf, cap, o->handshake_timeout_ms);
+		if (!rc && h.type != FL_MSG_HELLO)
+			rc = -EBADMSG;
+		if (!rc)
+			rc = fl_proto_hello_decode(buf, h.len, peer);
+		if (rc)
+			snprintf(why, sizeof(why), "destination hello: %s", fl_proto_strerror(rc));
+		else
+			rc = check_peer_table(s, peer, why, sizeof(why));
+		if (!rc) {
+			s->ctl = fd;
+			return 0;
+		}
+		peer_name(fd, who, sizeof(who));
+		fl_proto_send_error(fd, rc, why);
+		close(fd);
+		s->rep->rejected_peers++;
+		fprintf(stderr, "faultline source: refused %s: %s\n", who, why);
+	}
+}
+
+/* The one place an ERROR frame from the destination becomes our error. */
+static int peer_error(struct src *s, const uint8_t *buf, uint32_t len, const char *when)
+{
+	struct fl_error e;
+
+	fl_proto_error_decode(buf, len, &e);	/* e.text is defined even if malformed */
+	return fail(s, -EREMOTEIO, "destination failed %s: %s", when, e.text);
+}
+
+/* Next control frame from the destination, waiting up to wait_ms: 0, or
+ * -EAGAIN (nothing yet: poll again), -ETIMEDOUT (silent for
+ * peer_timeout_ms: it sends a PROGRESS at least every second while it
+ * works, so silence means it is lost), other -errno. PROGRESS frames only
+ * prove it alive. */
+static int read_dest(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms)
+{
+	struct pollfd p = { .fd = s->ctl, .events = POLLIN };
+	int pr = poll(&p, 1, wait_ms);
+
+	if (pr < 0 && errno != EINTR)
+		return -errno;
+	if (pr <= 0)
+		return fl_now_ns() - s->heard_ns >= (uint64_t)s->o->peer_timeout_ms * 1000000ull
+			       ? -ETIMEDOUT : -EAGAIN;
+	int rc = fl_proto_read_frame_timed(s->ctl, h, buf, cap, s->o->handshake_timeout_ms);
+	if (rc)
+		return rc;
+	s->heard_ns = fl_now_ns();
+	return h->type == FL_MSG_PROGRESS ? -EAGAIN : 0;
 }
 
 static void checksum(struct src *s)
@@ -318,23 +453,22 @@ static uint64_t bytes_of(struct src *s, const struct fl_bitmap *bm)
 	return b;
 }
 
-#define DIRTY_CHUNK 65536	/* pages per DIRTY frame: worst case well under the RLE limit */
-
-/* Send bm as DIRTY frames, skipping chunks with nothing set. */
+/* Send bm as DIRTY frames: each as many pages as fit in cap, clean
+ * stretches skipped. */
 static int send_dirty(struct src *s, const struct fl_bitmap *bm, uint8_t *buf, size_t cap)
 {
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {
 		uint64_t pages = s->hello.regions[i].length / s->hello.regions[i].page_size;
-		for (uint64_t first = 0; first < pages; first += DIRTY_CHUNK) {
-			uint64_t n = pages - first < DIRTY_CHUNK ? pages - first : DIRTY_CHUNK;
-			if (fl_bitmap_next_set(bm, s->gbase[i] + first) >= s->gbase[i] + first + n)
-				continue;
-			int len = fl_proto_dirty_encode(buf, cap, i, first, n, bm, s->gbase[i]);
+		uint64_t g0 = s->gbase[i];
+		for (uint64_t g = fl_bitmap_next_set(bm, g0); g < g0 + pages;) {
+			uint64_t cov = 0;
+			int len = fl_proto_dirty_encode(buf, cap, i, g - g0, g0 + pages - g, bm, g0, &cov);
 			if (len < 0)
 				return len;
 			int rc = fl_proto_write_frame(s->ctl, FL_MSG_DIRTY, buf, (uint32_t)len);
 			if (rc)
 				return rc;
+			g = fl_bitmap_next_set(bm, g + cov);
 		}
 	}
 	return 0;
@@ -380,22 +514,13 @@ static int wait_round_done(struct src *s, uint32_t round, struct fl_round *out, 
 				return rc < 0 ? rc : 2;
 			next_probe = fl_now_ns() + PROBE_MS * 1000000ull;
 		}
-		struct pollfd p = { .fd = s->ctl, .events = POLLIN };
-		int pr = poll(&p, 1, 50);
-		if (pr < 0 && errno != EINTR)
-			return -errno;
-		if (pr <= 0)
+		int rc = read_dest(s, &h, buf, cap, 50);
+		if (rc == -EAGAIN)
 			continue;
-		int rc = fl_proto_read_frame(s->ctl, &h, buf, cap);
 		if (rc)
 			return rc;
-		if (h.type == FL_MSG_ERROR) {
-			struct fl_error e;
-			fl_proto_error_decode(buf, h.len, &e);
-			snprintf(s->rep->error, sizeof(s->rep->error), "destination failed during pre-copy: %s",
-				 e.text);
-			return -EREMOTEIO;
-		}
+		if (h.type == FL_MSG_ERROR)
+			return peer_error(s, buf, h.len, "during pre-copy");
 		if (h.type != FL_MSG_ROUND_DONE)
 			return -EBADMSG;
 		rc = fl_proto_round_decode(buf, h.len, out);
@@ -405,8 +530,6 @@ static int wait_round_done(struct src *s, uint32_t round, struct fl_round *out, 
 			return 0;
 	}
 }
-
-static void status(struct src *s, uint64_t done);
 
 /* Rounds while the VM runs. Leaves in s->dirty what the destination still
  * lacks and sets switch_reason; returns 0, -ECANCELED or -errno. */
@@ -581,18 +704,87 @@ static int cancel(struct src *s)
 	return -ECANCELED;
 }
 
+/* Where the guest is when the source gives up, in one clause. */
+static void vm_whereabouts(struct src *s, char *out, size_t len)
+{
+	char st[64] = "";
+	const struct fl_source_opts *o = s->o;
+
+	if (!o->vm_state) {
+		snprintf(out, len, "the VM's state on the source is not known (no VMM to ask)");
+		return;
+	}
+	if (o->vm_state(o->stop_arg, st, sizeof(st))) {
+		snprintf(out, len, "the source VMM cannot be asked where the VM is (%s)", st);
+		return;
+	}
+	if (!strcmp(st, "running"))
+		snprintf(out, len, "it keeps running on the source");
+	else if (!strcmp(st, "postmigrate") || !strcmp(st, "migrated"))
+		snprintf(out, len, "the source VM is paused after an earlier switchover (%s): the guest "
+			 "runs on the destination of that migration, or on no host", st);
+	else
+		snprintf(out, len, "the source VM is %s, not running", st);
+}
+
+/* Before anything moves: the VM must be one we may migrate away. */
+static int check_vm(struct src *s)
+{
+	char st[64] = "", where[256];
+
+	if (!s->o->vm_state)
+		return 0;
+	int rc = s->o->vm_state(s->o->stop_arg, st, sizeof(st));
+	if (rc)
+		return fail(s, rc, "cannot ask the source VMM about the VM: %s", st);
+	if (!strcmp(st, "running") || !strcmp(st, "paused"))
+		return 0;
+	vm_whereabouts(s, where, sizeof(where));
+	return fail(s, -EINVAL, "the VM is no migration source (state %s): %s", st, where);
+}
+
+/* Until COMPLETE: the destination sends PROGRESS while it works. */
+static int wait_complete(struct src *s, uint8_t *buf, size_t cap, struct fl_complete *done)
+{
+	struct fl_msg_hdr h;
+
+	for (;;) {
+		int rc = read_dest(s, &h, buf, cap, 200);
+		if (rc == -EAGAIN || (!rc && h.type == FL_MSG_ROUND_DONE))
+			continue;	/* a round the destination was finishing at the switch */
+		if (rc == -ETIMEDOUT)
+			return fail(s, rc, "destination silent for %d ms during post-copy; the VM stays "
+				    "paused here after switchover (the guest runs on the destination, or "
+				    "on no host if it failed)", s->o->peer_timeout_ms);
+		if (!rc && h.type == FL_MSG_ERROR)
+			return peer_error(s, buf, h.len,
+					  "during post-copy (the VM stays paused here after switchover)");
+		if (!rc && h.type != FL_MSG_COMPLETE)
+			rc = -EBADMSG;
+		if (!rc)
+			rc = fl_proto_complete_decode(buf, h.len, done);
+		if (rc)
+			return fail(s, rc, "destination lost during post-copy: %s; the VM stays paused here "
+				    "after switchover", fl_proto_strerror(rc));
+		return 0;
+	}
+}
+
 static int run(struct src *s)
 {
 	const struct fl_source_opts *o = s->o;
 	uint8_t *buf = malloc(65536);
 	struct fl_msg_hdr h;
 	struct fl_hello peer;
+	char where[256];
 	int rc;
 
 	if (!buf)
 		return fail(s, -ENOMEM, "out of memory");
 	fl_state_transition(&s->sm, FL_STATE_PREPARING);
-	rc = load_regions(s);
+	rc = check_vm(s);
+	if (!rc)
+		rc = load_regions(s);
 	if (rc)
 		goto out;
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {
@@ -631,30 +823,10 @@ static int run(struct src *s)
 		}
 	}
 	status(s, 0);
-	s->ctl = fl_transport_tcp_accept(s->lfd, o->accept_timeout_ms);
-	if (s->ctl < 0) {
-		if (s->ctl == -ETIMEDOUT)
-			rc = fail(s, s->ctl, "no destination connected to %s within %d ms",
-				  o->listen, o->accept_timeout_ms);
-		else
-			rc = fail(s, s->ctl, "accept on %s: %s", o->listen, strerror(-s->ctl));
+	rc = accept_destination(s, buf, 65536, &peer);
+	if (rc)
 		goto out;
-	}
-	rc = fl_proto_read_frame(s->ctl, &h, buf, 65536);
-	if (!rc && h.type != FL_MSG_HELLO)
-		rc = -EBADMSG;
-	if (!rc)
-		rc = fl_proto_hello_decode(buf, h.len, &peer);
-	if (rc) {
-		fl_proto_send_error(s->ctl, rc, fl_proto_strerror(rc));
-		rc = fail(s, rc, "destination hello: %s", fl_proto_strerror(rc));
-		goto out;
-	}
-	rc = check_peer_table(s, &peer);
-	if (rc) {
-		fl_proto_send_error(s->ctl, rc, s->rep->error);
-		goto out;
-	}
+	s->heard_ns = fl_now_ns();
 	int n = fl_proto_hello_encode(buf, 65536, &s->hello);
 	rc = fl_proto_write_frame(s->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
 	if (rc) {
@@ -666,17 +838,18 @@ static int run(struct src *s)
 		goto out;
 	}
 	s->acceptor_started = 1;
-	rc = fl_proto_read_frame(s->ctl, &h, buf, 65536);
+	do
+		rc = read_dest(s, &h, buf, 65536, 200);
+	while (rc == -EAGAIN);
 	if (!rc && h.type == FL_MSG_ERROR) {
-		struct fl_error e;
-		fl_proto_error_decode(buf, h.len, &e);
-		rc = fail(s, -EREMOTEIO, "destination failed before switchover: %s", e.text);
+		rc = peer_error(s, buf, h.len, "before switchover; the VM keeps running on the source");
 		goto out;
 	}
 	if (!rc && h.type != FL_MSG_READY)
 		rc = -EBADMSG;
 	if (rc) {
-		rc = fail(s, rc, "destination not ready: %s", fl_proto_strerror(rc));
+		rc = fail(s, rc, "destination not ready: %s; the VM keeps running on the source",
+			  fl_proto_strerror(rc));
 		goto out;
 	}
 
@@ -693,7 +866,8 @@ static int run(struct src *s)
 		if (rc) {
 			fl_proto_send_error(s->ctl, rc, "source failed during pre-copy");
 			if (!s->rep->error[0])
-				snprintf(s->rep->error, sizeof(s->rep->error), "pre-copy: %s", strerror(-rc));
+				snprintf(s->rep->error, sizeof(s->rep->error), "pre-copy: %s",
+					 rc == -ETIMEDOUT ? "the destination went silent" : strerror(-rc));
 			rc = fail(s, rc, "%s; the VM keeps running on the source", s->rep->error);
 			goto out;
 		}
@@ -706,9 +880,9 @@ static int run(struct src *s)
 		struct fl_round r = { s->rep->precopy_rounds + 1, FL_ROUND_NO_PULL,
 				      fl_bitmap_count(&s->dirty), 0 }, done;
 		rc = send_dirty(s, &s->dirty, buf, 65536);
-		int rn = fl_proto_round_encode(buf + 60000, 64, &r);
+		int rn = fl_proto_round_encode(buf, 65536, &r);
 		if (!rc)
-			rc = fl_proto_write_frame(s->ctl, FL_MSG_ROUND, buf + 60000, (uint32_t)rn);
+			rc = fl_proto_write_frame(s->ctl, FL_MSG_ROUND, buf, (uint32_t)rn);
 		fl_bitmap_zero(&s->dirty);
 		if (!rc) {
 			rc = wait_round_done(s, r.round, &done, buf, 65536);
@@ -720,8 +894,9 @@ static int run(struct src *s)
 			goto out;
 		}
 		if (rc) {
+			fl_proto_send_error(s->ctl, rc, "source failed before switchover");
 			rc = fail(s, rc, "destination lost before switchover (%s); the VM keeps running here",
-				  strerror(-rc));
+				  rc == -EREMOTEIO ? s->rep->error : strerror(-rc));
 			goto out;
 		}
 	}
@@ -738,10 +913,11 @@ static int run(struct src *s)
 		char err[256] = "";
 		rc = o->stop_vm(o->stop_arg, err, sizeof(err));
 		if (rc) {
-			/* The VM still runs here: tell the destination to stand down. */
+			/* Tell the destination to stand down, and say where the
+			 * guest really is: ask the VMM, never assume. */
 			fl_proto_send_error(s->ctl, rc, "source VM could not be stopped");
-			rc = fail(s, rc, "stopping the VM failed, it keeps running on the source: %s",
-				  err);
+			vm_whereabouts(s, where, sizeof(where));
+			rc = fail(s, rc, "stopping the VM failed (%s): %s", err, where);
 			goto out;
 		}
 	}
@@ -759,31 +935,18 @@ static int run(struct src *s)
 	if (!rc)
 		rc = fl_proto_write_frame(s->ctl, FL_MSG_SWITCHOVER, buf, (uint32_t)n);
 	if (rc) {
-		rc = fail(s, rc, "destination lost at switchover (%s); VM is stopped on both hosts",
-			  strerror(-rc));
+		/* The destination never opened its gate: it has not run the
+		 * guest, whose only current copy is here, stopped. */
+		rc = fail(s, rc, "destination lost at switchover (%s); the VM is stopped here and never "
+			  "ran on the destination: resume it on the source", strerror(-rc));
 		goto out;
 	}
 	fl_state_transition(&s->sm, FL_STATE_POSTCOPY);
 	status(s, 0);
-	do	/* a round the destination was still finishing when we switched */
-		rc = fl_proto_read_frame(s->ctl, &h, buf, 65536);
-	while (!rc && h.type == FL_MSG_ROUND_DONE);
-	if (!rc && h.type == FL_MSG_ERROR) {
-		struct fl_error e;
-		fl_proto_error_decode(buf, h.len, &e);
-		rc = fail(s, -EREMOTEIO, "destination failed during post-copy: %s", e.text);
-		goto out;
-	}
-	if (!rc && h.type != FL_MSG_COMPLETE)
-		rc = -EBADMSG;
 	struct fl_complete done;
-	if (!rc)
-		rc = fl_proto_complete_decode(buf, h.len, &done);
-	if (rc) {
-		rc = fail(s, rc, "destination lost during post-copy: %s; the VM stays paused here",
-			  fl_proto_strerror(rc));
+	rc = wait_complete(s, buf, 65536, &done);
+	if (rc)
 		goto out;
-	}
 	fl_state_transition(&s->sm, FL_STATE_POST_MIGRATING);
 	s->rep->bytes = done.bytes;
 	s->rep->postcopy_pages = done.pages;
@@ -807,8 +970,9 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 	fl_report_init(rep, "source", o->id);
 	s->o = o;
 	s->rep = rep;
-	s->lfd = s->ctl = s->uffd = s->csock = -1;
+	s->lfd = s->ctl = s->uffd = s->csock = s->shim_conn = -1;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->servers_gone, NULL);
 	fl_state_init(&s->sm);
 	/* TCP data channels are served whatever the transport: a destination
 	 * without RDMA can still pull from an RDMA-enabled source. */
@@ -838,8 +1002,10 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 		shutdown(s->ctl, SHUT_RDWR);
 	if (s->acceptor_started)
 		pthread_join(s->acceptor, NULL);
-	for (int i = 0; i < s->nservers; i++)
-		pthread_join(s->servers[i], NULL);
+	pthread_mutex_lock(&s->lock);	/* servers see stop within their 200 ms poll */
+	while (s->nservers)
+		pthread_cond_wait(&s->servers_gone, &s->lock);
+	pthread_mutex_unlock(&s->lock);
 	if (s->ctl >= 0)
 		close(s->ctl);
 	if (s->lfd >= 0)
@@ -852,6 +1018,7 @@ int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
 	}
 	if (s->uffd >= 0)
 		close(s->uffd);
+	fl_shimctl_release(s->shim_conn, 0);
 	rep->state = fl_state_get(&s->sm);
 	free(s);
 	return rc;

@@ -126,11 +126,20 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Every peer socket: no Nagle, and a half-open peer (host gone, cable
+ * pulled) is found by keepalive within ~11 s when idle and by
+ * TCP_USER_TIMEOUT when data stays unacknowledged. */
 static void tune(int fd)
 {
-	int one = 1;
+	int one = 1, idle = 5, intvl = 2, cnt = 3;
+	unsigned int user_timeout = 20000;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
 }
 
 /* Connect with a deadline; a refused connection is retried until then
@@ -203,6 +212,7 @@ int fl_transport_tcp_accept(int lfd, int timeout_ms)
 }
 
 #define QDEPTH 256
+#define PEER_STALL_MS 30000	/* a frame must keep arriving at least this often */
 
 struct pending {
 	uint64_t wr_id;
@@ -232,6 +242,9 @@ static int tcp_connect(const char *addr, const struct fl_transport_opts *o, uint
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof(o->sndbuf));
 	if (o->rcvbuf)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf, sizeof(o->rcvbuf));
+	/* A reply that stops mid-frame fails the read instead of hanging it. */
+	struct timeval tv = { PEER_STALL_MS / 1000, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	uint8_t buf[32];
 	struct fl_attach a = { .session = session, .channel = ch, .index = index };
 	int n = fl_proto_attach_encode(buf, sizeof(buf), &a);
@@ -306,8 +319,9 @@ static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
 	if (h.type == FL_MSG_ERROR) {
 		uint8_t eb[6 + FL_PROTO_MAX_TEXT];
 		struct fl_error e;
-		if (fl_proto_read_full(c->fd, eb, h.len) == 0 && fl_proto_error_decode(eb, h.len, &e) == 0)
-			snprintf(g_err, sizeof(g_err), "source: %s", e.text);
+		rc = fl_proto_read_full(c->fd, eb, h.len);
+		fl_proto_error_decode(eb, rc ? 0 : h.len, &e);	/* text defined either way */
+		snprintf(g_err, sizeof(g_err), "source: %s", e.text);
 		return -EREMOTEIO;
 	}
 	if (h.type != FL_MSG_READ_RESP || h.len < 32)
@@ -405,11 +419,14 @@ static int tcp_serve(int fd, const struct fl_tsource *src, unsigned spin_us, vol
 	if (data == MAP_FAILED)
 		return -ENOMEM;
 	while (!*stop) {
-		if (spin_us) {	/* faults come in bursts: a woken thread costs ~80 us here */
-			struct pollfd p = { .fd = fd, .events = POLLIN };
-			fl_uffd_poll_adaptive(&p, 1, spin_us, 0);
-		}
-		rc = fl_proto_read_frame(fd, &h, buf, sizeof(buf));
+		/* An idle channel is fine (no faults); a dead peer is found by
+		 * keepalive, a stalled frame by the deadline. */
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = spin_us ? fl_uffd_poll_adaptive(&p, 1, spin_us, 200)	/* faults come in bursts */
+				 : poll(&p, 1, 200);
+		if (pr == 0 || (pr < 0 && errno == EINTR))
+			continue;
+		rc = fl_proto_read_frame_timed(fd, &h, buf, sizeof(buf), PEER_STALL_MS);
 		if (rc == -ECONNRESET) {
 			rc = 0;
 			break;

@@ -96,22 +96,75 @@ __attribute__((constructor)) static void shim_init(void)
 	else
 		g_tab.role = argv_has_incoming() ? FL_SHIM_ROLE_DEST : FL_SHIM_ROLE_SOURCE;
 	g_enabled = 1;
+	/* QEMU's mem-path directory must exist; say so in our words too */
+	char dir[FL_SHIM_PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", g_ram);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		struct stat st;
+		if (stat(dir, &st) < 0)
+			shim_log("the guest-RAM directory %s does not exist (FAULTLINE_SHIM_RAM=%s): "
+				 "create it before starting the VM", dir, g_ram);
+	}
+}
+
+/* Decide a request under g_lock: which state it finds, whether it gets
+ * the fd. 0 or the -errno the agent is told. */
+static int decide(uint32_t op, pid_t agent)
+{
+	if (op == FL_SHIM_OP_INFO)
+		return 0;
+	if (g_uffd < 0)
+		return g_tab.error ? g_tab.error : -ENOENT;
+	if (g_tab.holder)
+		return -EBUSY;
+	if (op == FL_SHIM_OP_CLAIM_DEST) {
+		if (g_tab.role != FL_SHIM_ROLE_DEST)
+			return -EINVAL;
+		if (g_tab.state != FL_SHIM_PRISTINE)
+			return -EPERM;
+	} else if (op == FL_SHIM_OP_CLAIM_SOURCE) {
+		/* a destination that completed is an ordinary VM now */
+		if (g_tab.role != FL_SHIM_ROLE_SOURCE && g_tab.state != FL_SHIM_COMPLETE)
+			return -EINVAL;
+	} else {
+		return -EOPNOTSUPP;
+	}
+	g_tab.holder = agent;
+	g_tab.last_holder = agent;
+	g_tab.claims++;
+	if (op == FL_SHIM_OP_CLAIM_DEST)
+		g_tab.state = FL_SHIM_CLAIMED;
+	return 0;
 }
 
 static void serve_client(int c)
 {
 	struct ucred cr;
 	socklen_t cl = sizeof(cr);
+	struct fl_shim_request req;
 
 	if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
 	    (cr.uid != 0 && cr.uid != geteuid())) {
 		shim_log("refusing agent pid %d uid %d", (int)cr.pid, (int)cr.uid);
 		return;
 	}
+	struct timeval tv = { 5, 0 };	/* a request comes at once, or never */
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (recv(c, &req, sizeof(req), MSG_WAITALL) != (ssize_t)sizeof(req) ||
+	    req.magic != FL_SHIM_MAGIC || req.version != FL_SHIM_VERSION) {
+		shim_log("agent pid %d sent no valid request (another faultline version?)", (int)cr.pid);
+		return;
+	}
 	pthread_mutex_lock(&g_lock);
-	struct fl_shim_table t = g_tab;
-	int fd = g_uffd;
+	struct fl_shim_table t = g_tab;	/* the state the request found */
+	int rc = decide(req.op, cr.pid);
+	int fd = rc == 0 && req.op != FL_SHIM_OP_INFO ? g_uffd : -1;
+	uint32_t before = t.state;
 	pthread_mutex_unlock(&g_lock);
+	t.error = rc;
+	t.state = before;
 
 	struct iovec iov = { &t, sizeof(t) };
 	char ctl[CMSG_SPACE(sizeof(int))];
@@ -125,14 +178,36 @@ static void serve_client(int c)
 		cm->cmsg_type = SCM_RIGHTS;
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	} else if (!t.error) {
-		t.error = -ENOENT;	/* nothing mapped yet */
 	}
 	if (sendmsg(c, &m, MSG_NOSIGNAL) < 0)
 		shim_log("send to agent failed: %s", strerror(errno));
-	/* Wait for the agent to close so it has the fd before we move on. */
-	char b;
-	(void)read(c, &b, 1);
+	if (fd < 0)
+		return;
+	/* The agent holds the fd until it sends its release byte or dies;
+	 * no deadline here: a migration takes as long as it takes. */
+	tv.tv_sec = 0;
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char how = 0;
+	ssize_t n;
+	do
+		n = recv(c, &how, 1, 0);
+	while (n < 0 && errno == EINTR);
+	pthread_mutex_lock(&g_lock);
+	g_tab.holder = 0;
+	if (req.op == FL_SHIM_OP_CLAIM_DEST)
+		g_tab.state = n == 1 && how == FL_SHIM_RELEASE_UNTOUCHED ? FL_SHIM_PRISTINE
+			    : n == 1 && how == FL_SHIM_RELEASE_COMPLETE ? FL_SHIM_COMPLETE
+			    : FL_SHIM_SERVED;
+	pthread_mutex_unlock(&g_lock);
+}
+
+static void *client_main(void *arg)
+{
+	int c = (int)(intptr_t)arg;
+
+	serve_client(c);
+	close(c);
+	return NULL;
 }
 
 static void *listener(void *arg)
@@ -147,9 +222,40 @@ static void *listener(void *arg)
 			shim_log("accept: %s", strerror(errno));
 			return NULL;
 		}
-		serve_client(c);
-		close(c);
+		/* One thread per agent: a holder waits on its connection while
+		 * others are told the fd is taken. */
+		pthread_t th;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &at, client_main, (void *)(intptr_t)c))
+			close(c);
+		pthread_attr_destroy(&at);
 	}
+}
+
+/* mkdir -p of the socket's directory, 0700 for what we create. */
+static int make_parent(const char *path)
+{
+	char d[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	snprintf(d, sizeof(d), "%s", path);
+	char *slash = strrchr(d, '/');
+	if (!slash || slash == d)
+		return 0;
+	*slash = 0;
+	for (char *p = d + 1; ; p++) {
+		if (*p == '/' || !*p) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(d, 0700) < 0 && errno != EEXIST)
+				return -errno;
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
 }
 
 /* Called with g_lock held. */
@@ -162,14 +268,19 @@ static int start_listener(void)
 		return -ENAMETOOLONG;
 	}
 	strcpy(a.sun_path, g_sock);
+	int rc = make_parent(g_sock);
+	if (rc) {
+		shim_log("cannot create the directory of the shim socket %s: %s", g_sock, strerror(-rc));
+		return rc;
+	}
 	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l < 0)
 		return -errno;
 	unlink(g_sock);
 	mode_t old = umask(077);
-	int rc = bind(l, (struct sockaddr *)&a, sizeof(a));
+	rc = bind(l, (struct sockaddr *)&a, sizeof(a));
 	umask(old);
-	if (rc < 0 || chmod(g_sock, 0600) < 0 || listen(l, 4) < 0) {
+	if (rc < 0 || chmod(g_sock, 0600) < 0 || listen(l, 16) < 0) {
 		rc = -errno;
 		shim_log("cannot listen on %s: %s", g_sock, strerror(errno));
 		close(l);
@@ -218,25 +329,29 @@ static int track(void *addr, size_t len, int fd, off_t off, const char *path)
 		shim_log("more than %d guest-RAM mappings", FL_SHIM_MAX_REGIONS);
 		return -ENOSPC;
 	}
-	if (g_uffd < 0) {
+	if (!g_listening) {
+		/* No socket means no agent can ever reach this VM: fail its
+		 * start, whatever its role, rather than run unmigratable. */
+		int rc = start_listener();
+		if (rc)
+			return rc;
+		g_listening = 1;
+	}
+	if (g_uffd < 0 && !g_tab.error) {
 		struct fl_uffd_caps caps;
 		int rc = fl_uffd_probe(&caps);
 		uint64_t got = 0;
 		if (rc == 0)
 			rc = fl_uffd_open(fl_uffd_guest_features(&caps), ~0ull, &got);
 		if (rc < 0) {
-			g_tab.error = rc;
+			g_tab.error = rc;	/* the agent is told why */
 			shim_log("cannot create userfaultfd: %s", strerror(-rc));
-			return rc;
+			if (g_tab.role == FL_SHIM_ROLE_DEST)
+				return rc;
+		} else {
+			g_uffd = rc;
+			g_tab.features = got;
 		}
-		g_uffd = rc;
-		g_tab.features = got;
-	}
-	if (!g_listening) {
-		int rc = start_listener();
-		if (rc)
-			return rc;
-		g_listening = 1;
 	}
 	struct fl_shim_region *r = &g_tab.r[g_tab.nregions];
 	memset(r, 0, sizeof(*r));
@@ -275,7 +390,7 @@ static void *hooked_mmap(void *addr, size_t len, int prot, int flags, int fd, of
 	pthread_mutex_lock(&g_lock);
 	int rc = track(p, len, fd, off, path);
 	pthread_mutex_unlock(&g_lock);
-	if (rc && g_tab.role == FL_SHIM_ROLE_DEST) {
+	if (rc) {	/* track() fails only for what makes the VM unmigratable */
 		real_munmap(p, len);
 		errno = -rc;
 		return MAP_FAILED;

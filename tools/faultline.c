@@ -1231,7 +1231,6 @@ static int cmd_operator(const char *verb, int argc, char **argv)
 static int cmd_shim_info(int argc, char **argv)
 {
 	struct fl_shim_table *t;
-	int uffd;
 
 	if (argc != 2 || argv[1][0] == '-') {
 		if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -1242,17 +1241,19 @@ static int cmd_shim_info(int argc, char **argv)
 		die_usage("shim-info", "need the shim socket path");
 	}
 	t = calloc(1, sizeof(*t));
-	int rc = fl_shimctl_fetch(argv[1], 0, t, &uffd);
+	int rc = t ? fl_shimctl_info(argv[1], 0, t) : -ENOMEM;
 	if (rc) {
-		fprintf(stderr, "faultline shim-info: %s\n", fl_shimctl_last_error());
+		fprintf(stderr, "faultline shim-info: %s\n", t ? fl_shimctl_last_error() : "out of memory");
 		free(t);
 		return 1;
 	}
-	close(uffd);
 	json_object *o = json_object_new_object(), *a = json_object_new_array();
 	json_object_object_add(o, "pid", json_object_new_int(t->pid));
 	json_object_object_add(o, "role", json_object_new_string(t->role == FL_SHIM_ROLE_DEST ? "dest" : "source"));
 	json_object_object_add(o, "features", json_object_new_int64((int64_t)t->features));
+	json_object_object_add(o, "memory", json_object_new_string(fl_shimctl_state_name(t->state)));
+	json_object_object_add(o, "holder", json_object_new_int(t->holder));
+	json_object_object_add(o, "claims", json_object_new_int((int)t->claims));
 	for (uint32_t i = 0; i < t->nregions; i++) {
 		json_object *r = json_object_new_object();
 		json_object_object_add(r, "path", json_object_new_string(t->r[i].path));

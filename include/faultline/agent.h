@@ -14,6 +14,12 @@
  * once the VM is stopped for good; -errno (with text in err) if it could not
  * be stopped, in which case it must still be running on the source. */
 typedef int (*fl_stop_vm_fn)(void *arg, char *err, size_t errlen);
+/* Where the VM stands, in the VMM's words ("running", "paused",
+ * "postmigrate", "migrated"...); 0 or -errno with text in state. */
+typedef int (*fl_vm_state_fn)(void *arg, char *state, size_t len);
+
+#define FL_HANDSHAKE_TIMEOUT_MS 10000	/* a peer's HELLO or ATTACH */
+#define FL_PEER_TIMEOUT_MS 60000	/* a proven peer silent this long is lost */
 
 struct fl_source_opts {
 	const char *listen;		/* HOST:PORT */
@@ -24,6 +30,12 @@ struct fl_source_opts {
 	int accept_timeout_ms;		/* wait for the destination (default 30000) */
 	fl_stop_vm_fn stop_vm;		/* NULL: the VM is already stopped */
 	void *stop_arg;
+	/* NULL: no VMM to ask. Else asked before anything starts (a VM paused
+	 * after an earlier switchover is no source) and after a failed stop,
+	 * so the error says where the guest is. Takes stop_arg. */
+	fl_vm_state_fn vm_state;
+	int handshake_timeout_ms;	/* a connecting peer's HELLO/ATTACH (default 10000) */
+	int peer_timeout_ms;		/* destination silent this long: lost (default 60000) */
 	bool checksum;			/* sha256 of RAM at switchover in the report */
 	unsigned spin_us;		/* fault channel busy-poll (default 200) */
 	/* Pre-copy (needs the VM's shim: dirty tracking). Switch when the rest
@@ -48,6 +60,10 @@ struct fl_dest_opts {
 	const char *shim_sock;		/* destination VM's shim socket */
 	const char *transport;
 	int connect_timeout_ms;		/* default 5000 */
+	int handshake_timeout_ms;	/* the source's HELLO (default 10000) */
+	/* the source silent this long between frames is lost (default 180000:
+	 * it covers the VMM's stop at switchover) */
+	int peer_timeout_ms;
 	int shim_timeout_ms;		/* wait for the shim socket (default 10000) */
 	int bulk_conns;			/* default 4: receiving and placing overlap */
 	int bulk_depth;			/* outstanding bulk reads per channel (default 8) */
@@ -112,6 +128,7 @@ struct fl_report {
 	uint64_t remaining_pages;	/* dirty pages the last round left */
 	uint64_t final_dirty_pages;	/* sent at switchover */
 	int rt_fallback;		/* fault thread could not get SCHED_FIFO */
+	uint32_t rejected_peers;	/* source: connections dropped at the handshake */
 	uint32_t nregions;
 	/* dest: where each guest cell's pages are after completion */
 	struct fl_placement {

@@ -31,6 +31,7 @@ enum fl_msg_type {
 	FL_MSG_ERROR,
 	FL_MSG_ROUND,		/* source: pre-copy round N; its DIRTY frames precede it */
 	FL_MSG_ROUND_DONE,	/* dest: round N pulled into the page cache */
+	FL_MSG_PROGRESS,	/* dest: heartbeat (pages, bytes so far), at least every second */
 	FL_MSG__MAX
 };
 
@@ -94,7 +95,7 @@ struct fl_dirty {
 struct fl_switchover { uint64_t flags; uint64_t dirty_pages; };
 struct fl_round { uint32_t round; uint32_t flags; uint64_t pages; uint64_t bytes; };
 #define FL_ROUND_NO_PULL 1u	/* apply the DIRTY frames, fetch nothing yet */
-struct fl_complete { uint64_t pages; uint64_t bytes; };
+struct fl_complete { uint64_t pages; uint64_t bytes; };	/* also PROGRESS */
 struct fl_error { uint32_t code; char text[FL_PROTO_MAX_TEXT + 1]; };
 
 /* Header. -EAGAIN short buffer, -EBADMSG bad magic, -ENOMSG unknown type,
@@ -105,7 +106,8 @@ uint32_t fl_proto_max_len(uint16_t type);
 
 /* Encoders return bytes written or -ENOSPC; decoders 0 or -errno:
  * -EBADMSG malformed/truncated, -EPROTONOSUPPORT wrong version,
- * -ERANGE region or page out of range, -EMSGSIZE too large. */
+ * -ERANGE region or page out of range, -EMSGSIZE too large, -ENODATA a
+ * request/reply for zero pages, -E2BIG more than FL_PROTO_MAX_PAGES. */
 int fl_proto_hello_encode(uint8_t *out, size_t cap, const struct fl_hello *h);
 int fl_proto_hello_decode(const uint8_t *in, size_t n, struct fl_hello *h);
 int fl_proto_attach_encode(uint8_t *out, size_t cap, const struct fl_attach *a);
@@ -121,9 +123,13 @@ int fl_proto_read_resp_hdr_encode(uint8_t *out, size_t cap, const struct fl_read
 int fl_proto_read_resp_decode(const uint8_t *fixed, size_t payload_len,
 			      const struct fl_hello *regions, struct fl_read_resp *r,
 			      size_t *data_len);
-/* bm bit (bm_off + p) says whether page p of the region is dirty. */
+/* bm bit (bm_off + p) says whether page p of the region is dirty. Encodes
+ * pages first.. as far as cap allows (at most npages) and says in *covered
+ * how many pages the frame describes; send the rest in further frames.
+ * -ENOSPC only when not even one run fits. */
 int fl_proto_dirty_encode(uint8_t *out, size_t cap, uint32_t region, uint64_t first,
-			  uint64_t npages, const struct fl_bitmap *bm, uint64_t bm_off);
+			  uint64_t npages, const struct fl_bitmap *bm, uint64_t bm_off,
+			  uint64_t *covered);
 int fl_proto_dirty_decode(const uint8_t *in, size_t n, const struct fl_hello *regions,
 			  struct fl_dirty *d);
 /* Expand an RLE run list into bm (bits bm_off+first ..). -EBADMSG if the
@@ -137,6 +143,8 @@ int fl_proto_round_decode(const uint8_t *in, size_t n, struct fl_round *r);
 int fl_proto_complete_encode(uint8_t *out, size_t cap, const struct fl_complete *c);
 int fl_proto_complete_decode(const uint8_t *in, size_t n, struct fl_complete *c);
 int fl_proto_error_encode(uint8_t *out, size_t cap, uint32_t code, const char *text);
+/* The one ERROR decoder: on -EBADMSG e->text still reads
+ * "(malformed ERROR frame)", so a caller can always print it. */
 int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_error *e);
 
 /* Blocking frame I/O on a stream fd. read_frame: -ECONNRESET on EOF,
@@ -145,6 +153,10 @@ int fl_proto_write_frame(int fd, uint16_t type, const void *payload, uint32_t le
 int fl_proto_write_frame2(int fd, uint16_t type, const void *a, uint32_t alen,
 			  const void *b, uint32_t blen);
 int fl_proto_read_frame(int fd, struct fl_msg_hdr *h, void *payload, size_t cap);
+/* The same with a deadline for the whole frame: -ETIMEDOUT after
+ * timeout_ms (<= 0: none). Every read from a peer uses one. */
+int fl_proto_read_frame_timed(int fd, struct fl_msg_hdr *h, void *payload, size_t cap,
+			      int timeout_ms);
 /* Read exactly n bytes; -ECONNRESET on EOF. */
 int fl_proto_read_full(int fd, void *buf, size_t n);
 /* Write a whole iovec (the array is consumed). 0 or -errno. */

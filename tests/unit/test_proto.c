@@ -126,12 +126,13 @@ static void test_read_req(void **st)
 	fl_proto_read_req_encode(b, sizeof(b), &r);
 	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -ERANGE);
 	r.region = 0;
-	r.npages = 0;
+	r.npages = 0;	/* named as what it is, not as an oversized frame */
 	fl_proto_read_req_encode(b, sizeof(b), &r);
-	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -EMSGSIZE);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -ENODATA);
+	assert_non_null(strstr(fl_proto_strerror(-ENODATA), "zero pages"));
 	r.npages = FL_PROTO_MAX_PAGES + 1;
 	fl_proto_read_req_encode(b, sizeof(b), &r);
-	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -EMSGSIZE);
+	assert_int_equal(fl_proto_read_req_decode(b, 24, &t, &d), -E2BIG);
 	/* 2M pages: 2 pages fit, 8 MiB limit means at most 4 */
 	r.region = 1;
 	r.npages = 2;
@@ -181,8 +182,10 @@ static void test_dirty_rle(void **st)
 	fl_bitmap_set(&bm, 0);
 	fl_bitmap_set_range(&bm, 10, 70);
 	fl_bitmap_set(&bm, 255);
-	int n = fl_proto_dirty_encode(b, sizeof(b), 0, 0, 256, &bm, 0);
+	uint64_t cov = 0;
+	int n = fl_proto_dirty_encode(b, sizeof(b), 0, 0, 256, &bm, 0, &cov);
 	assert_true(n > 24);
+	assert_int_equal(cov, 256);
 	assert_int_equal(fl_proto_dirty_decode(b, (size_t)n, &t, &d), 0);
 	assert_int_equal(fl_proto_rle_apply(&d, &out, 0), 72);
 	assert_memory_equal(bm.words, out.words, 32);
@@ -245,6 +248,95 @@ static void test_small(void **st)
 	b[4] = 0xff;
 	b[5] = 0xff;	/* text length beyond the limit */
 	assert_int_equal(fl_proto_error_decode(b, (size_t)n, &e), -EBADMSG);
+	/* a failed decode still leaves one defined line to print */
+	memset(e.text, 'X', sizeof(e.text));
+	assert_int_equal(fl_proto_error_decode(b, 3, &e), -EBADMSG);
+	assert_string_equal(e.text, "(malformed ERROR frame)");
+}
+
+/* A region's dirty set in frames no bigger than cap; the frames together
+ * reproduce it exactly. */
+static void chunk_roundtrip(const struct fl_bitmap *bm, uint64_t pages, size_t cap)
+{
+	struct fl_hello t;
+	struct fl_bitmap out;
+	static uint8_t b[65536];
+	struct fl_dirty d;
+	uint64_t frames = 0;
+
+	memset(&t, 0, sizeof(t));
+	t.nregions = 1;
+	strcpy(t.regions[0].name, "ram0");
+	t.regions[0].length = pages * 4096;
+	t.regions[0].page_size = 4096;
+	assert_int_equal(fl_bitmap_create(&out, pages), 0);
+	for (uint64_t first = fl_bitmap_next_set(bm, 0); first < pages;) {
+		uint64_t cov = 0;
+		int n = fl_proto_dirty_encode(b, cap, 0, first, pages - first, bm, 0, &cov);
+		assert_true(n > 0 && (size_t)n <= cap);
+		assert_true(cov > 0);
+		assert_int_equal(fl_proto_dirty_decode(b, (size_t)n, &t, &d), 0);
+		assert_true(fl_proto_rle_apply(&d, &out, 0) >= 0);
+		first = fl_bitmap_next_set(bm, first + cov);
+		frames++;
+	}
+	assert_memory_equal(bm->words, out.words, (pages + 63) / 64 * 8);
+	assert_true(frames >= 1);
+	fl_bitmap_destroy(&out);
+}
+
+/* Regression: 65,536 alternating pages encode to 64 KiB of runs, more than
+ * the 64 KiB frame buffer; frames are cut by encoded size, never by count. */
+static void test_dirty_chunks(void **st)
+{
+	struct fl_bitmap bm;
+	uint64_t pages = 1u << 20, x = 88172645463325252ull;
+
+	(void)st;
+	assert_int_equal(fl_bitmap_create(&bm, pages), 0);
+	for (uint64_t p = 0; p < pages; p += 2)
+		fl_bitmap_set(&bm, p);
+	chunk_roundtrip(&bm, pages, 65536);
+	chunk_roundtrip(&bm, pages, 64);	/* tiny frames still make progress */
+	fl_bitmap_zero(&bm);
+	for (uint64_t p = 0; p < pages; p++) {	/* a random half */
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		if (x & 1)
+			fl_bitmap_set(&bm, p);
+	}
+	chunk_roundtrip(&bm, pages, 65536);
+	fl_bitmap_set_range(&bm, 0, pages);	/* all dirty: one frame */
+	chunk_roundtrip(&bm, pages, 65536);
+	/* too small for even one run */
+	uint64_t cov;
+	uint8_t b[32];
+	assert_int_equal(fl_proto_dirty_encode(b, 25, 0, 0, pages, &bm, 0, &cov), -ENOSPC);
+	fl_bitmap_destroy(&bm);
+}
+
+/* Every read from a peer has a deadline: silence and a stalled frame. */
+static void test_frame_deadline(void **st)
+{
+	int sv[2];
+	uint8_t b[64], hb[FL_PROTO_HDR_LEN];
+	struct fl_msg_hdr h;
+
+	(void)st;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fl_proto_read_frame_timed(sv[1], &h, b, sizeof(b), 50), -ETIMEDOUT);
+	fl_proto_hdr_encode(hb, FL_MSG_READY, 8);	/* header, then nothing */
+	assert_int_equal(write(sv[0], hb, sizeof(hb)), sizeof(hb));
+	assert_int_equal(write(sv[0], "1234", 4), 4);
+	assert_int_equal(fl_proto_read_frame_timed(sv[1], &h, b, sizeof(b), 50), -ETIMEDOUT);
+	assert_non_null(strstr(fl_proto_strerror(-ETIMEDOUT), "deadline"));
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fl_proto_write_frame(sv[0], FL_MSG_READY, "12345678", 8), 0);
+	assert_int_equal(fl_proto_read_frame_timed(sv[1], &h, b, sizeof(b), 1000), 0);
+	assert_int_equal(h.type, FL_MSG_READY);
+	close(sv[0]);
+	close(sv[1]);
 }
 
 static void test_frames(void **st)
@@ -280,7 +372,8 @@ int main(void)
 		cmocka_unit_test(test_hdr),	  cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_read_req), cmocka_unit_test(test_read_resp),
 		cmocka_unit_test(test_dirty_rle), cmocka_unit_test(test_small),
-		cmocka_unit_test(test_frames),
+		cmocka_unit_test(test_frames),	  cmocka_unit_test(test_dirty_chunks),
+		cmocka_unit_test(test_frame_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
