@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,38 @@ struct fl_qmp {
 const char *fl_qmp_last_error(const struct fl_qmp *q)
 {
 	return q->err;
+}
+
+/* Typed member reads: whatever QEMU (or something posing as it) sends, a
+ * member of the wrong type reads as absent, never as NULL to strcmp. */
+const char *fl_qmp_get_string(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) &&
+		       json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+bool fl_qmp_get_bool(json_object *o, const char *key, bool *out)
+{
+	json_object *v;
+
+	if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_boolean))
+		return false;
+	*out = json_object_get_boolean(v);
+	return true;
+}
+
+bool fl_qmp_get_int(json_object *o, const char *key, int64_t *out)
+{
+	json_object *v;
+
+	if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return false;
+	*out = json_object_get_int64(v);
+	return true;
 }
 
 /* Next complete JSON object from the stream, or -errno. */
@@ -144,15 +177,15 @@ int fl_qmp_execute(struct fl_qmp *q, const char *cmd, json_object *args, json_ob
 			queue_event(q, o);
 			continue;
 		}
-		if (!json_object_object_get_ex(o, "id", &v) || (uint64_t)json_object_get_int64(v) != id) {
+		int64_t got_id;
+		if (!fl_qmp_get_int(o, "id", &got_id) || (uint64_t)got_id != id) {
 			json_object_put(o);	/* an answer to someone else's command */
 			continue;
 		}
 		if (json_object_object_get_ex(o, "error", &v)) {
-			json_object *desc;
-			snprintf(q->err, sizeof(q->err), "QEMU refused %s: %s", cmd,
-				 json_object_object_get_ex(v, "desc", &desc) ? json_object_get_string(desc)
-									     : "(no description)");
+			const char *desc = fl_qmp_get_string(v, "desc");
+			snprintf(q->err, sizeof(q->err), "QEMU refused %s: %.200s", cmd,
+				 desc ? desc : "(no description)");
 			json_object_put(o);
 			return -EREMOTEIO;
 		}
@@ -170,9 +203,8 @@ int fl_qmp_wait_event(struct fl_qmp *q, const char *name, int timeout_ms, json_o
 
 	for (;;) {
 		for (int i = 0; i < q->nevents; i++) {
-			json_object *ev;
-			if (json_object_object_get_ex(q->events[i], "event", &ev) &&
-			    !strcmp(json_object_get_string(ev), name)) {
+			const char *ev = fl_qmp_get_string(q->events[i], "event");
+			if (ev && !strcmp(ev, name)) {
 				json_object *o = q->events[i], *d;
 				memmove(q->events + i, q->events + i + 1,
 					sizeof(q->events[0]) * (size_t)(q->nevents - i - 1));
@@ -215,7 +247,7 @@ int fl_qmp_create_fd(int fd, int timeout_ms, struct fl_qmp **out)
 	rc = next_object(q, &greeting, timeout_ms);
 	if (rc)
 		goto fail;
-	if (!json_object_object_get_ex(greeting, "QMP", &v)) {
+	if (!json_object_object_get_ex(greeting, "QMP", &v) || !json_object_is_type(v, json_type_object)) {
 		snprintf(q->err, sizeof(q->err), "peer is not a QMP monitor (no greeting)");
 		rc = -EPROTO;
 		goto fail;
@@ -283,13 +315,13 @@ int fl_qmp_set_capability(struct fl_qmp *q, const char *cap, bool on)
 
 int fl_qmp_migrate_status(struct fl_qmp *q, char *status, size_t len)
 {
-	json_object *ret = NULL, *v;
+	json_object *ret = NULL;
 	int rc = fl_qmp_execute(q, "query-migrate", NULL, &ret, 5000);
 
 	if (rc)
 		return rc;
-	snprintf(status, len, "%s", ret && json_object_object_get_ex(ret, "status", &v)
-					    ? json_object_get_string(v) : "none");
+	const char *st = fl_qmp_get_string(ret, "status");
+	snprintf(status, len, "%s", st ? st : "none");
 	json_object_put(ret);
 	return 0;
 }

@@ -737,7 +737,16 @@ static int check_vm(struct src *s)
 	int rc = s->o->vm_state(s->o->stop_arg, st, sizeof(st));
 	if (rc)
 		return fail(s, rc, "cannot ask the source VMM about the VM: %s", st);
-	if (!strcmp(st, "running") || !strcmp(st, "paused"))
+	/* States whose RAM is not the guest's current memory here: an earlier
+	 * migration's end (QEMU postmigrate, guest-sim migrated), one in
+	 * flight, or a guest that is not there at all. */
+	static const char *const refused[] = { "inmigrate", "postmigrate", "finish-migrate", "migrated",
+					       "shutdown", "save-vm", "restore-vm", "colo" };
+	bool ok = true;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (!strcmp(st, refused[i]))
+			ok = false;
+	if (ok)
 		return 0;
 	vm_whereabouts(s, where, sizeof(where));
 	return fail(s, -EINVAL, "the VM is no migration source (state %s): %s", st, where);

@@ -157,6 +157,28 @@ static int stop_guest_sim(void *arg, char *err, size_t el)
 	return 0;
 }
 
+/* guest-sim's own word for where it stands: running, migrated, inmigrate. */
+static int state_guest_sim(void *arg, char *st, size_t len)
+{
+	struct vm_stop *v = arg;
+	char reply[1024];
+	int rc = vmctl_call(v->ctl, "query", reply, sizeof(reply), 5000);
+
+	if (rc) {
+		snprintf(st, len, "VM control socket %s: %s", v->ctl, strerror(-rc));
+		return rc;
+	}
+	json_object *q = json_tokener_parse(reply), *x;
+	if (!q || !json_object_object_get_ex(q, "state", &x) || !json_object_is_type(x, json_type_string)) {
+		snprintf(st, len, "VM control socket %s answered '%.60s'", v->ctl, reply);
+		json_object_put(q);
+		return -EBADMSG;
+	}
+	snprintf(st, len, "%s", json_object_get_string(x));
+	json_object_put(q);
+	return 0;
+}
+
 /* QEMU: start its own migration (device state only, x-ignore-shared) and
  * return at the STOP event: the moment the final dirty set is taken. A VM
  * that was already paused has no STOP to wait for. */
@@ -168,7 +190,7 @@ static int stop_qemu(void *arg, char *err, size_t el)
 {
 	struct qemu_stop *v = arg;
 	struct fl_qmp *q = NULL;
-	json_object *st = NULL, *x;
+	json_object *st = NULL;
 	int rc = fl_qmp_connect(v->qmp, 5000, &q);
 
 	if (rc)
@@ -176,7 +198,8 @@ static int stop_qemu(void *arg, char *err, size_t el)
 	rc = fl_qmp_execute(q, "query-status", NULL, &st, 5000);
 	if (rc)
 		goto out;
-	bool running = json_object_object_get_ex(st, "running", &x) && json_object_get_boolean(x);
+	bool running = false;
+	fl_qmp_get_bool(st, "running", &running);
 	json_object *args = json_object_new_object();
 	json_object_object_add(args, "uri", json_object_new_string(v->uri));
 	rc = fl_qmp_execute(q, "migrate", args, NULL, 5000);
@@ -187,6 +210,27 @@ out:
 	if (rc)
 		snprintf(err, el, "QEMU at %s: %s", v->qmp, q ? fl_qmp_last_error(q) : strerror(-rc));
 	json_object_put(st);
+	fl_qmp_destroy(q);
+	return rc;
+}
+
+/* QEMU's run state: running, paused, postmigrate, inmigrate... */
+static int state_qemu(void *arg, char *st, size_t len)
+{
+	struct qemu_stop *v = arg;
+	struct fl_qmp *q = NULL;
+	json_object *ret = NULL, *x;
+	int rc = fl_qmp_connect(v->qmp, 5000, &q);
+
+	if (!rc)
+		rc = fl_qmp_execute(q, "query-status", NULL, &ret, 5000);
+	if (!rc && (!json_object_object_get_ex(ret, "status", &x) || !json_object_is_type(x, json_type_string)))
+		rc = -EBADMSG;
+	if (rc)
+		snprintf(st, len, "QEMU at %s: %s", v->qmp, q ? fl_qmp_last_error(q) : strerror(-rc));
+	else
+		snprintf(st, len, "%s", json_object_get_string(x));
+	json_object_put(ret);
 	fl_qmp_destroy(q);
 	return rc;
 }
@@ -268,6 +312,7 @@ static int cmd_source(int argc, char **argv)
 		die_usage("source", "--vm-ctl and --vm-uri go together");
 	if (vs.ctl) {
 		o.stop_vm = stop_guest_sim;
+		o.vm_state = state_guest_sim;
 		o.stop_arg = &vs;
 	}
 	if (o.max_rounds < 1 || o.max_precopy_ms < 0 || o.downtime_ms < 0)
@@ -389,9 +434,11 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 		o.id = a->id;
 		if (a->vm_ctl) {
 			o.stop_vm = stop_guest_sim;
+			o.vm_state = state_guest_sim;
 			o.stop_arg = &vs;
 		} else if (a->src_qmp) {
 			o.stop_vm = stop_qemu;
+			o.vm_state = state_qemu;
 			o.stop_arg = &qs;
 		}
 		o.status_path = status_path(a->status_dir, a->id, "source");
@@ -514,13 +561,16 @@ static void qemu_numa_map(struct migrate_args *a, struct fl_qmp *d)
 	if (fl_qmp_execute(d, "query-memdev", NULL, &ret, 5000) || !json_object_is_type(ret, json_type_array))
 		goto out;
 	for (size_t i = 0; i < json_object_array_length(ret); i++) {
-		json_object *m = json_object_array_get_idx(ret, i), *nodes, *id;
-		if (!json_object_object_get_ex(m, "host-nodes", &nodes) || !json_object_array_length(nodes) ||
-		    !json_object_object_get_ex(m, "id", &id))
+		json_object *m = json_object_array_get_idx(ret, i), *nodes;
+		const char *id = fl_qmp_get_string(m, "id");
+		if (!id || !json_object_is_type(m, json_type_object) ||
+		    !json_object_object_get_ex(m, "host-nodes", &nodes) ||
+		    !json_object_is_type(nodes, json_type_array) || !json_object_array_length(nodes))
 			continue;
 		x = json_object_array_get_idx(nodes, 0);
-		int k = snprintf(map + n, sizeof(map) - n, "%s%s:%d", n ? "," : "", json_object_get_string(id),
-				 json_object_get_int(x));
+		if (!json_object_is_type(x, json_type_int) || json_object_get_int(x) < 0)
+			continue;
+		int k = snprintf(map + n, sizeof(map) - n, "%s%s:%d", n ? "," : "", id, json_object_get_int(x));
 		if (k < 0 || (size_t)k >= sizeof(map) - n)
 			break;
 		n += (size_t)k;
@@ -544,10 +594,11 @@ static int qemu_prepare(struct migrate_args *a, struct fl_qmp **watch)
 
 	if (!rc)
 		rc = fl_qmp_set_capability(s, "x-ignore-shared", true);
-	json_object *st = NULL, *x;
+	json_object *st = NULL;
+	bool running = false;
 	if (!rc)	/* a paused guest stays paused on the destination */
 		rc = fl_qmp_execute(s, "query-status", NULL, &st, 5000);
-	a->src_was_running = !rc && json_object_object_get_ex(st, "running", &x) && json_object_get_boolean(x);
+	a->src_was_running = !rc && fl_qmp_get_bool(st, "running", &running) && running;
 	json_object_put(st);
 	if (rc) {
 		fprintf(stderr, "faultline migrate: source QEMU at %s: %s\n", a->src_qmp,
@@ -582,13 +633,12 @@ out:
 static void qmp_status(struct fl_qmp *q, const char *path, char *st, size_t len)
 {
 	struct fl_qmp *own = NULL;
-	json_object *ret = NULL, *v;
+	json_object *ret = NULL;
 
 	snprintf(st, len, "unreachable");
 	if ((q || (fl_qmp_connect(path, 2000, &own) == 0 && (q = own))) &&
-	    fl_qmp_execute(q, "query-status", NULL, &ret, 5000) == 0 &&
-	    json_object_object_get_ex(ret, "status", &v))
-		snprintf(st, len, "%s", json_object_get_string(v));
+	    fl_qmp_execute(q, "query-status", NULL, &ret, 5000) == 0 && fl_qmp_get_string(ret, "status"))
+		snprintf(st, len, "%s", fl_qmp_get_string(ret, "status"));
 	json_object_put(ret);
 	fl_qmp_destroy(own);
 }
@@ -653,7 +703,7 @@ static const char *qemu_settle(struct migrate_args *a, struct fl_qmp *watch, jso
 static void qemu_result(struct migrate_args *a, struct fl_qmp *watch, json_object *out)
 {
 	struct fl_qmp *s = NULL;
-	json_object *ret = NULL, *v;
+	json_object *ret = NULL;
 	char status[32] = "unknown";
 
 	if (fl_qmp_connect(a->src_qmp, 5000, &s) == 0) {
@@ -662,18 +712,19 @@ static void qemu_result(struct migrate_args *a, struct fl_qmp *watch, json_objec
 			ret = NULL;
 			if (fl_qmp_execute(s, "query-migrate", NULL, &ret, 5000))
 				break;
-			snprintf(status, sizeof(status), "%s",
-				 json_object_object_get_ex(ret, "status", &v) ? json_object_get_string(v) : "none");
+			const char *qs = fl_qmp_get_string(ret, "status");
+			snprintf(status, sizeof(status), "%s", qs ? qs : "none");
 			if (strcmp(status, "active") && strcmp(status, "setup") && strcmp(status, "device"))
 				break;
 			usleep(100000);
 		}
 	}
 	json_object_object_add(out, "qemu_status", json_object_new_string(status));
-	if (ret && json_object_object_get_ex(ret, "downtime", &v))
-		json_object_object_add(out, "qemu_downtime_ms", json_object_new_int64(json_object_get_int64(v)));
-	if (ret && json_object_object_get_ex(ret, "total-time", &v))
-		json_object_object_add(out, "qemu_total_ms", json_object_new_int64(json_object_get_int64(v)));
+	int64_t ms;
+	if (fl_qmp_get_int(ret, "downtime", &ms))
+		json_object_object_add(out, "qemu_downtime_ms", json_object_new_int64(ms));
+	if (fl_qmp_get_int(ret, "total-time", &ms))
+		json_object_object_add(out, "qemu_total_ms", json_object_new_int64(ms));
 	json_object_put(ret);
 	fl_qmp_destroy(s);
 	/* and where the guest runs now */

@@ -36,6 +36,8 @@ static struct {
 	int vcpus;
 	double rate;		/* ops/s per vCPU, 0 = unthrottled */
 	int hot_pct;		/* 0: uniform; else % of pages that are hot */
+	int stride;		/* >0: each vCPU sweeps every stride-th page in turn */
+	int subset_pct;		/* >0: only a fixed random subset of this % of pages */
 	int write;		/* 1: read+verify+write; 0: read+verify */
 	int fill_pct;
 	uint64_t seed;
@@ -57,6 +59,7 @@ struct vcpu {
 	uint64_t ops, corrupt, last_ns, max_gap_ns, max_gap_at, switch_gap_ns;
 	int resumed;
 	uint64_t rng;
+	uint64_t cursor;	/* --pattern stride */
 };
 static struct vcpu vc[MAX_VCPU];
 static uint64_t g_corrupt;	/* atomic */
@@ -101,9 +104,20 @@ static int check_page(uint64_t idx, uint32_t v)
 	return memcmp(ram + idx * PS, want, PS) == 0;
 }
 
+static uint64_t *subset;	/* the pages --pattern subset:PCT touches */
+static uint64_t nsubset;
+
 static uint64_t pick(struct vcpu *c)
 {
 	uint64_t r = xs(&c->rng);
+
+	if (cfg.stride > 0) {	/* every stride-th page, in order: worst-case dirty runs */
+		uint64_t n = (cfg.npages + (uint64_t)cfg.stride - 1) / (uint64_t)cfg.stride;
+		c->cursor = (c->cursor + 1) % n;
+		return c->cursor * (uint64_t)cfg.stride;
+	}
+	if (nsubset)
+		return subset[(r >> 8) % nsubset];
 
 	if (cfg.hot_pct > 0) {
 		uint64_t hot = cfg.npages * (uint64_t)cfg.hot_pct / 100;
@@ -200,6 +214,8 @@ static void start_vcpus(void)
 {
 	for (int i = 0; i < cfg.vcpus; i++) {
 		vc[i].idx = i;
+		vc[i].cursor = (uint64_t)i * (cfg.npages / (uint64_t)(cfg.stride ? cfg.stride : 1)) /
+			       (uint64_t)cfg.vcpus;
 		if (!vc[i].rng)
 			vc[i].rng = cfg.seed * 7919 + (uint64_t)i * 104729 + now_rt();
 		pthread_create(&vc[i].th, NULL, vcpu_main, &vc[i]);
@@ -494,7 +510,8 @@ static void usage(FILE *f)
 		"  --size N[KMG]     RAM size (default 64M)\n"
 		"  --vcpus N         vCPU threads (default 2)\n"
 		"  --rate N          page operations per second per vCPU, 0 = unthrottled (default 5000)\n"
-		"  --pattern P       uniform | hot:PCT (PCT%% of pages take ~87%% of accesses)\n"
+		"  --pattern P       uniform | hot:PCT (PCT%% of pages take ~87%% of accesses) |\n"
+		"                    stride:N (every Nth page in turn) | subset:PCT (a random PCT%% only)\n"
 		"  --mode M          write (read, verify, rewrite; default) | read (read, verify)\n"
 		"  --fill PCT        pages written before the run starts (default 75)\n"
 		"  --seed N          content seed\n"
@@ -523,6 +540,10 @@ int main(int argc, char **argv)
 				cfg.hot_pct = 0;
 			else if (!strncmp(optarg, "hot:", 4) && atoi(optarg + 4) > 0 && atoi(optarg + 4) <= 100)
 				cfg.hot_pct = atoi(optarg + 4);
+			else if (!strncmp(optarg, "stride:", 7) && atoi(optarg + 7) > 0)
+				cfg.stride = atoi(optarg + 7);
+			else if (!strncmp(optarg, "subset:", 7) && atoi(optarg + 7) > 0 && atoi(optarg + 7) <= 100)
+				cfg.subset_pct = atoi(optarg + 7);
 			else {
 				fprintf(stderr, "guest-sim: bad --pattern '%s'\n", optarg);
 				return 2;
@@ -564,6 +585,15 @@ int main(int argc, char **argv)
 	}
 	close(fd);
 	ver = calloc(cfg.npages, 4);
+	if (cfg.subset_pct) {	/* the same subset on both hosts: it derives from the seed */
+		uint64_t x = cfg.seed * 0x9E3779B97F4A7C15ull + 1;
+		subset = calloc(cfg.npages, sizeof(*subset));
+		for (uint64_t i = 0; subset && i < cfg.npages; i++)
+			if (xs(&x) % 100 < (uint64_t)cfg.subset_pct)
+				subset[nsubset++] = i;
+		if (!nsubset)
+			subset[nsubset++] = 0;
+	}
 	if (cfg.incoming)
 		ver0 = calloc(cfg.npages, 4);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };

@@ -28,6 +28,12 @@ int fl_qmp_execute(struct fl_qmp *q, const char *cmd, struct json_object *args,
 int fl_qmp_wait_event(struct fl_qmp *q, const char *name, int timeout_ms, struct json_object **data);
 const char *fl_qmp_last_error(const struct fl_qmp *q);
 
+/* Members of a reply or event, type-checked: NULL / false when absent or
+ * of another type (o may be NULL or not an object). */
+const char *fl_qmp_get_string(struct json_object *o, const char *key);
+bool fl_qmp_get_bool(struct json_object *o, const char *key, bool *out);
+bool fl_qmp_get_int(struct json_object *o, const char *key, int64_t *out);
+
 /* Helpers over execute. */
 int fl_qmp_set_capability(struct fl_qmp *q, const char *cap, bool on);
 /* query-migrate "status" (e.g. "active", "completed", "failed"). */

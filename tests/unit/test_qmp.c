@@ -49,11 +49,14 @@ static void *fake_main(void *arg)
 		json_object_put(req);
 		char out[2048], idstr[32];
 		snprintf(idstr, sizeof(idstr), "%lld", idv);
-		const char *r = f->replies[i], *p = strstr(r, "%ID%");
-		if (p)
-			snprintf(out, sizeof(out), "%.*s%s%s", (int)(p - r), r, idstr, p + 4);
-		else
-			snprintf(out, sizeof(out), "%s", r);
+		const char *r = f->replies[i], *p;
+		size_t o = 0;
+		while ((p = strstr(r, "%ID%")) && o < sizeof(out)) {	/* every occurrence */
+			o += (size_t)snprintf(out + o, sizeof(out) - o, "%.*s%s", (int)(p - r), r, idstr);
+			r = p + 4;
+		}
+		if (o < sizeof(out))
+			snprintf(out + o, sizeof(out) - o, "%s", r);
 		(void)!write(f->fd, out, strlen(out));
 	}
 	close(f->fd);
@@ -138,10 +141,50 @@ static void test_bad_peers(void **st)
 	assert_null(q);
 }
 
+/* Regression: every member read from QEMU is type-checked. An event whose
+ * "event" is null crashed the source agent while it waited for STOP. */
+static void test_mistyped_members(void **st)
+{
+	(void)st;
+	static const char *const replies[] = {
+		"{\"return\": {}, \"id\": %ID%}\r\n",	/* qmp_capabilities */
+		/* events with null and numeric names, then the answer */
+		"{\"event\": null}\r\n{\"event\": 7, \"data\": null}\r\n"
+		"{\"return\": {\"status\": 5}, \"id\": %ID%}\r\n",
+		/* an id of the wrong type is not our answer; then an error whose desc is a number */
+		"{\"return\": {}, \"id\": \"%ID%\"}\r\n"
+		"{\"error\": {\"desc\": 12}, \"id\": %ID%}\r\n",
+		/* a reply that is an array member, then a STOP event after all */
+		"{\"return\": [1, 2], \"id\": %ID%}\r\n{\"event\": \"STOP\"}\r\n",
+		NULL,
+	};
+	struct fake f = { .greeting = GREETING, .replies = replies };
+	pthread_t th;
+	int rc;
+	struct fl_qmp *q = start(&f, &th, &rc);
+	assert_int_equal(rc, 0);
+	char status[32];
+	assert_int_equal(fl_qmp_migrate_status(q, status, sizeof(status)), 0);
+	assert_string_equal(status, "none");	/* not a string: absent */
+	assert_int_equal(fl_qmp_execute(q, "cont", NULL, NULL, 2000), -EREMOTEIO);
+	assert_non_null(strstr(fl_qmp_last_error(q), "(no description)"));
+	json_object *ret = NULL;
+	assert_int_equal(fl_qmp_execute(q, "query-status", NULL, &ret, 2000), 0);
+	assert_null(fl_qmp_get_string(ret, "status"));	/* an array has no members */
+	bool b;
+	assert_false(fl_qmp_get_bool(ret, "running", &b));
+	json_object_put(ret);
+	/* the mistyped events are skipped, never compared; the real one is found */
+	assert_int_equal(fl_qmp_wait_event(q, "STOP", 1000, NULL), 0);
+	fl_qmp_destroy(q);
+	pthread_join(th, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_commands_and_events), cmocka_unit_test(test_bad_peers),
+		cmocka_unit_test(test_mistyped_members),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
