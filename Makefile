@@ -43,8 +43,9 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
-tools/faultline: tools/faultline.c tools/cli_demo.c tools/cli_check.c tools/vmctl.c tools/vmctl.h tools/cli.h libfaultline.a
-	$(CC) $(CFLAGS_ALL) -o $@ tools/faultline.c tools/cli_demo.c tools/cli_check.c tools/vmctl.c libfaultline.a $(SAN) $(LDLIBS_ALL)
+CLI_SRC = tools/faultline.c tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/vmctl.c
+tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)

@@ -71,6 +71,11 @@ static int split_addr(const char *addr, char *host, size_t hl, char *port, size_
 	memcpy(host, addr, n);
 	host[n] = 0;
 	strcpy(port, colon + 1);
+	/* getaddrinfo would take 99999 modulo 65536: a port nobody asked for */
+	if (strspn(port, "0123456789") == strlen(port) && strtoul(port, NULL, 10) > 65535) {
+		snprintf(g_err, sizeof(g_err), "address '%s': port %s is out of range (0..65535)", addr, port);
+		return -EINVAL;
+	}
 	return 0;
 }
 

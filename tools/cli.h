@@ -3,11 +3,13 @@
 #define FL_TOOLS_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "faultline/agent.h"
 
 struct migrate_args {
-	const char *id;
+	const char *id;			/* NULL: made unique from id_prefix */
+	const char *id_prefix;
 	const char *listen;		/* source agent address, HOST:PORT */
 	const char *src_netns, *dst_netns;
 	const char *src_shim, *dst_shim;
@@ -48,6 +50,18 @@ enum { CLI_OPT_NUMA_MAP = 300, CLI_OPT_GUEST_CPUS, CLI_OPT_PLACEMENT_MIN, CLI_OP
 	"         [--no-numa-workers]\n"
 bool cli_numa_option(int c, const char *arg, struct migrate_args *a);
 int cli_demo(int argc, char **argv);
+
+/* cli_args.c: checked option values; a bad one prints one line naming the
+ * option and what it accepts, and exits 2. */
+void cli_args_command(const char *cmd);	/* the subcommand, for the messages */
+long cli_int(const char *opt, const char *arg, long min, long max);
+double cli_double(const char *opt, const char *arg, double min, double max);
+const char *cli_addr(const char *opt, const char *arg);	/* HOST:PORT, port 1..65535 */
+const char *cli_addr_uri(const char *opt, const char *arg);	/* tcp:HOST:PORT */
+uint64_t cli_size(const char *opt, const char *arg, uint64_t min, uint64_t align);
+const char *cli_pattern(const char *opt, const char *arg);
+const char *cli_rate(const char *opt, const char *arg);
+const char *cli_oneof(const char *opt, const char *arg, const char *const *words, const char *want);
 /* Run argv (no shell); returns exit status or -errno. */
 int cli_run(char *const argv[], bool quiet);
 const char *cli_self_dir(void);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
 #include "cli.h"
 #include "faultline/numa.h"
@@ -19,13 +20,12 @@ bool cli_numa_option(int c, const char *arg, struct migrate_args *a)
 	switch (c) {
 	case CLI_OPT_NUMA_MAP: a->numa_map = arg; return true;
 	case CLI_OPT_GUEST_CPUS: a->guest_cpus = arg; return true;
-	case CLI_OPT_PLACEMENT_MIN: a->placement_min = atof(arg) / 100.0; return true;
+	case CLI_OPT_PLACEMENT_MIN: a->placement_min = cli_double("--placement-min", arg, 0, 100) / 100.0; return true;
 	case CLI_OPT_NO_NUMA_WORKERS: a->no_numa_workers = true; return true;
 	}
 	return false;
 }
 
-#define HUGETLBFS_MAGIC 0x958458f6
 
 int cli_check(int argc, char **argv)
 {
@@ -57,7 +57,7 @@ int cli_check(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'p': p.vm_pid = atoi(optarg); break;
+		case 'p': p.vm_pid = (int)cli_int("--vm-pid", optarg, 1, 4194304); break;
 		case 'R': p.pin_all = true; break;
 		case 'h':
 			printf("usage: faultline check --ram FILE... [--numa-map CELL:NODE,...] [--guest-cpus 0-3]\n"
@@ -85,6 +85,14 @@ int cli_check(int argc, char **argv)
 		if (stat(ram[i], &st) || statfs(ram[i], &fs)) {
 			fprintf(stderr, "faultline check: %s: %s\n", ram[i], strerror(errno));
 			return 2;
+		}
+		/* userfaultfd serves shared file mappings of shmem and hugetlbfs
+		 * only: the migration itself would refuse anything else */
+		if (fs.f_type != TMPFS_MAGIC && fs.f_type != HUGETLBFS_MAGIC) {
+			fprintf(stderr, "faultline check: %s is not on tmpfs or hugetlbfs (filesystem magic "
+				"0x%lx): userfaultfd cannot serve shared mappings of it; put guest RAM "
+				"(QEMU's mem-path) on tmpfs or hugetlbfs\n", ram[i], (unsigned long)fs.f_type);
+			return 1;
 		}
 		const char *b = strrchr(ram[i], '/');
 		names[i] = b ? b + 1 : ram[i];

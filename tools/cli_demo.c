@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,6 +169,59 @@ static void stop_vm(const char *ctl, pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
+/* Both guests' RAM lives in one directory on this host: refuse, before
+ * anything is created, a size it cannot hold twice (tmpfs: its free space;
+ * hugetlbfs: its free huge pages). Filling tmpfs would end in the OOM
+ * killer, not in an error. */
+static int check_capacity(const char *size_s, const char *ram_dir)
+{
+	const char *dir = ram_dir ? ram_dir : "/dev/shm";
+	struct statfs fs;
+	struct statvfs vfs;
+
+	if (statfs(dir, &fs) || statvfs(dir, &vfs)) {
+		fprintf(stderr, "faultline demo: --ram-dir %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	bool huge = fs.f_type == HUGETLBFS_MAGIC;
+	if (!huge && fs.f_type != TMPFS_MAGIC) {
+		fprintf(stderr, "faultline demo: --ram-dir %s is not tmpfs or hugetlbfs: userfaultfd cannot "
+			"serve guest RAM there\n", dir);
+		return -1;
+	}
+	uint64_t ps = huge ? (uint64_t)fs.f_bsize : 4096;
+	uint64_t size = cli_size("--size", size_s, 1 << 20, ps);
+	uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (huge) {	/* no size= on the mount: the pool's free pages are the limit */
+		char p[128];
+		snprintf(p, sizeof(p), "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
+			 (unsigned long long)(ps >> 10));
+		FILE *f = fopen(p, "r");
+		unsigned long long freep = 0;
+		if (f && fscanf(f, "%llu", &freep) == 1 && (vfs.f_blocks == 0 || freep * ps < avail))
+			avail = freep * ps;
+		if (f)
+			fclose(f);
+	}
+	if (!huge) {	/* a tmpfs may be mounted larger than the memory there is */
+		FILE *f = fopen("/proc/meminfo", "r");
+		char line[128];
+		unsigned long long kb;
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1 && kb * 1024 < avail)
+				avail = kb * 1024;
+		if (f)
+			fclose(f);
+	}
+	if (2 * size > avail) {
+		fprintf(stderr, "faultline demo: --size %s: both guests need %.1f GiB in %s, which has %.1f "
+			"GiB free%s (both hosts of the demo are this one)\n", size_s, 2.0 * (double)size / (1 << 30), dir, (double)avail / (1 << 30),
+			huge ? " in free huge pages" : "");
+		return -1;
+	}
+	return 0;
+}
+
 int cli_demo(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -184,31 +240,33 @@ int cli_demo(int argc, char **argv)
 	double warmup = 1.0;
 	bool json = false, keep = false;
 	struct migrate_args a = { .transport = "tcp", .verify = true };
+	static const char *const modes[] = { "write", "read", NULL };
+	static const char *const transports[] = { "tcp", "rdma", NULL };
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
-		case 's': size = optarg; break;
-		case 'L': rate = optarg; break;
-		case 'v': vcpus = optarg; break;
-		case 'R': vrate = optarg; break;
-		case 'p': pattern = optarg; break;
-		case 'm': mode = optarg; break;
-		case 'w': warmup = atof(optarg); break;
+		case 's': size = optarg; break;	/* checked below, once --ram-dir is known */
+		case 'L': rate = cli_rate("--rate-limit", optarg); break;
+		case 'v': vcpus = optarg; cli_int("--vcpus", optarg, 1, 16); break;
+		case 'R': vrate = optarg; cli_int("--vcpu-rate", optarg, 0, 100000000); break;
+		case 'p': pattern = cli_pattern("--pattern", optarg); break;
+		case 'm': mode = cli_oneof("--mode", optarg, modes, "want write or read"); break;
+		case 'w': warmup = cli_double("--warmup", optarg, 0, 3600); break;
 		case 'k': keep = true; break;
 		case 'W': workdir = optarg; break;
-		case 'P': a.spin_us = (unsigned)atoi(optarg); break;
-		case 'b': a.bulk_conns = atoi(optarg); break;
-		case 'D': a.bulk_depth = atoi(optarg); break;
-		case 'G': a.bulk_pages = atoi(optarg); break;
+		case 'P': a.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
+		case 'b': a.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
+		case 'D': a.bulk_depth = (int)cli_int("--bulk-depth", optarg, 1, 64); break;
+		case 'G': a.bulk_pages = (int)cli_int("--bulk-pages", optarg, 1, 64); break;
 		case 'N': a.no_precopy = true; break;
-		case 'M': a.max_rounds = atoi(optarg); break;
-		case 'T': a.downtime_ms = atoi(optarg); break;
+		case 'M': a.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
+		case 'T': a.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
 		case 'I': id_opt = optarg; break;
 		case 'S': a.status_dir = optarg; break;
 		case 'r': ram_dir = optarg; break;
-		case 't': a.transport = optarg; break;
+		case 't': a.transport = cli_oneof("--transport", optarg, transports, "want tcp or rdma"); break;
 		case 'H': host_ip = optarg; break;
 		case 'Z': a.zero_copy = true; break;
 		case 'h':
@@ -234,6 +292,12 @@ int cli_demo(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc) {
+		fprintf(stderr, "faultline demo: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	if (check_capacity(size, ram_dir))
+		return 2;
 	if (geteuid() != 0) {
 		fprintf(stderr, "faultline demo: needs root to create network namespaces\n");
 		return 1;

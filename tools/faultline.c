@@ -114,7 +114,7 @@ static char *status_path(const char *dir, const char *id, const char *role)
 
 	if (!dir)
 		return NULL;
-	mkdir(dir, 0755);
+	mkdir(dir, 0700);
 	if (asprintf(&p, "%s/%s.%s.json", dir, id, role) < 0)
 		return NULL;
 	return p;
@@ -127,13 +127,16 @@ static char *ctl_path(const char *dir, const char *id)
 
 	if (!dir)
 		return NULL;
-	mkdir(dir, 0755);
+	mkdir(dir, 0700);
 	if (asprintf(&p, "%s/%s.source.sock", dir, id) < 0)
 		return NULL;
 	return p;
 }
 
 /* ---- source / dest ---- */
+
+static const char *const transports[] = { "tcp", "rdma", NULL };
+#define TRANSPORT(arg) cli_oneof("--transport", arg, transports, "want tcp or rdma")
 
 struct vm_stop {
 	const char *ctl, *uri;
@@ -259,7 +262,8 @@ static int cmd_source(int argc, char **argv)
 		{ "transport", 1, 0, 't' }, { "accept-timeout", 1, 0, 'a' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
 		{ "spin-us", 1, 0, 'p' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
-		{ "max-precopy-ms", 1, 0, 'B' }, { "downtime-ms", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "max-precopy-ms", 1, 0, 'B' }, { "downtime-ms", 1, 0, 'D' },
+		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_source_opts o;
 	struct vm_stop vs = { 0 };
@@ -270,7 +274,7 @@ static int cmd_source(int argc, char **argv)
 	fl_source_opts_default(&o);
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'l': o.listen = optarg; break;
+		case 'l': o.listen = cli_addr("--listen", optarg); break;
 		case 's': o.shim_sock = optarg; break;
 		case 'r':
 			if (o.nram >= FL_PROTO_MAX_REGIONS)
@@ -278,23 +282,26 @@ static int cmd_source(int argc, char **argv)
 			o.ram[o.nram++] = optarg;
 			break;
 		case 'c': vs.ctl = optarg; break;
-		case 'u': vs.uri = optarg; break;
+		case 'u': vs.uri = cli_addr("--vm-uri", optarg); break;
 		case 'k': o.checksum = true; break;
-		case 'R': o.rt_priority = atoi(optarg); break;
-		case 'p': o.spin_us = (unsigned)atoi(optarg); break;
+		case 'R': o.rt_priority = (int)cli_int("--rt-priority", optarg, 0, 99); break;
+		case 'p': o.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'P': o.precopy = false; break;
-		case 'M': o.max_rounds = atoi(optarg); break;
-		case 'B': o.max_precopy_ms = atoi(optarg); break;
-		case 'D': o.downtime_ms = atoi(optarg); break;
-		case 't': o.transport = optarg; break;
-		case 'a': o.accept_timeout_ms = atoi(optarg); break;
+		case 'M': o.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
+		case 'B': o.max_precopy_ms = (int)cli_int("--max-precopy-ms", optarg, 0, 86400000); break;
+		case 'D': o.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
+		case 't': o.transport = TRANSPORT(optarg); break;
+		case 'a': o.accept_timeout_ms = (int)cli_int("--accept-timeout", optarg, 1, 86400000); break;
+		case 'H': o.handshake_timeout_ms = (int)cli_int("--handshake-timeout", optarg, 1, 600000); break;
+		case 'E': o.peer_timeout_ms = (int)cli_int("--peer-timeout", optarg, 1, 86400000); break;
 		case 'i': o.id = optarg; break;
 		case 'd': sdir = optarg; break;
 		case 'j': json = true; break;
 		case 'h':
 			printf("usage: faultline source --listen HOST:PORT (--shim SOCK | --ram FILE...)\n"
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--checksum] [--transport tcp]\n"
-			       "         [--accept-timeout MS] [--spin-us N] [--rt-priority N]\n"
+			       "         [--accept-timeout MS] [--handshake-timeout MS] [--peer-timeout MS]\n"
+			       "         [--spin-us N] [--rt-priority N]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "         [--id ID] [--status-dir DIR] [--json]\n"
 			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n");
@@ -334,6 +341,7 @@ static int cmd_dest(int argc, char **argv)
 		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
 		{ "no-bulk-yield", 0, 0, 'Y' }, { "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' },
+		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' },
 		CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_dest_opts o;
@@ -344,20 +352,22 @@ static int cmd_dest(int argc, char **argv)
 	fl_dest_opts_default(&o);
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'S': o.source = optarg; break;
+		case 'S': o.source = cli_addr("--source", optarg); break;
 		case 's': o.shim_sock = optarg; break;
-		case 't': o.transport = optarg; break;
-		case 'b': o.bulk_conns = atoi(optarg); break;
-		case 'D': o.bulk_depth = atoi(optarg); break;
-		case 'P': o.bulk_pages = atoi(optarg); break;
-		case 'p': o.spin_us = (unsigned)atoi(optarg); break;
-		case 'T': o.connect_timeout_ms = atoi(optarg); break;
-		case 'R': o.rt_priority = atoi(optarg); break;
+		case 't': o.transport = TRANSPORT(optarg); break;
+		case 'b': o.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
+		case 'D': o.bulk_depth = (int)cli_int("--bulk-depth", optarg, 1, 64); break;
+		case 'P': o.bulk_pages = (int)cli_int("--bulk-pages", optarg, 1, 64); break;
+		case 'p': o.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
+		case 'T': o.connect_timeout_ms = (int)cli_int("--connect-timeout", optarg, 1, 3600000); break;
+		case 'R': o.rt_priority = (int)cli_int("--rt-priority", optarg, 0, 99); break;
+		case 'H': o.handshake_timeout_ms = (int)cli_int("--handshake-timeout", optarg, 1, 600000); break;
+		case 'E': o.peer_timeout_ms = (int)cli_int("--peer-timeout", optarg, 1, 86400000); break;
 		case 'Y': o.bulk_yield = false; break;
 		case 'z': o.zero_copy = true; break;
 		case CLI_OPT_NUMA_MAP: o.numa_map = optarg; break;
 		case CLI_OPT_GUEST_CPUS: o.guest_cpus = optarg; break;
-		case CLI_OPT_PLACEMENT_MIN: o.placement_min = atof(optarg) / 100.0; break;
+		case CLI_OPT_PLACEMENT_MIN: o.placement_min = cli_double("--placement-min", optarg, 0, 100) / 100.0; break;
 		case CLI_OPT_NO_NUMA_WORKERS: o.numa_workers = false; break;
 		case 'F':
 			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
@@ -370,7 +380,8 @@ static int cmd_dest(int argc, char **argv)
 		case 'h':
 			printf("usage: faultline dest --source HOST:PORT --shim SOCK [--transport tcp]\n"
 			       "         [--bulk-conns N] [--bulk-depth N] [--bulk-pages N] [--spin-us N]\n"
-			       "         [--connect-timeout MS] [--rt-priority N] [--no-bulk-yield]\n"
+			       "         [--connect-timeout MS] [--handshake-timeout MS] [--peer-timeout MS]\n"
+			       "         [--rt-priority N] [--no-bulk-yield]\n"
 			       "         [--follower SOCK]... [--zero-copy] [--id ID] [--status-dir DIR] [--json]\n"
 			       CLI_NUMA_USAGE
 			       "Serve the destination VM's page faults and pull all of its RAM.\n"
@@ -681,7 +692,12 @@ static const char *qemu_settle(struct migrate_args *a, struct fl_qmp *watch, jso
 				fprintf(stderr, "faultline migrate: the guest never ran on the destination: "
 					"resumed it on the source\n");
 		}
-		on = src_running ? "source" : "none";
+		/* a guest the operator had paused is on the source, paused as it was */
+		bool src_paused = !a->src_was_running && (!strcmp(sst, "paused") || !strcmp(sst, "prelaunch"));
+		on = src_running || src_paused ? "source" : "none";
+		if (src_paused)
+			fprintf(stderr, "faultline migrate: the guest never ran on the destination: it stays "
+				"paused on the source (%s), as it was\n", sst);
 	} else if (src_running) {
 		/* QEMU resumed the source on its own after the destination ran
 		 * the guest: the destination holds the newer state. */
@@ -738,14 +754,53 @@ static void qemu_result(struct migrate_args *a, struct fl_qmp *watch, json_objec
 	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
 }
 
+/* Is migration `id` still running on this host? Its status files name the
+ * agent's pid and state. */
+static bool id_in_use(const char *dir, const char *id, char *why, size_t wl)
+{
+	static const char *const roles[] = { "source", "dest" };
+
+	for (int i = 0; i < 2; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s.%s.json", dir, id, roles[i]);
+		json_object *st = json_object_from_file(path);
+		const char *state = js(st, "state");
+		int pid = (int)jd(st, "pid");
+		bool live = state && strcmp(state, "completed") && strcmp(state, "failed") &&
+			    strcmp(state, "cancelled") && pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+		if (live)
+			snprintf(why, wl, "its %s agent (pid %d) is %s", roles[i], pid, state);
+		json_object_put(st);
+		if (live)
+			return true;
+	}
+	return false;
+}
+
 int cli_migrate(struct migrate_args *a)
 {
 	int sfd, dfd, sst = 0, dst = 0;
 	bool tty = isatty(2);
 	uint64_t t0 = now_ns(), last = 0, t_done = 0;
+	char idbuf[96], why[160];
 
 	if (!a->status_dir)
 		a->status_dir = DEFAULT_STATUS_DIR;
+	if (!a->id) {
+		/* unique on this host: two migrations never share status files */
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		snprintf(idbuf, sizeof(idbuf), "%s-%04d%02d%02d-%02d%02d%02d-%d", a->id_prefix,
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int)getpid());
+		a->id = idbuf;
+		fprintf(stderr, "faultline migrate: migration id %s\n", a->id);
+	} else if (id_in_use(a->status_dir, a->id, why, sizeof(why))) {
+		fprintf(stderr, "faultline migrate: migration '%s' is already running on this host (%s): "
+			"give another --id\n", a->id, why);
+		return 1;
+	}
 	char *dpath = status_path(a->status_dir, a->id, "dest");
 	char *spath = status_path(a->status_dir, a->id, "source");
 	unlink(dpath);
@@ -846,8 +901,9 @@ int cli_migrate(struct migrate_args *a)
 			json_object_object_add(out, "drain_end_after_stop_ms",
 					       json_object_new_double((jd(dr, "drained_ns") - jd(sr, "stop_ns")) / 1e6));
 	}
-	/* -1: the guest could not be asked (never a fake 0). */
-	json_object_object_add(out, "max_stall_ms", json_object_new_double(q ? jd(q, "max_stall_ms") : -1));
+	/* null: no guest-side check (a QEMU guest) or the guest could not be
+	 * asked; never a number that reads as a result. */
+	json_object_object_add(out, "max_stall_ms", q ? json_object_new_double(jd(q, "max_stall_ms")) : NULL);
 	if (q)	/* the guest's gap from its last op on the source to its first here */
 		json_object_object_add(out, "switch_stall_ms", json_object_new_double(jd(q, "switch_stall_ms")));
 	static const char *const copy[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
@@ -872,7 +928,7 @@ int cli_migrate(struct migrate_args *a)
 	const char *src_sha = js(sr, "sha256"), *dst_sha = js(v, "sha256_switchover");
 	if (v)
 		corrupt = (int64_t)jd(v, "corrupt_pages") + (int64_t)jd(v, "corrupt_reads");
-	json_object_object_add(out, "corrupt_pages", json_object_new_int64(corrupt));
+	json_object_object_add(out, "corrupt_pages", v ? json_object_new_int64(corrupt) : NULL);
 	if (v && jd(v, "first_corrupt") >= 0) {	/* where to start looking */
 		json_object_object_add(out, "first_corrupt_page", json_object_new_int64((int64_t)jd(v, "first_corrupt")));
 		json_object_object_add(out, "first_corrupt_holds", json_object_new_string(js(v, "first_corrupt_holds")));
@@ -882,7 +938,8 @@ int cli_migrate(struct migrate_args *a)
 	if (dst_sha)
 		json_object_object_add(out, "dst_sha256", json_object_new_string(dst_sha));
 	bool match = src_sha && dst_sha && !strcmp(src_sha, dst_sha);
-	json_object_object_add(out, "checksum_match", json_object_new_boolean(match));
+	json_object_object_add(out, "checksum_match",
+			       src_sha && dst_sha ? json_object_new_boolean(match) : NULL);
 	/* A migration that did not complete must leave the VM running where it
 	 * was: ask the source VM, twice, whether it still makes progress. */
 	if (!ok && a->vm_ctl) {
@@ -945,17 +1002,21 @@ int cli_migrate(struct migrate_args *a)
 			"migrated %.0f pages in %.1f ms (post-copy %.1f ms): %.0f data, %.0f zero, %.0f current\n"
 			"  from pre-copy; %.1f MiB over the wire\n"
 			"faults: %.0f (p50 %.1f us, p99 %.1f us, p99.9 %.1f us); background pull %.0f Mbit/s\n"
-			"pre-copy: %.0f rounds, %.0f pages, switch: %s; final dirty set %.0f pages\n"
-			"guest: max stall %.1f ms, corrupt pages %lld; RAM checksum %s\n",
+			"pre-copy: %.0f rounds, %.0f pages, switch: %s; final dirty set %.0f pages\n",
 			jd(dr, "total_pages"), jd(out, "total_ms"), jd(dr, "postcopy_ms"),
 			jd(dr, "postcopy_pages"), jd(dr, "zero_pages"), jd(dr, "clean_pages"),
 			jd(dr, "bytes") / 1048576.0,
 			jd(dr, "faults"), jd(dr, "fault_p50_us"), jd(dr, "fault_p99_us"),
 			jd(dr, "fault_p999_us"), jd(dr, "bulk_mbps"), jd(sr, "precopy_rounds"),
 			jd(dr, "precopy_pages"), js(sr, "switch_reason") ? js(sr, "switch_reason") : "?",
-			jd(sr, "final_dirty_pages"), jd(out, "max_stall_ms"),
-			(long long)corrupt, match ? "matches the source at switchover" :
-			(v ? "DIFFERS from the source" : "not checked"));
+			jd(sr, "final_dirty_pages"));
+		if (v)
+			fprintf(stderr, "guest: max stall %.1f ms, corrupt pages %lld; RAM checksum %s\n",
+				jd(out, "max_stall_ms"), (long long)corrupt,
+				match ? "matches the source at switchover" : "DIFFERS from the source");
+		else
+			fprintf(stderr, "guest: no guest-side self-check here (a QEMU guest checks itself; "
+				"--leave-paused lets you compare the RAM files)\n");
 	}
 	if (a->json)
 		printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -1038,7 +1099,7 @@ static int cmd_qemu(int argc, char **argv)
 		{ "downtime-ms", 1, 0, 'D' }, { "transport", 1, 0, 't' }, { "zero-copy", 0, 0, 'z' },
 		{ "leave-paused", 0, 0, 'L' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
-	struct migrate_args a = { .id = "qemu", .transport = "tcp" };
+	struct migrate_args a = { .id_prefix = "qemu", .transport = "tcp" };
 	int c;
 
 	if (argc < 2 || strcmp(argv[1], "migrate")) {
@@ -1051,12 +1112,12 @@ static int cmd_qemu(int argc, char **argv)
 	cli_argv = argv;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'l': a.listen = optarg; break;
+		case 'l': a.listen = cli_addr("--listen", optarg); break;
 		case 'q': a.src_qmp = optarg; break;
 		case 'Q': a.dst_qmp = optarg; break;
 		case 's': a.src_shim = optarg; break;
 		case 'S': a.dst_shim = optarg; break;
-		case 'u': a.vm_uri = optarg; break;
+		case 'u': a.vm_uri = cli_addr_uri("--qemu-uri", optarg); break;
 		case 'A': a.src_netns = optarg; break;
 		case 'B': a.dst_netns = optarg; break;
 		case 'i': a.id = optarg; break;
@@ -1064,12 +1125,12 @@ static int cmd_qemu(int argc, char **argv)
 		case 'P': a.no_precopy = true; break;
 		case 'j': a.json = true; break;
 		case 'F': add_follower(&a, "qemu"); break;
-		case 't': a.transport = optarg; break;
+		case 't': a.transport = TRANSPORT(optarg); break;
 		case 'z': a.zero_copy = true; break;
 		case 'L': a.leave_paused = true; break;
-		case 'M': a.max_rounds = atoi(optarg); break;
-		case 'X': a.max_precopy_ms = atoi(optarg); break;
-		case 'D': a.downtime_ms = atoi(optarg); break;
+		case 'M': a.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
+		case 'X': a.max_precopy_ms = (int)cli_int("--max-precopy-ms", optarg, 0, 86400000); break;
+		case 'D': a.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
 		case 'h':
 		help:
 			printf("usage: faultline qemu migrate --src-qmp SOCK --dst-qmp SOCK --src-shim SOCK --dst-shim SOCK\n"
@@ -1110,12 +1171,12 @@ static int cmd_migrate(int argc, char **argv)
 		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "follower", 1, 0, 'F' },
 		{ "zero-copy", 0, 0, 'z' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
-	struct migrate_args a = { .id = "migration", .transport = "tcp", .verify = true };
+	struct migrate_args a = { .id_prefix = "migration", .transport = "tcp", .verify = true };
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'l': a.listen = optarg; break;
+		case 'l': a.listen = cli_addr("--listen", optarg); break;
 		case 'A': a.src_netns = optarg; break;
 		case 'B': a.dst_netns = optarg; break;
 		case 's': a.src_shim = optarg; break;
@@ -1126,19 +1187,19 @@ static int cmd_migrate(int argc, char **argv)
 			a.src_ram[a.nsrc_ram++] = optarg;
 			break;
 		case 'c': a.vm_ctl = optarg; break;
-		case 'u': a.vm_uri = optarg; break;
+		case 'u': a.vm_uri = cli_addr("--vm-uri", optarg); break;
 		case 'C': a.dst_vm_ctl = optarg; break;
-		case 't': a.transport = optarg; break;
-		case 'b': a.bulk_conns = atoi(optarg); break;
-		case 'p': a.spin_us = (unsigned)atoi(optarg); break;
+		case 't': a.transport = TRANSPORT(optarg); break;
+		case 'b': a.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
+		case 'p': a.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'i': a.id = optarg; break;
 		case 'd': a.status_dir = optarg; break;
 		case 'N': a.verify = false; break;
 		case 'j': a.json = true; break;
 		case 'P': a.no_precopy = true; break;
-		case 'M': a.max_rounds = atoi(optarg); break;
-		case 'X': a.max_precopy_ms = atoi(optarg); break;
-		case 'D': a.downtime_ms = atoi(optarg); break;
+		case 'M': a.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
+		case 'X': a.max_precopy_ms = (int)cli_int("--max-precopy-ms", optarg, 0, 86400000); break;
+		case 'D': a.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
 		case 'F': add_follower(&a, "migrate"); break;
 		case 'z': a.zero_copy = true; break;
 		case 'h':
@@ -1379,6 +1440,7 @@ int main(int argc, char **argv)
 	argv++;
 	argc--;
 	cli_argv = argv;
+	cli_args_command(cmd);
 	if (!strcmp(cmd, "source"))
 		return cmd_source(argc, argv);
 	if (!strcmp(cmd, "dest"))
