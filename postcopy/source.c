@@ -752,6 +752,13 @@ static int check_vm(struct src *s)
 	return fail(s, -EINVAL, "the VM is no migration source (state %s): %s", st, where);
 }
 
+/* After switchover the guest ran on the destination: the source's copy is
+ * stale and is never resumed, and the destination lacks what it had not
+ * pulled yet. */
+#define LOST_AFTER_SWITCH "the guest ran on the destination since the switchover and needs pages " \
+	"only this host has; the source VM stays paused and is never resumed (its copy is stale): " \
+	"the guest runs on neither host"
+
 /* Until COMPLETE: the destination sends PROGRESS while it works. */
 static int wait_complete(struct src *s, uint8_t *buf, size_t cap, struct fl_complete *done)
 {
@@ -762,19 +769,17 @@ static int wait_complete(struct src *s, uint8_t *buf, size_t cap, struct fl_comp
 		if (rc == -EAGAIN || (!rc && h.type == FL_MSG_ROUND_DONE))
 			continue;	/* a round the destination was finishing at the switch */
 		if (rc == -ETIMEDOUT)
-			return fail(s, rc, "destination silent for %d ms during post-copy; the VM stays "
-				    "paused here after switchover (the guest runs on the destination, or "
-				    "on no host if it failed)", s->o->peer_timeout_ms);
+			return fail(s, rc, "destination silent for %d ms during post-copy; %s",
+				    s->o->peer_timeout_ms, LOST_AFTER_SWITCH);
 		if (!rc && h.type == FL_MSG_ERROR)
-			return peer_error(s, buf, h.len,
-					  "during post-copy (the VM stays paused here after switchover)");
+			return peer_error(s, buf, h.len, "during post-copy; " LOST_AFTER_SWITCH);
 		if (!rc && h.type != FL_MSG_COMPLETE)
 			rc = -EBADMSG;
 		if (!rc)
 			rc = fl_proto_complete_decode(buf, h.len, done);
 		if (rc)
-			return fail(s, rc, "destination lost during post-copy: %s; the VM stays paused here "
-				    "after switchover", fl_proto_strerror(rc));
+			return fail(s, rc, "destination lost during post-copy (%s); %s", fl_proto_strerror(rc),
+				    LOST_AFTER_SWITCH);
 		return 0;
 	}
 }
