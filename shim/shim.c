@@ -270,7 +270,7 @@ static int start_listener(void)
 	strcpy(a.sun_path, g_sock);
 	int rc = make_parent(g_sock);
 	if (rc) {
-		shim_log("cannot create the directory of the shim socket %s: %s", g_sock, strerror(-rc));
+		shim_log("cannot create the directory of the shim socket %s (FAULTLINE_SHIM_SOCK): %s", g_sock, strerror(-rc));
 		return rc;
 	}
 	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -282,7 +282,7 @@ static int start_listener(void)
 	umask(old);
 	if (rc < 0 || chmod(g_sock, 0600) < 0 || listen(l, 16) < 0) {
 		rc = -errno;
-		shim_log("cannot listen on %s: %s", g_sock, strerror(errno));
+		shim_log("cannot listen on the shim socket %s (FAULTLINE_SHIM_SOCK): %s", g_sock, strerror(errno));
 		close(l);
 		return rc;
 	}

@@ -18,7 +18,7 @@ memory() { "$FL" shim-info "$W/$1.shim" | sed -n 's/.*"memory":"\([^"]*\)".*/\1/
 
 # 1. A pristine destination, unreachable source: RAM untouched, still untouched.
 mkdir -p "$W/d1"; head -c 8M /dev/urandom > "$W/d1/ram0"
-vm d1 8M --incoming 127.0.0.1:7411
+vm d1 8M --incoming 127.0.0.1:7511
 before=$(sha256sum < "$W/d1/ram0")
 "$FL" dest --source 127.0.0.1:1 --shim "$W/d1.shim" --connect-timeout 300 --status-dir "$W" 2>"$W/err" &&
 	fail "dest succeeded with no source"
@@ -30,13 +30,13 @@ echo "ok: unreachable source: RAM untouched, VM still an untouched incoming migr
 # 2. The source answers but preflight refuses after the claim: released
 # untouched, so the same VM then migrates for real.
 vm s1 8M
-"$FL" migrate --json --listen 127.0.0.1:7412 --src-shim "$W/s1.shim" --dst-shim "$W/d1.shim" \
-	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7411 --dst-vm-ctl "$W/d1.ctl" --guest-cpus 4000 \
+"$FL" migrate --json --listen 127.0.0.1:7512 --src-shim "$W/s1.shim" --dst-shim "$W/d1.shim" \
+	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7511 --dst-vm-ctl "$W/d1.ctl" --guest-cpus 4000 \
 	--status-dir "$W" >/dev/null 2>"$W/err" && fail "migrate passed a preflight that must refuse"
 grep -q "preflight" "$W/err" || fail "said: $(cat "$W/err")"
 [ "$(memory d1)" = untouched ] || fail "after a refused preflight the memory is '$(memory d1)'"
-line=$("$FL" migrate --json --listen 127.0.0.1:7412 --src-shim "$W/s1.shim" --dst-shim "$W/d1.shim" \
-	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7411 --dst-vm-ctl "$W/d1.ctl" --status-dir "$W" 2>"$W/err" |
+line=$("$FL" migrate --json --listen 127.0.0.1:7512 --src-shim "$W/s1.shim" --dst-shim "$W/d1.shim" \
+	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7511 --dst-vm-ctl "$W/d1.ctl" --status-dir "$W" 2>"$W/err" |
 	tail -n 1) || fail "migration to the released VM failed: $(tail -n 3 "$W/err")"
 assert_migration "$line"
 [ "$(memory d1)" = "migrated in (complete)" ] || fail "after completion the memory is '$(memory d1)'"
@@ -55,9 +55,9 @@ echo "ok: stray agent refused ($(head -n 1 "$W/err" | cut -c1-90)...); guest sel
 
 # 4. The old source, paused after that switchover: a retry from it is refused
 # up front and says where the guest is.
-vm d2 8M --incoming 127.0.0.1:7413
-"$FL" migrate --listen 127.0.0.1:7414 --src-shim "$W/s1.shim" --dst-shim "$W/d2.shim" \
-	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7413 --dst-vm-ctl "$W/d2.ctl" --status-dir "$W" \
+vm d2 8M --incoming 127.0.0.1:7513
+"$FL" migrate --listen 127.0.0.1:7514 --src-shim "$W/s1.shim" --dst-shim "$W/d2.shim" \
+	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7513 --dst-vm-ctl "$W/d2.ctl" --status-dir "$W" \
 	>/dev/null 2>"$W/err" && fail "migrating a stale source succeeded"
 grep -q "paused after an earlier switchover" "$W/err" || fail "said: $(cat "$W/err")"
 grep -q "keeps running on the source" "$W/err" && fail "claims the stale source runs: $(cat "$W/err")"
@@ -67,9 +67,9 @@ echo "ok: stale source refused: $(grep -m1 'paused after' "$W/err" | cut -c1-120
 # 5. A post-copy that fails (destination agent killed) leaves the destination
 # served-but-incomplete: a retry there is refused, RAM left as it is.
 vm s3 512M --vcpus 2
-vm d3 512M --incoming 127.0.0.1:7415
-"$FL" migrate --listen 127.0.0.1:7416 --src-shim "$W/s3.shim" --dst-shim "$W/d3.shim" --no-precopy \
-	--vm-ctl "$W/s3.ctl" --vm-uri 127.0.0.1:7415 --dst-vm-ctl "$W/d3.ctl" --status-dir "$W" --id killme \
+vm d3 512M --incoming 127.0.0.1:7515
+"$FL" migrate --listen 127.0.0.1:7516 --src-shim "$W/s3.shim" --dst-shim "$W/d3.shim" --no-precopy \
+	--vm-ctl "$W/s3.ctl" --vm-uri 127.0.0.1:7515 --dst-vm-ctl "$W/d3.ctl" --status-dir "$W" --id killme \
 	>/dev/null 2>"$W/err3" &
 mp=$!
 for i in $(seq 400); do
@@ -80,7 +80,7 @@ kill -9 "$pid" || fail "could not kill the destination agent"
 wait $mp && fail "migrate succeeded with its destination agent killed"
 grep -q "paused here\|stays paused" "$W/err3" || fail "source side said: $(cat "$W/err3")"
 [ "$(memory d3)" = "served by an agent that did not complete" ] || fail "memory is '$(memory d3)'"
-"$FL" dest --source 127.0.0.1:7416 --shim "$W/d3.shim" --status-dir "$W" 2>"$W/err" && fail "retry succeeded"
+"$FL" dest --source 127.0.0.1:7516 --shim "$W/d3.shim" --status-dir "$W" 2>"$W/err" && fail "retry succeeded"
 grep -q "not an untouched incoming migration" "$W/err" || fail "retry said: $(cat "$W/err")"
 echo "ok: after a failed post-copy: $(grep -m1 'faultline migrate: failed' "$W/err3" | cut -c1-140)"
 echo "ok: retry refused: $(head -n 1 "$W/err" | cut -c1-120)"

@@ -39,9 +39,17 @@ wait_sock "$W/s2.shim" && wait_sock "$W/d2.shim" && wait_sock "$W/d2.qmp" || fai
 sleep 1
 out=$("$FL" qemu migrate --src-qmp "$W/s2.qmp" --dst-qmp "$W/d2.qmp" --src-shim "$W/s2.shim" \
 	--dst-shim "$W/d2.shim" --listen 127.0.0.1:7412 --qemu-uri tcp:127.0.0.1:7413 --status-dir "$W" \
-	--id q2 --json 2>"$W/err2") || { cat "$W/err2"; fail "faultline qemu migrate (running VM) failed"; }
+	--json 2>"$W/err2") || { cat "$W/err2"; fail "faultline qemu migrate (running VM) failed"; }
 line=$(echo "$out" | tail -n 1)
 echo "$line" | cut -c1-200
+# no --id: a unique one, announced first
+id=$(echo "$line" | jget id)
+case "$id" in qemu-[0-9]*-[0-9]*-[0-9]*) ;; *) fail "derived id is '$id'" ;; esac
+grep -q "migration id $id" "$W/err2" || fail "the derived id was not announced"
+# a QEMU guest has no guest-side self-check: null, never -1/false
+for k in corrupt_pages max_stall_ms checksum_match; do
+	echo "$line" | grep -q "\"$k\":null" || fail "$k is not null for a QEMU guest: $(echo "$line" | jget $k)"
+done
 [ "$(echo "$line" | jget state)" = completed ] || fail "state is not completed"
 [ "$(echo "$line" | jget qemu_status)" = completed ] || fail "QEMU's own migration: $(echo "$line" | jget qemu_status)"
 st=$(echo "$line" | jget qemu_dst_status)

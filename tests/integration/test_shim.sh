@@ -63,4 +63,21 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 else
 	echo "note: not root or no setpriv; uid check not exercised"
 fi
+# 6. The socket's directory: created (0700) when missing, for both roles; a
+# VM whose shim cannot listen does not start, and the message names the path.
+for role in source dest; do
+	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/ram/ FAULTLINE_SHIM_SOCK=$W/run-$role/faultline/vm.shim \
+		FAULTLINE_SHIM_ROLE=$role "$SIM" --ram "$W/ram/d-$role" --ctl "$W/d-$role.ctl" --size 4M \
+		>/dev/null 2>&1 &
+	for i in $(seq 50); do [ -S "$W/run-$role/faultline/vm.shim" ] && break; sleep 0.1; done
+	[ -S "$W/run-$role/faultline/vm.shim" ] || fail "$role: shim did not create its socket directory"
+	[ "$(stat -c %a "$W/run-$role/faultline")" = 700 ] || fail "$role: socket directory mode is not 700"
+	touch "$W/notadir-$role"
+	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/ram/ FAULTLINE_SHIM_SOCK=$W/notadir-$role/vm.shim \
+		FAULTLINE_SHIM_ROLE=$role timeout 10 "$SIM" --ram "$W/ram/e-$role" --ctl "$W/e-$role.ctl" \
+		--size 4M >/dev/null 2>"$W/e-$role.err" && fail "$role: VM started although its shim cannot listen"
+	grep -q "the shim socket $W/notadir-$role/vm.shim" "$W/e-$role.err" ||
+		fail "$role: no message naming the socket: $(cat "$W/e-$role.err")"
+	echo "ok: $role: socket directory created; unusable path refused: $(grep -m1 faultline-shim "$W/e-$role.err")"
+done
 echo "PASS"
