@@ -82,6 +82,32 @@ bench-build: $(BENCH)
 bench/fl-bench: bench/fl-bench.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL)
 
+# libFuzzer targets: the library rebuilt with clang and the sanitizers.
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Iinclude -I. \
+	-fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,tests/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJ = $(patsubst %.c,tests/fuzz/obj/%.o,$(LIB_SRC))
+
+tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h postcopy/util.h config.mk
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+tests/fuzz/bin/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS_ALL)
+
+tests/fuzz/mkseeds: tests/fuzz/mkseeds.c libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(LDLIBS_ALL)
+
+fuzz-build: $(FUZZ_TARGETS)
+
+# make fuzz FUZZ_SECONDS=600: longer runs; make check runs each for 30 s.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	$(MAKE) fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./tests/fuzz/run-fuzz
+
 deps:
 	./scripts/install-deps
 
@@ -103,7 +129,8 @@ bench: deps
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
 		$(UNIT_TESTS) $(BENCH) tests/integration/fakepeer tests/integration/backend-standin \
-		tests/integration/rdma-selftest
+		tests/integration/rdma-selftest tests/fuzz/mkseeds
+	rm -rf tests/fuzz/bin tests/fuzz/obj
 
 distclean: clean
 	rm -f config.h config.mk
@@ -115,4 +142,4 @@ install: all
 	install -m 755 libfaultline.so shim/libfaultline-shim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/faultline/*.h $(DESTDIR)$(PREFIX)/include/faultline/
 
-.PHONY: all tests bench-build deps check demo bench clean distclean install
+.PHONY: all tests bench-build deps check demo bench clean distclean install fuzz fuzz-build

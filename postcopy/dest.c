@@ -875,7 +875,7 @@ static void *bulk_main(void *p)
 			inflight--;
 		}
 	}
-out:
+out:;	/* a label takes a statement; gnu11 clang insists */
 	/* Wall time of the pull: first bulk thread's start to the last one's end. */
 	uint64_t end = fl_now_ns(), cur = __atomic_load_n(&d->bulk_end, __ATOMIC_RELAXED);
 	while (end > cur && !__atomic_compare_exchange_n(&d->bulk_end, &cur, end, 0,

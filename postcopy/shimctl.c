@@ -71,16 +71,56 @@ static int connect_shim(const char *path, int timeout_ms)
 	}
 }
 
+/* The table comes from inside the VMM process: check every field an agent
+ * computes with before anyone divides by a page size or trusts a range. */
+int fl_shimctl_table_check(const struct fl_shim_table *t, char *why, size_t wl)
+{
+	if (t->magic != FL_SHIM_MAGIC || t->version != FL_SHIM_VERSION) {
+		snprintf(why, wl, "speaks another version (%u, want %u)", t->version, FL_SHIM_VERSION);
+		return -EPROTO;
+	}
+	if (t->nregions > FL_SHIM_MAX_REGIONS || t->role > FL_SHIM_ROLE_DEST || t->state > FL_SHIM_COMPLETE) {
+		snprintf(why, wl, "sent a malformed table (%u regions, role %u, state %u)", t->nregions,
+			 t->role, t->state);
+		return -EBADMSG;
+	}
+	for (uint32_t i = 0; i < t->nregions; i++) {
+		const struct fl_shim_region *r = &t->r[i];
+		uint32_t ps = r->page_size;
+		if (!memchr(r->path, 0, sizeof(r->path)) || !r->path[0] || ps < 4096 || ps > (1u << 30) ||
+		    (ps & (ps - 1)) || !r->length || r->length % ps || r->addr % ps || r->offset % ps ||
+		    r->addr + r->length < r->addr || r->offset + r->length < r->offset) {
+			snprintf(why, wl, "sent a malformed region %u", i);
+			return -EBADMSG;
+		}
+		for (uint32_t j = 0; j < i; j++)
+			if (r->addr < t->r[j].addr + t->r[j].length && t->r[j].addr < r->addr + r->length) {
+				snprintf(why, wl, "sent overlapping regions %u and %u", j, i);
+				return -EBADMSG;
+			}
+	}
+	return 0;
+}
+
 /* One request, one table (and maybe an fd). */
 static int exchange(const char *path, int timeout_ms, uint32_t op, struct fl_shim_table *t,
 		    int *uffd, int *conn)
 {
-	struct fl_shim_request req = { FL_SHIM_MAGIC, FL_SHIM_VERSION, op, 0 };
-	int s = connect_shim(path, timeout_ms), rc;
+	int s = connect_shim(path, timeout_ms);
 
 	*uffd = -1;
 	if (s < 0)
 		return s;
+	return fl_shimctl_exchange_fd(s, path, op, t, uffd, conn);
+}
+
+int fl_shimctl_exchange_fd(int s, const char *path, uint32_t op, struct fl_shim_table *t, int *uffd,
+			   int *conn)
+{
+	struct fl_shim_request req = { FL_SHIM_MAGIC, FL_SHIM_VERSION, op, 0 };
+	int rc;
+
+	*uffd = -1;
 	if (send(s, &req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req)) {
 		rc = -errno;
 		snprintf(g_err, sizeof(g_err), "shim at %s: %s", path, strerror(errno));
@@ -110,15 +150,12 @@ static int exchange(const char *path, int timeout_ms, uint32_t op, struct fl_shi
 		m.msg_control = NULL;
 		m.msg_controllen = 0;
 	}
-	if (t->magic != FL_SHIM_MAGIC || t->version != FL_SHIM_VERSION ||
-	    t->nregions > FL_SHIM_MAX_REGIONS) {
-		snprintf(g_err, sizeof(g_err), "shim at %s speaks another version (%u, want %u)", path,
-			 t->version, FL_SHIM_VERSION);
-		rc = -EPROTO;
+	char why[128];
+	rc = fl_shimctl_table_check(t, why, sizeof(why));
+	if (rc) {
+		snprintf(g_err, sizeof(g_err), "shim at %s %s", path, why);
 		goto fail;
 	}
-	for (uint32_t i = 0; i < t->nregions; i++)
-		t->r[i].path[FL_SHIM_PATH_MAX - 1] = 0;
 	if (conn)
 		*conn = s;
 	else

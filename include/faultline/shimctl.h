@@ -11,6 +11,7 @@
 #ifndef FAULTLINE_SHIMCTL_H
 #define FAULTLINE_SHIMCTL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define FL_SHIM_MAGIC 0x4d494853u	/* "SHIM" */
@@ -73,6 +74,12 @@ int fl_shimctl_info(const char *sock_path, int timeout_ms, struct fl_shim_table 
  * keep conn until fl_shimctl_release. */
 int fl_shimctl_claim(const char *sock_path, int timeout_ms, enum fl_shim_op op,
 		     struct fl_shim_table *t, int *uffd, int *conn);
+/* The same exchange over a connected socket s (taken over): for tests and
+ * the fuzzer. path only names the peer in messages. */
+int fl_shimctl_exchange_fd(int s, const char *path, uint32_t op, struct fl_shim_table *t, int *uffd,
+			   int *conn);
+/* Every field an agent relies on: 0 or -errno with the reason in why. */
+int fl_shimctl_table_check(const struct fl_shim_table *t, char *why, size_t wl);
 /* how: FL_SHIM_RELEASE_* or 0 (served). Closes conn; -1 is ignored. */
 void fl_shimctl_release(int conn, char how);
 /* Name of a state, for messages. */

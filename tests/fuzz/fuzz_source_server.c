@@ -1,0 +1,70 @@
+/* libFuzzer: the source's request server (a data channel). The input is
+ * what a destination sends on it; the server answers into a drain. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "faultline/proto.h"
+#include "faultline/transport.h"
+
+#define PAGES 64
+
+static void *drain(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char b[65536];
+
+	while (read(fd, b, sizeof(b)) > 0)
+		;
+	return NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static int ramfd = -1;
+	static void *base;
+	static struct fl_hello t;
+	static uint64_t off, sent;
+	int sv[2];
+
+	if (ramfd < 0) {	/* one guest: 64 pages, half data, half zero */
+		ramfd = memfd_create("fuzz-ram", MFD_CLOEXEC);
+		if (ramfd < 0 || ftruncate(ramfd, PAGES * 4096))
+			return 0;
+		static char pg[4096];
+		memset(pg, 0x5a, sizeof(pg));
+		for (int i = 0; i < PAGES; i += 2)
+			(void)!pwrite(ramfd, pg, sizeof(pg), (off_t)i * 4096);
+		base = mmap(NULL, PAGES * 4096, PROT_READ, MAP_SHARED, ramfd, 0);
+		t.version = FL_PROTO_VERSION;
+		t.nregions = 1;
+		strcpy(t.regions[0].name, "ram0");
+		t.regions[0].length = PAGES * 4096;
+		t.regions[0].page_size = 4096;
+	}
+	if (size > 100000 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return 0;
+	int big = 1 << 20;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	if (size && write(sv[0], data, size) != (ssize_t)size) {
+		close(sv[0]);
+		close(sv[1]);
+		return 0;
+	}
+	shutdown(sv[0], SHUT_WR);
+	pthread_t th;
+	pthread_create(&th, NULL, drain, (void *)(intptr_t)sv[0]);
+	struct fl_tsource src = { &t, &base, &ramfd, &off, &sent };
+	volatile int stop = 0;
+	fl_transport_tcp.serve(sv[1], &src, 0, &stop);
+	shutdown(sv[1], SHUT_RDWR);
+	pthread_join(th, NULL);
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
