@@ -35,6 +35,7 @@
 #define MAX_VIEWS (1 + FL_DEST_MAX_FOLLOWERS)
 #define HINT_WINDOW 2048	/* pages pulled around a recent fault, each way */
 #define BULK_NICE 10
+#define REPLY_DEADLINE_NS (30000ull * 1000000)	/* a read unanswered this long: the source is lost */
 
 void fl_dest_opts_default(struct fl_dest_opts *o)
 {
@@ -602,6 +603,17 @@ static int fault_completions(struct dst *d)
 	return n > 0 ? drain_backlog(d) : 0;
 }
 
+/* Is a fault read older than the reply deadline? */
+static bool fault_overdue(struct dst *d)
+{
+	uint64_t now = fl_now_ns();
+
+	for (int i = 0; i < FAULT_SLOTS; i++)
+		if (d->slots[i].used && now - d->slots[i].t0 > REPLY_DEADLINE_NS)
+			return true;
+	return false;
+}
+
 static void *fault_main(void *p)
 {
 	struct dst *d = p;
@@ -689,6 +701,11 @@ static void *fault_main(void *p)
 			}
 			if (fault_completions(d) < 0)
 				break;
+			if (d->ops->outstanding(d->fconn) && fault_overdue(d)) {
+				set_error(d, -ETIMEDOUT, "the source answered no fault read for %llu ms",
+					  REPLY_DEADLINE_NS / 1000000);
+				break;
+			}
 		}
 	}
 out:
@@ -810,7 +827,7 @@ static void *bulk_main(void *p)
 	size_t per = d->slot_bytes * (size_t)depth;	/* one slice per node */
 	char *mem = arena(d, per);
 	int more = 1, inflight = 0;
-	uint64_t t0 = fl_now_ns();
+	uint64_t t0 = fl_now_ns(), heard = t0;	/* heard: last completion, or idle */
 
 	/* Faults go ahead of bulk on the CPU too, not only on the wire. */
 	setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE);
@@ -851,12 +868,20 @@ static void *bulk_main(void *p)
 		struct fl_tcompl comp[8];
 		int n = inflight ? d->ops->poll(c, comp, 8, hold ? 1 : 100) : 0;
 		if (!inflight) {
+			heard = fl_now_ns();	/* idle is not silence */
 			usleep(50);
 			continue;
 		}
 		if (n < 0) {
 			set_error(d, n, "bulk channel to the source lost: %s", n == -EREMOTEIO ?
 				  fl_transport_last_error() : strerror(-n));
+			goto out;
+		}
+		if (n > 0)
+			heard = fl_now_ns();
+		else if (fl_now_ns() - heard > REPLY_DEADLINE_NS) {
+			set_error(d, -ETIMEDOUT, "the source answered no bulk read for %llu ms",
+				  REPLY_DEADLINE_NS / 1000000);
 			goto out;
 		}
 		for (int i = 0; i < n; i++) {
@@ -951,7 +976,7 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 	}
 	char *mem = d->pmem ? d->pmem : MAP_FAILED;
 	int inflight = 0, more = 1, interrupted = 0, rc = 0;
-	uint64_t cursor = 0, t0 = fl_now_ns(), got = 0, flying = 0;
+	uint64_t cursor = 0, t0 = fl_now_ns(), got = 0, flying = 0, heard = t0;
 	/* Whatever is in flight when the source switches must land before the
 	 * gate opens (it is downtime): keep ~20 ms of the measured rate on the
 	 * wire, at least one read, not the whole pipeline (8 MB is 0.7 s at
@@ -1003,6 +1028,10 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 		if (pfd[d->nbulk].revents & (POLLIN | POLLHUP))
 			interrupted = 1;	/* the source switched (or failed) mid-round */
 		heartbeat(d);	/* a long round is not silence */
+		if (inflight && fl_now_ns() - heard > REPLY_DEADLINE_NS) {
+			rc = -ETIMEDOUT;	/* the source stopped answering */
+			goto out;
+		}
 		for (int c = 0; c < d->nbulk; c++) {
 			if (!(pfd[c].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
@@ -1012,6 +1041,8 @@ static int precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 				rc = n;
 				goto out;
 			}
+			if (n > 0)
+				heard = fl_now_ns();
 			for (int k = 0; k < n; k++) {
 				struct pslot *s = &slots[comp[k].wr_id];
 				precopy_store(d, s, comp[k].zero_mask);

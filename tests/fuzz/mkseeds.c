@@ -150,6 +150,8 @@ int main(int argc, char **argv)
 	t.r[1].page_size = 2u << 20;
 	t.r[1].modes = 3;
 	put("fuzz_shim_table", 0, &t, sizeof(t), NULL, 0);
+	t.r[1].page_size = 0;	/* found in review: agents divided by it */
+	put("fuzz_shim_table", 1, &t, sizeof(t), NULL, 0);
 
 	/* fuzz_qmp: what QEMU says over a migration */
 	static const char qmp[] =
