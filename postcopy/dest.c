@@ -91,7 +91,8 @@ struct held {
 struct fslot {
 	int used;
 	uint64_t gpage;
-	uint64_t t0;
+	uint64_t t0;		/* the fault was read (a held fault: long before the post) */
+	uint64_t posted;	/* its read went out: the reply deadline runs from here */
 	uint8_t want[MAX_VIEWS];	/* per view: fault kind + 1, 0 = not waiting */
 	void *buf;
 };
@@ -518,6 +519,7 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 	__atomic_add_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	s->gpage = g;
 	s->t0 = t0;
+	s->posted = fl_now_ns();
 	memset(s->want, 0, sizeof(s->want));
 	s->want[view] = (uint8_t)(e->kind + 1);
 	fl_bitmap_set(&d->requested, g);
@@ -609,7 +611,7 @@ static bool fault_overdue(struct dst *d)
 	uint64_t now = fl_now_ns();
 
 	for (int i = 0; i < FAULT_SLOTS; i++)
-		if (d->slots[i].used && now - d->slots[i].t0 > REPLY_DEADLINE_NS)
+		if (d->slots[i].used && now - d->slots[i].posted > REPLY_DEADLINE_NS)
 			return true;
 	return false;
 }

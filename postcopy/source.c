@@ -385,7 +385,8 @@ static int peer_error(struct src *s, const uint8_t *buf, uint32_t len, const cha
  * peer_timeout_ms: it sends a PROGRESS at least every second while it
  * works, so silence means it is lost), other -errno. PROGRESS frames only
  * prove it alive. */
-static int read_dest(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms)
+static int read_dest_quiet(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms,
+			   int quiet_ms)
 {
 	struct pollfd p = { .fd = s->ctl, .events = POLLIN };
 	int pr = poll(&p, 1, wait_ms);
@@ -393,14 +394,23 @@ static int read_dest(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t c
 	if (pr < 0 && errno != EINTR)
 		return -errno;
 	if (pr <= 0)
-		return fl_now_ns() - s->heard_ns >= (uint64_t)s->o->peer_timeout_ms * 1000000ull
-			       ? -ETIMEDOUT : -EAGAIN;
+		return fl_now_ns() - s->heard_ns >= (uint64_t)quiet_ms * 1000000ull ? -ETIMEDOUT : -EAGAIN;
 	int rc = fl_proto_read_frame_timed(s->ctl, h, buf, cap, s->o->handshake_timeout_ms);
 	if (rc)
 		return rc;
 	s->heard_ns = fl_now_ns();
 	return h->type == FL_MSG_PROGRESS ? -EAGAIN : 0;
 }
+
+static int read_dest(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms)
+{
+	return read_dest_quiet(s, h, buf, cap, wait_ms, s->o->peer_timeout_ms);
+}
+
+/* Between HELLO and READY the destination empties its RAM files, binds
+ * them to nodes and (zero-copy) pins all of them, sending nothing: a large
+ * guest takes minutes, not the usual peer timeout. */
+#define READY_QUIET_FACTOR 5
 
 static void checksum(struct src *s)
 {
@@ -853,7 +863,7 @@ static int run(struct src *s)
 	}
 	s->acceptor_started = 1;
 	do
-		rc = read_dest(s, &h, buf, 65536, 200);
+		rc = read_dest_quiet(s, &h, buf, 65536, 200, o->peer_timeout_ms * READY_QUIET_FACTOR);
 	while (rc == -EAGAIN);
 	if (!rc && h.type == FL_MSG_ERROR) {
 		rc = peer_error(s, buf, h.len, "before switchover; the VM keeps running on the source");
