@@ -93,7 +93,7 @@ tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h postcopy
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-tests/fuzz/bin/%: tests/fuzz/%.c $(FUZZ_OBJ)
+tests/fuzz/bin/%: tests/fuzz/%.c tests/fuzz/feed.h $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS_ALL)
 

@@ -7,26 +7,20 @@
 #include <unistd.h>
 
 #include "faultline/proto.h"
+#include "feed.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t buf[65536];
-	int sv[2];
+	int fd, peer;
 
-	if (size > 200000 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+	if (fuzz_feed(data, size, 200000, &fd, &peer))
 		return 0;
-	int big = 1 << 20;
-	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-	if (size && write(sv[0], data, size) != (ssize_t)size) {
-		close(sv[0]);
-		close(sv[1]);
-		return 0;
-	}
-	close(sv[0]);	/* the peer is done: EOF after its bytes, never a wait */
 	struct fl_msg_hdr h;
 	for (int i = 0; i < 1000; i++)
-		if (fl_proto_read_frame_timed(sv[1], &h, buf, sizeof(buf), 1000))
+		if (fl_proto_read_frame_timed(fd, &h, buf, sizeof(buf), 1000))
 			break;
-	close(sv[1]);
+	close(fd);
+	close(peer);
 	return 0;
 }

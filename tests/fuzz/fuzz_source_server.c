@@ -11,18 +11,9 @@
 
 #include "faultline/proto.h"
 #include "faultline/transport.h"
+#include "feed.h"
 
 #define PAGES 64
-
-static void *drain(void *arg)
-{
-	int fd = (int)(intptr_t)arg;
-	char b[65536];
-
-	while (read(fd, b, sizeof(b)) > 0)
-		;
-	return NULL;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -30,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static void *base;
 	static struct fl_hello t;
 	static uint64_t off, sent;
-	int sv[2];
+	int fd, peer;
 
 	if (ramfd < 0) {	/* one guest: 64 pages, half data, half zero */
 		ramfd = memfd_create("fuzz-ram", MFD_CLOEXEC);
@@ -47,24 +38,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		t.regions[0].length = PAGES * 4096;
 		t.regions[0].page_size = 4096;
 	}
-	if (size > 100000 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+	if (fuzz_feed(data, size, 100000, &fd, &peer))
 		return 0;
-	int big = 1 << 20;
-	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-	if (size && write(sv[0], data, size) != (ssize_t)size) {
-		close(sv[0]);
-		close(sv[1]);
-		return 0;
-	}
-	shutdown(sv[0], SHUT_WR);
 	pthread_t th;
-	pthread_create(&th, NULL, drain, (void *)(intptr_t)sv[0]);
+	pthread_create(&th, NULL, fuzz_drain, (void *)(intptr_t)peer);
 	struct fl_tsource src = { &t, &base, &ramfd, &off, &sent };
 	volatile int stop = 0;
-	fl_transport_tcp.serve(sv[1], &src, 0, &stop);
-	shutdown(sv[1], SHUT_RDWR);
+	fl_transport_tcp.serve(fd, &src, 0, &stop);
+	shutdown(fd, SHUT_RDWR);
 	pthread_join(th, NULL);
-	close(sv[0]);
-	close(sv[1]);
+	close(fd);
+	close(peer);
 	return 0;
 }
