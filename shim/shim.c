@@ -161,10 +161,9 @@ static void serve_client(int c)
 	struct fl_shim_table t = g_tab;	/* the state the request found */
 	int rc = decide(req.op, cr.pid);
 	int fd = rc == 0 && req.op != FL_SHIM_OP_INFO ? g_uffd : -1;
-	uint32_t before = t.state;
 	pthread_mutex_unlock(&g_lock);
-	t.error = rc;
-	t.state = before;
+	if (rc)
+		t.error = rc;	/* else the table's own (a failed uffd creation) */
 
 	struct iovec iov = { &t, sizeof(t) };
 	char ctl[CMSG_SPACE(sizeof(int))];
@@ -179,8 +178,16 @@ static void serve_client(int c)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	if (sendmsg(c, &m, MSG_NOSIGNAL) < 0)
+	if (sendmsg(c, &m, MSG_NOSIGNAL) < 0) {
 		shim_log("send to agent failed: %s", strerror(errno));
+		if (fd >= 0) {	/* it never got the fd: the claim did not happen */
+			pthread_mutex_lock(&g_lock);
+			g_tab.holder = 0;
+			g_tab.state = t.state;
+			pthread_mutex_unlock(&g_lock);
+		}
+		return;
+	}
 	if (fd < 0)
 		return;
 	/* The agent holds the fd until it sends its release byte or dies;
