@@ -1,0 +1,203 @@
+/* The background pull: a scheduler that works outward from recent faults,
+ * and one thread per bulk channel. */
+#define _GNU_SOURCE
+#include "dest.h"
+
+/* Reads in flight per bulk channel: bulk_depth reads of 4K-page chunks, the
+ * same bytes in fewer reads when the reads are larger (hugetlbfs). */
+int dst_bulk_depth(struct dst *d)
+{
+	int depth = d->o->bulk_depth > 0 ? d->o->bulk_depth : 8;
+	uint64_t chunk = (uint64_t)(d->o->bulk_pages > 0 ? d->o->bulk_pages : 64) * 4096;
+	uint64_t n = (uint64_t)depth * chunk / (d->slot_bytes ? d->slot_bytes : chunk);
+
+	return n < 1 ? 1 : n > (uint64_t)depth ? depth : (int)n;
+}
+
+/* Next range to pull: first outward from the most recent fault (forward and
+ * backward alternately, HINT_WINDOW pages each way), then a linear sweep.
+ * Marks the range requested. false when nothing is left to request. */
+static int sched_next(struct dst *d, struct dregion **rout, uint64_t *page, uint32_t *np)
+{
+	pthread_mutex_lock(&d->sched_lock);
+	uint64_t seq = __atomic_load_n(&d->hint_seq, __ATOMIC_ACQUIRE);
+	if (seq != d->s_seq) {
+		d->s_seq = seq;
+		d->s_hint = __atomic_load_n(&d->hint_page, __ATOMIC_RELAXED);
+		d->s_fwd = d->s_hint + 1;
+		d->s_bwd = d->s_hint;
+		d->s_fwd_done = d->s_bwd_done = 0;
+		d->s_dir = 0;
+	}
+	uint64_t start = UINT64_MAX;
+	int backward = 0;
+	while (!(d->s_fwd_done && d->s_bwd_done)) {
+		if (d->s_dir == 0 && !d->s_fwd_done) {
+			uint64_t p = fl_bitmap_next_clear(&d->requested, d->s_fwd);
+			if (p < d->total && p - d->s_hint <= HINT_WINDOW) {
+				start = p;
+				break;
+			}
+			d->s_fwd_done = 1;
+		} else if (d->s_dir == 1 && !d->s_bwd_done) {
+			uint64_t p = d->s_bwd ? fl_bitmap_prev_clear(&d->requested, d->s_bwd - 1)
+					      : UINT64_MAX;
+			if (p != UINT64_MAX && d->s_hint - p <= HINT_WINDOW) {
+				start = p;
+				backward = 1;
+				break;
+			}
+			d->s_bwd_done = 1;
+		}
+		d->s_dir ^= 1;
+	}
+	if (start == UINT64_MAX) {
+		start = fl_bitmap_next_clear(&d->requested, d->s_cursor);
+		if (start >= d->total)
+			start = fl_bitmap_next_clear(&d->requested, 0);
+		if (start >= d->total) {
+			pthread_mutex_unlock(&d->sched_lock);
+			return 0;
+		}
+	}
+	struct dregion *r = dst_region_of_gpage(d, start);
+	uint64_t lo = start, hi = start + 1;
+	if (backward) {
+		while (hi - lo < r->max_pages && lo > r->gbase && !fl_bitmap_test(&d->requested, lo - 1))
+			lo--;
+		d->s_bwd = lo;
+		d->s_dir = 0;
+	} else {
+		uint64_t end = r->gbase + r->pages;
+		while (hi - lo < r->max_pages && hi < end && !fl_bitmap_test(&d->requested, hi))
+			hi++;
+		if (d->s_fwd_done)
+			d->s_cursor = hi;
+		else {
+			d->s_fwd = hi;
+			d->s_dir = 1;
+		}
+	}
+	/* Claim page by page: the fault thread claims without this lock, and
+	 * a page must not be read twice (zero-copy reads land in place). */
+	uint64_t got = lo;
+	while (got < hi && fl_bitmap_set(&d->requested, got))
+		got++;
+	pthread_mutex_unlock(&d->sched_lock);
+	if (got == lo)	/* a fault took the first page meanwhile */
+		return sched_next(d, rout, page, np);
+	hi = got;
+	*rout = r;
+	*page = lo - r->gbase;
+	*np = (uint32_t)(hi - lo);
+	return 1;
+}
+
+struct bslot {
+	int used;
+	struct dregion *r;
+	uint64_t page;
+	uint32_t np;
+	char *buf;
+};
+
+
+void *dst_bulk_main(void *p)
+{
+	struct bulk_arg *a = p;
+	struct dst *d = a->d;
+	struct fl_tconn *c = d->bconn[a->idx];
+	int depth = dst_bulk_depth(d);
+	struct bslot *slots = calloc((size_t)depth, sizeof(*slots));
+	size_t per = d->slot_bytes * (size_t)depth;	/* one slice per node */
+	char *mem = dst_arena(d, per);
+	int more = 1, inflight = 0;
+	uint64_t t0 = fl_now_ns(), heard = t0;	/* heard: last completion, or idle */
+
+	/* Faults go ahead of bulk on the CPU too, not only on the wire. */
+	setpriority(PRIO_PROCESS, (id_t)gettid(), BULK_NICE);
+
+	if (!slots || !mem) {
+		dst_set_error(d, -ENOMEM, "cannot allocate bulk buffers");
+		goto out;
+	}
+	if (d->ops->reg && d->ops->reg(c, mem, per * (size_t)d->nslices)) {
+		dst_set_error(d, -ENOMEM, "cannot register bulk buffers: %s", fl_transport_last_error());
+		goto out;
+	}
+	while (!d->stop_bulk) {
+		/* Faults go first: with a fault on the wire, post no new bulk
+		 * read (the CPU and the link are shared on a small host) -- but
+		 * keep one in flight, or a fault storm would stop the pull. */
+		int hold = d->yield_bulk && inflight && __atomic_load_n(&d->faults_inflight, __ATOMIC_RELAXED);
+		for (int i = 0; i < depth && more && !hold; i++) {
+			if (slots[i].used)
+				continue;
+			struct bslot *s = &slots[i];
+			if (!sched_next(d, &s->r, &s->page, &s->np)) {
+				more = 0;
+				break;
+			}
+			s->buf = mem + per * (size_t)dst_slice_of(d, s->r) + d->slot_bytes * (size_t)i;
+			int rc = d->ops->post_read(c, (uint64_t)i, s->r->src_idx, s->page, s->np,
+						   dst_read_target(d, s->r, s->page, s->buf));
+			if (rc) {
+				dst_set_error(d, rc, "bulk channel to the source lost: %s", strerror(-rc));
+				goto out;
+			}
+			s->used = 1;
+			inflight++;
+		}
+		if (!inflight && !hold)
+			break;
+		struct fl_tcompl comp[8];
+		int n = inflight ? d->ops->poll(c, comp, 8, hold ? 1 : 100) : 0;
+		if (!inflight) {
+			heard = fl_now_ns();	/* idle is not silence */
+			usleep(50);
+			continue;
+		}
+		if (n < 0) {
+			dst_set_error(d, n, "bulk channel to the source lost: %s", n == -EREMOTEIO ?
+				  fl_transport_last_error() : strerror(-n));
+			goto out;
+		}
+		if (n > 0)
+			heard = fl_now_ns();
+		else if (fl_now_ns() - heard > REPLY_DEADLINE_NS) {
+			dst_set_error(d, -ETIMEDOUT, "the source answered no bulk read for %llu ms",
+				  REPLY_DEADLINE_NS / 1000000);
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			struct bslot *s = &slots[comp[i].wr_id];
+			__atomic_add_fetch(&d->rep->bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&d->rep->bulk_bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
+			dst_numa_enter(d, s->r);
+			if (d->zc) {
+				dst_place_zc(d, s->r, s->page, s->np);
+				if (__atomic_load_n(&d->nbacklog, __ATOMIC_RELAXED))
+					dst_wake_fault_thread(d);	/* faults that waited for this read */
+			} else if (dst_place(d, s->r, s->page, s->np, s->buf, comp[i].zero_mask, 0)) {
+				goto out;
+			}
+			s->used = 0;
+			inflight--;
+		}
+	}
+out:;	/* a label takes a statement; gnu11 clang insists */
+	/* Wall time of the pull: first bulk thread's start to the last one's end. */
+	uint64_t end = fl_now_ns(), cur = __atomic_load_n(&d->bulk_end, __ATOMIC_RELAXED);
+	while (end > cur && !__atomic_compare_exchange_n(&d->bulk_end, &cur, end, 0,
+							 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	cur = __atomic_load_n(&d->bulk_start, __ATOMIC_RELAXED);
+	while ((!cur || t0 < cur) && !__atomic_compare_exchange_n(&d->bulk_start, &cur, t0, 0,
+								  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	if (mem)
+		munmap(mem, per * (size_t)d->nslices);
+	free(slots);
+	free(a);
+	return NULL;
+}

@@ -1,0 +1,194 @@
+/* The destination agent, inside: what its files share. Not installed;
+ * the public face is fl_dest_run() in faultline/agent.h. */
+#ifndef FL_DEST_DEST_H
+#define FL_DEST_DEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "faultline/agent.h"
+#include "faultline/bitmap.h"
+#include "faultline/shimctl.h"
+#include "faultline/transport.h"
+#include "faultline/numa.h"
+#include "faultline/rdma.h"
+#include "faultline/uffd.h"
+#include "postcopy/util.h"
+
+#define MAX_BULK 8
+#define FAULT_SLOTS 64
+#define MAX_VIEWS (1 + FL_DEST_MAX_FOLLOWERS)
+#define HINT_WINDOW 2048	/* pages pulled around a recent fault, each way */
+#define BULK_NICE 10
+#define REPLY_DEADLINE_NS (30000ull * 1000000)	/* a read unanswered this long: the source is lost */
+
+
+
+struct dregion {
+	uint64_t addr, length;		/* in the VM process */
+	char *amap;			/* the agent's mapping of the same file */
+	int fd;				/* that file (hole punching) */
+	uint64_t foff;			/* the mapping's offset in it */
+	uint32_t ps, src_idx, max_pages;
+	uint64_t pages, gbase;		/* global page index of page 0 */
+	int huge;
+	int node;			/* intended host node, FL_NUMA_NONE: any */
+};
+
+/* A process whose userfaultfd we serve: view 0 is the VM; followers are
+ * other processes mapping the same RAM files (vhost-user/DPDK backends).
+ * Pages are placed once, through the VM's uffd, into the shared page cache;
+ * a follower then only needs CONTINUE (or ZEROPAGE for a zero page). */
+struct dview {
+	int uffd;
+	int conn;			/* our claim at its shim, released at the end */
+	pid_t pid;
+	int gone;			/* a follower exited: no longer served */
+	uint64_t vbase[FL_PROTO_MAX_REGIONS];	/* address of region page 0 */
+	uint64_t vlo[FL_PROTO_MAX_REGIONS], vhi[FL_PROTO_MAX_REGIONS]; /* mapped span */
+};
+
+struct held {
+	struct fl_uffd_event e;
+	int view;
+	int seen;		/* handle_fault already counted it */
+};
+
+struct fslot {
+	int used;
+	uint64_t gpage;
+	uint64_t t0;		/* the fault was read (a held fault: long before the post) */
+	uint64_t posted;	/* its read went out: the reply deadline runs from here */
+	uint8_t want[MAX_VIEWS];	/* per view: fault kind + 1, 0 = not waiting */
+	void *buf;
+};
+
+struct dst {
+	const struct fl_dest_opts *o;
+	const struct fl_transport_ops *ops;
+	struct fl_transport_opts topts;
+	struct fl_report *rep;
+	struct fl_sm sm;
+	struct fl_shim_table shim;
+	struct fl_hello mine, peer;
+	struct dregion r[FL_PROTO_MAX_REGIONS];
+	uint32_t nr;
+	uint64_t total;
+	struct fl_bitmap received, requested;
+	/* pre-copy: need = the page cache lacks the source's current content;
+	 * cached = we put the page in the page cache (it faults MINOR). */
+	struct fl_bitmap need, cached;
+	uint32_t src2local[FL_PROTO_MAX_REGIONS];
+	uint64_t nreceived;		/* atomic */
+	int uffd, ctl;			/* uffd: the VM's, == v[0].uffd */
+	int shim_conn;			/* our claim on the VM's uffd */
+	uint64_t beat_ns;		/* last PROGRESS sent */
+	struct dview v[MAX_VIEWS];
+	int nviews;
+	int wake_fd;			/* eventfd: wakes the fault thread at once */
+	struct fl_tconn *fconn, *bconn[MAX_BULK];
+	int nbulk;
+	volatile int gate_open, stop_fault, stop_bulk;
+	int faults_inflight;		/* atomic: fault reads on the wire */
+	int no_precopy;			/* a RAM file cannot punch holes */
+	/* Zero-copy (RDMA): reads land straight in our registered mapping of
+	 * the RAM files (the page cache) and are mapped with CONTINUE. The
+	 * registration pins every page, so every guest touch is a minor fault
+	 * and only the received bitmap says what is current. A page is read
+	 * at most once after switchover (claimed in `requested` first): a
+	 * second read landing after the guest wrote the page would undo it. */
+	int zc;
+	uint64_t bulk_start, bulk_end;	/* atomic: span of the background pull */
+	int yield_bulk;			/* option: bulk posts nothing while faults fly */
+	void *zero;			/* one zero huge page for hugetlbfs */
+	/* bulk scheduler */
+	pthread_mutex_t sched_lock;
+	uint64_t hint_page, hint_seq;	/* written by the fault thread */
+	uint64_t s_seq, s_hint, s_fwd, s_bwd, s_cursor;
+	int s_dir, s_fwd_done, s_bwd_done;
+	/* completion and errors */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int err;
+	pthread_t fault_th, bulk_th[MAX_BULK];
+	int fault_started, nbulk_started;
+	/* fault thread state */
+	struct fslot slots[FAULT_SLOTS];
+	struct held *backlog;
+	size_t nbacklog, capbacklog;
+	size_t slot_bytes;
+	char *fmem, *pmem;		/* fault slot and pre-copy buffer arenas */
+	size_t fmem_len, pmem_len;
+	size_t maxps;
+	/* Bounce buffers come in one slice per host node when cells are
+	 * placed: a page is read into a buffer on its cell's node. */
+	int nslices;
+};
+
+struct bulk_arg {
+	struct dst *d;
+	int idx;
+};
+
+/* Shared between the files of dest/ only: hidden from the shared library. */
+#pragma GCC visibility push(hidden)
+
+/* place.c */
+void dst_set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+struct dregion *dst_region_of_vaddr(struct dst *d, const struct dview *v, uint64_t a,
+				       uint64_t *page);
+void *dst_vaddr(const struct dview *v, const struct dregion *r, const struct dst *d, uint64_t page);
+struct dregion *dst_region_of_gpage(struct dst *d, uint64_t g);
+void dst_account(struct dst *d, uint64_t changed);
+int dst_vm_alive(struct dst *d);
+int dst_vsettle(struct dst *d, struct dview *v, int rc);
+int dst_settle(struct dst *d, int rc);
+int dst_place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
+		 const char *buf, uint64_t zero_mask, int wake_each);
+char *dst_arena(struct dst *d, size_t per);
+int dst_slice_of(const struct dst *d, const struct dregion *r);
+void dst_numa_enter(struct dst *d, const struct dregion *r);
+void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages);
+void *dst_read_target(struct dst *d, struct dregion *r, uint64_t page, void *bounce);
+/* fault.c */
+void dst_wake_fault_thread(struct dst *d);
+int dst_resolve_clean(struct dst *d, struct dview *v, struct dregion *r, uint64_t page);
+void *dst_fault_main(void *p);
+/* bulk.c */
+int dst_bulk_depth(struct dst *d);
+void *dst_bulk_main(void *p);
+/* precopy.c */
+int dst_precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes);
+int dst_punch_range(struct dst *d, struct dregion *r, uint64_t from, uint64_t end);
+int dst_punch_stale(struct dst *d);
+int dst_resolve_clean_all(struct dst *d);
+/* setup.c */
+int dst_fail(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int dst_preflight(struct dst *d);
+int dst_describe_regions(struct dst *d);
+int dst_claim_vm(struct dst *d);
+int dst_attach_ram(struct dst *d);
+int dst_register_ram(struct dst *d);
+void dst_verify_placement(struct dst *d);
+int dst_match_peer(struct dst *d);
+/* run.c */
+void dst_heartbeat(struct dst *d);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,405 @@
+/* Destination agent: takes the VM's userfaultfd from the shim, holds every
+ * fault until the source has stopped, then serves faults first and pulls
+ * everything else in the background. The received-bitmap is the one truth
+ * about which pages are in place. This file: the run sequence. */
+#define _GNU_SOURCE
+#include "dest.h"
+
+void fl_dest_opts_default(struct fl_dest_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->transport = "tcp";
+	o->connect_timeout_ms = 5000;
+	o->handshake_timeout_ms = FL_HANDSHAKE_TIMEOUT_MS;
+	o->peer_timeout_ms = 180000;
+	o->shim_timeout_ms = 10000;
+	o->bulk_conns = 4;
+	o->bulk_depth = 8;
+	o->bulk_pages = 64;
+	o->spin_us = 100;
+	o->fault_spin_us = 500;
+	o->bulk_yield = true;
+	o->rt_priority = 10;
+	o->id = "migration";
+	o->numa_workers = true;
+	o->placement_min = 0.99;
+}
+
+static void status(struct dst *d)
+{
+	d->rep->state = fl_state_get(&d->sm);
+	if (d->o->status_path)
+		fl_report_write_status(d->o->status_path, d->rep,
+				       __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED));
+}
+
+/* Next control frame from the source, within timeout_ms (the whole frame:
+ * a source that stalls mid-frame is as lost as a silent one). */
+static int read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what,
+		    int timeout_ms)
+{
+	int rc = fl_proto_read_frame_timed(d->ctl, h, buf, cap, timeout_ms);
+
+	if (rc == -ETIMEDOUT)
+		return dst_fail(d, rc, "the source sent nothing for %d ms while we waited for %s", timeout_ms,
+			    what);
+	if (rc)
+		return dst_fail(d, rc, "control link while waiting for %s: %s", what, fl_proto_strerror(rc));
+	if (h->type == FL_MSG_ERROR) {
+		struct fl_error e;
+		fl_proto_error_decode(buf, h->len, &e);	/* e.text is defined even if malformed */
+		int saved = d->ctl;
+		d->ctl = -1;	/* don't echo an error back */
+		rc = dst_fail(d, -EREMOTEIO, "source: %s", e.text);
+		d->ctl = saved;
+		return rc;
+	}
+	return 0;
+}
+
+/* Proof of life for the source, at most once a second: it gives up on a
+ * destination silent for its peer timeout. */
+void dst_heartbeat(struct dst *d)
+{
+	uint64_t now = fl_now_ns();
+
+	if (d->ctl < 0 || now - d->beat_ns < 1000000000ull)
+		return;
+	d->beat_ns = now;
+	uint8_t b[16];
+	struct fl_complete p = { __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED), d->rep->bytes };
+	int n = fl_proto_complete_encode(b, sizeof(b), &p);
+	(void)fl_proto_write_frame(d->ctl, FL_MSG_PROGRESS, b, (uint32_t)n);
+}
+
+/* HELLO both ways; the source must describe the same regions. */
+static int hello(struct dst *d, uint8_t *buf, size_t cap)
+{
+	struct fl_msg_hdr h;
+
+	d->mine.version = FL_PROTO_VERSION;
+	d->mine.arch = (uint16_t)fl_numa_arch();
+	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE | (d->no_precopy ? 0 : FL_CAP_PRECOPY);
+	int n = fl_proto_hello_encode(buf, cap, &d->mine);
+	int rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
+	if (rc)
+		return dst_fail(d, rc, "sending hello: %s", strerror(-rc));
+	rc = read_ctl(d, &h, buf, cap, "the source's hello", d->o->handshake_timeout_ms);
+	if (rc)
+		return rc;
+	if (h.type != FL_MSG_HELLO)
+		return dst_fail(d, -EBADMSG, "source answered %s instead of HELLO", fl_proto_type_name(h.type));
+	rc = fl_proto_hello_decode(buf, h.len, &d->peer);
+	if (rc)
+		return dst_fail(d, rc, "source hello: %s", fl_proto_strerror(rc));
+	return dst_match_peer(d);
+}
+
+static int run(struct dst *d)
+{
+	const struct fl_dest_opts *o = d->o;
+	uint8_t *buf = malloc(65536);
+	struct fl_msg_hdr h;
+	int rc, n;
+
+	if (!buf)
+		return dst_fail(d, -ENOMEM, "out of memory");
+	fl_state_transition(&d->sm, FL_STATE_PREPARING);
+	/* Nothing of the VM's memory is touched until the shim has vouched
+	 * for it and the source has answered: a wrong address, a VM that
+	 * already runs, a failed earlier attempt all end here, RAM intact. */
+	rc = dst_describe_regions(d);
+	if (rc)
+		goto out;
+	status(d);
+	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
+	if (d->ctl < 0) {
+		int e = d->ctl;
+		d->ctl = -1;
+		rc = dst_fail(d, e, "%s", fl_transport_last_error());
+		goto out;
+	}
+	rc = hello(d, buf, 65536);
+	if (!rc)
+		rc = dst_claim_vm(d);
+	if (!rc)
+		rc = dst_attach_ram(d);
+	if (!rc)
+		rc = dst_preflight(d);
+	if (rc)
+		goto out;
+	rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_FAULT, 0, &d->peer,
+			     &d->fconn);
+	for (int i = 0; !rc && i < d->nbulk; i++)
+		rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_BULK,
+				     (uint32_t)i, &d->peer, &d->bconn[i]);
+	if (!rc && d->ops->reg)
+		rc = d->ops->reg(d->fconn, d->fmem, d->fmem_len);
+	if (!rc && d->zc)
+		rc = dst_register_ram(d);
+	if (rc) {
+		rc = dst_fail(d, rc, "data channel: %s", fl_transport_last_error());
+		goto out;
+	}
+	/* Faults are read (and held) from now on. */
+	if (pthread_create(&d->fault_th, NULL, dst_fault_main, d)) {
+		rc = dst_fail(d, -EAGAIN, "cannot start the fault thread");
+		goto out;
+	}
+	d->fault_started = 1;
+	uint64_t zero8 = 0;
+	rc = fl_proto_write_frame(d->ctl, FL_MSG_READY, &zero8, 8);
+	if (rc) {
+		rc = dst_fail(d, rc, "sending READY: %s", strerror(-rc));
+		goto out;
+	}
+	/* Pre-copy rounds (DIRTY frames, then ROUND) until SWITCHOVER; the
+	 * final dirty set arrives as DIRTY frames just before it. */
+	for (;;) {
+		rc = read_ctl(d, &h, buf, 65536, "pre-copy or switchover", o->peer_timeout_ms);
+		if (rc)
+			goto out;
+		if (h.type == FL_MSG_SWITCHOVER)
+			break;
+		if (h.type == FL_MSG_DIRTY) {
+			struct fl_dirty dd;
+			rc = fl_proto_dirty_decode(buf, h.len, &d->peer, &dd);
+			int64_t nd = rc ? rc : fl_proto_rle_apply(&dd, &d->need,
+								   d->r[d->src2local[dd.region]].gbase);
+			if (nd < 0) {
+				rc = dst_fail(d, (int)nd, "dirty bitmap from the source: %s",
+					  fl_proto_strerror((int)nd));
+				goto out;
+			}
+			/* Stale copies leave the page cache now, while the gate is
+			 * closed and, for all but the final set, the VM still runs
+			 * on the source: it costs no downtime. */
+			struct dregion *dr = &d->r[d->src2local[dd.region]];
+			rc = dst_punch_range(d, dr, dr->gbase + dd.first, dr->gbase + dd.first + dd.npages);
+			if (rc) {
+				rc = dst_fail(d, rc, "cannot drop stale pages from the RAM file: %s", strerror(-rc));
+				goto out;
+			}
+			continue;
+		}
+		if (h.type != FL_MSG_ROUND) {
+			rc = dst_fail(d, -EBADMSG, "source sent %s before SWITCHOVER", fl_proto_type_name(h.type));
+			goto out;
+		}
+		struct fl_round rd, done = { 0 };
+		rc = fl_proto_round_decode(buf, h.len, &rd);
+		if (rc) {
+			rc = dst_fail(d, rc, "round: %s", fl_proto_strerror(rc));
+			goto out;
+		}
+		if (fl_state_get(&d->sm) == FL_STATE_PREPARING)
+			fl_state_transition(&d->sm, FL_STATE_PRECOPY);
+		rc = rd.flags & FL_ROUND_NO_PULL ? 0 : dst_precopy_pull(d, &done.pages, &done.bytes);
+		d->rep->drained_ns = fl_now_ns();
+		if (rc < 0) {
+			rc = dst_fail(d, rc, "pre-copy round %u: %s", rd.round,
+				  rc == -EREMOTEIO ? fl_transport_last_error() : strerror(-rc));
+			goto out;
+		}
+		d->rep->precopy_bytes += done.bytes;
+		d->rep->precopy_pages += done.pages;
+		d->rep->bytes += done.bytes;
+		done.round = rd.round;
+		n = fl_proto_round_encode(buf, 64, &done);
+		rc = fl_proto_write_frame(d->ctl, FL_MSG_ROUND_DONE, buf, (uint32_t)n);
+		if (rc) {
+			rc = dst_fail(d, rc, "control link: %s", strerror(-rc));
+			goto out;
+		}
+		status(d);
+	}
+	struct fl_switchover so;
+	rc = fl_proto_switchover_decode(buf, h.len, &so);
+	if (rc) {
+		rc = dst_fail(d, rc, "switchover: %s", fl_proto_strerror(rc));
+		goto out;
+	}
+	d->rep->switch_ns = fl_now_ns();
+	fl_state_transition(&d->sm, FL_STATE_SWITCHOVER);
+	fl_state_transition(&d->sm, FL_STATE_POSTCOPY);
+	rc = dst_punch_stale(d);
+	if (rc) {
+		rc = dst_fail(d, rc, "cannot drop stale pre-copied pages from the RAM file: %s", strerror(-rc));
+		goto out;
+	}
+	/* The puller fetches only what is not current here. */
+	for (uint64_t w = 0; w < (d->total + 63) / 64; w++)
+		d->requested.words[w] |= ~d->need.words[w];
+	/* From here pages get resolved: the VM is served, no longer untouched. */
+	__atomic_store_n(&d->gate_open, 1, __ATOMIC_RELEASE);
+	dst_wake_fault_thread(d);	/* held faults are answered now, not at its next poll timeout */
+	for (int i = 0; i < d->nbulk; i++) {
+		struct bulk_arg *a = malloc(sizeof(*a));
+		if (a)
+			*a = (struct bulk_arg){ d, i };
+		if (!a || pthread_create(&d->bulk_th[i], NULL, dst_bulk_main, a)) {
+			free(a);
+			rc = dst_fail(d, -EAGAIN, "cannot start bulk thread");
+			goto out;
+		}
+		d->nbulk_started++;
+	}
+	rc = dst_resolve_clean_all(d);
+	if (rc) {
+		rc = rc == -ESRCH ? dst_fail(d, rc, "the destination VM process (pid %d) exited during post-copy",
+					 d->shim.pid)
+				  : dst_fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
+		goto out;
+	}
+	/* Wait for every page, an error, or the source going away. */
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		if (!d->err && __atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) < d->total) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 200 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+		}
+		int err = d->err;
+		pthread_mutex_unlock(&d->lock);
+		if (err) {
+			rc = dst_fail(d, err, "%s", d->rep->error);
+			goto out;
+		}
+		if (__atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) >= d->total)
+			break;
+		struct pollfd p = { .fd = d->ctl, .events = POLLIN };
+		if (poll(&p, 1, 0) > 0) {
+			rc = read_ctl(d, &h, buf, 65536, "pages", o->handshake_timeout_ms);
+			if (!rc)
+				rc = dst_fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
+					  fl_proto_type_name(h.type));
+			goto out;
+		}
+		dst_heartbeat(d);
+		status(d);
+	}
+	if (!dst_vm_alive(d)) {	/* pages "placed" into a dead process are not a migration */
+		rc = dst_fail(d, -ESRCH, "the destination VM process (pid %d) exited during post-copy",
+			  d->shim.pid);
+		goto out;
+	}
+	fl_state_transition(&d->sm, FL_STATE_POST_MIGRATING);
+	d->rep->done_ns = fl_now_ns();
+	/* Every page is present: let the VM run without us. */
+	d->stop_fault = 1;
+	dst_wake_fault_thread(d);
+	pthread_join(d->fault_th, NULL);
+	d->fault_started = 0;
+	for (uint32_t i = 0; i < d->nr; i++)
+		fl_uffd_unregister(d->uffd, (void *)(uintptr_t)d->r[i].addr, d->r[i].length);
+	/* The page cache is complete: followers map it on their own from now
+	 * on (unregistering also wakes any fault of theirs still pending). */
+	for (int vi = 1; vi < d->nviews; vi++)
+		for (uint32_t i = 0; i < d->nr; i++)
+			if (d->v[vi].vhi[i] && !d->v[vi].gone)
+				fl_uffd_unregister(d->v[vi].uffd, (void *)(uintptr_t)d->v[vi].vlo[i],
+						   d->v[vi].vhi[i] - d->v[vi].vlo[i]);
+	dst_verify_placement(d);
+	struct fl_complete done = { d->rep->postcopy_pages, d->rep->bytes };
+	n = fl_proto_complete_encode(buf, 64, &done);
+	rc = fl_proto_write_frame(d->ctl, FL_MSG_COMPLETE, buf, (uint32_t)n);
+	if (rc)	/* the VM runs here regardless: only the source's cleanup is late */
+		fprintf(stderr, "faultline dest: could not tell the source we completed: %s\n",
+			strerror(-rc));
+	fl_state_transition(&d->sm, FL_STATE_COMPLETED);
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
+{
+	struct dst *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return -ENOMEM;
+	fl_report_init(rep, "dest", o->id);
+	d->o = o;
+	d->rep = rep;
+	d->uffd = d->ctl = d->shim_conn = -1;
+	d->nslices = 1;
+	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	d->yield_bulk = o->bulk_yield;
+	d->nbulk = o->bulk_conns < 1 ? 1 : o->bulk_conns > MAX_BULK ? MAX_BULK : o->bulk_conns;
+	fl_transport_opts_default(&d->topts);
+	d->topts.connect_timeout_ms = o->connect_timeout_ms;
+	d->topts.spin_us = o->spin_us;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->sched_lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	fl_state_init(&d->sm);
+	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");
+	d->zc = o->zero_copy;
+	if (d->wake_fd < 0) {
+		free(d);
+		return -errno;
+	}
+	int rc = !d->ops ? dst_fail(d, -EPROTONOSUPPORT, "unknown transport '%s'%s", o->transport,
+				!strcmp(o->transport, "rdma") ? " (built without rdma-core)" : "")
+		 : d->zc && !d->ops->reg ? dst_fail(d, -EINVAL, "zero-copy needs the rdma transport")
+		 : run(d);
+
+	d->stop_bulk = 1;
+	d->stop_fault = 1;
+	if (d->wake_fd >= 0)
+		dst_wake_fault_thread(d);
+	for (int i = 0; i < d->nbulk_started; i++)
+		pthread_join(d->bulk_th[i], NULL);
+	if (d->bulk_end > d->bulk_start)
+		rep->bulk_ns = d->bulk_end - d->bulk_start;
+	if (d->fault_started)
+		pthread_join(d->fault_th, NULL);
+	status(d);
+	if (d->fconn)
+		d->ops->close(d->fconn);
+	for (int i = 0; i < d->nbulk; i++)
+		if (d->bconn[i])
+			d->ops->close(d->bconn[i]);
+	if (d->ctl >= 0)
+		close(d->ctl);
+	if (d->uffd >= 0)
+		close(d->uffd);
+	/* Tell each shim what became of its memory: complete, untouched (the
+	 * gate never opened: nothing was resolved, a retry may start over),
+	 * or, by saying nothing, served and unfinished. */
+	char how = fl_state_get(&d->sm) == FL_STATE_COMPLETED ? FL_SHIM_RELEASE_COMPLETE
+		   : !d->gate_open ? FL_SHIM_RELEASE_UNTOUCHED : 0;
+	fl_shimctl_release(d->shim_conn, how);
+	for (int vi = 1; vi < d->nviews; vi++) {
+		close(d->v[vi].uffd);
+		fl_shimctl_release(d->v[vi].conn, how);
+	}
+	if (d->zero)
+		munmap(d->zero, d->maxps);
+	if (d->wake_fd >= 0)
+		close(d->wake_fd);
+	if (d->fmem)
+		munmap(d->fmem, d->fmem_len);
+	if (d->pmem)
+		munmap(d->pmem, d->pmem_len);
+	free(d->backlog);
+	fl_bitmap_destroy(&d->received);
+	fl_bitmap_destroy(&d->requested);
+	fl_bitmap_destroy(&d->need);
+	fl_bitmap_destroy(&d->cached);
+	for (uint32_t i = 0; i < d->nr; i++) {
+		if (d->r[i].amap)
+			munmap(d->r[i].amap, d->r[i].length);
+		if (d->r[i].amap && d->r[i].fd >= 0)
+			close(d->r[i].fd);
+	}
+	rep->state = fl_state_get(&d->sm);
+	free(d);
+	return rc;
+}
