@@ -12,7 +12,7 @@ LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMAC
 
 LIB_SRC = uffd/uffd.c postcopy/bitmap.c postcopy/hist.c postcopy/state.c postcopy/proto.c \
 	postcopy/transport_tcp.c postcopy/shimctl.c postcopy/source.c \
-	dest/run.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c \
+	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c \
 	postcopy/report.c postcopy/dirty.c postcopy/qmp.c rdma/rdma.c numa/numa.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 

@@ -186,8 +186,11 @@ int dst_attach_ram(struct dst *d);
 int dst_register_ram(struct dst *d);
 void dst_verify_placement(struct dst *d);
 int dst_match_peer(struct dst *d);
-/* run.c */
+/* link.c */
+int dst_read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what,
+		 int timeout_ms);
 void dst_heartbeat(struct dst *d);
+int dst_hello(struct dst *d, uint8_t *buf, size_t cap);
 
 #pragma GCC visibility pop
 

@@ -33,68 +33,6 @@ static void status(struct dst *d)
 				       __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED));
 }
 
-/* Next control frame from the source, within timeout_ms (the whole frame:
- * a source that stalls mid-frame is as lost as a silent one). */
-static int read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what,
-		    int timeout_ms)
-{
-	int rc = fl_proto_read_frame_timed(d->ctl, h, buf, cap, timeout_ms);
-
-	if (rc == -ETIMEDOUT)
-		return dst_fail(d, rc, "the source sent nothing for %d ms while we waited for %s", timeout_ms,
-			    what);
-	if (rc)
-		return dst_fail(d, rc, "control link while waiting for %s: %s", what, fl_proto_strerror(rc));
-	if (h->type == FL_MSG_ERROR) {
-		struct fl_error e;
-		fl_proto_error_decode(buf, h->len, &e);	/* e.text is defined even if malformed */
-		int saved = d->ctl;
-		d->ctl = -1;	/* don't echo an error back */
-		rc = dst_fail(d, -EREMOTEIO, "source: %s", e.text);
-		d->ctl = saved;
-		return rc;
-	}
-	return 0;
-}
-
-/* Proof of life for the source, at most once a second: it gives up on a
- * destination silent for its peer timeout. */
-void dst_heartbeat(struct dst *d)
-{
-	uint64_t now = fl_now_ns();
-
-	if (d->ctl < 0 || now - d->beat_ns < 1000000000ull)
-		return;
-	d->beat_ns = now;
-	uint8_t b[16];
-	struct fl_complete p = { __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED), d->rep->bytes };
-	int n = fl_proto_complete_encode(b, sizeof(b), &p);
-	(void)fl_proto_write_frame(d->ctl, FL_MSG_PROGRESS, b, (uint32_t)n);
-}
-
-/* HELLO both ways; the source must describe the same regions. */
-static int hello(struct dst *d, uint8_t *buf, size_t cap)
-{
-	struct fl_msg_hdr h;
-
-	d->mine.version = FL_PROTO_VERSION;
-	d->mine.arch = (uint16_t)fl_numa_arch();
-	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE | (d->no_precopy ? 0 : FL_CAP_PRECOPY);
-	int n = fl_proto_hello_encode(buf, cap, &d->mine);
-	int rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
-	if (rc)
-		return dst_fail(d, rc, "sending hello: %s", strerror(-rc));
-	rc = read_ctl(d, &h, buf, cap, "the source's hello", d->o->handshake_timeout_ms);
-	if (rc)
-		return rc;
-	if (h.type != FL_MSG_HELLO)
-		return dst_fail(d, -EBADMSG, "source answered %s instead of HELLO", fl_proto_type_name(h.type));
-	rc = fl_proto_hello_decode(buf, h.len, &d->peer);
-	if (rc)
-		return dst_fail(d, rc, "source hello: %s", fl_proto_strerror(rc));
-	return dst_match_peer(d);
-}
-
 static int run(struct dst *d)
 {
 	const struct fl_dest_opts *o = d->o;
@@ -119,7 +57,7 @@ static int run(struct dst *d)
 		rc = dst_fail(d, e, "%s", fl_transport_last_error());
 		goto out;
 	}
-	rc = hello(d, buf, 65536);
+	rc = dst_hello(d, buf, 65536);
 	if (!rc)
 		rc = dst_claim_vm(d);
 	if (!rc)
@@ -156,7 +94,7 @@ static int run(struct dst *d)
 	/* Pre-copy rounds (DIRTY frames, then ROUND) until SWITCHOVER; the
 	 * final dirty set arrives as DIRTY frames just before it. */
 	for (;;) {
-		rc = read_ctl(d, &h, buf, 65536, "pre-copy or switchover", o->peer_timeout_ms);
+		rc = dst_read_ctl(d, &h, buf, 65536, "pre-copy or switchover", o->peer_timeout_ms);
 		if (rc)
 			goto out;
 		if (h.type == FL_MSG_SWITCHOVER)
@@ -274,7 +212,7 @@ static int run(struct dst *d)
 			break;
 		struct pollfd p = { .fd = d->ctl, .events = POLLIN };
 		if (poll(&p, 1, 0) > 0) {
-			rc = read_ctl(d, &h, buf, 65536, "pages", o->handshake_timeout_ms);
+			rc = dst_read_ctl(d, &h, buf, 65536, "pages", o->handshake_timeout_ms);
 			if (!rc)
 				rc = dst_fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
 					  fl_proto_type_name(h.type));
