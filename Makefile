@@ -44,7 +44,8 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
-CLI_SRC = tools/faultline.c tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/vmctl.c
+CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_qemu.c tools/cli_vmm.c tools/cli_util.c \
+	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/vmctl.c
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
 

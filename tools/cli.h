@@ -3,6 +3,7 @@
 #define FL_TOOLS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "faultline/agent.h"
@@ -38,6 +39,9 @@ struct migrate_args {
 	int nfollowers;
 };
 
+#define DEFAULT_STATUS_DIR "/run/faultline"
+
+/* cli_migrate.c: both agents, their reports merged; 0 or 1 (exit status). */
 int cli_migrate(struct migrate_args *a);
 int cli_check(int argc, char **argv);
 /* The NUMA options every migrating command takes (long options only). */
@@ -62,8 +66,37 @@ uint64_t cli_size(const char *opt, const char *arg, uint64_t min, uint64_t align
 const char *cli_pattern(const char *opt, const char *arg);
 const char *cli_rate(const char *opt, const char *arg);
 const char *cli_oneof(const char *opt, const char *arg, const char *const *words, const char *want);
-/* Run argv (no shell); returns exit status or -errno. */
+/* cli_util.c. Run argv (no shell); returns exit status or -errno. */
 int cli_run(char *const argv[], bool quiet);
 const char *cli_self_dir(void);
+uint64_t cli_now_ns(void);
+int cli_enter_netns(const char *name);	/* NULL: stay */
+/* DIR/ID.ROLE.json and DIR/ID.source.sock (DIR made 0700); caller frees */
+char *cli_status_path(const char *dir, const char *id, const char *role);
+char *cli_ctl_path(const char *dir, const char *id);
+struct json_object;
+/* a number or string member of an agent's JSON report (0 / NULL if absent) */
+double cli_jd(struct json_object *o, const char *k);
+const char *cli_js(struct json_object *o, const char *k);
+
+/* cli_vmm.c: stop the VM at switchover (fl_stop_vm_fn) and say where it
+ * stands (fl_vm_state_fn), for guest-sim and for QEMU. */
+struct vm_stop {
+	const char *ctl, *uri;		/* guest-sim control socket, device-state address */
+};
+struct qemu_stop {
+	const char *qmp, *uri;		/* QMP socket, migration URI */
+};
+int cli_stop_guest_sim(void *arg, char *err, size_t el);
+int cli_state_guest_sim(void *arg, char *st, size_t len);
+int cli_stop_qemu(void *arg, char *err, size_t el);
+int cli_state_qemu(void *arg, char *st, size_t len);
+
+/* cli_qemu.c */
+struct fl_qmp;
+void cli_qemu_numa_map(struct migrate_args *a, struct fl_qmp *d);
+int cli_qemu_prepare(struct migrate_args *a, struct fl_qmp **watch);
+const char *cli_qemu_settle(struct migrate_args *a, struct fl_qmp *watch, struct json_object *out);
+void cli_qemu_result(struct migrate_args *a, struct fl_qmp *watch, struct json_object *out);
 
 #endif

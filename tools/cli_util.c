@@ -1,0 +1,133 @@
+/* Shared plumbing of the CLI: paths of status files and sockets, child
+ * processes, network namespaces, reading agents' JSON reports. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <glob.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "faultline/agent.h"
+#include "faultline/qmp.h"
+#include "faultline/shimctl.h"
+#include "faultline/uffd.h"
+#include "vmctl.h"
+
+uint64_t cli_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+const char *cli_self_dir(void)
+{
+	static char dir[4096];
+
+	if (!dir[0]) {
+		ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+		if (n <= 0)
+			strcpy(dir, ".");
+		else {
+			dir[n] = 0;
+			char *s = strrchr(dir, '/');
+			if (s)
+				*s = 0;
+		}
+	}
+	return dir;
+}
+
+int cli_run(char *const argv[], bool quiet)
+{
+	pid_t p = fork();
+
+	if (p < 0)
+		return -errno;
+	if (p == 0) {
+		if (quiet) {
+			int n = open("/dev/null", O_WRONLY);
+			dup2(n, 1);
+			dup2(n, 2);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	int st;
+	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int cli_enter_netns(const char *name)
+{
+	char path[512];
+
+	if (!name)
+		return 0;
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "faultline: network namespace '%s' not found (%s)\n", name, strerror(errno));
+		return -errno;
+	}
+	int rc = setns(fd, CLONE_NEWNET);
+	close(fd);
+	if (rc < 0) {
+		fprintf(stderr, "faultline: cannot enter network namespace '%s': %s\n", name,
+			strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+char *cli_status_path(const char *dir, const char *id, const char *role)
+{
+	char *p = NULL;
+
+	if (!dir)
+		return NULL;
+	mkdir(dir, 0700);
+	if (asprintf(&p, "%s/%s.%s.json", dir, id, role) < 0)
+		return NULL;
+	return p;
+}
+
+/* The source agent's operator socket (abort, force-complete). */
+char *cli_ctl_path(const char *dir, const char *id)
+{
+	char *p = NULL;
+
+	if (!dir)
+		return NULL;
+	mkdir(dir, 0700);
+	if (asprintf(&p, "%s/%s.source.sock", dir, id) < 0)
+		return NULL;
+	return p;
+}
+
+double cli_jd(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0;
+}
+
+const char *cli_js(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : NULL;
+}
