@@ -1,0 +1,177 @@
+/* The control link: which connecting peer becomes the destination, frames
+ * from it with deadlines, its ERRORs, and the wait for COMPLETE. */
+#define _GNU_SOURCE
+#include "source.h"
+
+/* Destination regions must match ours by name, length and page size.
+ * 0, or -errno with the reason in why. */
+static int check_peer_table(struct src *s, const struct fl_hello *peer, char *why, size_t wl)
+{
+	char names[200];
+	size_t n = 0;
+
+	names[0] = 0;
+	for (uint32_t j = 0; j < s->hello.nregions && n < sizeof(names); j++)
+		n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", j ? ", " : "",
+				      s->hello.regions[j].name);
+	if (peer->nregions != s->hello.nregions) {
+		snprintf(why, wl, "destination has %u RAM regions, source has %u (%s)",
+			 peer->nregions, s->hello.nregions, names);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < peer->nregions; i++) {
+		const struct fl_region_desc *d = &peer->regions[i];
+		uint32_t j;
+		for (j = 0; j < s->hello.nregions; j++)
+			if (!strcmp(d->name, s->hello.regions[j].name))
+				break;
+		if (j == s->hello.nregions) {
+			/* Regions are matched by file name: say both sides. */
+			snprintf(why, wl, "destination region %s does not exist on the source (source "
+				 "regions: %s); RAM files are matched by name: give the destination's "
+				 "file the source's name", d->name, names);
+			return -ENOENT;
+		}
+		if (d->length != s->hello.regions[j].length ||
+		    d->page_size != s->hello.regions[j].page_size) {
+			snprintf(why, wl,
+				 "region %s: destination has %llu bytes/%u-byte pages, source %llu/%u",
+				 d->name, (unsigned long long)d->length, d->page_size,
+				 (unsigned long long)s->hello.regions[j].length,
+				 s->hello.regions[j].page_size);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void peer_name(int fd, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	snprintf(out, len, "%s:%d", host, port);
+}
+
+/* The control link: the first peer whose HELLO arrives in time, decodes and
+ * matches our regions. Anyone else (silent, garbage, another VM's table) is
+ * told why, dropped and logged; we keep waiting until the accept deadline.
+ * *peer gets the destination's HELLO. */
+int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_hello *peer)
+{
+	const struct fl_source_opts *o = s->o;
+	uint64_t deadline = fl_now_ns() + (uint64_t)o->accept_timeout_ms * 1000000ull;
+	char why[320] = "", who[80];
+
+	for (;;) {
+		uint64_t now = fl_now_ns();
+		if (now >= deadline)
+			return src_fail(s, -ETIMEDOUT, "no destination connected to %s within %d ms%s%s", o->listen,
+				    o->accept_timeout_ms, why[0] ? "; last one refused: " : "", why);
+		int fd = fl_transport_tcp_accept(s->lfd, (int)((deadline - now) / 1000000) + 1);
+		if (fd == -ETIMEDOUT || fd == -EINTR || fd == -ECONNABORTED)
+			continue;
+		if (fd < 0)
+			return src_fail(s, fd, "accept on %s: %s", o->listen, strerror(-fd));
+		struct fl_msg_hdr h;
+		int rc = fl_proto_read_frame_timed(fd, &h, buf, cap, o->handshake_timeout_ms);
+		if (!rc && h.type != FL_MSG_HELLO)
+			rc = -EBADMSG;
+		if (!rc)
+			rc = fl_proto_hello_decode(buf, h.len, peer);
+		if (rc)
+			snprintf(why, sizeof(why), "destination hello: %s", fl_proto_strerror(rc));
+		else
+			rc = check_peer_table(s, peer, why, sizeof(why));
+		if (!rc) {
+			s->ctl = fd;
+			return 0;
+		}
+		peer_name(fd, who, sizeof(who));
+		fl_proto_send_error(fd, rc, why);
+		close(fd);
+		s->rep->rejected_peers++;
+		fprintf(stderr, "faultline source: refused %s: %s\n", who, why);
+	}
+}
+
+/* The one place an ERROR frame from the destination becomes our error. */
+int src_peer_error(struct src *s, const uint8_t *buf, uint32_t len, const char *when)
+{
+	struct fl_error e;
+
+	fl_proto_error_decode(buf, len, &e);	/* e.text is defined even if malformed */
+	return src_fail(s, -EREMOTEIO, "destination failed %s: %s", when, e.text);
+}
+
+/* Next control frame from the destination, waiting up to wait_ms: 0, or
+ * -EAGAIN (nothing yet: poll again), -ETIMEDOUT (silent for
+ * peer_timeout_ms: it sends a PROGRESS at least every second while it
+ * works, so silence means it is lost), other -errno. PROGRESS frames only
+ * prove it alive. */
+int src_read_dest_quiet(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms,
+			   int quiet_ms)
+{
+	struct pollfd p = { .fd = s->ctl, .events = POLLIN };
+	int pr = poll(&p, 1, wait_ms);
+
+	if (pr < 0 && errno != EINTR)
+		return -errno;
+	if (pr <= 0)
+		return fl_now_ns() - s->heard_ns >= (uint64_t)quiet_ms * 1000000ull ? -ETIMEDOUT : -EAGAIN;
+	int rc = fl_proto_read_frame_timed(s->ctl, h, buf, cap, s->o->handshake_timeout_ms);
+	if (rc)
+		return rc;
+	s->heard_ns = fl_now_ns();
+	return h->type == FL_MSG_PROGRESS ? -EAGAIN : 0;
+}
+
+int src_read_dest(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms)
+{
+	return src_read_dest_quiet(s, h, buf, cap, wait_ms, s->o->peer_timeout_ms);
+}
+
+/* After switchover the guest ran on the destination: the source's copy is
+ * stale and is never resumed, and the destination lacks what it had not
+ * pulled yet. */
+#define LOST_AFTER_SWITCH "the guest ran on the destination since the switchover and needs pages " \
+	"only this host has; the source VM stays paused and is never resumed (its copy is stale): " \
+	"the guest runs on neither host"
+
+/* Until COMPLETE: the destination sends PROGRESS while it works. */
+int src_wait_complete(struct src *s, uint8_t *buf, size_t cap, struct fl_complete *done)
+{
+	struct fl_msg_hdr h;
+
+	for (;;) {
+		int rc = src_read_dest(s, &h, buf, cap, 200);
+		if (rc == -EAGAIN || (!rc && h.type == FL_MSG_ROUND_DONE))
+			continue;	/* a round the destination was finishing at the switch */
+		if (rc == -ETIMEDOUT)
+			return src_fail(s, rc, "destination silent for %d ms during post-copy; %s",
+				    s->o->peer_timeout_ms, LOST_AFTER_SWITCH);
+		if (!rc && h.type == FL_MSG_ERROR)
+			return src_peer_error(s, buf, h.len, "during post-copy; " LOST_AFTER_SWITCH);
+		if (!rc && h.type != FL_MSG_COMPLETE)
+			rc = -EBADMSG;
+		if (!rc)
+			rc = fl_proto_complete_decode(buf, h.len, done);
+		if (rc)
+			return src_fail(s, rc, "destination lost during post-copy (%s); %s", fl_proto_strerror(rc),
+				    LOST_AFTER_SWITCH);
+		return 0;
+	}
+}

@@ -1,0 +1,275 @@
+/* Source agent: exposes the VM's RAM files read-only and answers reads.
+ * It stops the VM at switchover and keeps the files mapped until the
+ * destination says every page is present. This file: the run sequence. */
+#define _GNU_SOURCE
+#include "source.h"
+
+void fl_source_opts_default(struct fl_source_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->transport = "tcp";
+	o->accept_timeout_ms = 30000;
+	o->spin_us = 200;
+	o->precopy = true;
+	o->max_rounds = 8;
+	o->max_precopy_ms = 60000;
+	o->downtime_ms = 300;
+	o->rt_priority = 10;
+	o->id = "migration";
+	o->handshake_timeout_ms = FL_HANDSHAKE_TIMEOUT_MS;
+	o->peer_timeout_ms = FL_PEER_TIMEOUT_MS;
+}
+
+static int run(struct src *s)
+{
+	const struct fl_source_opts *o = s->o;
+	uint8_t *buf = malloc(65536);
+	struct fl_msg_hdr h;
+	struct fl_hello peer;
+	char where[256];
+	int rc;
+
+	if (!buf)
+		return src_fail(s, -ENOMEM, "out of memory");
+	fl_state_transition(&s->sm, FL_STATE_PREPARING);
+	rc = src_check_vm(s);
+	if (!rc)
+		rc = src_load_regions(s);
+	if (rc)
+		goto out;
+	for (uint32_t i = 0; i < s->hello.nregions; i++) {
+		s->gbase[i] = s->rep->total_pages;
+		s->rep->total_pages += s->hello.regions[i].length / s->hello.regions[i].page_size;
+	}
+	if (fl_bitmap_create(&s->dirty, s->rep->total_pages)) {
+		rc = src_fail(s, -ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = src_start_ctl(s);
+	if (rc) {
+		rc = src_fail(s, rc, "cannot open the control socket %s: %s", o->ctl_sock, strerror(-rc));
+		goto out;
+	}
+	s->rep->nregions = s->hello.nregions;
+	s->hello.version = FL_PROTO_VERSION;
+	s->hello.arch = (uint16_t)fl_numa_arch();
+	s->hello.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
+	if (getrandom(&s->hello.session, sizeof(s->hello.session), 0) != sizeof(s->hello.session))
+		s->hello.session = fl_now_ns() ^ ((uint64_t)getpid() << 32);
+	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff, &s->sent_bytes };
+
+	s->lfd = fl_transport_tcp_listen(o->listen, 16);
+	if (s->lfd < 0) {
+		rc = src_fail(s, s->lfd, "%s", fl_transport_last_error());
+		goto out;
+	}
+	if (o->transport && !strcmp(o->transport, "rdma")) {
+		/* Same address and port as the control link: rdma_cm's port
+		 * space is its own. Registration pins all of the guest's RAM. */
+		rc = fl_rdma_server_create(o->listen, &s->hello, s->base, &s->rdma);
+		if (rc) {
+			rc = src_fail(s, rc, "%s", fl_transport_last_error());
+			goto out;
+		}
+	}
+	src_status(s, 0);
+	rc = src_accept_destination(s, buf, 65536, &peer);
+	if (rc)
+		goto out;
+	s->heard_ns = fl_now_ns();
+	int n = fl_proto_hello_encode(buf, 65536, &s->hello);
+	rc = fl_proto_write_frame(s->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
+	if (rc) {
+		rc = src_fail(s, rc, "sending hello: %s", strerror(-rc));
+		goto out;
+	}
+	if (pthread_create(&s->acceptor, NULL, src_acceptor_main, s)) {
+		rc = src_fail(s, -EAGAIN, "cannot start acceptor thread");
+		goto out;
+	}
+	s->acceptor_started = 1;
+	do
+		rc = src_read_dest_quiet(s, &h, buf, 65536, 200, o->peer_timeout_ms * READY_QUIET_FACTOR);
+	while (rc == -EAGAIN);
+	if (!rc && h.type == FL_MSG_ERROR) {
+		rc = src_peer_error(s, buf, h.len, "before switchover; the VM keeps running on the source");
+		goto out;
+	}
+	if (!rc && h.type != FL_MSG_READY)
+		rc = -EBADMSG;
+	if (rc) {
+		rc = src_fail(s, rc, "destination not ready: %s; the VM keeps running on the source",
+			  fl_proto_strerror(rc));
+		goto out;
+	}
+
+	snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "none");
+	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && !(peer.caps & FL_CAP_PRECOPY))
+		fprintf(stderr, "faultline source: the destination cannot take pre-copy "
+			"(its RAM files cannot punch holes): pure post-copy\n");
+	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && (peer.caps & FL_CAP_PRECOPY)) {
+		rc = src_precopy(s, buf, 65536);
+		if (rc == -ECANCELED) {
+			rc = src_cancel(s);
+			goto out;
+		}
+		if (rc) {
+			fl_proto_send_error(s->ctl, rc, "source failed during pre-copy");
+			if (!s->rep->error[0])
+				snprintf(s->rep->error, sizeof(s->rep->error), "pre-copy: %s",
+					 rc == -ETIMEDOUT ? "the destination went silent" : strerror(-rc));
+			rc = src_fail(s, rc, "%s; the VM keeps running on the source", s->rep->error);
+			goto out;
+		}
+	}
+	/* What the last round left dirty goes out while the VM still runs: the
+	 * destination drops those stale copies now, not in the downtime. */
+	if (s->tracker && fl_bitmap_next_set(&s->dirty, 0) < s->rep->total_pages) {
+		/* A round that fetches nothing: the destination applies the set
+		 * and answers once its stale copies are gone. */
+		struct fl_round r = { s->rep->precopy_rounds + 1, FL_ROUND_NO_PULL,
+				      fl_bitmap_count(&s->dirty), 0 }, done;
+		rc = src_send_dirty(s, &s->dirty, buf, 65536);
+		int rn = fl_proto_round_encode(buf, 65536, &r);
+		if (!rc)
+			rc = fl_proto_write_frame(s->ctl, FL_MSG_ROUND, buf, (uint32_t)rn);
+		fl_bitmap_zero(&s->dirty);
+		if (!rc) {
+			rc = src_wait_round_done(s, r.round, &done, buf, 65536);
+			if (rc > 0)	/* force or a probe mid-wait: we switch anyway */
+				rc = 0;
+		}
+		if (rc == -ECANCELED) {
+			rc = src_cancel(s);
+			goto out;
+		}
+		if (rc) {
+			fl_proto_send_error(s->ctl, rc, "source failed before switchover");
+			rc = src_fail(s, rc, "destination lost before switchover (%s); the VM keeps running here",
+				  rc == -EREMOTEIO ? s->rep->error : strerror(-rc));
+			goto out;
+		}
+	}
+	if (s->abort_req) {
+		rc = src_cancel(s);
+		goto out;
+	}
+
+	/* Switchover: stop the VM for good, then open the destination's gate. */
+	fl_state_transition(&s->sm, FL_STATE_SWITCHOVER);
+	src_status(s, 0);
+	s->rep->stop_ns = fl_now_ns();
+	if (o->stop_vm) {
+		char err[256] = "";
+		rc = o->stop_vm(o->stop_arg, err, sizeof(err));
+		if (rc) {
+			/* Tell the destination to stand down, and say where the
+			 * guest really is: ask the VMM, never assume. */
+			fl_proto_send_error(s->ctl, rc, "source VM could not be stopped");
+			src_vm_whereabouts(s, where, sizeof(where));
+			rc = src_fail(s, rc, "stopping the VM failed (%s): %s", err, where);
+			goto out;
+		}
+	}
+	s->rep->stopped_ns = s->rep->switch_ns = fl_now_ns();
+	struct fl_switchover so = { 0, 0 };
+	rc = 0;
+	if (s->tracker) {
+		/* The VM is stopped: this scan is the final dirty set. */
+		int64_t nd = fl_dirty_scan(s->tracker, &s->dirty);
+		rc = nd < 0 ? (int)nd : src_send_dirty(s, &s->dirty, buf, 65536);
+		so.dirty_pages = fl_bitmap_count(&s->dirty);
+		s->rep->final_dirty_pages = so.dirty_pages;
+	}
+	n = fl_proto_switchover_encode(buf, 64, &so);
+	if (!rc)
+		rc = fl_proto_write_frame(s->ctl, FL_MSG_SWITCHOVER, buf, (uint32_t)n);
+	if (rc) {
+		/* The destination never opened its gate: it has not run the
+		 * guest, whose only current copy is here, stopped. */
+		rc = src_fail(s, rc, "destination lost at switchover (%s); the VM is stopped here and never "
+			  "ran on the destination: resume it on the source", strerror(-rc));
+		goto out;
+	}
+	fl_state_transition(&s->sm, FL_STATE_POSTCOPY);
+	src_status(s, 0);
+	struct fl_complete done;
+	rc = src_wait_complete(s, buf, 65536, &done);
+	if (rc)
+		goto out;
+	fl_state_transition(&s->sm, FL_STATE_POST_MIGRATING);
+	s->rep->bytes = done.bytes;
+	s->rep->postcopy_pages = done.pages;
+	if (o->checksum)
+		src_checksum(s);
+	s->rep->done_ns = fl_now_ns();
+	fl_state_transition(&s->sm, FL_STATE_COMPLETED);
+	rc = 0;
+out:
+	src_status(s, s->rep->total_pages);
+	free(buf);
+	return rc;
+}
+
+int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
+{
+	struct src *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	fl_report_init(rep, "source", o->id);
+	s->o = o;
+	s->rep = rep;
+	s->lfd = s->ctl = s->uffd = s->csock = s->shim_conn = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->servers_gone, NULL);
+	fl_state_init(&s->sm);
+	/* TCP data channels are served whatever the transport: a destination
+	 * without RDMA can still pull from an RDMA-enabled source. */
+	s->ops = &fl_transport_tcp;
+	const char *tn = o->transport ? o->transport : "tcp";
+	int rc;
+	if (strcmp(tn, "tcp") && strcmp(tn, "rdma"))
+		rc = src_fail(s, -EPROTONOSUPPORT, "unknown transport '%s' (tcp, rdma)", tn);
+	else if (!strcmp(tn, "rdma") && !fl_transport_rdma_ops)
+		rc = src_fail(s, -EPROTONOSUPPORT, "faultline was built without rdma-core: no RDMA transport");
+	else
+		rc = run(s);
+	s->stop = 1;
+	/* Dirty tracking off (WP unregistered) whatever happened: the VM runs on
+	 * untouched if it still runs here. */
+	fl_dirty_destroy(s->tracker);
+	fl_bitmap_destroy(&s->dirty);
+	if (s->ctl_started) {
+		shutdown(s->csock, SHUT_RDWR);
+		pthread_join(s->ctl_th, NULL);
+	}
+	if (s->csock >= 0) {
+		close(s->csock);
+		unlink(o->ctl_sock);
+	}
+	if (s->ctl >= 0)
+		shutdown(s->ctl, SHUT_RDWR);
+	if (s->acceptor_started)
+		pthread_join(s->acceptor, NULL);
+	pthread_mutex_lock(&s->lock);	/* servers see stop within their 200 ms poll */
+	while (s->nservers)
+		pthread_cond_wait(&s->servers_gone, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	if (s->ctl >= 0)
+		close(s->ctl);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	fl_rdma_server_destroy(s->rdma);	/* before the mappings it registered go */
+	/* Release the RAM files only now: the destination has every page. */
+	for (uint32_t i = 0; i < s->hello.nregions; i++) {
+		munmap(s->base[i], s->hello.regions[i].length);
+		close(s->fds[i]);
+	}
+	if (s->uffd >= 0)
+		close(s->uffd);
+	fl_shimctl_release(s->shim_conn, 0);
+	rep->state = fl_state_get(&s->sm);
+	free(s);
+	return rc;
+}
