@@ -192,66 +192,73 @@ int fl_uffd_unregister(int fd, void *addr, size_t len)
  * progress); the partial progress in *done lets us continue where it stopped. */
 #define RETRY_LIMIT 1000
 
-int fl_uffd_copy(int fd, void *dst, const void *src, size_t len, bool wake)
+enum fill_op { FILL_COPY, FILL_ZERO, FILL_CONTINUE };
+
+/* One resolution ioctl over [dst, dst+len): 0 or -errno, and in *done the
+ * bytes it placed before failing (partial progress is kept). */
+static int fill_once(int fd, enum fill_op op, uintptr_t dst, uintptr_t src, size_t len, bool wake,
+		     int64_t *done)
+{
+	int rc;
+
+	switch (op) {
+	case FILL_COPY: {
+		struct uffdio_copy c = { .dst = dst, .src = src, .len = len,
+					 .mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE };
+		rc = ioctl(fd, UFFDIO_COPY, &c) ? -errno : 0;
+		*done = c.copy;
+		break;
+	}
+	case FILL_ZERO: {
+		struct uffdio_zeropage z = { .range = { .start = dst, .len = len },
+					     .mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE };
+		rc = ioctl(fd, UFFDIO_ZEROPAGE, &z) ? -errno : 0;
+		*done = z.zeropage;
+		break;
+	}
+	default: {
+		struct uffdio_continue c = { .range = { .start = dst, .len = len },
+					     .mode = wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE };
+		rc = ioctl(fd, UFFDIO_CONTINUE, &c) ? -errno : 0;
+		*done = c.mapped;
+		break;
+	}
+	}
+	return rc;
+}
+
+/* The one fill loop behind COPY, ZEROPAGE and CONTINUE: EAGAIN (the mm is
+ * changing) is retried from where the last try stopped. */
+static int fill(int fd, enum fill_op op, void *dst, const void *src, size_t len, bool wake)
 {
 	size_t off = 0;
 
 	for (int tries = 0; off < len && tries < RETRY_LIMIT; tries++) {
-		struct uffdio_copy c = {
-			.dst = (uintptr_t)dst + off,
-			.src = (uintptr_t)src + off,
-			.len = len - off,
-			.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
-		};
-		if (ioctl(fd, UFFDIO_COPY, &c) == 0)
+		int64_t done = 0;
+		int rc = fill_once(fd, op, (uintptr_t)dst + off, (uintptr_t)src + off, len - off, wake, &done);
+		if (rc == 0)
 			return 0;
-		int e = errno;
-		if (c.copy > 0)
-			off += (size_t)c.copy;
-		if (e != EAGAIN)
-			return -e;
+		if (done > 0)
+			off += (size_t)done;
+		if (rc != -EAGAIN)
+			return rc;
 	}
 	return off < len ? -EAGAIN : 0;
+}
+
+int fl_uffd_copy(int fd, void *dst, const void *src, size_t len, bool wake)
+{
+	return fill(fd, FILL_COPY, dst, src, len, wake);
 }
 
 int fl_uffd_zeropage(int fd, void *dst, size_t len, bool wake)
 {
-	size_t off = 0;
-
-	for (int tries = 0; off < len && tries < RETRY_LIMIT; tries++) {
-		struct uffdio_zeropage z = {
-			.range = { .start = (uintptr_t)dst + off, .len = len - off },
-			.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
-		};
-		if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0)
-			return 0;
-		int e = errno;
-		if (z.zeropage > 0)
-			off += (size_t)z.zeropage;
-		if (e != EAGAIN)
-			return -e;
-	}
-	return off < len ? -EAGAIN : 0;
+	return fill(fd, FILL_ZERO, dst, NULL, len, wake);
 }
 
 int fl_uffd_continue(int fd, void *addr, size_t len, bool wake)
 {
-	size_t off = 0;
-
-	for (int tries = 0; off < len && tries < RETRY_LIMIT; tries++) {
-		struct uffdio_continue c = {
-			.range = { .start = (uintptr_t)addr + off, .len = len - off },
-			.mode = wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE,
-		};
-		if (ioctl(fd, UFFDIO_CONTINUE, &c) == 0)
-			return 0;
-		int e = errno;
-		if (c.mapped > 0)
-			off += (size_t)c.mapped;
-		if (e != EAGAIN)
-			return -e;
-	}
-	return off < len ? -EAGAIN : 0;
+	return fill(fd, FILL_CONTINUE, addr, NULL, len, wake);
 }
 
 int fl_uffd_wake(int fd, void *addr, size_t len)
