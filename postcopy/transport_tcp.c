@@ -18,11 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "faultline/rdma.h"
 #include "faultline/transport.h"
 #include "faultline/uffd.h"
-
-static __thread char g_err[320];
 
 void fl_transport_tcp_mark_fault(int fd)
 {
@@ -34,29 +31,12 @@ void fl_transport_tcp_mark_fault(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
 }
 
-const char *fl_transport_last_error(void)
-{
-	return g_err[0] ? g_err : "no detail";
-}
-
-void fl_transport_set_error(const char *text)
-{
-	snprintf(g_err, sizeof(g_err), "%s", text);
-}
-
-void fl_transport_opts_default(struct fl_transport_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->connect_timeout_ms = 5000;
-	o->spin_us = 50;
-}
-
 static int split_addr(const char *addr, char *host, size_t hl, char *port, size_t pl)
 {
 	const char *colon = strrchr(addr, ':');
 
 	if (!colon || colon == addr || !colon[1]) {
-		snprintf(g_err, sizeof(g_err), "address '%s' is not HOST:PORT", addr);
+		fl_transport_set_errorf("address '%s' is not HOST:PORT", addr);
 		return -EINVAL;
 	}
 	size_t n = (size_t)(colon - addr);
@@ -65,7 +45,7 @@ static int split_addr(const char *addr, char *host, size_t hl, char *port, size_
 		n -= 2;
 	}
 	if (n >= hl || strlen(colon + 1) >= pl) {
-		snprintf(g_err, sizeof(g_err), "address '%s' too long", addr);
+		fl_transport_set_errorf("address '%s' too long", addr);
 		return -EINVAL;
 	}
 	memcpy(host, addr, n);
@@ -73,7 +53,7 @@ static int split_addr(const char *addr, char *host, size_t hl, char *port, size_
 	strcpy(port, colon + 1);
 	/* getaddrinfo would take 99999 modulo 65536: a port nobody asked for */
 	if (strspn(port, "0123456789") == strlen(port) && strtoul(port, NULL, 10) > 65535) {
-		snprintf(g_err, sizeof(g_err), "address '%s': port %s is out of range (0..65535)", addr, port);
+		fl_transport_set_errorf("address '%s': port %s is out of range (0..65535)", addr, port);
 		return -EINVAL;
 	}
 	return 0;
@@ -90,7 +70,7 @@ static int resolve(const char *addr, int passive, struct addrinfo **res)
 				  .ai_flags = passive ? AI_PASSIVE : 0 };
 	int g = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
 	if (g) {
-		snprintf(g_err, sizeof(g_err), "cannot resolve '%s': %s", addr, gai_strerror(g));
+		fl_transport_set_errorf("cannot resolve '%s': %s", addr, gai_strerror(g));
 		return -EHOSTUNREACH;
 	}
 	return 0;
@@ -115,7 +95,7 @@ int fl_transport_tcp_listen(const char *addr, int backlog)
 			break;
 		}
 		rc = -errno;
-		snprintf(g_err, sizeof(g_err), "cannot listen on %s: %s", addr, strerror(errno));
+		fl_transport_set_errorf("cannot listen on %s: %s", addr, strerror(errno));
 		close(fd);
 		fd = -1;
 	}
@@ -193,7 +173,7 @@ int fl_transport_tcp_connect(const char *addr, int timeout_ms)
 		usleep(20000);
 	}
 	freeaddrinfo(res);
-	snprintf(g_err, sizeof(g_err), "cannot connect to %s: %s", addr, strerror(-rc));
+	fl_transport_set_errorf("cannot connect to %s: %s", addr, strerror(-rc));
 	return rc;
 }
 
@@ -326,7 +306,7 @@ static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
 		struct fl_error e;
 		rc = fl_proto_read_full(c->fd, eb, h.len);
 		fl_proto_error_decode(eb, rc ? 0 : h.len, &e);	/* text defined either way */
-		snprintf(g_err, sizeof(g_err), "source: %s", e.text);
+		fl_transport_set_errorf("source: %s", e.text);
 		return -EREMOTEIO;
 	}
 	if (h.type != FL_MSG_READ_RESP || h.len < 32)
@@ -511,12 +491,3 @@ const struct fl_transport_ops fl_transport_tcp = {
 	.serve = tcp_serve,
 	.close = tcp_close,
 };
-
-const struct fl_transport_ops *fl_transport_find(const char *name)
-{
-	if (!strcmp(name, "tcp"))
-		return &fl_transport_tcp;
-	if (!strcmp(name, "rdma"))
-		return fl_transport_rdma_ops;	/* NULL without rdma-core */
-	return NULL;
-}

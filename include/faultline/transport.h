@@ -77,5 +77,6 @@ void fl_transport_tcp_mark_fault(int fd);
  * RDMA call, this thread. */
 const char *fl_transport_last_error(void);
 void fl_transport_set_error(const char *text);
+void fl_transport_set_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
