@@ -11,7 +11,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
 LIB_SRC = uffd/uffd.c postcopy/bitmap.c postcopy/hist.c postcopy/state.c postcopy/proto.c postcopy/frame.c \
-	postcopy/transport.c postcopy/transport_tcp.c postcopy/shimctl.c \
+	postcopy/transport.c postcopy/transport_tcp.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
 	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c \
 	postcopy/report.c postcopy/dirty.c postcopy/qmp.c rdma/rdma.c numa/numa.c
@@ -33,8 +33,11 @@ endif
 libfaultline.a: $(LIB_OBJ)
 	rm -f $@; ar rcs $@ $^
 
-libfaultline.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(SAN) $(LDLIBS_ALL)
+# The shared library exports fl_* only (libfaultline.map) under its soname.
+SONAME = libfaultline.so.0
+libfaultline.so: $(LIB_OBJ) libfaultline.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libfaultline.map -o $@ $(LIB_OBJ) \
+		$(SAN) $(LDLIBS_ALL)
 
 %.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h postcopy/util.h dest/dest.h source/source.h config.mk
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<

@@ -1,4 +1,4 @@
-/* Agent side of the shim hand-off. */
+/* Agent side of the shim hand-off (the shim's side is shim.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
