@@ -44,6 +44,8 @@ static pid_t spawn_agent(struct migrate_args *a, int is_src, int *rfd)
 		_exit(1);
 	struct fl_report *r = calloc(1, sizeof(*r));
 	int rc;
+	if (!r)
+		_exit(1);	/* the parent reads no report: "an agent exited abnormally" */
 	if (is_src) {
 		struct fl_source_opts o;
 		struct vm_stop vs = { a->vm_ctl, a->vm_uri };
@@ -113,15 +115,23 @@ static json_object *read_report(int fd)
 	char *buf = malloc(cap);
 
 	for (;;) {
-		if (n + 1 >= cap)
-			buf = realloc(buf, cap *= 2);
+		if (!buf)
+			break;
+		if (n + 1 >= cap) {
+			char *b = realloc(buf, cap *= 2);
+			if (!b)
+				break;
+			buf = b;
+		}
 		ssize_t r = read(fd, buf + n, cap - 1 - n);
 		if (r <= 0)
 			break;
 		n += (size_t)r;
 	}
-	buf[n] = 0;
 	close(fd);
+	if (!buf)
+		return NULL;
+	buf[n] = 0;
 	json_object *o = n ? json_tokener_parse(buf) : NULL;
 	free(buf);
 	return o;

@@ -131,6 +131,10 @@ static int cmd_source(int argc, char **argv)
 	o.status_path = cli_status_path(sdir, o.id, "source");
 	o.ctl_sock = cli_ctl_path(sdir, o.id);
 	struct fl_report *r = calloc(1, sizeof(*r));
+	if (!r) {
+		fprintf(stderr, "faultline source: out of memory\n");
+		return 1;
+	}
 	int rc = fl_source_run(&o, r);
 	print_report(r, json);
 	free(r);
@@ -205,6 +209,10 @@ static int cmd_dest(int argc, char **argv)
 		die_usage("dest", "--bulk-conns 1..8, --bulk-depth 1..64, --bulk-pages 1..64");
 	o.status_path = cli_status_path(sdir, o.id, "dest");
 	struct fl_report *r = calloc(1, sizeof(*r));
+	if (!r) {
+		fprintf(stderr, "faultline dest: out of memory\n");
+		return 1;
+	}
 	int rc = fl_dest_run(&o, r);
 	print_report(r, json);
 	if (!rc && r->placement_low) {
