@@ -28,7 +28,7 @@
 #include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/uffd.h"
-#include "postcopy/util.h"
+#include "core/util.h"
 
 #define MAX_BULK 8
 #define FAULT_SLOTS 64

@@ -30,7 +30,7 @@
 #include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/transport.h"
-#include "postcopy/util.h"
+#include "core/util.h"
 
 struct src {
 	const struct fl_source_opts *o;

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "faultline/qmp.h"
-#include "util.h"
+#include "core/util.h"
 
 #define MAX_QUEUED 64
 
