@@ -11,7 +11,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
 LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c \
-	wire/proto.c wire/frame.c transport/transport.c transport/tcp.c transport/rdma.c \
+	wire/proto.c wire/frame.c transport/transport.c transport/tcp.c transport/rdma.c transport/rdma_server.c \
 	host/numa.c host/dirty.c vmm/qmp.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
 	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c
@@ -39,7 +39,7 @@ libfaultline.so: $(LIB_OBJ) libfaultline.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libfaultline.map -o $@ $(LIB_OBJ) \
 		$(SAN) $(LDLIBS_ALL)
 
-%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h dest/dest.h source/source.h config.mk
+%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h dest/dest.h source/source.h transport/rdma_int.h config.mk
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 # The shim carries its own copy of the uffd layer, hidden, so nothing it
@@ -95,7 +95,7 @@ FUZZ_FLAGS = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Iinclude -I. \
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,tests/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_OBJ = $(patsubst %.c,tests/fuzz/obj/%.o,$(LIB_SRC))
 
-tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h dest/dest.h source/source.h config.mk
+tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h dest/dest.h source/source.h transport/rdma_int.h config.mk
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 

@@ -1,23 +1,10 @@
 /* RDMA transport: RC queue pairs over rdma_cm, one-sided READ from the
  * source's registered RAM into registered bounce buffers on the destination.
- * Setup follows rdma-core's examples: create in order, unwind with goto
- * labels in reverse. */
+ * This file: errors, memlock, tunables, rdma_cm set-up, the destination's
+ * channels; the source's side is rdma_server.c. Setup follows rdma-core's
+ * examples: create in order, unwind with goto labels in reverse. */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include "config.h"
-#include "faultline/rdma.h"
+#include "rdma_int.h"
 
 static __thread char g_err[320];
 
@@ -27,8 +14,7 @@ const char *fl_rdma_last_error(void)
 }
 
 
-static int err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int err(int rc, const char *fmt, ...)
+int fl_rdma_err(int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -79,21 +65,13 @@ void fl_rdma_tun_set(const struct fl_rdma_tun *t)
 }
 
 #if defined(HAVE_IBVERBS) && defined(HAVE_RDMACM)
-#include <infiniband/verbs.h>
-#include <rdma/rdma_cma.h>
-
-/* Private data of a connect request: which migration and channel. */
-struct conn_pdata {
-	uint64_t session;
-	uint32_t channel, index;
-};
 
 static int split(const char *addr, char *host, size_t hl, char *port, size_t pl)
 {
 	const char *c = strrchr(addr, ':');
 
 	if (!c || c == addr || !c[1] || (size_t)(c - addr) >= hl || strlen(c + 1) >= pl)
-		return err(-EINVAL, "bad address '%s' (want HOST:PORT)", addr);
+		return fl_rdma_err(-EINVAL, "bad address '%s' (want HOST:PORT)", addr);
 	memcpy(host, addr, (size_t)(c - addr));
 	host[c - addr] = 0;
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
@@ -114,26 +92,26 @@ static int getaddr(const char *addr, int passive, struct rdma_addrinfo **res)
 	if (passive)
 		hints.ai_flags = RAI_PASSIVE;
 	if (rdma_getaddrinfo(host, port, &hints, res))
-		return err(-EHOSTUNREACH, "cannot resolve %s for RDMA: %s", addr, strerror(errno));
+		return fl_rdma_err(-EHOSTUNREACH, "cannot resolve %s for RDMA: %s", addr, strerror(errno));
 	return 0;
 }
 
 /* An event channel, an address and a TCP-port-space id on it: what both
  * ends start from. 0 or -errno (message set); *ai to free on success. */
-static int cm_open(const char *addr, int passive, void *ctx, struct rdma_event_channel **ch,
+int fl_rdma_cm_open(const char *addr, int passive, void *ctx, struct rdma_event_channel **ch,
 		   struct rdma_addrinfo **ai, struct rdma_cm_id **id)
 {
 	int rc;
 
 	*ch = rdma_create_event_channel();
 	if (!*ch)
-		return err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
+		return fl_rdma_err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
 			   "loaded?", strerror(errno));
 	rc = getaddr(addr, passive, ai);
 	if (rc)
 		goto destroy_ch;
 	if (rdma_create_id(*ch, id, ctx, RDMA_PS_TCP)) {
-		rc = err(-errno, "rdma_create_id: %s", strerror(errno));
+		rc = fl_rdma_err(-errno, "rdma_create_id: %s", strerror(errno));
 		goto free_ai;
 	}
 	return 0;
@@ -154,230 +132,16 @@ static int wait_cm(struct rdma_event_channel *ch, enum rdma_cm_event_type want, 
 	struct rdma_cm_event *ev;
 
 	if (poll(&p, 1, timeout_ms) <= 0)
-		return err(-ETIMEDOUT, "RDMA %s: no answer within %d ms", what, timeout_ms);
+		return fl_rdma_err(-ETIMEDOUT, "RDMA %s: no answer within %d ms", what, timeout_ms);
 	if (rdma_get_cm_event(ch, &ev))
-		return err(-errno, "RDMA %s: %s", what, strerror(errno));
+		return fl_rdma_err(-errno, "RDMA %s: %s", what, strerror(errno));
 	enum rdma_cm_event_type t = ev->event;
 	int status = ev->status;
 	rdma_ack_cm_event(ev);
 	if (t != want)
-		return err(t == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EHOSTUNREACH,
+		return fl_rdma_err(t == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EHOSTUNREACH,
 			   "RDMA %s: %s (status %d)", what, rdma_event_str(t), status);
 	return 0;
-}
-
-/* ---- source: registered RAM, an accepting thread ---- */
-
-struct sconn {
-	struct rdma_cm_id *id;
-	struct ibv_cq *cq;
-	struct sconn *next;
-};
-
-struct fl_rdma_server {
-	struct rdma_event_channel *ch;
-	struct rdma_cm_id *listen;
-	struct ibv_context *verbs;
-	struct ibv_pd *pd;
-	struct ibv_mr *mr[FL_PROTO_MAX_REGIONS];
-	uint32_t nmr;
-	uint64_t session;
-	pthread_t th;
-	volatile int stop;
-	struct sconn *conns;
-	int max_rd_atom;
-};
-
-static void server_accept(struct fl_rdma_server *s, struct rdma_cm_event *ev)
-{
-	struct rdma_cm_id *id = ev->id;
-	const struct conn_pdata *pd = ev->param.conn.private_data;
-	struct sconn *c = NULL;
-
-	if (ev->param.conn.private_data_len < sizeof(*pd) || pd->session != s->session ||
-	    id->verbs != s->verbs)
-		goto reject;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		goto reject;
-	/* The source only answers READs: a token send queue, no receives. */
-	c->cq = ibv_create_cq(id->verbs, 2, NULL, NULL, 0);
-	if (!c->cq)
-		goto reject;
-	struct ibv_qp_init_attr qa = {
-		.send_cq = c->cq, .recv_cq = c->cq, .qp_type = IBV_QPT_RC,
-		.cap = { .max_send_wr = 1, .max_recv_wr = 1, .max_send_sge = 1, .max_recv_sge = 1 },
-	};
-	if (rdma_create_qp(id, s->pd, &qa))
-		goto destroy_cq;
-	/* The request's responder_resources is the peer's initiator depth
-	 * (the event states it from our side): that many READs may be in
-	 * flight towards us. Granting fewer (0) stalls every READ. */
-	struct rdma_conn_param cp = {
-		.responder_resources = (uint8_t)(ev->param.conn.responder_resources < s->max_rd_atom
-						 ? ev->param.conn.responder_resources : s->max_rd_atom),
-		.initiator_depth = 0,
-		.rnr_retry_count = 7,
-	};
-	if (rdma_accept(id, &cp))
-		goto destroy_qp;
-	c->id = id;
-	c->next = s->conns;
-	s->conns = c;
-	return;
-destroy_qp:
-	rdma_destroy_qp(id);
-destroy_cq:
-	ibv_destroy_cq(c->cq);
-reject:
-	free(c);
-	rdma_reject(id, NULL, 0);
-	rdma_destroy_id(id);
-}
-
-static void server_drop(struct fl_rdma_server *s, struct rdma_cm_id *id)
-{
-	for (struct sconn **p = &s->conns; *p; p = &(*p)->next) {
-		if ((*p)->id != id)
-			continue;
-		struct sconn *c = *p;
-		*p = c->next;
-		rdma_destroy_qp(id);
-		ibv_destroy_cq(c->cq);
-		rdma_destroy_id(id);
-		free(c);
-		return;
-	}
-}
-
-static void *server_main(void *p)
-{
-	struct fl_rdma_server *s = p;
-
-	while (!s->stop) {
-		struct pollfd pf = { .fd = s->ch->fd, .events = POLLIN };
-		if (poll(&pf, 1, 200) <= 0)
-			continue;
-		struct rdma_cm_event *ev;
-		if (rdma_get_cm_event(s->ch, &ev))
-			continue;
-		switch (ev->event) {
-		case RDMA_CM_EVENT_CONNECT_REQUEST:
-			server_accept(s, ev);
-			rdma_ack_cm_event(ev);
-			break;
-		case RDMA_CM_EVENT_DISCONNECTED: {
-			struct rdma_cm_id *id = ev->id;
-			rdma_ack_cm_event(ev);
-			server_drop(s, id);
-			break;
-		}
-		default:
-			rdma_ack_cm_event(ev);
-			break;
-		}
-	}
-	return NULL;
-}
-
-int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
-			  struct fl_rdma_server **out)
-{
-	struct fl_rdma_server *s = calloc(1, sizeof(*s));
-	struct rdma_addrinfo *ai = NULL;
-	struct ibv_device_attr da;
-	uint64_t total = 0;
-	int rc;
-
-	if (!s)
-		return err(-ENOMEM, "out of memory");
-	for (uint32_t i = 0; i < hello->nregions; i++)
-		total += hello->regions[i].length;
-	rc = fl_rdma_memlock_check_self(total, g_err, sizeof(g_err));
-	if (rc) {
-		fl_transport_set_error(g_err);
-		goto free_s;
-	}
-	s->session = hello->session;
-	rc = cm_open(addr, 1, s, &s->ch, &ai, &s->listen);
-	if (rc)
-		goto free_s;
-	if (rdma_bind_addr(s->listen, ai->ai_src_addr) || rdma_listen(s->listen, 16)) {
-		rc = err(-errno, "RDMA listen on %s: %s", addr, strerror(errno));
-		goto destroy_id;
-	}
-	s->verbs = s->listen->verbs;
-	if (!s->verbs) {
-		rc = err(-ENODEV, "no RDMA device serves %s (bind the listen address to an RDMA "
-			 "netdev's IP)", addr);
-		goto destroy_id;
-	}
-	if (ibv_query_device(s->verbs, &da)) {
-		rc = err(-EIO, "ibv_query_device: %s", strerror(errno));
-		goto destroy_id;
-	}
-	s->max_rd_atom = da.max_qp_rd_atom;
-	s->pd = ibv_alloc_pd(s->verbs);
-	if (!s->pd) {
-		rc = err(-ENOMEM, "ibv_alloc_pd: %s", strerror(errno));
-		goto destroy_id;
-	}
-	for (uint32_t i = 0; i < hello->nregions; i++) {
-		struct fl_region_desc *r = &hello->regions[i];
-		if (r->length > da.max_mr_size) {
-			rc = err(-E2BIG, "region %s (%llu bytes) exceeds the device's largest memory "
-				 "region (%llu)", r->name, (unsigned long long)r->length,
-				 (unsigned long long)da.max_mr_size);
-			goto dereg;
-		}
-		/* Remote read only: the source's mapping may stay read-only. */
-		s->mr[i] = ibv_reg_mr(s->pd, base[i], r->length, IBV_ACCESS_REMOTE_READ);
-		if (!s->mr[i]) {
-			rc = err(-errno, "registering region %s (%llu MiB) for RDMA: %s", r->name,
-				 (unsigned long long)(r->length >> 20), strerror(errno));
-			goto dereg;
-		}
-		s->nmr++;
-		r->remote_addr = (uint64_t)(uintptr_t)base[i];
-		r->rkey = s->mr[i]->rkey;
-	}
-	if (pthread_create(&s->th, NULL, server_main, s)) {
-		rc = err(-EAGAIN, "cannot start the RDMA accept thread");
-		goto dereg;
-	}
-	hello->caps |= FL_CAP_RDMA_READ;
-	rdma_freeaddrinfo(ai);
-	*out = s;
-	return 0;
-dereg:
-	while (s->nmr)
-		ibv_dereg_mr(s->mr[--s->nmr]);
-	ibv_dealloc_pd(s->pd);
-destroy_id:
-	rdma_destroy_id(s->listen);
-	rdma_freeaddrinfo(ai);
-	rdma_destroy_event_channel(s->ch);
-free_s:
-	free(s);
-	return rc;
-}
-
-void fl_rdma_server_destroy(struct fl_rdma_server *s)
-{
-	if (!s)
-		return;
-	s->stop = 1;
-	pthread_join(s->th, NULL);
-	while (s->conns) {
-		rdma_disconnect(s->conns->id);
-		server_drop(s, s->conns->id);
-	}
-	while (s->nmr)
-		ibv_dereg_mr(s->mr[--s->nmr]);
-	ibv_dealloc_pd(s->pd);
-	rdma_destroy_id(s->listen);
-	rdma_destroy_event_channel(s->ch);
-	free(s);
 }
 
 /* ---- destination: a channel of RDMA READs ---- */
@@ -466,30 +230,30 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	int rc, tmo = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
 
 	if (!c)
-		return err(-ENOMEM, "out of memory");
+		return fl_rdma_err(-ENOMEM, "out of memory");
 	if (!(table->caps & FL_CAP_RDMA_READ)) {
 		free(c);
-		return err(-EPROTONOSUPPORT, "the source does not serve RDMA READ (start it with "
+		return fl_rdma_err(-EPROTONOSUPPORT, "the source does not serve RDMA READ (start it with "
 			   "--transport rdma)");
 	}
 	c->table = *table;
 	c->efd = c->kick = -1;
-	rc = cm_open(addr, 0, c, &c->ch, &ai, &c->id);
+	rc = fl_rdma_cm_open(addr, 0, c, &c->ch, &ai, &c->id);
 	if (rc)
 		goto fail;
 	if (rdma_resolve_addr(c->id, ai->ai_src_addr, ai->ai_dst_addr, tmo)) {
-		rc = err(-errno, "RDMA address %s: %s", addr, strerror(errno));
+		rc = fl_rdma_err(-errno, "RDMA address %s: %s", addr, strerror(errno));
 		goto fail;
 	}
 	rc = wait_cm(c->ch, RDMA_CM_EVENT_ADDR_RESOLVED, tmo, "address resolution");
 	if (!rc && rdma_resolve_route(c->id, tmo))
-		rc = err(-errno, "RDMA route to %s: %s", addr, strerror(errno));
+		rc = fl_rdma_err(-errno, "RDMA route to %s: %s", addr, strerror(errno));
 	if (!rc)
 		rc = wait_cm(c->ch, RDMA_CM_EVENT_ROUTE_RESOLVED, tmo, "route resolution");
 	if (rc)
 		goto fail;
 	if (ibv_query_device(c->id->verbs, &da)) {
-		rc = err(-EIO, "ibv_query_device: %s", strerror(errno));
+		rc = fl_rdma_err(-EIO, "ibv_query_device: %s", strerror(errno));
 		goto fail;
 	}
 	/* Faults: every READ signalled (latency); bulk: one in signal_every. */
@@ -498,13 +262,13 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	if (c->sq_depth > da.max_cqe)
 		c->sq_depth = da.max_cqe;
 	if (c->sq_depth < 2) {
-		rc = err(-ENOSPC, "RDMA device allows only %d work requests per queue", c->sq_depth);
+		rc = fl_rdma_err(-ENOSPC, "RDMA device allows only %d work requests per queue", c->sq_depth);
 		goto fail;
 	}
 	int depth = g_tun.initiator_depth < da.max_qp_init_rd_atom ? g_tun.initiator_depth
 								  : da.max_qp_init_rd_atom;
 	if (depth < 1) {
-		rc = err(-ENOSPC, "RDMA device allows no outstanding READs (max_qp_init_rd_atom 0)");
+		rc = fl_rdma_err(-ENOSPC, "RDMA device allows no outstanding READs (max_qp_init_rd_atom 0)");
 		goto fail;
 	}
 	c->fifo_cap = (uint32_t)c->sq_depth;
@@ -513,7 +277,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	c->cc = c->pd ? ibv_create_comp_channel(c->id->verbs) : NULL;
 	c->cq = c->cc ? ibv_create_cq(c->id->verbs, c->sq_depth, c, c->cc, 0) : NULL;
 	if (!c->fifo || !c->cq) {
-		rc = err(-ENOMEM, "RDMA resources (pd/cq for %d entries): %s", c->sq_depth, strerror(errno));
+		rc = fl_rdma_err(-ENOMEM, "RDMA resources (pd/cq for %d entries): %s", c->sq_depth, strerror(errno));
 		goto fail;
 	}
 	int fl = fcntl(c->cc->fd, F_GETFL);
@@ -526,7 +290,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	if (c->kick < 0 || c->efd < 0 || epoll_ctl(c->efd, EPOLL_CTL_ADD, c->cc->fd, &ee) ||
 	    epoll_ctl(c->efd, EPOLL_CTL_ADD, c->ch->fd, &ee) ||
 	    epoll_ctl(c->efd, EPOLL_CTL_ADD, c->kick, &ee)) {
-		rc = err(-errno, "RDMA channel event fds: %s", strerror(errno));
+		rc = fl_rdma_err(-errno, "RDMA channel event fds: %s", strerror(errno));
 		goto fail;
 	}
 	struct ibv_qp_init_attr qa = {
@@ -535,7 +299,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 			 .max_send_sge = 1, .max_recv_sge = 1 },
 	};
 	if (rdma_create_qp(c->id, c->pd, &qa)) {
-		rc = err(-errno, "rdma_create_qp: %s", strerror(errno));
+		rc = fl_rdma_err(-errno, "rdma_create_qp: %s", strerror(errno));
 		goto fail;
 	}
 	struct conn_pdata pd = { session, chan, index };
@@ -545,7 +309,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 		.retry_count = 7, .rnr_retry_count = 7,
 	};
 	if (rdma_connect(c->id, &cp)) {
-		rc = err(-errno, "rdma_connect to %s: %s", addr, strerror(errno));
+		rc = fl_rdma_err(-errno, "rdma_connect to %s: %s", addr, strerror(errno));
 		goto fail;
 	}
 	/* the event channel is non-blocking now: wait_cm polls first */
@@ -553,7 +317,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	if (rc)
 		goto fail;
 	if (ibv_req_notify_cq(c->cq, 0)) {
-		rc = err(-EIO, "ibv_req_notify_cq: %s", strerror(errno));
+		rc = fl_rdma_err(-EIO, "ibv_req_notify_cq: %s", strerror(errno));
 		goto fail;
 	}
 	c->armed = 1;
@@ -579,7 +343,7 @@ static int post(struct fl_tconn *c, uint64_t seq, void *buf, uint32_t len, uint3
 	int rc = ibv_post_send(c->id->qp, &wr, &bad);
 
 	if (rc)
-		return err(-rc, "ibv_post_send: %s", strerror(rc));
+		return fl_rdma_err(-rc, "ibv_post_send: %s", strerror(rc));
 	c->inflight_wr++;
 	if (signalled) {
 		c->last_signalled = seq;
@@ -606,7 +370,7 @@ static int rdma_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, u
 		return -EAGAIN;
 	struct ibv_mr *mr = local_mr(c, buf, len);
 	if (!mr)
-		return err(-EFAULT, "RDMA READ into %p (%llu bytes), which is not registered", buf,
+		return fl_rdma_err(-EFAULT, "RDMA READ into %p (%llu bytes), which is not registered", buf,
 			   (unsigned long long)len);
 	uint64_t seq = ++c->seq;
 	int sig = c->since_signal + 1 >= c->signal_every;
@@ -630,9 +394,9 @@ static int check_cm(struct fl_tconn *c)
 		enum rdma_cm_event_type t = ev->event;
 		rdma_ack_cm_event(ev);
 		if (t == RDMA_CM_EVENT_DISCONNECTED)
-			return c->dead = err(-ECONNRESET, "RDMA: the source disconnected");
+			return c->dead = fl_rdma_err(-ECONNRESET, "RDMA: the source disconnected");
 		if (t == RDMA_CM_EVENT_DEVICE_REMOVAL)
-			return c->dead = err(-ENODEV, "RDMA: the device was removed");
+			return c->dead = fl_rdma_err(-ENODEV, "RDMA: the device was removed");
 	}
 	return 0;
 }
@@ -647,14 +411,14 @@ static int reap(struct fl_tconn *c, struct fl_tcompl *out, int max)
 	while ((n = ibv_poll_cq(c->cq, 16, wc)) > 0) {
 		for (int i = 0; i < n; i++) {
 			if (wc[i].status != IBV_WC_SUCCESS)
-				return c->dead = err(-EIO, "RDMA READ failed: %s (vendor error 0x%x)",
+				return c->dead = fl_rdma_err(-EIO, "RDMA READ failed: %s (vendor error 0x%x)",
 						     ibv_wc_status_str(wc[i].status), wc[i].vendor_err);
 			if (wc[i].wr_id > c->done_upto)
 				c->done_upto = wc[i].wr_id;
 		}
 	}
 	if (n < 0)
-		return c->dead = err(-EIO, "ibv_poll_cq failed");
+		return c->dead = fl_rdma_err(-EIO, "ibv_poll_cq failed");
 	c->inflight_wr = (int)(c->seq - c->done_upto);
 	while (got < max && c->head != c->tail && c->fifo[c->head % c->fifo_cap].seq <= c->done_upto) {
 		struct posted *p = &c->fifo[c->head++ % c->fifo_cap];
@@ -721,10 +485,10 @@ static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int tim
 static int rdma_reg(struct fl_tconn *c, void *addr, size_t len)
 {
 	if (c->nlmr == MAX_LOCAL_MR)
-		return err(-ENOSPC, "too many RDMA receive buffers");
+		return fl_rdma_err(-ENOSPC, "too many RDMA receive buffers");
 	struct ibv_mr *mr = ibv_reg_mr(c->pd, addr, len, IBV_ACCESS_LOCAL_WRITE);
 	if (!mr)
-		return err(-errno, "registering %zu bytes of receive buffers: %s", len, strerror(errno));
+		return fl_rdma_err(-errno, "registering %zu bytes of receive buffers: %s", len, strerror(errno));
 	c->lmr[c->nlmr].addr = addr;
 	c->lmr[c->nlmr].len = len;
 	c->lmr[c->nlmr++].mr = mr;
@@ -744,7 +508,7 @@ static int rdma_outstanding(struct fl_tconn *c)
 static int rdma_serve(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop)
 {
 	/* READs need no server loop: the source's HCA answers them. */
-	return err(-EOPNOTSUPP, "the RDMA transport has no TCP data channels");
+	return fl_rdma_err(-EOPNOTSUPP, "the RDMA transport has no TCP data channels");
 }
 
 static const struct fl_transport_ops rdma_ops = {
@@ -764,16 +528,5 @@ const struct fl_transport_ops *const fl_transport_rdma_ops = &rdma_ops;
 #else	/* built without rdma-core */
 
 const struct fl_transport_ops *const fl_transport_rdma_ops = NULL;
-
-int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
-			  struct fl_rdma_server **out)
-{
-	return err(-EPROTONOSUPPORT, "faultline was built without rdma-core (libibverbs-dev, "
-		   "librdmacm-dev)");
-}
-
-void fl_rdma_server_destroy(struct fl_rdma_server *s)
-{
-}
 
 #endif
