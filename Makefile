@@ -139,13 +139,19 @@ clean:
 	rm -rf tests/fuzz/bin tests/fuzz/obj
 
 distclean: clean
-	rm -f config.h config.mk
+	rm -f config.h config.mk faultline.pc
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/faultline
+faultline.pc: faultline.pc.in config.mk
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS_ALL)|' $< > $@
+
+install: all faultline.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/faultline
 	install -m 755 tools/faultline $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 libfaultline.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 libfaultline.so shim/libfaultline-shim.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 libfaultline.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libfaultline.so
+	install -m 755 shim/libfaultline-shim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/faultline/*.h $(DESTDIR)$(PREFIX)/include/faultline/
+	install -m 644 faultline.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 
 .PHONY: all tests bench-build deps check demo bench clean distclean install fuzz fuzz-build
