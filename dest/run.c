@@ -8,6 +8,7 @@
 void fl_dest_opts_default(struct fl_dest_opts *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
 	o->transport = "tcp";
 	o->connect_timeout_ms = 5000;
 	o->handshake_timeout_ms = FL_HANDSHAKE_TIMEOUT_MS;
@@ -256,8 +257,25 @@ out:
 	return rc;
 }
 
-int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep)
+int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 {
+	struct fl_dest_opts full, *o = &full;	/* lives as long as the run */
+
+	fl_dest_opts_default(&full);
+	if (given->size < sizeof(given->size) || given->size > sizeof(full)) {
+		fl_report_init(rep, "dest", "?");
+		snprintf(rep->error, sizeof(rep->error), "destination options of %zu bytes: not a faultline "
+			 "options struct this library knows (%zu)", given->size, sizeof(full));
+		return -EINVAL;
+	}
+	memcpy(&full, given, given->size);	/* fields the caller lacks keep their defaults */
+	full.size = sizeof(full);
+	if (!o->source || !o->shim_sock) {
+		fl_report_init(rep, "dest", o->id ? o->id : "?");
+		snprintf(rep->error, sizeof(rep->error), "destination options: %s missing",
+			 !o->source ? "the source address" : "the VM's shim socket");
+		return -EINVAL;
+	}
 	struct dst *d = calloc(1, sizeof(*d));
 
 	if (!d)

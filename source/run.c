@@ -7,6 +7,7 @@
 void fl_source_opts_default(struct fl_source_opts *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
 	o->transport = "tcp";
 	o->accept_timeout_ms = 30000;
 	o->spin_us = 200;
@@ -211,8 +212,24 @@ out:
 	return rc;
 }
 
-int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep)
+int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 {
+	struct fl_source_opts full, *o = &full;	/* lives as long as the run */
+
+	fl_source_opts_default(&full);
+	if (given->size < sizeof(given->size) || given->size > sizeof(full)) {
+		fl_report_init(rep, "source", "?");
+		snprintf(rep->error, sizeof(rep->error), "source options of %zu bytes: not a faultline "
+			 "options struct this library knows (%zu)", given->size, sizeof(full));
+		return -EINVAL;
+	}
+	memcpy(&full, given, given->size);	/* fields the caller lacks keep their defaults */
+	full.size = sizeof(full);
+	if (!o->listen) {
+		fl_report_init(rep, "source", o->id ? o->id : "?");
+		snprintf(rep->error, sizeof(rep->error), "source options: no listen address");
+		return -EINVAL;
+	}
 	struct src *s = calloc(1, sizeof(*s));
 
 	if (!s)

@@ -4,6 +4,7 @@
 #define FAULTLINE_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "faultline/hist.h"
@@ -21,7 +22,11 @@ typedef int (*fl_vm_state_fn)(void *arg, char *state, size_t len);
 #define FL_HANDSHAKE_TIMEOUT_MS 10000	/* a peer's HELLO or ATTACH */
 #define FL_PEER_TIMEOUT_MS 60000	/* a proven peer silent this long is lost */
 
+/* Options structs carry their size (set by the _default functions): a
+ * program built against an older, shorter struct keeps working, the fields
+ * it does not know taking their defaults. */
 struct fl_source_opts {
+	size_t size;			/* sizeof(struct fl_source_opts) the caller was built with */
 	const char *listen;		/* HOST:PORT */
 	const char *shim_sock;		/* source VM's shim socket, or NULL */
 	const char *ram[FL_PROTO_MAX_REGIONS];	/* RAM files when no shim */
@@ -56,6 +61,7 @@ struct fl_source_opts {
 #define FL_DEST_MAX_FOLLOWERS 7
 
 struct fl_dest_opts {
+	size_t size;			/* sizeof(struct fl_dest_opts) the caller was built with */
 	const char *source;		/* HOST:PORT of the source agent */
 	const char *shim_sock;		/* destination VM's shim socket */
 	const char *transport;
