@@ -262,14 +262,12 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	struct fl_dest_opts full, *o = &full;	/* lives as long as the run */
 
 	fl_dest_opts_default(&full);
-	if (given->size < sizeof(given->size) || given->size > sizeof(full)) {
+	if (fl_opts_take(&full, sizeof(full), given)) {
 		fl_report_init(rep, "dest", "?");
 		snprintf(rep->error, sizeof(rep->error), "destination options of %zu bytes: not a faultline "
 			 "options struct this library knows (%zu)", given->size, sizeof(full));
 		return -EINVAL;
 	}
-	memcpy(&full, given, given->size);	/* fields the caller lacks keep their defaults */
-	full.size = sizeof(full);
 	if (!o->source || !o->shim_sock) {
 		fl_report_init(rep, "dest", o->id ? o->id : "?");
 		snprintf(rep->error, sizeof(rep->error), "destination options: %s missing",

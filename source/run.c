@@ -217,14 +217,12 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 	struct fl_source_opts full, *o = &full;	/* lives as long as the run */
 
 	fl_source_opts_default(&full);
-	if (given->size < sizeof(given->size) || given->size > sizeof(full)) {
+	if (fl_opts_take(&full, sizeof(full), given)) {
 		fl_report_init(rep, "source", "?");
 		snprintf(rep->error, sizeof(rep->error), "source options of %zu bytes: not a faultline "
 			 "options struct this library knows (%zu)", given->size, sizeof(full));
 		return -EINVAL;
 	}
-	memcpy(&full, given, given->size);	/* fields the caller lacks keep their defaults */
-	full.size = sizeof(full);
 	if (!o->listen) {
 		fl_report_init(rep, "source", o->id ? o->id : "?");
 		snprintf(rep->error, sizeof(rep->error), "source options: no listen address");

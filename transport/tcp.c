@@ -265,30 +265,6 @@ static int tcp_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, ui
 	return 0;
 }
 
-static int readv_full(int fd, struct iovec *iov, int cnt)
-{
-	while (cnt > 0) {
-		ssize_t r = readv(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
-		if (r == 0)
-			return -ECONNRESET;
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		while (cnt > 0 && (size_t)r >= iov->iov_len) {
-			r -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + r;
-			iov->iov_len -= (size_t)r;
-		}
-	}
-	return 0;
-}
-
 /* Read one reply frame; scatter the non-zero pages into their slots. */
 static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
 {
@@ -338,7 +314,7 @@ static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
 			iov[cnt++] = (struct iovec){ slot, ps };
 	}
 	if (dlen) {
-		rc = readv_full(c->fd, iov, cnt);
+		rc = fl_proto_readv_all(c->fd, iov, cnt);
 		if (rc)
 			return rc;
 	}

@@ -19,6 +19,20 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Consume n bytes from the front of an iovec array. */
+static void iov_advance(struct iovec **iov, int *cnt, size_t n)
+{
+	while (*cnt > 0 && n >= (*iov)->iov_len) {
+		n -= (*iov)->iov_len;
+		(*iov)++;
+		(*cnt)--;
+	}
+	if (*cnt > 0) {
+		(*iov)->iov_base = (char *)(*iov)->iov_base + n;
+		(*iov)->iov_len -= n;
+	}
+}
+
 int fl_proto_writev_all(int fd, struct iovec *iov, int cnt)
 {
 	while (cnt > 0) {
@@ -31,15 +45,23 @@ int fl_proto_writev_all(int fd, struct iovec *iov, int cnt)
 				continue;
 			return -errno;
 		}
-		while (cnt > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
+		iov_advance(&iov, &cnt, (size_t)w);
+	}
+	return 0;
+}
+
+int fl_proto_readv_all(int fd, struct iovec *iov, int cnt)
+{
+	while (cnt > 0) {
+		ssize_t r = readv(fd, iov, cnt > IOV_MAX ? IOV_MAX : cnt);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
 		}
-		if (cnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
+		iov_advance(&iov, &cnt, (size_t)r);
 	}
 	return 0;
 }

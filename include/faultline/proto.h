@@ -162,6 +162,8 @@ int fl_proto_read_full(int fd, void *buf, size_t n);
 /* Write a whole iovec (the array is consumed). 0 or -errno. */
 struct iovec;
 int fl_proto_writev_all(int fd, struct iovec *iov, int cnt);
+/* Read a whole iovec (consumed); -ECONNRESET on EOF. */
+int fl_proto_readv_all(int fd, struct iovec *iov, int cnt);
 /* Send an ERROR frame (best effort). */
 void fl_proto_send_error(int fd, int err, const char *text);
 
