@@ -10,11 +10,12 @@ WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissin
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
-LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c \
-	wire/proto.c wire/frame.c transport/transport.c transport/tcp.c transport/rdma.c transport/rdma_server.c \
-	host/numa.c host/dirty.c vmm/qmp.c shim/shimctl.c \
+LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c \
+	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/rdma.c transport/rdma_server.c \
+	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
-	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c
+	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c \
+	migrate/migrate.c migrate/result.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
 TOOLS = tools/faultline tools/guest-sim
@@ -39,7 +40,7 @@ libfaultline.so: $(LIB_OBJ) libfaultline.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libfaultline.map -o $@ $(LIB_OBJ) \
 		$(SAN) $(LDLIBS_ALL)
 
-%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h dest/dest.h source/source.h transport/rdma_int.h config.mk
+%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h core/report.h dest/dest.h source/source.h transport/rdma_int.h transport/int.h vmm/driver.h migrate/controller.h config.mk
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 # The shim carries its own copy of the uffd layer, hidden, so nothing it
@@ -48,8 +49,8 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
-CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_qemu.c tools/cli_vmm.c tools/cli_util.c \
-	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/vmctl.c
+CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_util.c \
+	tools/cli_demo.c tools/cli_check.c tools/cli_args.c
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
 
@@ -95,7 +96,7 @@ FUZZ_FLAGS = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Iinclude -I. \
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,tests/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_OBJ = $(patsubst %.c,tests/fuzz/obj/%.o,$(LIB_SRC))
 
-tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h dest/dest.h source/source.h transport/rdma_int.h config.mk
+tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h core/report.h dest/dest.h source/source.h transport/rdma_int.h transport/int.h vmm/driver.h migrate/controller.h config.mk
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -151,6 +152,7 @@ install: all faultline.pc
 	install -m 755 libfaultline.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libfaultline.so
 	install -m 755 shim/libfaultline-shim.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/faultline.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 include/faultline/*.h $(DESTDIR)$(PREFIX)/include/faultline/
 	install -m 644 faultline.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 

@@ -1,6 +1,7 @@
 /* Reports and status files as JSON (json-c). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <pthread.h>
@@ -10,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "faultline/agent.h"
+#include "report.h"
 #include "util.h"
 
 static json_object *u64(uint64_t v)
@@ -23,13 +24,68 @@ static double ms(uint64_t a, uint64_t b)
 	return b > a ? (double)(b - a) / 1e6 : 0.0;
 }
 
-int fl_agent_rt_thread(int prio)
+struct fl_report *fl_report_create(void)
 {
-	struct sched_param sp = { .sched_priority = prio };
+	return calloc(1, sizeof(struct fl_report));
+}
 
-	if (prio <= 0)
+void fl_report_destroy(struct fl_report *r)
+{
+	free(r);
+}
+
+const char *fl_report_role(const struct fl_report *r)
+{
+	return r->role;
+}
+
+const char *fl_report_id(const struct fl_report *r)
+{
+	return r->id;
+}
+
+enum fl_state fl_report_state(const struct fl_report *r)
+{
+	return r->state;
+}
+
+const struct fl_error *fl_report_error(const struct fl_report *r)
+{
+	return &r->error;
+}
+
+double fl_report_fault_us(const struct fl_report *r, double q)
+{
+	return (double)fl_hist_quantile(&r->fault_lat, q) / 1e3;
+}
+
+double fl_report_placement_min(const struct fl_report *r)
+{
+	return r->placement_min;
+}
+
+#define AT(c, f) [FL_REPORT_##c] = offsetof(struct fl_report, f)
+static const size_t counter_at[FL_REPORT__COUNT] = {
+	AT(TOTAL_PAGES, total_pages), AT(POSTCOPY_PAGES, postcopy_pages), AT(ZERO_PAGES, zero_pages),
+	AT(FAULT_PAGES, fault_pages), AT(FAULTS, faults), AT(HELD_FAULTS, held_faults),
+	AT(REMOVED_PAGES, removed_pages), AT(CLEAN_PAGES, clean_pages), AT(PRECOPY_PAGES, precopy_pages),
+	AT(PRECOPY_BYTES, precopy_bytes), AT(PRECOPY_ROUNDS, precopy_rounds),
+	AT(PUNCHED_PAGES, punched_pages), AT(FINAL_DIRTY_PAGES, final_dirty_pages), AT(BYTES, bytes),
+	AT(PAGES_DONE, pages_done), AT(START_NS, start_ns), AT(SWITCH_NS, switch_ns),
+	AT(DONE_NS, done_ns), AT(FOLLOWERS, followers), AT(REJECTED_PEERS, rejected_peers),
+};
+#undef AT
+
+uint64_t fl_report_get(const struct fl_report *r, enum fl_report_counter c)
+{
+	uint64_t v;
+
+	if (c == FL_REPORT_PLACEMENT_LOW)
+		return r->placement_low ? 1 : 0;
+	if ((unsigned)c >= FL_REPORT__COUNT || !counter_at[c])
 		return 0;
-	return -pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+	memcpy(&v, (const char *)r + counter_at[c], sizeof(v));
+	return v;
 }
 
 void fl_report_init(struct fl_report *rep, const char *role, const char *id)
@@ -40,15 +96,15 @@ void fl_report_init(struct fl_report *rep, const char *role, const char *id)
 	rep->start_ns = fl_now_ns();
 }
 
-char *fl_report_json(const struct fl_report *r)
+json_object *fl_report_object(const struct fl_report *r)
 {
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "role", json_object_new_string(r->role));
 	json_object_object_add(o, "id", json_object_new_string(r->id));
 	json_object_object_add(o, "state", json_object_new_string(fl_state_name(r->state)));
-	if (r->error[0])
-		json_object_object_add(o, "error", json_object_new_string(r->error));
+	if (r->error.code)
+		json_object_object_add(o, "error", json_object_new_string(r->error.text));
 	json_object_object_add(o, "total_pages", u64(r->total_pages));
 	json_object_object_add(o, "postcopy_pages", u64(r->postcopy_pages));
 	json_object_object_add(o, "zero_pages", u64(r->zero_pages));
@@ -134,12 +190,19 @@ char *fl_report_json(const struct fl_report *r)
 			json_object_array_add(h, p);
 		}
 	json_object_object_add(o, "fault_hist_ns", h);
+	return o;
+}
+
+char *fl_report_json(const struct fl_report *r)
+{
+	json_object *o = fl_report_object(r);
 	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+
 	json_object_put(o);
 	return s;
 }
 
-int fl_report_write_status(const char *path, const struct fl_report *r, uint64_t done)
+int fl_report_write_status(const char *path, const struct fl_report *r)
 {
 	char tmp[4096];
 	json_object *o = json_object_new_object();
@@ -148,7 +211,7 @@ int fl_report_write_status(const char *path, const struct fl_report *r, uint64_t
 	json_object_object_add(o, "id", json_object_new_string(r->id));
 	json_object_object_add(o, "pid", json_object_new_int(getpid()));
 	json_object_object_add(o, "state", json_object_new_string(fl_state_name(r->state)));
-	json_object_object_add(o, "pages_done", u64(done));
+	json_object_object_add(o, "pages_done", u64(r->pages_done));
 	json_object_object_add(o, "total_pages", u64(r->total_pages));
 	json_object_object_add(o, "bytes", u64(r->bytes));
 	json_object_object_add(o, "faults", u64(r->faults));
@@ -162,8 +225,8 @@ int fl_report_write_status(const char *path, const struct fl_report *r, uint64_t
 		double eta = r->link_mbps > 0 ? (double)r->remaining_pages * 4096 * 8 / 1e6 / r->link_mbps : -1;
 		json_object_object_add(o, "eta_s", json_object_new_double(eta));
 	}
-	if (r->error[0])
-		json_object_object_add(o, "error", json_object_new_string(r->error));
+	if (r->error.code)
+		json_object_object_add(o, "error", json_object_new_string(r->error.text));
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
 	/* 0600: a status names VMs, files and errors; root's business */
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -122,7 +122,7 @@ void *dst_bulk_main(void *p)
 		goto out;
 	}
 	if (d->ops->reg && d->ops->reg(c, mem, per * (size_t)d->nslices)) {
-		dst_set_error(d, -ENOMEM, "cannot register bulk buffers: %s", fl_transport_last_error());
+		dst_set_error(d, -ENOMEM, "cannot register bulk buffers: %s", fl_error_text(fl_transport_error()));
 		goto out;
 	}
 	while (!d->stop_bulk) {
@@ -159,7 +159,7 @@ void *dst_bulk_main(void *p)
 		}
 		if (n < 0) {
 			dst_set_error(d, n, "bulk channel to the source lost: %s", n == -EREMOTEIO ?
-				  fl_transport_last_error() : strerror(-n));
+				  fl_error_text(fl_transport_error()) : strerror(-n));
 			goto out;
 		}
 		if (n > 0)

@@ -28,7 +28,10 @@
 #include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/uffd.h"
+#include "core/report.h"
 #include "core/util.h"
+_Static_assert(FL_PROTO_MAX_REGIONS <= FL_REPORT_MAX_CELLS, "a report cell per region");
+#include "faultline/log.h"
 
 #define MAX_BULK 8
 #define FAULT_SLOTS 64
@@ -149,7 +152,7 @@ struct bulk_arg {
 #pragma GCC visibility push(hidden)
 
 /* place.c */
-void dst_set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int dst_set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 struct dregion *dst_region_of_vaddr(struct dst *d, const struct dview *v, uint64_t a,
 				       uint64_t *page);
 void *dst_vaddr(const struct dview *v, const struct dregion *r, const struct dst *d, uint64_t page);

@@ -193,7 +193,7 @@ static int fault_completions(struct dst *d)
 
 	if (n < 0) {
 		dst_set_error(d, n, "fault channel to the source lost: %s", n == -EREMOTEIO ?
-			  fl_transport_last_error() : strerror(-n));
+			  fl_error_text(fl_transport_error()) : strerror(-n));
 		return n;
 	}
 	for (int i = 0; i < n; i++) {
@@ -245,7 +245,7 @@ void *dst_fault_main(void *p)
 
 	/* Measured here: without it a fault waits behind bulk work and the
 	 * guest's own threads for whole scheduler slices (p99 1.4 ms vs 0.2). */
-	if (fl_agent_rt_thread(d->o->rt_priority))
+	if (fl_numa_rt_thread(d->o->rt_priority))
 		d->rep->rt_fallback = 1;
 
 	while (!d->stop_fault) {

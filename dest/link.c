@@ -16,7 +16,7 @@ int dst_read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, 
 	if (rc)
 		return dst_fail(d, rc, "control link while waiting for %s: %s", what, fl_proto_strerror(rc));
 	if (h->type == FL_MSG_ERROR) {
-		struct fl_error e;
+		struct fl_msg_error e;
 		fl_proto_error_decode(buf, h->len, &e);	/* e.text is defined even if malformed */
 		int saved = d->ctl;
 		d->ctl = -1;	/* don't echo an error back */

@@ -3,20 +3,23 @@
 #define _GNU_SOURCE
 #include "dest.h"
 
-void dst_set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void dst_set_error(struct dst *d, int rc, const char *fmt, ...)
+/* Threads fail together after one loss: the first failure is the cause.
+ * Wakes whoever waits on d->cond; returns the error that stands. */
+int dst_set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int dst_set_error(struct dst *d, int rc, const char *fmt, ...)
 {
+	char msg[FL_ERROR_TEXT];
 	va_list ap;
 
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
 	pthread_mutex_lock(&d->lock);
-	if (!d->err) {
-		d->err = rc < 0 ? rc : -EIO;
-		va_start(ap, fmt);
-		vsnprintf(d->rep->error, sizeof(d->rep->error), fmt, ap);
-		va_end(ap);
-	}
+	d->err = fl_error_first(&d->rep->error, rc, "%s", msg);
+	rc = d->err;
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
+	return rc;
 }
 
 struct dregion *dst_region_of_vaddr(struct dst *d, const struct dview *v, uint64_t a,

@@ -3,6 +3,7 @@
  * everything else in the background. The received-bitmap is the one truth
  * about which pages are in place. This file: the run sequence. */
 #define _GNU_SOURCE
+#include "faultline/log.h"
 #include "dest.h"
 
 void fl_dest_opts_default(struct fl_dest_opts *o)
@@ -29,36 +30,31 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 static void status(struct dst *d)
 {
 	d->rep->state = fl_state_get(&d->sm);
+	d->rep->pages_done = __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED);
 	if (d->o->status_path)
-		fl_report_write_status(d->o->status_path, d->rep,
-				       __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED));
+		fl_report_write_status(d->o->status_path, d->rep);
 }
 
-static int run(struct dst *d)
+/* Up to READY: nothing of the VM's memory is touched until the shim has
+ * vouched for it and the source has answered: a wrong address, a VM that
+ * already runs, a failed earlier attempt all end here, RAM intact. */
+static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 {
 	const struct fl_dest_opts *o = d->o;
-	uint8_t *buf = malloc(65536);
-	struct fl_msg_hdr h;
-	int rc, n;
+	int rc;
 
-	if (!buf)
-		return dst_fail(d, -ENOMEM, "out of memory");
 	fl_state_transition(&d->sm, FL_STATE_PREPARING);
-	/* Nothing of the VM's memory is touched until the shim has vouched
-	 * for it and the source has answered: a wrong address, a VM that
-	 * already runs, a failed earlier attempt all end here, RAM intact. */
 	rc = dst_describe_regions(d);
 	if (rc)
-		goto out;
+		return rc;
 	status(d);
 	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
 	if (d->ctl < 0) {
 		int e = d->ctl;
 		d->ctl = -1;
-		rc = dst_fail(d, e, "%s", fl_transport_last_error());
-		goto out;
+		return dst_fail(d, e, "%s", fl_error_text(fl_transport_error()));
 	}
-	rc = dst_hello(d, buf, 65536);
+	rc = dst_hello(d, buf, cap);
 	if (!rc)
 		rc = dst_claim_vm(d);
 	if (!rc)
@@ -66,7 +62,7 @@ static int run(struct dst *d)
 	if (!rc)
 		rc = dst_preflight(d);
 	if (rc)
-		goto out;
+		return rc;
 	rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_FAULT, 0, &d->peer,
 			     &d->fconn);
 	for (int i = 0; !rc && i < d->nbulk; i++)
@@ -76,96 +72,89 @@ static int run(struct dst *d)
 		rc = d->ops->reg(d->fconn, d->fmem, d->fmem_len);
 	if (!rc && d->zc)
 		rc = dst_register_ram(d);
-	if (rc) {
-		rc = dst_fail(d, rc, "data channel: %s", fl_transport_last_error());
-		goto out;
-	}
+	if (rc)
+		return dst_fail(d, rc, "data channel: %s", fl_error_text(fl_transport_error()));
 	/* Faults are read (and held) from now on. */
-	if (pthread_create(&d->fault_th, NULL, dst_fault_main, d)) {
-		rc = dst_fail(d, -EAGAIN, "cannot start the fault thread");
-		goto out;
-	}
+	if (pthread_create(&d->fault_th, NULL, dst_fault_main, d))
+		return dst_fail(d, -EAGAIN, "cannot start the fault thread");
 	d->fault_started = 1;
 	uint64_t zero8 = 0;
 	rc = fl_proto_write_frame(d->ctl, FL_MSG_READY, &zero8, 8);
-	if (rc) {
-		rc = dst_fail(d, rc, "sending READY: %s", strerror(-rc));
-		goto out;
-	}
-	/* Pre-copy rounds (DIRTY frames, then ROUND) until SWITCHOVER; the
-	 * final dirty set arrives as DIRTY frames just before it. */
+	if (rc)
+		return dst_fail(d, rc, "sending READY: %s", strerror(-rc));
+	return 0;
+}
+
+/* Pre-copy rounds (DIRTY frames, then ROUND) until SWITCHOVER, left in
+ * h and buf; the final dirty set arrives as DIRTY frames just before it. */
+static int precopy(struct dst *d, uint8_t *buf, size_t cap, struct fl_msg_hdr *h)
+{
+	const struct fl_dest_opts *o = d->o;
+	int rc, n;
+
 	for (;;) {
-		rc = dst_read_ctl(d, &h, buf, 65536, "pre-copy or switchover", o->peer_timeout_ms);
+		rc = dst_read_ctl(d, h, buf, cap, "pre-copy or switchover", o->peer_timeout_ms);
 		if (rc)
-			goto out;
-		if (h.type == FL_MSG_SWITCHOVER)
-			break;
-		if (h.type == FL_MSG_DIRTY) {
+			return rc;
+		if (h->type == FL_MSG_SWITCHOVER)
+			return 0;
+		if (h->type == FL_MSG_DIRTY) {
 			struct fl_dirty dd;
-			rc = fl_proto_dirty_decode(buf, h.len, &d->peer, &dd);
+			rc = fl_proto_dirty_decode(buf, h->len, &d->peer, &dd);
 			int64_t nd = rc ? rc : fl_proto_rle_apply(&dd, &d->need,
 								   d->r[d->src2local[dd.region]].gbase);
-			if (nd < 0) {
-				rc = dst_fail(d, (int)nd, "dirty bitmap from the source: %s",
+			if (nd < 0)
+				return dst_fail(d, (int)nd, "dirty bitmap from the source: %s",
 					  fl_proto_strerror((int)nd));
-				goto out;
-			}
 			/* Stale copies leave the page cache now, while the gate is
 			 * closed and, for all but the final set, the VM still runs
 			 * on the source: it costs no downtime. */
 			struct dregion *dr = &d->r[d->src2local[dd.region]];
 			rc = dst_punch_range(d, dr, dr->gbase + dd.first, dr->gbase + dd.first + dd.npages);
-			if (rc) {
-				rc = dst_fail(d, rc, "cannot drop stale pages from the RAM file: %s", strerror(-rc));
-				goto out;
-			}
+			if (rc)
+				return dst_fail(d, rc, "cannot drop stale pages from the RAM file: %s", strerror(-rc));
 			continue;
 		}
-		if (h.type != FL_MSG_ROUND) {
-			rc = dst_fail(d, -EBADMSG, "source sent %s before SWITCHOVER", fl_proto_type_name(h.type));
-			goto out;
-		}
+		if (h->type != FL_MSG_ROUND)
+			return dst_fail(d, -EBADMSG, "source sent %s before SWITCHOVER", fl_proto_type_name(h->type));
 		struct fl_round rd, done = { 0 };
-		rc = fl_proto_round_decode(buf, h.len, &rd);
-		if (rc) {
-			rc = dst_fail(d, rc, "round: %s", fl_proto_strerror(rc));
-			goto out;
-		}
+		rc = fl_proto_round_decode(buf, h->len, &rd);
+		if (rc)
+			return dst_fail(d, rc, "round: %s", fl_proto_strerror(rc));
 		if (fl_state_get(&d->sm) == FL_STATE_PREPARING)
 			fl_state_transition(&d->sm, FL_STATE_PRECOPY);
 		rc = rd.flags & FL_ROUND_NO_PULL ? 0 : dst_precopy_pull(d, &done.pages, &done.bytes);
 		d->rep->drained_ns = fl_now_ns();
-		if (rc < 0) {
-			rc = dst_fail(d, rc, "pre-copy round %u: %s", rd.round,
-				  rc == -EREMOTEIO ? fl_transport_last_error() : strerror(-rc));
-			goto out;
-		}
+		if (rc < 0)
+			return dst_fail(d, rc, "pre-copy round %u: %s", rd.round,
+				  rc == -EREMOTEIO ? fl_error_text(fl_transport_error()) : strerror(-rc));
 		d->rep->precopy_bytes += done.bytes;
 		d->rep->precopy_pages += done.pages;
 		d->rep->bytes += done.bytes;
 		done.round = rd.round;
 		n = fl_proto_round_encode(buf, 64, &done);
 		rc = fl_proto_write_frame(d->ctl, FL_MSG_ROUND_DONE, buf, (uint32_t)n);
-		if (rc) {
-			rc = dst_fail(d, rc, "control link: %s", strerror(-rc));
-			goto out;
-		}
+		if (rc)
+			return dst_fail(d, rc, "control link: %s", strerror(-rc));
 		status(d);
 	}
+}
+
+/* The switch: stale pages out, the gate open, the pullers started. */
+static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hdr *h)
+{
+	int rc;
+
 	struct fl_switchover so;
-	rc = fl_proto_switchover_decode(buf, h.len, &so);
-	if (rc) {
-		rc = dst_fail(d, rc, "switchover: %s", fl_proto_strerror(rc));
-		goto out;
-	}
+	rc = fl_proto_switchover_decode(buf, h->len, &so);
+	if (rc)
+		return dst_fail(d, rc, "switchover: %s", fl_proto_strerror(rc));
 	d->rep->switch_ns = fl_now_ns();
 	fl_state_transition(&d->sm, FL_STATE_SWITCHOVER);
 	fl_state_transition(&d->sm, FL_STATE_POSTCOPY);
 	rc = dst_punch_stale(d);
-	if (rc) {
-		rc = dst_fail(d, rc, "cannot drop stale pre-copied pages from the RAM file: %s", strerror(-rc));
-		goto out;
-	}
+	if (rc)
+		return dst_fail(d, rc, "cannot drop stale pre-copied pages from the RAM file: %s", strerror(-rc));
 	/* The puller fetches only what is not current here. */
 	for (uint64_t w = 0; w < (d->total + 63) / 64; w++)
 		d->requested.words[w] |= ~d->need.words[w];
@@ -178,8 +167,7 @@ static int run(struct dst *d)
 			*a = (struct bulk_arg){ d, i };
 		if (!a || pthread_create(&d->bulk_th[i], NULL, dst_bulk_main, a)) {
 			free(a);
-			rc = dst_fail(d, -EAGAIN, "cannot start bulk thread");
-			goto out;
+			return dst_fail(d, -EAGAIN, "cannot start bulk thread");
 		}
 		d->nbulk_started++;
 	}
@@ -188,9 +176,18 @@ static int run(struct dst *d)
 		rc = rc == -ESRCH ? dst_fail(d, rc, "the destination VM process (pid %d) exited during post-copy",
 					 d->shim.pid)
 				  : dst_fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
-		goto out;
+		return rc;
 	}
-	/* Wait for every page, an error, or the source going away. */
+	return 0;
+}
+
+/* Every page, an error, or the source going away. */
+static int wait_all(struct dst *d, uint8_t *buf, size_t cap)
+{
+	const struct fl_dest_opts *o = d->o;
+	struct fl_msg_hdr h;
+	int rc;
+
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		if (!d->err && __atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) < d->total) {
@@ -205,31 +202,33 @@ static int run(struct dst *d)
 		}
 		int err = d->err;
 		pthread_mutex_unlock(&d->lock);
-		if (err) {
-			rc = dst_fail(d, err, "%s", d->rep->error);
-			goto out;
-		}
+		if (err)
+			return dst_fail(d, err, "%s", d->rep->error.text);
 		if (__atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) >= d->total)
-			break;
+			return 0;
 		struct pollfd p = { .fd = d->ctl, .events = POLLIN };
 		if (poll(&p, 1, 0) > 0) {
-			rc = dst_read_ctl(d, &h, buf, 65536, "pages", o->handshake_timeout_ms);
+			rc = dst_read_ctl(d, &h, buf, cap, "pages", o->handshake_timeout_ms);
 			if (!rc)
-				rc = dst_fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
+				return dst_fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
 					  fl_proto_type_name(h.type));
-			goto out;
 		}
 		dst_heartbeat(d);
 		status(d);
 	}
+}
+
+/* Every page is present: let the VM run without us, tell the source. */
+static int complete(struct dst *d, uint8_t *buf, size_t cap)
+{
+	int rc, n;
+
 	if (!dst_vm_alive(d)) {	/* pages "placed" into a dead process are not a migration */
-		rc = dst_fail(d, -ESRCH, "the destination VM process (pid %d) exited during post-copy",
+		return dst_fail(d, -ESRCH, "the destination VM process (pid %d) exited during post-copy",
 			  d->shim.pid);
-		goto out;
 	}
 	fl_state_transition(&d->sm, FL_STATE_POST_MIGRATING);
 	d->rep->done_ns = fl_now_ns();
-	/* Every page is present: let the VM run without us. */
 	d->stop_fault = 1;
 	dst_wake_fault_thread(d);
 	pthread_join(d->fault_th, NULL);
@@ -245,14 +244,31 @@ static int run(struct dst *d)
 						   d->v[vi].vhi[i] - d->v[vi].vlo[i]);
 	dst_verify_placement(d);
 	struct fl_complete done = { d->rep->postcopy_pages, d->rep->bytes };
-	n = fl_proto_complete_encode(buf, 64, &done);
+	n = fl_proto_complete_encode(buf, cap, &done);
 	rc = fl_proto_write_frame(d->ctl, FL_MSG_COMPLETE, buf, (uint32_t)n);
 	if (rc)	/* the VM runs here regardless: only the source's cleanup is late */
-		fprintf(stderr, "faultline dest: could not tell the source we completed: %s\n",
-			strerror(-rc));
+		fl_log(FL_LOG_WARN, "dest", "could not tell the source we completed: %s", strerror(-rc));
 	fl_state_transition(&d->sm, FL_STATE_COMPLETED);
-	rc = 0;
-out:
+	return 0;
+}
+
+static int run(struct dst *d)
+{
+	uint8_t *buf = malloc(65536);
+	struct fl_msg_hdr h;
+	int rc;
+
+	if (!buf)
+		return dst_fail(d, -ENOMEM, "out of memory");
+	rc = prepare(d, buf, 65536);
+	if (!rc)
+		rc = precopy(d, buf, 65536, &h);
+	if (!rc)
+		rc = switch_over(d, buf, &h);
+	if (!rc)
+		rc = wait_all(d, buf, 65536);
+	if (!rc)
+		rc = complete(d, buf, 64);
 	free(buf);
 	return rc;
 }
@@ -264,20 +280,22 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	fl_dest_opts_default(&full);
 	if (fl_opts_take(&full, sizeof(full), given)) {
 		fl_report_init(rep, "dest", "?");
-		snprintf(rep->error, sizeof(rep->error), "destination options of %zu bytes: not a faultline "
+		fl_error_set(&rep->error, -EINVAL, "destination options of %zu bytes: not a faultline "
 			 "options struct this library knows (%zu)", given->size, sizeof(full));
 		return -EINVAL;
 	}
 	if (!o->source || !o->shim_sock) {
 		fl_report_init(rep, "dest", o->id ? o->id : "?");
-		snprintf(rep->error, sizeof(rep->error), "destination options: %s missing",
+		fl_error_set(&rep->error, -EINVAL, "destination options: %s missing",
 			 !o->source ? "the source address" : "the VM's shim socket");
 		return -EINVAL;
 	}
 	struct dst *d = calloc(1, sizeof(*d));
 
-	if (!d)
-		return -ENOMEM;
+	if (!d) {
+		fl_report_init(rep, "dest", o->id);
+		return fl_error_set(&rep->error, -ENOMEM, "out of memory");
+	}
 	fl_report_init(rep, "dest", o->id);
 	d->o = o;
 	d->rep = rep;

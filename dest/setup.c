@@ -1,24 +1,24 @@
 /* Setup: the shim's table, the claim, our mapping of the RAM files, NUMA
  * cells, followers, preflight, and the checks against the source's HELLO. */
 #define _GNU_SOURCE
+#include "faultline/log.h"
 #include "dest.h"
 
 
 int dst_fail(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int dst_fail(struct dst *d, int rc, const char *fmt, ...)
 {
+	char msg[FL_ERROR_TEXT];
 	va_list ap;
 
-	if (!d->err) {
-		va_start(ap, fmt);
-		vsnprintf(d->rep->error, sizeof(d->rep->error), fmt, ap);
-		va_end(ap);
-		d->err = rc < 0 ? rc : -EIO;
-	}
-	if (d->ctl >= 0)
-		fl_proto_send_error(d->ctl, d->err, d->rep->error);
-	fl_state_fail(&d->sm, d->err);
-	return d->err;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rc = dst_set_error(d, rc, "%s", msg);
+	if (d->ctl >= 0)	/* the source hears why */
+		fl_proto_send_error(d->ctl, rc, d->rep->error.text);
+	fl_state_fail(&d->sm, rc);
+	return rc;
 }
 
 /* A follower: another process on this host mapping (part of) the same RAM
@@ -37,9 +37,10 @@ static int add_follower(struct dst *d, const char *sock)
 		goto out;
 	}
 	int conn = -1;
-	rc = fl_shimctl_claim(sock, d->o->shim_timeout_ms, FL_SHIM_OP_CLAIM_DEST, t, &fd, &conn);
+	struct fl_error e = { 0 };
+	rc = fl_shimctl_claim(sock, d->o->shim_timeout_ms, FL_SHIM_OP_CLAIM_DEST, t, &fd, &conn, &e);
 	if (rc) {
-		rc = dst_fail(d, rc, "follower %s: %s", sock, fl_shimctl_last_error());
+		rc = dst_fail(d, rc, "follower %s: %s", sock, e.text);
 		goto out;
 	}
 	v->conn = conn;
@@ -152,10 +153,15 @@ int dst_preflight(struct dst *d)
 	int n = fl_numa_preflight(&p, out, sizeof(out));
 	if (n <= 0)
 		return 0;
-	fprintf(stderr, "faultline dest: preflight refused:\n%s", out);
-	char *nl = strchr(out, '\n');
-	if (nl)
-		*nl = 0;
+	/* every refusal, a line each; the report keeps the first */
+	for (char *line = out, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		fl_log(FL_LOG_ERR, "dest", "preflight refused: %s", line);
+		if (!nl)
+			break;
+	}
 	return dst_fail(d, -EPERM, "preflight: %s%s", out, n > 1 ? " (and more)" : "");
 }
 
@@ -172,10 +178,11 @@ static int can_punch(const char *path)
  * opened or touched), and whether it may be served at all. */
 int dst_describe_regions(struct dst *d)
 {
-	int rc = fl_shimctl_info(d->o->shim_sock, d->o->shim_timeout_ms, &d->shim);
+	struct fl_error e = { 0 };
+	int rc = fl_shimctl_info(d->o->shim_sock, d->o->shim_timeout_ms, &d->shim, &e);
 
 	if (rc)
-		return dst_fail(d, rc, "%s", fl_shimctl_last_error());
+		return dst_fail(d, rc, "%s", e.text);
 	if (d->shim.role != FL_SHIM_ROLE_DEST)
 		return dst_fail(d, -EINVAL, "VM pid %d was not started as a migration destination "
 			    "(no -incoming, FAULTLINE_SHIM_ROLE != dest)", d->shim.pid);
@@ -241,10 +248,11 @@ int dst_claim_vm(struct dst *d)
 
 	if (!t)
 		return dst_fail(d, -ENOMEM, "out of memory");
+	struct fl_error e = { 0 };
 	rc = fl_shimctl_claim(d->o->shim_sock, d->o->shim_timeout_ms, FL_SHIM_OP_CLAIM_DEST, t, &d->uffd,
-			      &d->shim_conn);
+			      &d->shim_conn, &e);
 	if (rc) {
-		rc = dst_fail(d, rc, "%s", fl_shimctl_last_error());
+		rc = dst_fail(d, rc, "%s", e.text);
 	} else if (t->pid != d->shim.pid || t->nregions != d->shim.nregions ||
 		   memcmp(t->r, d->shim.r, sizeof(t->r[0]) * t->nregions)) {
 		rc = dst_fail(d, -EAGAIN, "VM pid %d changed its guest-RAM mappings while we prepared: "
@@ -335,15 +343,13 @@ int dst_attach_ram(struct dst *d)
 int dst_register_ram(struct dst *d)
 {
 	uint64_t total = 0;
-	char e[320];
+	struct fl_error e = { 0 };
 
 	for (uint32_t i = 0; i < d->nr; i++)
 		total += d->r[i].length;
-	int rc = fl_rdma_memlock_check_self(total, e, sizeof(e));
-	if (rc) {
-		fl_transport_set_error(e);
-		return rc;
-	}
+	int rc = fl_numa_memlock_check_self(total, &e);
+	if (rc)
+		return dst_fail(d, rc, "%s", e.text);
 	for (uint32_t i = 0; i < d->nr; i++) {
 		rc = d->ops->reg(d->fconn, d->r[i].amap, d->r[i].length);
 		for (int k = 0; !rc && k < d->nbulk; k++)

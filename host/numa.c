@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,6 @@
 
 #include "config.h"
 #include "faultline/numa.h"
-#include "faultline/rdma.h"
 
 #ifdef HAVE_NUMA
 #include <numa.h>
@@ -398,11 +399,46 @@ int fl_numa_preflight(const struct fl_preflight *p, char *out, size_t len)
 			refuse(&l, "the guest is pinned to CPU(s) %s, which are not allowed here (cpuset)", denied);
 	}
 	if (p->pin_all) {
-		char e[320];
-		if (fl_rdma_memlock_check_self(total, e, sizeof(e)))
-			refuse(&l, "%s", e);
+		struct fl_error e = { 0 };
+		if (fl_numa_memlock_check_self(total, &e))
+			refuse(&l, "%s", e.text);
 	}
 	if (p->vm_pid > 0)
 		check_vfio(&l, p->vm_pid);
 	return l.n;
+}
+
+int fl_numa_memlock_check(uint64_t bytes, uint64_t limit, bool ipc_lock, struct fl_error *e)
+{
+	if (ipc_lock || limit == (uint64_t)RLIM_INFINITY || bytes <= limit)
+		return 0;
+	return fl_error_set(e, -ENOMEM, "RLIMIT_MEMLOCK is %llu KiB but registering %llu KiB of guest RAM "
+			    "needs it all pinned: raise it (ulimit -l, LimitMEMLOCK=) or grant CAP_IPC_LOCK",
+			    (unsigned long long)(limit >> 10), (unsigned long long)(bytes >> 10));
+}
+
+int fl_numa_memlock_check_self(uint64_t bytes, struct fl_error *e)
+{
+	struct rlimit rl;
+	bool cap = false;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "CapEff:", 7))
+			cap = (strtoull(line + 7, NULL, 16) >> 14) & 1;	/* CAP_IPC_LOCK */
+	if (f)
+		fclose(f);
+	if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		return fl_error_set(e, -errno, "getrlimit(RLIMIT_MEMLOCK): %s", strerror(errno));
+	return fl_numa_memlock_check(bytes, rl.rlim_cur, cap, e);
+}
+
+int fl_numa_rt_thread(int prio)
+{
+	struct sched_param sp = { .sched_priority = prio };
+
+	if (prio <= 0)
+		return 0;
+	return -pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 }

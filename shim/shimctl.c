@@ -14,13 +14,6 @@
 
 #define SHIM_REPLY_MS 5000	/* a live shim answers at once */
 
-static __thread char g_err[320];
-
-const char *fl_shimctl_last_error(void)
-{
-	return g_err;
-}
-
 const char *fl_shimctl_state_name(uint32_t state)
 {
 	switch (state) {
@@ -40,14 +33,13 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int connect_shim(const char *path, int timeout_ms)
+static int connect_shim(const char *path, int timeout_ms, struct fl_error *err)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 
 	if (strlen(path) >= sizeof(a.sun_path)) {
-		snprintf(g_err, sizeof(g_err), "shim socket path too long: %s", path);
-		return -ENAMETOOLONG;
+		return fl_error_set(err, -ENAMETOOLONG, "shim socket path too long: %s", path);
 	}
 	strcpy(a.sun_path, path);
 	for (;;) {
@@ -62,10 +54,8 @@ static int connect_shim(const char *path, int timeout_ms)
 		int rc = -errno;
 		close(s);
 		if ((rc != -ENOENT && rc != -ECONNREFUSED) || now_ms() >= deadline) {
-			snprintf(g_err, sizeof(g_err),
-				 "no shim at %s (%s): is the VM running with the faultline shim preloaded?",
-				 path, strerror(-rc));
-			return rc;
+			return fl_error_set(err, rc, "no shim at %s (%s): is the VM running with the "
+					    "faultline shim preloaded?", path, strerror(-rc));
 		}
 		usleep(20000);
 	}
@@ -104,26 +94,25 @@ int fl_shimctl_table_check(const struct fl_shim_table *t, char *why, size_t wl)
 
 /* One request, one table (and maybe an fd). */
 static int exchange(const char *path, int timeout_ms, uint32_t op, struct fl_shim_table *t,
-		    int *uffd, int *conn)
+		    int *uffd, int *conn, struct fl_error *err)
 {
-	int s = connect_shim(path, timeout_ms);
+	int s = connect_shim(path, timeout_ms, err);
 
 	*uffd = -1;
 	if (s < 0)
 		return s;
-	return fl_shimctl_exchange_fd(s, path, op, t, uffd, conn);
+	return fl_shimctl_exchange_fd(s, path, op, t, uffd, conn, err);
 }
 
 int fl_shimctl_exchange_fd(int s, const char *path, uint32_t op, struct fl_shim_table *t, int *uffd,
-			   int *conn)
+			   int *conn, struct fl_error *err)
 {
 	struct fl_shim_request req = { FL_SHIM_MAGIC, FL_SHIM_VERSION, op, 0 };
 	int rc;
 
 	*uffd = -1;
 	if (send(s, &req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req)) {
-		rc = -errno;
-		snprintf(g_err, sizeof(g_err), "shim at %s: %s", path, strerror(errno));
+		rc = fl_error_set(err, -errno, "shim at %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	char ctl[CMSG_SPACE(sizeof(int))];
@@ -136,9 +125,9 @@ int fl_shimctl_exchange_fd(int s, const char *path, uint32_t op, struct fl_shim_
 		ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
 		if (n <= 0) {
 			rc = n == 0 ? -ECONNRESET : errno == EAGAIN ? -ETIMEDOUT : -errno;
-			snprintf(g_err, sizeof(g_err), "shim at %s %s before sending its table "
-				 "(an older shim, or not a faultline shim?)", path,
-				 rc == -ETIMEDOUT ? "went silent" : "closed");
+			fl_error_set(err, rc, "shim at %s %s before sending its table "
+				     "(an older shim, or not a faultline shim?)", path,
+				     rc == -ETIMEDOUT ? "went silent" : "closed");
 			goto fail;
 		}
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
@@ -153,7 +142,7 @@ int fl_shimctl_exchange_fd(int s, const char *path, uint32_t op, struct fl_shim_
 	char why[128];
 	rc = fl_shimctl_table_check(t, why, sizeof(why));
 	if (rc) {
-		snprintf(g_err, sizeof(g_err), "shim at %s %s", path, why);
+		fl_error_set(err, rc, "shim at %s %s", path, why);
 		goto fail;
 	}
 	if (conn)
@@ -169,10 +158,10 @@ fail:
 	return rc;
 }
 
-int fl_shimctl_info(const char *path, int timeout_ms, struct fl_shim_table *t)
+int fl_shimctl_info(const char *path, int timeout_ms, struct fl_shim_table *t, struct fl_error *err)
 {
 	int fd;
-	int rc = exchange(path, timeout_ms, FL_SHIM_OP_INFO, t, &fd, NULL);
+	int rc = exchange(path, timeout_ms, FL_SHIM_OP_INFO, t, &fd, NULL, err);
 
 	if (!rc && fd >= 0)
 		close(fd);	/* never sent for INFO; be safe */
@@ -180,9 +169,9 @@ int fl_shimctl_info(const char *path, int timeout_ms, struct fl_shim_table *t)
 }
 
 int fl_shimctl_claim(const char *path, int timeout_ms, enum fl_shim_op op, struct fl_shim_table *t,
-		     int *uffd, int *conn)
+		     int *uffd, int *conn, struct fl_error *err)
 {
-	int rc = exchange(path, timeout_ms, (uint32_t)op, t, uffd, conn);
+	int rc = exchange(path, timeout_ms, (uint32_t)op, t, uffd, conn, err);
 
 	if (rc)
 		return rc;
@@ -190,19 +179,19 @@ int fl_shimctl_claim(const char *path, int timeout_ms, enum fl_shim_op op, struc
 		return 0;
 	rc = t->error ? t->error : -ENOENT;
 	if (rc == -EBUSY)
-		snprintf(g_err, sizeof(g_err), "VM pid %d: its memory is held by another faultline agent "
+		fl_error_set(err, rc, "VM pid %d: its memory is held by another faultline agent "
 			 "(pid %d)", t->pid, t->holder);
 	else if (rc == -EPERM)
-		snprintf(g_err, sizeof(g_err), "VM pid %d is not an untouched incoming migration: its "
+		fl_error_set(err, rc, "VM pid %d is not an untouched incoming migration: its "
 			 "memory was %s (agent pid %d); refusing to write to it", t->pid,
 			 fl_shimctl_state_name(t->state), t->last_holder);
 	else if (rc == -EINVAL)
-		snprintf(g_err, sizeof(g_err), "VM pid %d was started as a migration %s, not a %s", t->pid,
+		fl_error_set(err, rc, "VM pid %d was started as a migration %s, not a %s", t->pid,
 			 t->role == FL_SHIM_ROLE_DEST ? "destination" : "source",
 			 op == FL_SHIM_OP_CLAIM_DEST ? "destination (no -incoming, FAULTLINE_SHIM_ROLE != dest)"
 						     : "source");
 	else
-		snprintf(g_err, sizeof(g_err), "shim pid %d has no userfaultfd: %s", t->pid,
+		fl_error_set(err, rc, "shim pid %d has no userfaultfd: %s", t->pid,
 			 t->nregions ? strerror(-rc) : "no guest-RAM mapping yet");
 	if (*uffd >= 0)
 		close(*uffd);

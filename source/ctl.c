@@ -75,8 +75,8 @@ int src_start_ctl(struct src *s)
 int src_cancel(struct src *s)
 {
 	fl_proto_send_error(s->ctl, ECANCELED, "migration aborted by the operator before switchover");
-	snprintf(s->rep->error, sizeof(s->rep->error),
-		 "aborted by the operator before switchover; the VM keeps running on the source");
+	fl_error_set(&s->rep->error, -ECANCELED,
+		     "aborted by the operator before switchover; the VM keeps running on the source");
 	fl_state_transition(&s->sm, FL_STATE_CANCELLED);
 	return -ECANCELED;
 }

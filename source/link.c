@@ -1,6 +1,7 @@
 /* The control link: which connecting peer becomes the destination, frames
  * from it with deadlines, its ERRORs, and the wait for COMPLETE. */
 #define _GNU_SOURCE
+#include "faultline/log.h"
 #include "source.h"
 
 /* Destination regions must match ours by name, length and page size.
@@ -104,14 +105,14 @@ int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_he
 		fl_proto_send_error(fd, rc, why);
 		close(fd);
 		s->rep->rejected_peers++;
-		fprintf(stderr, "faultline source: refused %s: %s\n", who, why);
+		fl_log(FL_LOG_WARN, "source", "refused %s: %s", who, why);
 	}
 }
 
 /* The one place an ERROR frame from the destination becomes our error. */
 int src_peer_error(struct src *s, const uint8_t *buf, uint32_t len, const char *when)
 {
-	struct fl_error e;
+	struct fl_msg_error e;
 
 	fl_proto_error_decode(buf, len, &e);	/* e.text is defined even if malformed */
 	return src_fail(s, -EREMOTEIO, "destination failed %s: %s", when, e.text);

@@ -1,6 +1,7 @@
 /* Pre-copy rounds while the VM runs: DIRTY frames, the destination's
  * ROUND_DONE, the mid-round probe and the switch policy. */
 #define _GNU_SOURCE
+#include "faultline/log.h"
 #include "source.h"
 
 static uint64_t bytes_of(struct src *s, const struct fl_bitmap *bm)
@@ -115,17 +116,15 @@ int src_precopy(struct src *s, uint8_t *buf, size_t cap)
 	if (rc == -EOPNOTSUPP) {
 		/* Pre-copy is an optimisation: without dirty tracking, post-copy
 		 * alone is still correct. */
-		fprintf(stderr, "faultline source: this kernel offers no dirty tracking for this "
-			"guest's RAM (no WP_ASYNC; soft-dirty missing or the RAM is on hugetlbfs): "
-			"pure post-copy\n");
+		fl_log(FL_LOG_WARN, "source", "this kernel offers no dirty tracking for this guest's RAM "
+		       "(no WP_ASYNC; soft-dirty missing or the RAM is on hugetlbfs): pure post-copy");
 		snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "none");
 		snprintf(s->rep->dirty_backend, sizeof(s->rep->dirty_backend), "none");
 		return 0;
 	}
 	if (rc) {
-		snprintf(s->rep->error, sizeof(s->rep->error),
-			 "cannot track dirty pages of VM pid %d: %s", (int)s->vm_pid, strerror(-rc));
-		return rc;
+		return fl_error_set(&s->rep->error, rc, "cannot track dirty pages of VM pid %d: %s",
+				    (int)s->vm_pid, strerror(-rc));
 	}
 	snprintf(s->rep->dirty_backend, sizeof(s->rep->dirty_backend), "%s",
 		 fl_dirty_backend_name(fl_dirty_backend_of(s->tracker)));

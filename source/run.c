@@ -2,6 +2,7 @@
  * It stops the VM at switchover and keeps the files mapped until the
  * destination says every page is present. This file: the run sequence. */
 #define _GNU_SOURCE
+#include "faultline/log.h"
 #include "source.h"
 
 void fl_source_opts_default(struct fl_source_opts *o)
@@ -21,36 +22,28 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->peer_timeout_ms = FL_PEER_TIMEOUT_MS;
 }
 
-static int run(struct src *s)
+/* The VM vouched for (src_check_vm), its RAM mapped, the control and
+ * RDMA listeners up. Nothing is sent yet. */
+static int prepare(struct src *s)
 {
 	const struct fl_source_opts *o = s->o;
-	uint8_t *buf = malloc(65536);
-	struct fl_msg_hdr h;
-	struct fl_hello peer;
-	char where[256];
 	int rc;
 
-	if (!buf)
-		return src_fail(s, -ENOMEM, "out of memory");
 	fl_state_transition(&s->sm, FL_STATE_PREPARING);
 	rc = src_check_vm(s);
 	if (!rc)
 		rc = src_load_regions(s);
 	if (rc)
-		goto out;
+		return rc;
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {
 		s->gbase[i] = s->rep->total_pages;
 		s->rep->total_pages += s->hello.regions[i].length / s->hello.regions[i].page_size;
 	}
-	if (fl_bitmap_create(&s->dirty, s->rep->total_pages)) {
-		rc = src_fail(s, -ENOMEM, "out of memory");
-		goto out;
-	}
+	if (fl_bitmap_create(&s->dirty, s->rep->total_pages))
+		return src_fail(s, -ENOMEM, "out of memory");
 	rc = src_start_ctl(s);
-	if (rc) {
-		rc = src_fail(s, rc, "cannot open the control socket %s: %s", o->ctl_sock, strerror(-rc));
-		goto out;
-	}
+	if (rc)
+		return src_fail(s, rc, "cannot open the control socket %s: %s", o->ctl_sock, strerror(-rc));
 	s->rep->nregions = s->hello.nregions;
 	s->hello.version = FL_PROTO_VERSION;
 	s->hello.arch = (uint16_t)fl_numa_arch();
@@ -60,67 +53,72 @@ static int run(struct src *s)
 	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff, &s->sent_bytes };
 
 	s->lfd = fl_transport_tcp_listen(o->listen, 16);
-	if (s->lfd < 0) {
-		rc = src_fail(s, s->lfd, "%s", fl_transport_last_error());
-		goto out;
-	}
+	if (s->lfd < 0)
+		return src_fail(s, s->lfd, "%s", fl_error_text(fl_transport_error()));
 	if (o->transport && !strcmp(o->transport, "rdma")) {
 		/* Same address and port as the control link: rdma_cm's port
 		 * space is its own. Registration pins all of the guest's RAM. */
 		rc = fl_rdma_server_create(o->listen, &s->hello, s->base, &s->rdma);
-		if (rc) {
-			rc = src_fail(s, rc, "%s", fl_transport_last_error());
-			goto out;
-		}
+		if (rc)
+			return src_fail(s, rc, "%s", fl_error_text(fl_transport_error()));
 	}
+	return 0;
+}
+
+/* One destination proven (src_accept_destination), HELLO sent, data
+ * channels accepted from now on; returns once it is READY. */
+static int handshake(struct src *s, uint8_t *buf, size_t cap, struct fl_hello *peer)
+{
+	const struct fl_source_opts *o = s->o;
+	struct fl_msg_hdr h;
+	int rc;
+
 	src_status(s, 0);
-	rc = src_accept_destination(s, buf, 65536, &peer);
+	rc = src_accept_destination(s, buf, cap, peer);
 	if (rc)
-		goto out;
+		return rc;
 	s->heard_ns = fl_now_ns();
-	int n = fl_proto_hello_encode(buf, 65536, &s->hello);
+	int n = fl_proto_hello_encode(buf, cap, &s->hello);
 	rc = fl_proto_write_frame(s->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
-	if (rc) {
-		rc = src_fail(s, rc, "sending hello: %s", strerror(-rc));
-		goto out;
-	}
-	if (pthread_create(&s->acceptor, NULL, src_acceptor_main, s)) {
-		rc = src_fail(s, -EAGAIN, "cannot start acceptor thread");
-		goto out;
-	}
+	if (rc)
+		return src_fail(s, rc, "sending hello: %s", strerror(-rc));
+	if (pthread_create(&s->acceptor, NULL, src_acceptor_main, s))
+		return src_fail(s, -EAGAIN, "cannot start acceptor thread");
 	s->acceptor_started = 1;
 	do
-		rc = src_read_dest_quiet(s, &h, buf, 65536, 200, o->peer_timeout_ms * READY_QUIET_FACTOR);
+		rc = src_read_dest_quiet(s, &h, buf, cap, 200, o->peer_timeout_ms * READY_QUIET_FACTOR);
 	while (rc == -EAGAIN);
-	if (!rc && h.type == FL_MSG_ERROR) {
-		rc = src_peer_error(s, buf, h.len, "before switchover; the VM keeps running on the source");
-		goto out;
-	}
+	if (!rc && h.type == FL_MSG_ERROR)
+		return src_peer_error(s, buf, h.len, "before switchover; the VM keeps running on the source");
 	if (!rc && h.type != FL_MSG_READY)
 		rc = -EBADMSG;
-	if (rc) {
-		rc = src_fail(s, rc, "destination not ready: %s; the VM keeps running on the source",
+	if (rc)
+		return src_fail(s, rc, "destination not ready: %s; the VM keeps running on the source",
 			  fl_proto_strerror(rc));
-		goto out;
-	}
+	return 0;
+}
+
+/* Pre-copy while the VM runs, when both ends can; then the last round's
+ * dirty set, so the destination drops stale copies outside the downtime. */
+static int precopy(struct src *s, uint8_t *buf, size_t cap, const struct fl_hello *peer)
+{
+	const struct fl_source_opts *o = s->o;
+	int rc;
 
 	snprintf(s->rep->switch_reason, sizeof(s->rep->switch_reason), "none");
-	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && !(peer.caps & FL_CAP_PRECOPY))
-		fprintf(stderr, "faultline source: the destination cannot take pre-copy "
-			"(its RAM files cannot punch holes): pure post-copy\n");
-	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && (peer.caps & FL_CAP_PRECOPY)) {
-		rc = src_precopy(s, buf, 65536);
-		if (rc == -ECANCELED) {
-			rc = src_cancel(s);
-			goto out;
-		}
+	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && !(peer->caps & FL_CAP_PRECOPY))
+		fl_log(FL_LOG_WARN, "source", "the destination cannot take pre-copy (its RAM files "
+		       "cannot punch holes): pure post-copy");
+	if (o->precopy && s->vm_pid > 0 && s->uffd >= 0 && (peer->caps & FL_CAP_PRECOPY)) {
+		rc = src_precopy(s, buf, cap);
+		if (rc == -ECANCELED)
+			return src_cancel(s);
 		if (rc) {
 			fl_proto_send_error(s->ctl, rc, "source failed during pre-copy");
-			if (!s->rep->error[0])
-				snprintf(s->rep->error, sizeof(s->rep->error), "pre-copy: %s",
-					 rc == -ETIMEDOUT ? "the destination went silent" : strerror(-rc));
-			rc = src_fail(s, rc, "%s; the VM keeps running on the source", s->rep->error);
-			goto out;
+			if (!s->rep->error.code)
+				fl_error_set(&s->rep->error, rc, "pre-copy: %s",
+					     rc == -ETIMEDOUT ? "the destination went silent" : strerror(-rc));
+			return src_fail(s, rc, "%s; the VM keeps running on the source", s->rep->error.text);
 		}
 	}
 	/* What the last round left dirty goes out while the VM still runs: the
@@ -130,33 +128,37 @@ static int run(struct src *s)
 		 * and answers once its stale copies are gone. */
 		struct fl_round r = { s->rep->precopy_rounds + 1, FL_ROUND_NO_PULL,
 				      fl_bitmap_count(&s->dirty), 0 }, done;
-		rc = src_send_dirty(s, &s->dirty, buf, 65536);
-		int rn = fl_proto_round_encode(buf, 65536, &r);
+		rc = src_send_dirty(s, &s->dirty, buf, cap);
+		int rn = fl_proto_round_encode(buf, cap, &r);
 		if (!rc)
 			rc = fl_proto_write_frame(s->ctl, FL_MSG_ROUND, buf, (uint32_t)rn);
 		fl_bitmap_zero(&s->dirty);
 		if (!rc) {
-			rc = src_wait_round_done(s, r.round, &done, buf, 65536);
+			rc = src_wait_round_done(s, r.round, &done, buf, cap);
 			if (rc > 0)	/* force or a probe mid-wait: we switch anyway */
 				rc = 0;
 		}
-		if (rc == -ECANCELED) {
-			rc = src_cancel(s);
-			goto out;
-		}
+		if (rc == -ECANCELED)
+			return src_cancel(s);
 		if (rc) {
 			fl_proto_send_error(s->ctl, rc, "source failed before switchover");
-			rc = src_fail(s, rc, "destination lost before switchover (%s); the VM keeps running here",
-				  rc == -EREMOTEIO ? s->rep->error : strerror(-rc));
-			goto out;
+			return src_fail(s, rc, "destination lost before switchover (%s); the VM keeps running here",
+				  rc == -EREMOTEIO ? s->rep->error.text : strerror(-rc));
 		}
 	}
-	if (s->abort_req) {
-		rc = src_cancel(s);
-		goto out;
-	}
+	if (s->abort_req)
+		return src_cancel(s);
+	return 0;
+}
 
-	/* Switchover: stop the VM for good, then open the destination's gate. */
+/* Stop the VM for good, send the final dirty set and SWITCHOVER: the
+ * destination's gate opens. */
+static int switch_over(struct src *s, uint8_t *buf, size_t cap)
+{
+	const struct fl_source_opts *o = s->o;
+	char where[256];
+	int rc;
+
 	fl_state_transition(&s->sm, FL_STATE_SWITCHOVER);
 	src_status(s, 0);
 	s->rep->stop_ns = fl_now_ns();
@@ -168,8 +170,7 @@ static int run(struct src *s)
 			 * guest really is: ask the VMM, never assume. */
 			fl_proto_send_error(s->ctl, rc, "source VM could not be stopped");
 			src_vm_whereabouts(s, where, sizeof(where));
-			rc = src_fail(s, rc, "stopping the VM failed (%s): %s", err, where);
-			goto out;
+			return src_fail(s, rc, "stopping the VM failed (%s): %s", err, where);
 		}
 	}
 	s->rep->stopped_ns = s->rep->switch_ns = fl_now_ns();
@@ -178,26 +179,34 @@ static int run(struct src *s)
 	if (s->tracker) {
 		/* The VM is stopped: this scan is the final dirty set. */
 		int64_t nd = fl_dirty_scan(s->tracker, &s->dirty);
-		rc = nd < 0 ? (int)nd : src_send_dirty(s, &s->dirty, buf, 65536);
+		rc = nd < 0 ? (int)nd : src_send_dirty(s, &s->dirty, buf, cap);
 		so.dirty_pages = fl_bitmap_count(&s->dirty);
 		s->rep->final_dirty_pages = so.dirty_pages;
 	}
-	n = fl_proto_switchover_encode(buf, 64, &so);
+	int n = fl_proto_switchover_encode(buf, cap, &so);
 	if (!rc)
 		rc = fl_proto_write_frame(s->ctl, FL_MSG_SWITCHOVER, buf, (uint32_t)n);
 	if (rc) {
 		/* The destination never opened its gate: it has not run the
 		 * guest, whose only current copy is here, stopped. */
-		rc = src_fail(s, rc, "destination lost at switchover (%s); the VM is stopped here and never "
+		return src_fail(s, rc, "destination lost at switchover (%s); the VM is stopped here and never "
 			  "ran on the destination: resume it on the source", strerror(-rc));
-		goto out;
 	}
+	return 0;
+}
+
+/* Post-copy: serve until the destination has every page. */
+static int finish(struct src *s, uint8_t *buf, size_t cap)
+{
+	const struct fl_source_opts *o = s->o;
+	int rc;
+
 	fl_state_transition(&s->sm, FL_STATE_POSTCOPY);
 	src_status(s, 0);
 	struct fl_complete done;
-	rc = src_wait_complete(s, buf, 65536, &done);
+	rc = src_wait_complete(s, buf, cap, &done);
 	if (rc)
-		goto out;
+		return rc;
 	fl_state_transition(&s->sm, FL_STATE_POST_MIGRATING);
 	s->rep->bytes = done.bytes;
 	s->rep->postcopy_pages = done.pages;
@@ -205,8 +214,26 @@ static int run(struct src *s)
 		src_checksum(s);
 	s->rep->done_ns = fl_now_ns();
 	fl_state_transition(&s->sm, FL_STATE_COMPLETED);
-	rc = 0;
-out:
+	return 0;
+}
+
+static int run(struct src *s)
+{
+	uint8_t *buf = malloc(65536);
+	struct fl_hello peer;
+	int rc;
+
+	if (!buf)
+		return src_fail(s, -ENOMEM, "out of memory");
+	rc = prepare(s);
+	if (!rc)
+		rc = handshake(s, buf, 65536, &peer);
+	if (!rc)
+		rc = precopy(s, buf, 65536, &peer);
+	if (!rc)
+		rc = switch_over(s, buf, 65536);
+	if (!rc)
+		rc = finish(s, buf, 65536);
 	src_status(s, s->rep->total_pages);
 	free(buf);
 	return rc;
@@ -219,19 +246,21 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 	fl_source_opts_default(&full);
 	if (fl_opts_take(&full, sizeof(full), given)) {
 		fl_report_init(rep, "source", "?");
-		snprintf(rep->error, sizeof(rep->error), "source options of %zu bytes: not a faultline "
+		fl_error_set(&rep->error, -EINVAL, "source options of %zu bytes: not a faultline "
 			 "options struct this library knows (%zu)", given->size, sizeof(full));
 		return -EINVAL;
 	}
 	if (!o->listen) {
 		fl_report_init(rep, "source", o->id ? o->id : "?");
-		snprintf(rep->error, sizeof(rep->error), "source options: no listen address");
+		fl_error_set(&rep->error, -EINVAL, "source options: no listen address");
 		return -EINVAL;
 	}
 	struct src *s = calloc(1, sizeof(*s));
 
-	if (!s)
-		return -ENOMEM;
+	if (!s) {
+		fl_report_init(rep, "source", o->id);
+		return fl_error_set(&rep->error, -ENOMEM, "out of memory");
+	}
 	fl_report_init(rep, "source", o->id);
 	s->o = o;
 	s->rep = rep;

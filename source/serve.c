@@ -1,6 +1,7 @@
 /* Data channels: the acceptor takes ATTACHes with our session (in time,
  * at most MAX_CHANNELS at once) and a thread serves each. */
 #define _GNU_SOURCE
+#include "faultline/log.h"
 #include "source.h"
 
 struct server_arg {
@@ -15,14 +16,14 @@ static void *server_main(void *p)
 
 	if (a->channel == FL_CHAN_BULK)	/* fault replies first, on the CPU too */
 		setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
-	else if (fl_agent_rt_thread(a->s->o->rt_priority))
+	else if (fl_numa_rt_thread(a->s->o->rt_priority))
 		a->s->rep->rt_fallback = 1;
 	struct src *s = a->s;
 	int rc = s->ops->serve(a->fd, &s->tsrc, a->channel == FL_CHAN_FAULT ? s->o->spin_us : 0,
 			       &s->stop);
 
 	if (rc && !s->stop)
-		fprintf(stderr, "faultline source: data channel: %s\n", strerror(-rc));
+		fl_log(FL_LOG_WARN, "source", "data channel: %s", strerror(-rc));
 	close(a->fd);
 	free(a);
 	/* The slot is free again: a destination that reconnects its channels

@@ -7,15 +7,17 @@
 int src_fail(struct src *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int src_fail(struct src *s, int rc, const char *fmt, ...)
 {
-	char msg[sizeof(s->rep->error)];	/* fmt may quote rep->error itself */
+	char msg[FL_ERROR_TEXT];
 	va_list ap;
 
+	/* One thread: a later failure may wrap the earlier (fmt quoting
+	 * rep->error.text) to say where the guest is. */
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	memcpy(s->rep->error, msg, sizeof(msg));
+	rc = fl_error_set(&s->rep->error, rc, "%s", msg);
 	fl_state_fail(&s->sm, rc);
-	return rc < 0 ? rc : -EIO;
+	return rc;
 }
 
 
@@ -75,10 +77,11 @@ int src_load_regions(struct src *s)
 
 	if (o->shim_sock) {
 		struct fl_shim_table t;
+		struct fl_error e = { 0 };
 		int rc = fl_shimctl_claim(o->shim_sock, 5000, FL_SHIM_OP_CLAIM_SOURCE, &t, &s->uffd,
-					  &s->shim_conn);
+					  &s->shim_conn, &e);
 		if (rc)
-			return src_fail(s, rc, "%s", fl_shimctl_last_error());
+			return src_fail(s, rc, "%s", e.text);
 		s->vm_pid = t.pid;
 		for (uint32_t i = 0; i < t.nregions; i++) {
 			s->vm_addr[s->hello.nregions] = t.r[i].addr;
@@ -128,8 +131,9 @@ void src_checksum(struct src *s)
 void src_status(struct src *s, uint64_t done)
 {
 	s->rep->state = fl_state_get(&s->sm);
+	s->rep->pages_done = done;
 	if (s->o->status_path)
-		fl_report_write_status(s->o->status_path, s->rep, done);
+		fl_report_write_status(s->o->status_path, s->rep);
 }
 
 /* Where the guest is when the source gives up, in one clause. */

@@ -30,7 +30,9 @@
 #include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/transport.h"
+#include "core/report.h"
 #include "core/util.h"
+#include "faultline/log.h"
 
 struct src {
 	const struct fl_source_opts *o;

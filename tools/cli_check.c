@@ -15,13 +15,13 @@
 #include "cli.h"
 #include "faultline/numa.h"
 
-bool cli_numa_option(int c, const char *arg, struct migrate_args *a)
+bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d)
 {
 	switch (c) {
-	case CLI_OPT_NUMA_MAP: a->numa_map = arg; return true;
-	case CLI_OPT_GUEST_CPUS: a->guest_cpus = arg; return true;
-	case CLI_OPT_PLACEMENT_MIN: a->placement_min = cli_double("--placement-min", arg, 0, 100) / 100.0; return true;
-	case CLI_OPT_NO_NUMA_WORKERS: a->no_numa_workers = true; return true;
+	case CLI_OPT_NUMA_MAP: d->numa_map = arg; return true;
+	case CLI_OPT_GUEST_CPUS: d->guest_cpus = arg; return true;
+	case CLI_OPT_PLACEMENT_MIN: d->placement_min = cli_double("--placement-min", arg, 0, 100) / 100.0; return true;
+	case CLI_OPT_NO_NUMA_WORKERS: d->numa_workers = false; return true;
 	}
 	return false;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "faultline/proto.h"
 #include "vmctl.h"
 
 struct demo {
@@ -145,7 +146,7 @@ static int wait_vm(const char *ctl, pid_t pid, const char *want)
 	for (int i = 0; i < 600; i++) {
 		if (waitpid(pid, NULL, WNOHANG) == pid)
 			return -ECHILD;
-		if (vmctl_call(ctl, "query", reply, sizeof(reply), 2000) == 0 && strstr(reply, want))
+		if (fl_proto_line_call(ctl, "query", reply, sizeof(reply), 2000) == 0 && strstr(reply, want))
 			return 0;
 		usleep(100000);
 	}
@@ -158,7 +159,7 @@ static void stop_vm(const char *ctl, pid_t pid)
 
 	if (pid <= 0)
 		return;
-	if (vmctl_call(ctl, "quit", reply, sizeof(reply), 2000))
+	if (fl_proto_line_call(ctl, "quit", reply, sizeof(reply), 2000))
 		kill(pid, SIGKILL);
 	for (int i = 0; i < 50; i++) {
 		if (waitpid(pid, NULL, WNOHANG) == pid)
@@ -239,10 +240,13 @@ int cli_demo(int argc, char **argv)
 	const char *mode = "write", *workdir = NULL, *id_opt = NULL, *ram_dir = NULL, *host_ip = NULL;
 	double warmup = 1.0;
 	bool json = false, keep = false;
-	struct migrate_args a = { .transport = "tcp", .verify = true };
+	struct fl_migration_opts a;
 	static const char *const modes[] = { "write", "read", NULL };
 	static const char *const transports[] = { "tcp", "rdma", NULL };
 	int c;
+
+	fl_migration_opts_default(&a);
+	a.id_prefix = "demo";
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -256,19 +260,19 @@ int cli_demo(int argc, char **argv)
 		case 'w': warmup = cli_double("--warmup", optarg, 0, 3600); break;
 		case 'k': keep = true; break;
 		case 'W': workdir = optarg; break;
-		case 'P': a.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
-		case 'b': a.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
-		case 'D': a.bulk_depth = (int)cli_int("--bulk-depth", optarg, 1, 64); break;
-		case 'G': a.bulk_pages = (int)cli_int("--bulk-pages", optarg, 1, 64); break;
-		case 'N': a.no_precopy = true; break;
-		case 'M': a.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
-		case 'T': a.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
+		case 'P': a.dest.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
+		case 'b': a.dest.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
+		case 'D': a.dest.bulk_depth = (int)cli_int("--bulk-depth", optarg, 1, 64); break;
+		case 'G': a.dest.bulk_pages = (int)cli_int("--bulk-pages", optarg, 1, 64); break;
+		case 'N': a.source.precopy = false; break;
+		case 'M': a.source.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
+		case 'T': a.source.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
 		case 'I': id_opt = optarg; break;
 		case 'S': a.status_dir = optarg; break;
 		case 'r': ram_dir = optarg; break;
-		case 't': a.transport = cli_oneof("--transport", optarg, transports, "want tcp or rdma"); break;
+		case 't': a.source.transport = a.dest.transport = cli_oneof("--transport", optarg, transports, "want tcp or rdma"); break;
 		case 'H': host_ip = optarg; break;
-		case 'Z': a.zero_copy = true; break;
+		case 'Z': a.dest.zero_copy = true; break;
 		case 'h':
 			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
 			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
@@ -285,7 +289,7 @@ int cli_demo(int argc, char **argv)
 			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
 			return 0;
 		default:
-			if (cli_numa_option(c, optarg, &a))
+			if (cli_numa_option(c, optarg, &a.dest))
 				break;
 			fprintf(stderr, "faultline demo: unknown or incomplete option '%s' (see --help)\n",
 				argv[optind - 1]);
@@ -366,16 +370,18 @@ int cli_demo(int argc, char **argv)
 	if (!id_opt)
 		snprintf(id, sizeof(id), "demo-%s", d.tag);
 	a.id = id;
-	a.listen = listen;
+	a.source.listen = listen;
 	a.src_netns = host_ip ? NULL : d.ns_src;
 	a.dst_netns = host_ip ? NULL : d.ns_dst;
-	a.src_shim = d.src_shim;
-	a.dst_shim = d.dst_shim;
-	a.vm_ctl = d.src_ctl;
-	a.vm_uri = uri;
-	a.dst_vm_ctl = d.dst_ctl;
-	a.json = json;
-	rc = cli_migrate(&a);
+	a.source.shim_sock = d.src_shim;
+	a.dest.shim_sock = d.dst_shim;
+	struct fl_error e = { 0 };
+	if (fl_vmm_guestsim_create(d.src_ctl, d.dst_ctl, uri, &a.vmm, &e)) {
+		fprintf(stderr, "faultline demo: %s\n", e.text);
+		goto out;
+	}
+	rc = cli_migrate(&a, json);
+	fl_vmm_destroy(a.vmm);
 out:
 	stop_vm(d.dst_ctl, d.dst_pid);
 	stop_vm(d.src_ctl, d.src_pid);

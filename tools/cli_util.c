@@ -71,53 +71,6 @@ int cli_run(char *const argv[], bool quiet)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-int cli_enter_netns(const char *name)
-{
-	char path[512];
-
-	if (!name)
-		return 0;
-	snprintf(path, sizeof(path), "/run/netns/%s", name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "faultline: network namespace '%s' not found (%s)\n", name, strerror(errno));
-		return -errno;
-	}
-	int rc = setns(fd, CLONE_NEWNET);
-	close(fd);
-	if (rc < 0) {
-		fprintf(stderr, "faultline: cannot enter network namespace '%s': %s\n", name,
-			strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
-char *cli_status_path(const char *dir, const char *id, const char *role)
-{
-	char *p = NULL;
-
-	if (!dir)
-		return NULL;
-	mkdir(dir, 0700);
-	if (asprintf(&p, "%s/%s.%s.json", dir, id, role) < 0)
-		return NULL;
-	return p;
-}
-
-/* The source agent's operator socket (abort, force-complete). */
-char *cli_ctl_path(const char *dir, const char *id)
-{
-	char *p = NULL;
-
-	if (!dir)
-		return NULL;
-	mkdir(dir, 0700);
-	if (asprintf(&p, "%s/%s.source.sock", dir, id) < 0)
-		return NULL;
-	return p;
-}
-
 double cli_jd(json_object *o, const char *k)
 {
 	json_object *v;

@@ -18,10 +18,12 @@
 
 #include "cli.h"
 #include "faultline/agent.h"
+#include "faultline/log.h"
 #include "faultline/qmp.h"
 #include "faultline/shimctl.h"
 #include "faultline/uffd.h"
-#include "vmctl.h"
+#include "faultline/proto.h"
+#include "faultline/vmm.h"
 
 static char **cli_argv;	/* the subcommand's argv, for error messages */
 
@@ -44,18 +46,19 @@ static const char *const transports[] = { "tcp", "rdma", NULL };
 
 static void print_report(const struct fl_report *r, bool json)
 {
-	char *j = fl_report_json(r);
+	char *j = json ? fl_report_json(r) : NULL;
 
-	if (json)
+	if (j)
 		printf("%s\n", j);
-	else if (r->state == FL_STATE_COMPLETED)
+	else if (fl_report_state(r) == FL_STATE_COMPLETED)
 		fprintf(stderr, "faultline %s: completed: %llu pages (%llu data, %llu zero), %llu bytes\n",
-			r->role, (unsigned long long)r->total_pages,
-			(unsigned long long)r->postcopy_pages, (unsigned long long)r->zero_pages,
-			(unsigned long long)r->bytes);
+			fl_report_role(r), (unsigned long long)fl_report_get(r, FL_REPORT_TOTAL_PAGES),
+			(unsigned long long)fl_report_get(r, FL_REPORT_POSTCOPY_PAGES),
+			(unsigned long long)fl_report_get(r, FL_REPORT_ZERO_PAGES),
+			(unsigned long long)fl_report_get(r, FL_REPORT_BYTES));
 	free(j);
-	if (r->state != FL_STATE_COMPLETED && r->error[0])
-		fprintf(stderr, "faultline %s: %s\n", r->role, r->error);
+	if (fl_report_state(r) != FL_STATE_COMPLETED && fl_report_error(r)->code)
+		fprintf(stderr, "faultline %s: %s\n", fl_report_role(r), fl_report_error(r)->text);
 }
 
 static int cmd_source(int argc, char **argv)
@@ -70,7 +73,8 @@ static int cmd_source(int argc, char **argv)
 		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_source_opts o;
-	struct vm_stop vs = { 0 };
+	const char *vm_ctl = NULL, *vm_uri = NULL;
+	struct fl_vmm *vmm = NULL;
 	const char *sdir = DEFAULT_STATUS_DIR;
 	bool json = false;
 	int c;
@@ -85,8 +89,8 @@ static int cmd_source(int argc, char **argv)
 				die_usage("source", "too many --ram");
 			o.ram[o.nram++] = optarg;
 			break;
-		case 'c': vs.ctl = optarg; break;
-		case 'u': vs.uri = cli_addr("--vm-uri", optarg); break;
+		case 'c': vm_ctl = optarg; break;
+		case 'u': vm_uri = cli_addr("--vm-uri", optarg); break;
 		case 'k': o.checksum = true; break;
 		case 'R': o.rt_priority = (int)cli_int("--rt-priority", optarg, 0, 99); break;
 		case 'p': o.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
@@ -119,25 +123,29 @@ static int cmd_source(int argc, char **argv)
 		die_usage("source", "--listen HOST:PORT is required");
 	if (!o.shim_sock && !o.nram)
 		die_usage("source", "give --shim SOCK or --ram FILE");
-	if (!!vs.ctl != !!vs.uri)
+	if (!!vm_ctl != !!vm_uri)
 		die_usage("source", "--vm-ctl and --vm-uri go together");
-	if (vs.ctl) {
-		o.stop_vm = cli_stop_guest_sim;
-		o.vm_state = cli_state_guest_sim;
-		o.stop_arg = &vs;
+	if (vm_ctl) {
+		struct fl_error e = { 0 };
+		if (fl_vmm_guestsim_create(vm_ctl, NULL, vm_uri, &vmm, &e))
+			die_usage("source", e.text);
+		o.stop_vm = fl_vmm_stop;
+		o.vm_state = fl_vmm_state;
+		o.stop_arg = vmm;
 	}
 	if (o.max_rounds < 1 || o.max_precopy_ms < 0 || o.downtime_ms < 0)
 		die_usage("source", "--max-rounds >= 1, --max-precopy-ms and --downtime-ms >= 0");
-	o.status_path = cli_status_path(sdir, o.id, "source");
-	o.ctl_sock = cli_ctl_path(sdir, o.id);
-	struct fl_report *r = calloc(1, sizeof(*r));
+	o.status_path = fl_migration_status_path(sdir, o.id ? o.id : "migration", "source");
+	o.ctl_sock = fl_migration_ctl_path(sdir, o.id ? o.id : "migration");
+	struct fl_report *r = fl_report_create();
 	if (!r) {
 		fprintf(stderr, "faultline source: out of memory\n");
 		return 1;
 	}
 	int rc = fl_source_run(&o, r);
 	print_report(r, json);
-	free(r);
+	fl_report_destroy(r);
+	fl_vmm_destroy(vmm);
 	return rc ? 1 : 0;
 }
 
@@ -207,20 +215,20 @@ static int cmd_dest(int argc, char **argv)
 	if (o.bulk_conns < 1 || o.bulk_conns > 8 || o.bulk_depth < 1 || o.bulk_depth > 64 ||
 	    o.bulk_pages < 1 || o.bulk_pages > 64)
 		die_usage("dest", "--bulk-conns 1..8, --bulk-depth 1..64, --bulk-pages 1..64");
-	o.status_path = cli_status_path(sdir, o.id, "dest");
-	struct fl_report *r = calloc(1, sizeof(*r));
+	o.status_path = fl_migration_status_path(sdir, o.id ? o.id : "migration", "dest");
+	struct fl_report *r = fl_report_create();
 	if (!r) {
 		fprintf(stderr, "faultline dest: out of memory\n");
 		return 1;
 	}
 	int rc = fl_dest_run(&o, r);
 	print_report(r, json);
-	if (!rc && r->placement_low) {
+	if (!rc && fl_report_get(r, FL_REPORT_PLACEMENT_LOW)) {
 		fprintf(stderr, "faultline dest: placement below %.0f%% on the intended node(s)\n",
-			r->placement_min * 100);
+			fl_report_placement_min(r) * 100);
 		rc = 1;
 	}
-	free(r);
+	fl_report_destroy(r);
 	return rc ? 1 : 0;
 }
 
@@ -239,11 +247,12 @@ static int cmd_qmp(int argc, char **argv)
 		die_usage("qmp", "need SOCK and COMMAND");
 	if (argc == 4 && !(args = json_tokener_parse(argv[3])))
 		die_usage("qmp", "the arguments are not JSON");
-	int rc = fl_qmp_connect(argv[1], 5000, &q);
+	struct fl_error e = { 0 };
+	int rc = fl_qmp_connect(argv[1], 5000, &q, &e);
 	if (!rc)
 		rc = fl_qmp_execute(q, argv[2], args, &ret, 30000);
 	if (rc)
-		fprintf(stderr, "faultline qmp: %s: %s\n", argv[1], q ? fl_qmp_last_error(q) : strerror(-rc));
+		fprintf(stderr, "faultline qmp: %s: %s\n", argv[1], fl_error_text(q ? fl_qmp_error(q) : &e));
 	else
 		printf("%s\n", ret ? json_object_to_json_string_ext(ret, JSON_C_TO_STRING_PLAIN) : "{}");
 	json_object_put(args);
@@ -252,11 +261,33 @@ static int cmd_qmp(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
-static void add_follower(struct migrate_args *a, const char *cmd)
+static void add_follower(struct fl_dest_opts *d, const char *cmd)
 {
-	if (a->nfollowers >= FL_DEST_MAX_FOLLOWERS)
+	if (d->nfollowers >= FL_DEST_MAX_FOLLOWERS)
 		die_usage(cmd, "too many --follower");
-	a->followers[a->nfollowers++] = optarg;
+	d->followers[d->nfollowers++] = optarg;
+}
+
+/* The options migrate and qemu migrate share, into the controller's. */
+static bool common_option(int c, struct fl_migration_opts *a, const char *cmd)
+{
+	switch (c) {
+	case 'l': a->source.listen = cli_addr("--listen", optarg); return true;
+	case 'A': a->src_netns = optarg; return true;
+	case 'B': a->dst_netns = optarg; return true;
+	case 's': a->source.shim_sock = optarg; return true;
+	case 'S': a->dest.shim_sock = optarg; return true;
+	case 't': a->source.transport = a->dest.transport = TRANSPORT(optarg); return true;
+	case 'i': a->id = optarg; return true;
+	case 'd': a->status_dir = optarg; return true;
+	case 'P': a->source.precopy = false; return true;
+	case 'M': a->source.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); return true;
+	case 'X': a->source.max_precopy_ms = (int)cli_int("--max-precopy-ms", optarg, 0, 86400000); return true;
+	case 'D': a->source.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); return true;
+	case 'F': add_follower(&a->dest, cmd); return true;
+	case 'z': a->dest.zero_copy = true; return true;
+	}
+	return cli_numa_option(c, optarg, &a->dest);
 }
 
 /* faultline qemu migrate: the same run, the VMs being QEMUs. */
@@ -271,8 +302,14 @@ static int cmd_qemu(int argc, char **argv)
 		{ "downtime-ms", 1, 0, 'D' }, { "transport", 1, 0, 't' }, { "zero-copy", 0, 0, 'z' },
 		{ "leave-paused", 0, 0, 'L' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
-	struct migrate_args a = { .id_prefix = "qemu", .transport = "tcp" };
+	struct fl_migration_opts a;
+	const char *src_qmp = NULL, *dst_qmp = NULL, *uri = NULL;
+	bool json = false, leave_paused = false;
 	int c;
+
+	fl_migration_opts_default(&a);
+	a.id_prefix = "qemu";
+	a.verify = false;	/* a QEMU guest checks itself */
 
 	if (argc < 2 || strcmp(argv[1], "migrate")) {
 		if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
@@ -284,25 +321,11 @@ static int cmd_qemu(int argc, char **argv)
 	cli_argv = argv;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'l': a.listen = cli_addr("--listen", optarg); break;
-		case 'q': a.src_qmp = optarg; break;
-		case 'Q': a.dst_qmp = optarg; break;
-		case 's': a.src_shim = optarg; break;
-		case 'S': a.dst_shim = optarg; break;
-		case 'u': a.vm_uri = cli_addr_uri("--qemu-uri", optarg); break;
-		case 'A': a.src_netns = optarg; break;
-		case 'B': a.dst_netns = optarg; break;
-		case 'i': a.id = optarg; break;
-		case 'd': a.status_dir = optarg; break;
-		case 'P': a.no_precopy = true; break;
-		case 'j': a.json = true; break;
-		case 'F': add_follower(&a, "qemu"); break;
-		case 't': a.transport = TRANSPORT(optarg); break;
-		case 'z': a.zero_copy = true; break;
-		case 'L': a.leave_paused = true; break;
-		case 'M': a.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
-		case 'X': a.max_precopy_ms = (int)cli_int("--max-precopy-ms", optarg, 0, 86400000); break;
-		case 'D': a.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
+		case 'q': src_qmp = optarg; break;
+		case 'Q': dst_qmp = optarg; break;
+		case 'u': uri = cli_addr_uri("--qemu-uri", optarg); break;
+		case 'j': json = true; break;
+		case 'L': leave_paused = true; break;
 		case 'h':
 		help:
 			printf("usage: faultline qemu migrate --src-qmp SOCK --dst-qmp SOCK --src-shim SOCK --dst-shim SOCK\n"
@@ -320,15 +343,20 @@ static int cmd_qemu(int argc, char **argv)
 			       "files (a vhost-user/DPDK backend); its faults are served too.\n");
 			return 0;
 		default:
-			if (!cli_numa_option(c, optarg, &a))
+			if (!common_option(c, &a, "qemu"))
 				die_usage("qemu", "bad option");
 		}
 	}
 	if (optind < argc)
 		die_usage("qemu", "unexpected argument");
-	if (!a.src_qmp || !a.dst_qmp || !a.src_shim || !a.dst_shim || !a.listen || !a.vm_uri)
+	if (!src_qmp || !dst_qmp || !a.source.shim_sock || !a.dest.shim_sock || !a.source.listen || !uri)
 		die_usage("qemu", "--src-qmp, --dst-qmp, --src-shim, --dst-shim, --listen and --qemu-uri are required");
-	return cli_migrate(&a);
+	struct fl_error e = { 0 };
+	if (fl_vmm_qemu_create(src_qmp, dst_qmp, uri, leave_paused, &a.vmm, &e))
+		die_usage("qemu", e.text);
+	int rc = cli_migrate(&a, json);
+	fl_vmm_destroy(a.vmm);
+	return rc;
 }
 
 static int cmd_migrate(int argc, char **argv)
@@ -343,37 +371,27 @@ static int cmd_migrate(int argc, char **argv)
 		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "follower", 1, 0, 'F' },
 		{ "zero-copy", 0, 0, 'z' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
-	struct migrate_args a = { .id_prefix = "migration", .transport = "tcp", .verify = true };
+	struct fl_migration_opts a;
+	const char *vm_ctl = NULL, *vm_uri = NULL, *dst_vm_ctl = NULL;
+	bool json = false;
 	int c;
+
+	fl_migration_opts_default(&a);
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'l': a.listen = cli_addr("--listen", optarg); break;
-		case 'A': a.src_netns = optarg; break;
-		case 'B': a.dst_netns = optarg; break;
-		case 's': a.src_shim = optarg; break;
-		case 'S': a.dst_shim = optarg; break;
 		case 'r':
-			if (a.nsrc_ram >= 8)
+			if (a.source.nram >= 8)
 				die_usage("migrate", "too many --src-ram");
-			a.src_ram[a.nsrc_ram++] = optarg;
+			a.source.ram[a.source.nram++] = optarg;
 			break;
-		case 'c': a.vm_ctl = optarg; break;
-		case 'u': a.vm_uri = cli_addr("--vm-uri", optarg); break;
-		case 'C': a.dst_vm_ctl = optarg; break;
-		case 't': a.transport = TRANSPORT(optarg); break;
-		case 'b': a.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
-		case 'p': a.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
-		case 'i': a.id = optarg; break;
-		case 'd': a.status_dir = optarg; break;
+		case 'c': vm_ctl = optarg; break;
+		case 'u': vm_uri = cli_addr("--vm-uri", optarg); break;
+		case 'C': dst_vm_ctl = optarg; break;
+		case 'b': a.dest.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
+		case 'p': a.dest.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'N': a.verify = false; break;
-		case 'j': a.json = true; break;
-		case 'P': a.no_precopy = true; break;
-		case 'M': a.max_rounds = (int)cli_int("--max-rounds", optarg, 1, 1000); break;
-		case 'X': a.max_precopy_ms = (int)cli_int("--max-precopy-ms", optarg, 0, 86400000); break;
-		case 'D': a.downtime_ms = (int)cli_int("--downtime-ms", optarg, 0, 600000); break;
-		case 'F': add_follower(&a, "migrate"); break;
-		case 'z': a.zero_copy = true; break;
+		case 'j': json = true; break;
 		case 'h':
 			printf("usage: faultline migrate --listen HOST:PORT (--src-shim SOCK | --src-ram FILE)\n"
 			       "         --dst-shim SOCK [--src-netns NS] [--dst-netns NS]\n"
@@ -386,17 +404,22 @@ static int cmd_migrate(int argc, char **argv)
 			       "--listen is the source agent's address as the destination reaches it.\n");
 			return 0;
 		default:
-			if (!cli_numa_option(c, optarg, &a))
+			if (!common_option(c, &a, "migrate"))
 				die_usage("migrate", "bad option");
 		}
 	}
 	if (optind < argc)
 		die_usage("migrate", "unexpected argument");
-	if (!a.listen || !a.dst_shim || (!a.src_shim && !a.nsrc_ram))
+	if (!a.source.listen || !a.dest.shim_sock || (!a.source.shim_sock && !a.source.nram))
 		die_usage("migrate", "--listen, --dst-shim and --src-shim or --src-ram are required");
-	if (!!a.vm_ctl != !!a.vm_uri)
+	if (!!vm_ctl != !!vm_uri)
 		die_usage("migrate", "--vm-ctl and --vm-uri go together");
-	return cli_migrate(&a);
+	struct fl_error e = { 0 };
+	if (vm_ctl && fl_vmm_guestsim_create(vm_ctl, dst_vm_ctl, vm_uri, &a.vmm, &e))
+		die_usage("migrate", e.text);
+	int rc = cli_migrate(&a, json);
+	fl_vmm_destroy(a.vmm);
+	return rc;
 }
 
 /* ---- status ---- */
@@ -495,20 +518,13 @@ static int cmd_operator(const char *verb, int argc, char **argv)
 	}
 	if (!id)
 		die_usage(verb, "need the migration ID");
-	char *sock = cli_ctl_path(dir, id);
-	int rc = vmctl_call(sock, verb, reply, sizeof(reply), 10000);
-	free(sock);
-	if (rc) {
-		fprintf(stderr, "faultline %s: no running migration '%s' on this host (%s)\n", verb, id,
-			strerror(-rc));
+	struct fl_error e = { 0 };
+	if (fl_migration_request(dir, id, verb, reply, sizeof(reply), &e)) {
+		fprintf(stderr, "faultline %s: %s\n", verb, e.text);
 		return 1;
 	}
-	if (!strncmp(reply, "ok", 2)) {
-		printf("%s: %s\n", id, reply + 3);
-		return 0;
-	}
-	fprintf(stderr, "faultline %s: %s\n", verb, !strncmp(reply, "error ", 6) ? reply + 6 : reply);
-	return 1;
+	printf("%s: %s\n", id, reply);
+	return 0;
 }
 
 /* What a VM's shim sees: the region table it would hand an agent. */
@@ -524,10 +540,11 @@ static int cmd_shim_info(int argc, char **argv)
 		}
 		die_usage("shim-info", "need the shim socket path");
 	}
+	struct fl_error e = { 0 };
 	t = calloc(1, sizeof(*t));
-	int rc = t ? fl_shimctl_info(argv[1], 0, t) : -ENOMEM;
+	int rc = t ? fl_shimctl_info(argv[1], 0, t, &e) : fl_error_set(&e, -ENOMEM, "out of memory");
 	if (rc) {
-		fprintf(stderr, "faultline shim-info: %s\n", t ? fl_shimctl_last_error() : "out of memory");
+		fprintf(stderr, "faultline shim-info: %s\n", e.text);
 		free(t);
 		return 1;
 	}
@@ -572,7 +589,7 @@ static int cmd_vmctl(int argc, char **argv)
 		if (i + 1 < argc)
 			strcat(cmd, " ");
 	}
-	int rc = vmctl_call(argv[1], cmd, reply, sizeof(reply), 120000);
+	int rc = fl_proto_line_call(argv[1], cmd, reply, sizeof(reply), 120000);
 	if (rc) {
 		fprintf(stderr, "faultline vmctl: %s: %s\n", argv[1], strerror(-rc));
 		return 1;
@@ -600,9 +617,18 @@ static void usage(FILE *f)
 		"  shim-info the guest-RAM regions a VM's shim tracks\n");
 }
 
+/* The library's messages: one line each on stderr, as the CLI's own. */
+static void log_stderr(void *arg, enum fl_log_level level, const char *who, const char *msg)
+{
+	(void)arg;
+	(void)level;
+	fprintf(stderr, "faultline %s: %s\n", who, msg);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	fl_log_set(log_stderr, NULL);
 	opterr = 0;
 	if (argc < 2) {
 		usage(stderr);

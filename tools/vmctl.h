@@ -1,5 +1,6 @@
 /* The tiny control protocol guest-sim speaks (our stand-in for QMP): one
- * command line per connection on a UNIX socket, one reply line back.
+ * command line per connection on a UNIX socket, one reply line back
+ * (fl_proto_line_call; the library's driver is vmm/guestsim.c).
  *   migrate HOST:PORT  stop the vCPUs for good, send device state there
  *   query              JSON status line
  *   verify             pause, check every page, JSON result, resume
@@ -10,7 +11,5 @@
 #include <stddef.h>
 
 #define VMCTL_STATE_MAGIC 0x4d53534cu	/* guest-sim device state */
-
-int vmctl_call(const char *sock, const char *cmd, char *reply, size_t len, int timeout_ms);
 
 #endif

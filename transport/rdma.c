@@ -6,62 +6,15 @@
 #define _GNU_SOURCE
 #include "rdma_int.h"
 
-static __thread char g_err[320];
-
-const char *fl_rdma_last_error(void)
-{
-	return g_err;
-}
-
-
 int fl_rdma_err(int rc, const char *fmt, ...)
 {
+	char text[FL_ERROR_TEXT];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(g_err, sizeof(g_err), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fl_transport_set_error(g_err);	/* callers read the transport's error */
-	return rc;
-}
-
-int fl_rdma_memlock_check(uint64_t bytes, uint64_t limit, int ipc_lock, char *e, size_t len)
-{
-	if (ipc_lock || limit == (uint64_t)RLIM_INFINITY || bytes <= limit)
-		return 0;
-	snprintf(e, len, "RLIMIT_MEMLOCK is %llu KiB but registering %llu KiB of guest RAM needs "
-		 "it all pinned: raise it (ulimit -l, LimitMEMLOCK=) or grant CAP_IPC_LOCK",
-		 (unsigned long long)(limit >> 10), (unsigned long long)(bytes >> 10));
-	return -ENOMEM;
-}
-
-int fl_rdma_memlock_check_self(uint64_t bytes, char *e, size_t len)
-{
-	struct rlimit rl;
-	int cap = 0;
-	char line[256];
-	FILE *f = fopen("/proc/self/status", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "CapEff:", 7))
-			cap = (strtoull(line + 7, NULL, 16) >> 14) & 1;	/* CAP_IPC_LOCK */
-	if (f)
-		fclose(f);
-	if (getrlimit(RLIMIT_MEMLOCK, &rl))
-		return -errno;
-	return fl_rdma_memlock_check(bytes, rl.rlim_cur, cap, e, len);
-}
-
-static struct fl_rdma_tun g_tun = { 4, 16, 256 };
-
-void fl_rdma_tun_get(struct fl_rdma_tun *t)
-{
-	*t = g_tun;
-}
-
-void fl_rdma_tun_set(const struct fl_rdma_tun *t)
-{
-	g_tun = *t;
+	return tp_errorf(rc, "%s", text);
 }
 
 #if defined(HAVE_IBVERBS) && defined(HAVE_RDMACM)
@@ -257,16 +210,16 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 		goto fail;
 	}
 	/* Faults: every READ signalled (latency); bulk: one in signal_every. */
-	c->signal_every = chan == FL_CHAN_FAULT ? 1 : (g_tun.signal_every > 0 ? g_tun.signal_every : 1);
-	c->sq_depth = g_tun.sq_depth < da.max_qp_wr ? g_tun.sq_depth : da.max_qp_wr;
+	c->signal_every = chan == FL_CHAN_FAULT ? 1 : (o->rdma_signal_every > 0 ? o->rdma_signal_every : 1);
+	c->sq_depth = o->rdma_sq_depth < da.max_qp_wr ? o->rdma_sq_depth : da.max_qp_wr;
 	if (c->sq_depth > da.max_cqe)
 		c->sq_depth = da.max_cqe;
 	if (c->sq_depth < 2) {
 		rc = fl_rdma_err(-ENOSPC, "RDMA device allows only %d work requests per queue", c->sq_depth);
 		goto fail;
 	}
-	int depth = g_tun.initiator_depth < da.max_qp_init_rd_atom ? g_tun.initiator_depth
-								  : da.max_qp_init_rd_atom;
+	int depth = o->rdma_initiator_depth < da.max_qp_init_rd_atom ? o->rdma_initiator_depth
+								       : da.max_qp_init_rd_atom;
 	if (depth < 1) {
 		rc = fl_rdma_err(-ENOSPC, "RDMA device allows no outstanding READs (max_qp_init_rd_atom 0)");
 		goto fail;

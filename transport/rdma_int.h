@@ -17,8 +17,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/transport.h"
+#include "transport/int.h"
 #if defined(HAVE_IBVERBS) && defined(HAVE_RDMACM)
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>

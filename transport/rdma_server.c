@@ -129,10 +129,10 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 		return fl_rdma_err(-ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < hello->nregions; i++)
 		total += hello->regions[i].length;
-	char why[320];
-	rc = fl_rdma_memlock_check_self(total, why, sizeof(why));
+	struct fl_error why = { 0 };
+	rc = fl_numa_memlock_check_self(total, &why);
 	if (rc) {
-		fl_rdma_err(rc, "%s", why);
+		fl_rdma_err(rc, "%s", why.text);
 		goto free_s;
 	}
 	s->session = hello->session;

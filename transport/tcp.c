@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "faultline/transport.h"
+#include "transport/int.h"
 #include "faultline/uffd.h"
 
 void fl_transport_tcp_mark_fault(int fd)
@@ -36,8 +37,7 @@ static int split_addr(const char *addr, char *host, size_t hl, char *port, size_
 	const char *colon = strrchr(addr, ':');
 
 	if (!colon || colon == addr || !colon[1]) {
-		fl_transport_set_errorf("address '%s' is not HOST:PORT", addr);
-		return -EINVAL;
+		return tp_errorf(-EINVAL, "address '%s' is not HOST:PORT", addr);
 	}
 	size_t n = (size_t)(colon - addr);
 	if (addr[0] == '[' && n >= 2 && addr[n - 1] == ']') {
@@ -45,16 +45,14 @@ static int split_addr(const char *addr, char *host, size_t hl, char *port, size_
 		n -= 2;
 	}
 	if (n >= hl || strlen(colon + 1) >= pl) {
-		fl_transport_set_errorf("address '%s' too long", addr);
-		return -EINVAL;
+		return tp_errorf(-EINVAL, "address '%s' too long", addr);
 	}
 	memcpy(host, addr, n);
 	host[n] = 0;
 	strcpy(port, colon + 1);
 	/* getaddrinfo would take 99999 modulo 65536: a port nobody asked for */
 	if (strspn(port, "0123456789") == strlen(port) && strtoul(port, NULL, 10) > 65535) {
-		fl_transport_set_errorf("address '%s': port %s is out of range (0..65535)", addr, port);
-		return -EINVAL;
+		return tp_errorf(-EINVAL, "address '%s': port %s is out of range (0..65535)", addr, port);
 	}
 	return 0;
 }
@@ -70,8 +68,7 @@ static int resolve(const char *addr, int passive, struct addrinfo **res)
 				  .ai_flags = passive ? AI_PASSIVE : 0 };
 	int g = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
 	if (g) {
-		fl_transport_set_errorf("cannot resolve '%s': %s", addr, gai_strerror(g));
-		return -EHOSTUNREACH;
+		return tp_errorf(-EHOSTUNREACH, "cannot resolve '%s': %s", addr, gai_strerror(g));
 	}
 	return 0;
 }
@@ -94,8 +91,7 @@ int fl_transport_tcp_listen(const char *addr, int backlog)
 			rc = 0;
 			break;
 		}
-		rc = -errno;
-		fl_transport_set_errorf("cannot listen on %s: %s", addr, strerror(errno));
+		rc = tp_errorf(-errno, "cannot listen on %s: %s", addr, strerror(errno));
 		close(fd);
 		fd = -1;
 	}
@@ -173,8 +169,7 @@ int fl_transport_tcp_connect(const char *addr, int timeout_ms)
 		usleep(20000);
 	}
 	freeaddrinfo(res);
-	fl_transport_set_errorf("cannot connect to %s: %s", addr, strerror(-rc));
-	return rc;
+	return tp_errorf(rc, "cannot connect to %s: %s", addr, strerror(-rc));
 }
 
 int fl_transport_tcp_accept(int lfd, int timeout_ms)
@@ -279,11 +274,10 @@ static int read_one(struct fl_tconn *c, struct fl_tcompl *out)
 		return rc;
 	if (h.type == FL_MSG_ERROR) {
 		uint8_t eb[6 + FL_PROTO_MAX_TEXT];
-		struct fl_error e;
+		struct fl_msg_error e;
 		rc = fl_proto_read_full(c->fd, eb, h.len);
 		fl_proto_error_decode(eb, rc ? 0 : h.len, &e);	/* text defined either way */
-		fl_transport_set_errorf("source: %s", e.text);
-		return -EREMOTEIO;
+		return tp_errorf(-EREMOTEIO, "source: %s", e.text);
 	}
 	if (h.type != FL_MSG_READ_RESP || h.len < 32)
 		return -EBADMSG;

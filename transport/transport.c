@@ -7,33 +7,36 @@
 
 #include "faultline/rdma.h"
 #include "faultline/transport.h"
+#include "transport/int.h"
 
-static __thread char g_err[320];
+/* Per thread, like errno: the ops return -errno and many threads call them. */
+static __thread struct fl_error g_err;
 
-const char *fl_transport_last_error(void)
+const struct fl_error *fl_transport_error(void)
 {
-	return g_err[0] ? g_err : "no detail";
+	return &g_err;
 }
 
-void fl_transport_set_error(const char *text)
+int tp_errorf(int code, const char *fmt, ...)
 {
-	snprintf(g_err, sizeof(g_err), "%s", text);
-}
-
-void fl_transport_set_errorf(const char *fmt, ...)
-{
+	char text[FL_ERROR_TEXT];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(g_err, sizeof(g_err), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	return fl_error_set(&g_err, code, "%s", text);
 }
 
 void fl_transport_opts_default(struct fl_transport_opts *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
 	o->connect_timeout_ms = 5000;
 	o->spin_us = 50;
+	o->rdma_signal_every = 4;
+	o->rdma_initiator_depth = 16;
+	o->rdma_sq_depth = 256;
 }
 
 const struct fl_transport_ops *fl_transport_find(const char *name)

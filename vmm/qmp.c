@@ -23,13 +23,13 @@ struct fl_qmp {
 	size_t len, off;
 	json_object *events[MAX_QUEUED];
 	int nevents;
-	char err[256];
+	struct fl_error err;
 	uint64_t next_id;
 };
 
-const char *fl_qmp_last_error(const struct fl_qmp *q)
+const struct fl_error *fl_qmp_error(const struct fl_qmp *q)
 {
-	return q->err;
+	return &q->err;
 }
 
 /* Typed member reads: whatever QEMU (or something posing as it) sends, a
@@ -86,8 +86,7 @@ static int next_object(struct fl_qmp *q, json_object **out, int timeout_ms)
 			if (e != json_tokener_success || !o || !json_object_is_type(o, json_type_object)) {
 				json_object_put(o);
 				json_tokener_reset(q->tok);
-				snprintf(q->err, sizeof(q->err), "QMP peer sent something that is not a JSON object");
-				return -EBADMSG;
+				return fl_error_set(&q->err, -EBADMSG, "QMP peer sent something that is not a JSON object");
 			}
 			q->off += (size_t)json_tokener_get_parse_end(q->tok);
 			json_tokener_reset(q->tok);
@@ -101,15 +100,13 @@ static int next_object(struct fl_qmp *q, json_object **out, int timeout_ms)
 		if (pr < 0 && errno == EINTR)
 			continue;
 		if (pr < 0)
-			return -errno;
+			return fl_error_set(&q->err, -errno, "QMP: poll: %s", strerror(errno));
 		if (pr == 0) {
-			snprintf(q->err, sizeof(q->err), "QMP peer did not answer within %d ms", timeout_ms);
-			return -ETIMEDOUT;
+			return fl_error_set(&q->err, -ETIMEDOUT, "QMP peer did not answer within %d ms", timeout_ms);
 		}
 		ssize_t r = read(q->fd, q->buf, sizeof(q->buf));
 		if (r == 0) {
-			snprintf(q->err, sizeof(q->err), "QMP peer closed the connection");
-			return -ECONNRESET;
+			return fl_error_set(&q->err, -ECONNRESET, "QMP peer closed the connection");
 		}
 		if (r < 0)
 			return -errno;
@@ -134,8 +131,7 @@ static int send_object(struct fl_qmp *q, json_object *o)
 				continue;
 			int e = errno;
 			free(line);
-			snprintf(q->err, sizeof(q->err), "QMP peer went away: %s", strerror(e));
-			return -e;
+			return fl_error_set(&q->err, -e, "QMP peer went away: %s", strerror(e));
 		}
 		w += (int)r;
 	}
@@ -184,8 +180,8 @@ int fl_qmp_execute(struct fl_qmp *q, const char *cmd, json_object *args, json_ob
 		}
 		if (json_object_object_get_ex(o, "error", &v)) {
 			const char *desc = fl_qmp_get_string(v, "desc");
-			snprintf(q->err, sizeof(q->err), "QEMU refused %s: %.200s", cmd,
-				 desc ? desc : "(no description)");
+			fl_error_set(&q->err, -EREMOTEIO, "QEMU refused %s: %.200s", cmd,
+				     desc ? desc : "(no description)");
 			json_object_put(o);
 			return -EREMOTEIO;
 		}
@@ -217,8 +213,7 @@ int fl_qmp_wait_event(struct fl_qmp *q, const char *name, int timeout_ms, json_o
 		}
 		uint64_t now = fl_now_ns();
 		if (now >= deadline) {
-			snprintf(q->err, sizeof(q->err), "no %s event from QEMU within %d ms", name, timeout_ms);
-			return -ETIMEDOUT;
+			return fl_error_set(&q->err, -ETIMEDOUT, "no %s event from QEMU within %d ms", name, timeout_ms);
 		}
 		json_object *o;
 		int rc = next_object(q, &o, (int)((deadline - now) / 1000000) + 1);
@@ -232,15 +227,16 @@ int fl_qmp_wait_event(struct fl_qmp *q, const char *name, int timeout_ms, json_o
 	}
 }
 
-int fl_qmp_create_fd(int fd, int timeout_ms, struct fl_qmp **out)
+int fl_qmp_create_fd(int fd, int timeout_ms, struct fl_qmp **out, struct fl_error *err)
 {
 	struct fl_qmp *q = calloc(1, sizeof(*q));
 	json_object *greeting = NULL, *v;
 	int rc;
 
+	*out = NULL;
 	if (!q) {
 		close(fd);
-		return -ENOMEM;
+		return fl_error_set(err, -ENOMEM, "out of memory");
 	}
 	q->fd = fd;
 	q->tok = json_tokener_new();
@@ -248,8 +244,7 @@ int fl_qmp_create_fd(int fd, int timeout_ms, struct fl_qmp **out)
 	if (rc)
 		goto fail;
 	if (!json_object_object_get_ex(greeting, "QMP", &v) || !json_object_is_type(v, json_type_object)) {
-		snprintf(q->err, sizeof(q->err), "peer is not a QMP monitor (no greeting)");
-		rc = -EPROTO;
+		rc = fl_error_set(&q->err, -EPROTO, "peer is not a QMP monitor (no greeting)");
 		goto fail;
 	}
 	rc = fl_qmp_execute(q, "qmp_capabilities", NULL, NULL, timeout_ms);
@@ -260,29 +255,30 @@ int fl_qmp_create_fd(int fd, int timeout_ms, struct fl_qmp **out)
 	return 0;
 fail:
 	json_object_put(greeting);
-	*out = q;	/* let the caller read the error, then destroy */
+	fl_error_set(err, rc, "%s", fl_error_text(&q->err));
+	fl_qmp_destroy(q);
 	return rc;
 }
 
-int fl_qmp_connect(const char *path, int timeout_ms, struct fl_qmp **out)
+int fl_qmp_connect(const char *path, int timeout_ms, struct fl_qmp **out, struct fl_error *err)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	uint64_t deadline = fl_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 
 	*out = NULL;
 	if (strlen(path) >= sizeof(a.sun_path))
-		return -ENAMETOOLONG;
+		return fl_error_set(err, -ENAMETOOLONG, "QMP socket path too long: %s", path);
 	strcpy(a.sun_path, path);
 	for (;;) {
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
-			return -errno;
+			return fl_error_set(err, -errno, "socket: %s", strerror(errno));
 		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-			return fl_qmp_create_fd(fd, timeout_ms, out);
+			return fl_qmp_create_fd(fd, timeout_ms, out, err);
 		int e = errno;
 		close(fd);
 		if ((e != ENOENT && e != ECONNREFUSED) || fl_now_ns() >= deadline)
-			return -e;
+			return fl_error_set(err, -e, "%s", strerror(e));
 		usleep(20000);
 	}
 }

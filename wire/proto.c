@@ -426,7 +426,7 @@ int fl_proto_error_encode(uint8_t *out, size_t cap, uint32_t code, const char *t
 	return (int)(ERROR_FIXED + tl);
 }
 
-int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_error *e)
+int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_msg_error *e)
 {
 	/* On failure e still holds one defined line: callers print it. */
 	e->code = 0;

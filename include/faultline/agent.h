@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "faultline/hist.h"
 #include "faultline/proto.h"
+#include "faultline/report.h"
 #include "faultline/state.h"
 
 /* Stops the VM and hands its device state to the destination VMM. Returns 0
@@ -97,72 +97,9 @@ struct fl_dest_opts {
 void fl_source_opts_default(struct fl_source_opts *o);
 void fl_dest_opts_default(struct fl_dest_opts *o);
 
-/* What a run measured. Times in ns, CLOCK_MONOTONIC. */
-struct fl_report {
-	char role[8];
-	char id[64];
-	enum fl_state state;
-	char error[320];		/* one line when state is FAILED */
-	uint64_t total_pages;
-	uint64_t postcopy_pages;	/* pages placed with data */
-	uint64_t zero_pages;		/* pages placed as zero, never sent */
-	uint64_t fault_pages;		/* pages fetched on a fault */
-	uint64_t faults;		/* fault events handled */
-	uint64_t held_faults;		/* faults raised before switchover */
-	uint64_t removed_pages;		/* REMOVE/UNMAP: zero-and-present */
-	uint64_t clean_pages;		/* dest: current since pre-copy, mapped without a fetch */
-	uint32_t followers;		/* dest: other processes served (vhost-user backends) */
-	uint32_t followers_lost;	/* dest: of those, exited during post-copy */
-	uint64_t follower_faults;	/* dest: faults they raised */
-	uint64_t precopy_bytes;		/* dest: bytes pulled while the VM ran on the source */
-	uint64_t punched_pages;		/* dest: stale pre-copied pages replaced via hole + COPY */
-	uint64_t bytes;			/* bytes over the wire (page data + framing) */
-	uint64_t start_ns, switch_ns, done_ns;
-	uint64_t stop_ns;		/* source: when it began stopping the VM */
-	uint64_t stopped_ns;		/* source: VM stopped, device state handed over */
-	uint64_t drained_ns;		/* dest: pre-copy reads in flight at the switch landed */
-	uint64_t bulk_ns;		/* wall time of the background pull */
-	uint64_t bulk_bytes;
-	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
-	char sha256[65];		/* source: RAM at switchover */
-	/* pre-copy */
-	uint64_t precopy_pages;		/* pages sent while the VM ran */
-	uint32_t precopy_rounds;
-	char switch_reason[24];		/* converged | budget | non-convergence | forced | none */
-	char dirty_backend[16];
-	double dirty_rate_mbps, link_mbps;
-	uint64_t remaining_pages;	/* dirty pages the last round left */
-	uint64_t final_dirty_pages;	/* sent at switchover */
-	int rt_fallback;		/* fault thread could not get SCHED_FIFO */
-	uint32_t rejected_peers;	/* source: connections dropped at the handshake */
-	uint32_t nregions;
-	/* dest: where each guest cell's pages are after completion */
-	struct fl_placement {
-		char name[64];
-		int node;		/* intended; -1 unconstrained */
-		uint64_t pages, on_node;	/* every page of the RAM file */
-		uint64_t vm_pages, vm_on_node;	/* those mapped in the VM process */
-	} placement[FL_PROTO_MAX_REGIONS];
-	uint32_t nplacement;
-	int placement_low;		/* a cell is below placement_min */
-	double placement_min;
-};
-
-/* Make the calling thread SCHED_FIFO at prio (0: leave it). Its busy-polls are
- * bounded, so it cannot starve the host. 0, or -errno (EPERM without
- * CAP_SYS_NICE: the caller goes on at normal priority). */
-int fl_agent_rt_thread(int prio);
-
-/* Run an agent to completion. 0 when the migration completed, -errno
- * otherwise (rep->error says why). */
+/* Run an agent to completion into rep (fl_report_create). 0 when the
+ * migration completed, -errno otherwise (fl_report_error says why). */
 int fl_source_run(const struct fl_source_opts *o, struct fl_report *rep);
 int fl_dest_run(const struct fl_dest_opts *o, struct fl_report *rep);
-
-/* Zero a report and stamp its role, id and start time. */
-void fl_report_init(struct fl_report *rep, const char *role, const char *id);
-/* JSON (one line) of a report; caller frees. */
-char *fl_report_json(const struct fl_report *rep);
-/* Atomically replace path with a status line (state, progress). */
-int fl_report_write_status(const char *path, const struct fl_report *rep, uint64_t pages_done);
 
 #endif

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "faultline/error.h"
+
 #define FL_NUMA_MAX_CELLS 64
 #define FL_NUMA_NONE (-1)
 
@@ -68,5 +70,17 @@ struct fl_preflight {
 /* Every problem found, one line each, in out (NUL-separated is not used:
  * lines end with '\n'). Returns the number of refusals, or -errno. */
 int fl_numa_preflight(const struct fl_preflight *p, char *out, size_t len);
+
+/* Make the calling thread SCHED_FIFO at prio (0: leave it). Its busy-polls are
+ * bounded, so it cannot starve the host. 0, or -errno (EPERM without
+ * CAP_SYS_NICE: the caller goes on at normal priority). */
+int fl_numa_rt_thread(int prio);
+
+/* Can `bytes` be pinned (RDMA registers all guest RAM)? limit =
+ * RLIMIT_MEMLOCK (RLIM_INFINITY = none), ipc_lock = CAP_IPC_LOCK held.
+ * 0 or -ENOMEM with the reason in err. */
+int fl_numa_memlock_check(uint64_t bytes, uint64_t limit, bool ipc_lock, struct fl_error *err);
+/* The same for this process. */
+int fl_numa_memlock_check_self(uint64_t bytes, struct fl_error *err);
 
 #endif

@@ -96,7 +96,7 @@ struct fl_switchover { uint64_t flags; uint64_t dirty_pages; };
 struct fl_round { uint32_t round; uint32_t flags; uint64_t pages; uint64_t bytes; };
 #define FL_ROUND_NO_PULL 1u	/* apply the DIRTY frames, fetch nothing yet */
 struct fl_complete { uint64_t pages; uint64_t bytes; };	/* also PROGRESS */
-struct fl_error { uint32_t code; char text[FL_PROTO_MAX_TEXT + 1]; };
+struct fl_msg_error { uint32_t code; char text[FL_PROTO_MAX_TEXT + 1]; };
 
 /* Header. -EAGAIN short buffer, -EBADMSG bad magic, -ENOMSG unknown type,
  * -EMSGSIZE length beyond the type's limit. */
@@ -145,7 +145,7 @@ int fl_proto_complete_decode(const uint8_t *in, size_t n, struct fl_complete *c)
 int fl_proto_error_encode(uint8_t *out, size_t cap, uint32_t code, const char *text);
 /* The one ERROR decoder: on -EBADMSG e->text still reads
  * "(malformed ERROR frame)", so a caller can always print it. */
-int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_error *e);
+int fl_proto_error_decode(const uint8_t *in, size_t n, struct fl_msg_error *e);
 
 /* Blocking frame I/O on a stream fd. read_frame: -ECONNRESET on EOF,
  * decode errors as above, payload must fit cap (else -EMSGSIZE). */
@@ -170,5 +170,10 @@ void fl_proto_send_error(int fd, int err, const char *text);
 const char *fl_proto_type_name(uint16_t type);
 /* One-line description of a protocol -errno. */
 const char *fl_proto_strerror(int err);
+
+/* One command line to a UNIX socket, one reply line back (newline cut)
+ * within timeout_ms: the operator and guest-sim control sockets. 0 or
+ * -errno (-ETIMEDOUT: silent; -ECONNRESET: closed without a word). */
+int fl_proto_line_call(const char *sock, const char *cmd, char *reply, size_t len, int timeout_ms);
 
 #endif

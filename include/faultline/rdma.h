@@ -20,26 +20,9 @@ struct fl_rdma_server;
  * bytes) for remote read, fill remote_addr/rkey in hello, set
  * FL_CAP_RDMA_READ, and accept RC connections for hello->session on addr
  * (HOST:PORT) from a thread until destroyed. 0 or -errno
- * (fl_rdma_last_error says why: no device, memlock, registration). */
+ * (fl_transport_error says why: no device, memlock, registration). */
 int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
 			  struct fl_rdma_server **out);
 void fl_rdma_server_destroy(struct fl_rdma_server *s);
-
-/* Can `bytes` be pinned? limit = RLIMIT_MEMLOCK (RLIM_INFINITY = none),
- * ipc_lock = the process has CAP_IPC_LOCK. 0 or -ENOMEM with err set. */
-int fl_rdma_memlock_check(uint64_t bytes, uint64_t limit, int ipc_lock, char *err, size_t len);
-/* The same for this process. */
-int fl_rdma_memlock_check_self(uint64_t bytes, char *err, size_t len);
-
-/* Tunables of the destination's queue pairs (defaults in brackets). */
-struct fl_rdma_tun {
-	int signal_every;	/* bulk: one signalled READ per N [4]; faults: every one */
-	int initiator_depth;	/* READs in flight per QP, capped by the device [16] */
-	int sq_depth;		/* send queue = CQ entries [256], capped by the device */
-};
-void fl_rdma_tun_get(struct fl_rdma_tun *t);
-void fl_rdma_tun_set(const struct fl_rdma_tun *t);
-
-const char *fl_rdma_last_error(void);
 
 #endif

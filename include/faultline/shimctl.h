@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "faultline/error.h"
+
 #define FL_SHIM_MAGIC 0x4d494853u	/* "SHIM" */
 #define FL_SHIM_VERSION 2
 #define FL_SHIM_MAX_REGIONS 64
@@ -68,23 +70,22 @@ struct fl_shim_table {
 };
 
 /* Agent side. Both connect to the shim socket (waiting up to timeout_ms for
- * it to appear). 0 or -errno with one line in fl_shimctl_last_error(). */
-int fl_shimctl_info(const char *sock_path, int timeout_ms, struct fl_shim_table *t);
+ * it to appear). 0 or -errno, the reason in err. */
+int fl_shimctl_info(const char *sock_path, int timeout_ms, struct fl_shim_table *t,
+		    struct fl_error *err);
 /* op: FL_SHIM_OP_CLAIM_*. On success *uffd (O_CLOEXEC) and *conn are open;
  * keep conn until fl_shimctl_release. */
 int fl_shimctl_claim(const char *sock_path, int timeout_ms, enum fl_shim_op op,
-		     struct fl_shim_table *t, int *uffd, int *conn);
+		     struct fl_shim_table *t, int *uffd, int *conn, struct fl_error *err);
 /* The same exchange over a connected socket s (taken over): for tests and
  * the fuzzer. path only names the peer in messages. */
 int fl_shimctl_exchange_fd(int s, const char *path, uint32_t op, struct fl_shim_table *t, int *uffd,
-			   int *conn);
+			   int *conn, struct fl_error *err);
 /* Every field an agent relies on: 0 or -errno with the reason in why. */
 int fl_shimctl_table_check(const struct fl_shim_table *t, char *why, size_t wl);
 /* how: FL_SHIM_RELEASE_* or 0 (served). Closes conn; -1 is ignored. */
 void fl_shimctl_release(int conn, char how);
 /* Name of a state, for messages. */
 const char *fl_shimctl_state_name(uint32_t state);
-/* Last error text, this thread. */
-const char *fl_shimctl_last_error(void);
 
 #endif

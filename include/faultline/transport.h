@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "faultline/error.h"
 #include "faultline/proto.h"
 
 struct fl_tconn;
@@ -31,10 +32,16 @@ struct fl_tsource {
 	uint64_t *sent_bytes;		/* atomic: bytes served, or NULL */
 };
 
+/* Per connection: each channel may be tuned apart. */
 struct fl_transport_opts {
+	size_t size;			/* sizeof(struct fl_transport_opts) the caller was built with */
 	int connect_timeout_ms;		/* default 5000 */
 	int sndbuf, rcvbuf;		/* 0 = kernel default */
 	unsigned spin_us;		/* busy-poll budget before sleeping */
+	/* RDMA queue pairs, each capped by the device */
+	int rdma_signal_every;		/* bulk: one signalled READ per N (4); faults: every one */
+	int rdma_initiator_depth;	/* READs in flight per QP (16) */
+	int rdma_sq_depth;		/* send queue = CQ entries (256) */
 };
 
 void fl_transport_opts_default(struct fl_transport_opts *o);
@@ -73,10 +80,8 @@ int fl_transport_tcp_connect(const char *addr, int timeout_ms);
 int fl_transport_tcp_accept(int lfd, int timeout_ms);
 /* Mark a socket as carrying fault traffic (DSCP EF, interactive priority). */
 void fl_transport_tcp_mark_fault(int fd);
-/* Last error text from connect/listen (address parse, resolution) or an
- * RDMA call, this thread. */
-const char *fl_transport_last_error(void);
-void fl_transport_set_error(const char *text);
-void fl_transport_set_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The last failure of a transport call on this thread (address parse,
+ * resolution, connect, an RDMA verb, the source's ERROR frame). */
+const struct fl_error *fl_transport_error(void);
 
 #endif

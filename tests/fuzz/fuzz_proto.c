@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fl_switchover so;
 	struct fl_round rd;
 	struct fl_complete c;
-	struct fl_error e;
+	struct fl_msg_error e;
 	size_t dl;
 
 	if (size < 1)

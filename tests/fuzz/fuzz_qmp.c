@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pthread_t th;
 	pthread_create(&th, NULL, fuzz_drain, (void *)(intptr_t)peer);
 	struct fl_qmp *q = NULL;
-	if (fl_qmp_create_fd(fd, 200, &q) == 0) {
+	struct fl_error err = { 0 };
+	if (fl_qmp_create_fd(fd, 200, &q, &err) == 0) {
 		char st[32];
 		fl_qmp_wait_event(q, "STOP", 50, NULL);
 		fl_qmp_migrate_status(q, st, sizeof(st));

@@ -18,7 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fuzz_feed(data, size, 2 * sizeof(t), &fd, &peer))	/* the "shim" said its piece */
 		return 0;
 	int uffd = -1, conn = -1;
-	if (fl_shimctl_exchange_fd(fd, "fuzz", FL_SHIM_OP_INFO, &t, &uffd, &conn) == 0) {
+	struct fl_error err = { 0 };
+	if (fl_shimctl_exchange_fd(fd, "fuzz", FL_SHIM_OP_INFO, &t, &uffd, &conn, &err) == 0) {
 		/* what an agent then does with it: sizes and names */
 		uint64_t pages = 0;
 		for (uint32_t i = 0; i < t.nregions; i++)

@@ -58,7 +58,7 @@ static int channel(const char *addr, uint64_t session, uint32_t npages, const st
 	if (rc)
 		return -1;
 	if (h.type == FL_MSG_ERROR) {
-		struct fl_error e;
+		struct fl_msg_error e;
 		fl_proto_error_decode(b, h.len, &e);
 		snprintf(err, el, "%s", e.text);
 		return 1;

@@ -21,7 +21,7 @@ wait_state() {
 	done
 	return 1
 }
-workdir() { W=$(mktemp -d /dev/shm/fl-it-XXXXXX); trap 'rm -rf "$W"' EXIT; }
+workdir() { W=$(mktemp -d /dev/shm/fl-it-XXXXXX); [ -n "${FL_KEEP:-}" ] || trap 'rm -rf "$W"' EXIT; }
 # assert_migration JSONLINE: completed, no corruption, checksums equal
 assert_migration() {
 	line=$1

@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 	void *base[1] = { src };
 	rc = fl_rdma_server_create(argv[1], &h, base, &srv);
 	if (rc) {
-		printf("%s: %s\n", rc == -ENODEV ? "SKIP" : "FAIL", fl_transport_last_error());
+		printf("%s: %s\n", rc == -ENODEV ? "SKIP" : "FAIL", fl_error_text(fl_transport_error()));
 		return rc == -ENODEV ? 77 : 1;
 	}
 	printf("server: region at 0x%llx rkey 0x%x\n", (unsigned long long)h.regions[0].remote_addr,
@@ -85,7 +85,7 @@ int main(int argc, char **argv)
 	if (!rc)
 		rc = ops->connect(argv[1], &to, 0x5eed, FL_CHAN_BULK, 0, &h, &bc);
 	if (rc) {
-		printf("FAIL: connect: %s\n", fl_transport_last_error());
+		printf("FAIL: connect: %s\n", fl_error_text(fl_transport_error()));
 		return 1;
 	}
 	/* a wrong session is refused */
@@ -94,9 +94,9 @@ int main(int argc, char **argv)
 		printf("FAIL: a connection with the wrong session was accepted\n");
 		return 1;
 	}
-	printf("wrong session refused: %s\n", fl_transport_last_error());
+	printf("wrong session refused: %s\n", fl_error_text(fl_transport_error()));
 	if (ops->reg(fc, dst, 64 * PS) || ops->reg(bc, dst, 64 * PS)) {
-		printf("FAIL: reg: %s\n", fl_transport_last_error());
+		printf("FAIL: reg: %s\n", fl_error_text(fl_transport_error()));
 		return 1;
 	}
 
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 		uint64_t page = (uint64_t)(i * 7919) % PAGES, t = now_ns();
 		rc = ops->post_read(fc, (uint64_t)i, 0, page, 1, dst);
 		if (rc || wait_n(ops, fc, comp, 1) != 1 || comp[0].wr_id != (uint64_t)i) {
-			printf("FAIL: fault read %d: %s\n", i, rc ? fl_transport_last_error() : "no completion");
+			printf("FAIL: fault read %d: %s\n", i, rc ? fl_error_text(fl_transport_error()) : "no completion");
 			return 1;
 		}
 		lat[i] = now_ns() - t;
@@ -127,14 +127,14 @@ int main(int argc, char **argv)
 			uint64_t page = (uint64_t)((round * 8 + k) * 8) % PAGES;
 			rc = ops->post_read(bc, (uint64_t)k, 0, page, 8, dst + (size_t)k * 8 * PS);
 			if (rc) {
-				printf("FAIL: bulk post: %s\n", fl_transport_last_error());
+				printf("FAIL: bulk post: %s\n", fl_error_text(fl_transport_error()));
 				return 1;
 			}
 		}
 		int got = wait_n(ops, bc, comp, batch);
 		if (got != batch) {
 			printf("FAIL: bulk round %d: %d of %d completions (%s)\n", round, got, batch,
-			       got < 0 ? fl_transport_last_error() : "lost");
+			       got < 0 ? fl_error_text(fl_transport_error()) : "lost");
 			return 1;
 		}
 		for (int k = 0; k < batch; k++) {
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 		printf("FAIL: the source's departure went unnoticed\n");
 		return 1;
 	}
-	printf("source gone: %s\n", fl_transport_last_error());
+	printf("source gone: %s\n", fl_error_text(fl_transport_error()));
 	ops->close(fc);
 	ops->close(bc);
 	printf("PASS\n");

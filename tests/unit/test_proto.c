@@ -219,7 +219,7 @@ static void test_small(void **st)
 	struct fl_switchover s = { 1, 42 }, sd;
 	struct fl_complete c = { 7, 8 }, cd;
 	struct fl_attach a = { 5, FL_CHAN_BULK, 3 }, ad;
-	struct fl_error e;
+	struct fl_msg_error e;
 
 	(void)st;
 	assert_int_equal(fl_proto_switchover_encode(b, sizeof(b), &s), 16);

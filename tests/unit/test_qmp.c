@@ -65,6 +65,8 @@ static void *fake_main(void *arg)
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7}}, \"capabilities\": []}}\r\n"
 
+static struct fl_error err;
+
 static struct fl_qmp *start(struct fake *f, pthread_t *th, int *rc)
 {
 	int sv[2];
@@ -73,7 +75,7 @@ static struct fl_qmp *start(struct fake *f, pthread_t *th, int *rc)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	f->fd = sv[1];
 	pthread_create(th, NULL, fake_main, f);
-	*rc = fl_qmp_create_fd(sv[0], 2000, &q);
+	*rc = fl_qmp_create_fd(sv[0], 2000, &q, &err);
 	return q;
 }
 
@@ -98,7 +100,8 @@ static void test_commands_and_events(void **st)
 	assert_string_equal(status, "active");
 	assert_non_null(strstr(f.last_req, "query-migrate"));
 	assert_int_equal(fl_qmp_set_capability(q, "x-nope", true), -EREMOTEIO);
-	assert_non_null(strstr(fl_qmp_last_error(q), "Capability x-nope not found"));
+	assert_non_null(strstr(fl_qmp_error(q)->text, "Capability x-nope not found"));
+	assert_int_equal(fl_qmp_error(q)->code, -EREMOTEIO);
 	assert_non_null(strstr(f.last_req, "\"capability\":\"x-nope\""));
 	assert_int_equal(fl_qmp_execute(q, "cont", NULL, NULL, 2000), 0);
 	/* STOP was queued while query-migrate was in flight */
@@ -121,8 +124,9 @@ static void test_bad_peers(void **st)
 	int rc;
 	struct fl_qmp *q = start(&f1, &th, &rc);
 	assert_int_equal(rc, -EPROTO);	/* not a QMP greeting */
-	assert_non_null(strstr(fl_qmp_last_error(q), "not a QMP monitor"));
-	fl_qmp_destroy(q);
+	assert_null(q);
+	assert_non_null(strstr(err.text, "not a QMP monitor"));
+	assert_int_equal(err.code, -EPROTO);
 	pthread_join(th, NULL);
 
 	struct fake f2 = { .greeting = "this is not json\r\n", .replies = none };
@@ -137,8 +141,9 @@ static void test_bad_peers(void **st)
 	fl_qmp_destroy(q);
 	pthread_join(th, NULL);
 
-	assert_int_equal(fl_qmp_connect("/nonexistent/qmp.sock", 100, &q), -ENOENT);
+	assert_int_equal(fl_qmp_connect("/nonexistent/qmp.sock", 100, &q, &err), -ENOENT);
 	assert_null(q);
+	assert_non_null(strstr(err.text, "No such file"));
 }
 
 /* Regression: every member read from QEMU is type-checked. An event whose
@@ -167,7 +172,7 @@ static void test_mistyped_members(void **st)
 	assert_int_equal(fl_qmp_migrate_status(q, status, sizeof(status)), 0);
 	assert_string_equal(status, "none");	/* not a string: absent */
 	assert_int_equal(fl_qmp_execute(q, "cont", NULL, NULL, 2000), -EREMOTEIO);
-	assert_non_null(strstr(fl_qmp_last_error(q), "(no description)"));
+	assert_non_null(strstr(fl_qmp_error(q)->text, "(no description)"));
 	json_object *ret = NULL;
 	assert_int_equal(fl_qmp_execute(q, "query-status", NULL, &ret, 2000), 0);
 	assert_null(fl_qmp_get_string(ret, "status"));	/* an array has no members */

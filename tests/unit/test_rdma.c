@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
+#include "faultline/numa.h"
 #include "faultline/rdma.h"
 
 /* ---- the fake device ---- */
@@ -255,14 +257,15 @@ static struct fl_tconn *connect_ch(enum fl_channel chan, int *rc)
 
 static void test_memlock(void **state)
 {
-	char e[256] = "";
+	struct fl_error e = { 0 };
 
-	assert_int_equal(fl_rdma_memlock_check(1 << 30, 64 << 10, 0, e, sizeof(e)), -ENOMEM);
-	assert_non_null(strstr(e, "RLIMIT_MEMLOCK is 64 KiB"));
-	assert_non_null(strstr(e, "1048576 KiB"));
-	assert_int_equal(fl_rdma_memlock_check(1 << 30, 64 << 10, 1, e, sizeof(e)), 0);	/* CAP_IPC_LOCK */
-	assert_int_equal(fl_rdma_memlock_check(1 << 30, (uint64_t)RLIM_INFINITY, 0, e, sizeof(e)), 0);
-	assert_int_equal(fl_rdma_memlock_check(4096, 8192, 0, e, sizeof(e)), 0);
+	assert_int_equal(fl_numa_memlock_check(1 << 30, 64 << 10, false, &e), -ENOMEM);
+	assert_int_equal(e.code, -ENOMEM);
+	assert_non_null(strstr(e.text, "RLIMIT_MEMLOCK is 64 KiB"));
+	assert_non_null(strstr(e.text, "1048576 KiB"));
+	assert_int_equal(fl_numa_memlock_check(1 << 30, 64 << 10, true, &e), 0);	/* CAP_IPC_LOCK */
+	assert_int_equal(fl_numa_memlock_check(1 << 30, (uint64_t)RLIM_INFINITY, false, &e), 0);
+	assert_int_equal(fl_numa_memlock_check(4096, 8192, false, &e), 0);
 }
 
 static void test_bulk_signalling_and_flush(void **state)
@@ -335,7 +338,7 @@ static void test_qp_error_completion(void **state)
 	assert_int_equal(fl_transport_rdma_ops->post_read(c, 1, 0, 0, 1, buf), 0);
 	complete(wrs[0].wr_id, IBV_WC_REM_ACCESS_ERR);
 	assert_int_equal(fl_transport_rdma_ops->poll(c, out, 4, 0), -EIO);
-	assert_non_null(strstr(fl_transport_last_error(), "RDMA READ failed"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "RDMA READ failed"));
 	/* the channel stays failed */
 	assert_int_equal(fl_transport_rdma_ops->post_read(c, 2, 0, 0, 1, buf), -EIO);
 	fl_transport_rdma_ops->close(c);
@@ -350,7 +353,7 @@ static void test_disconnect_and_removal(void **state)
 	assert_int_equal(rc, 0);
 	queue_events(1, RDMA_CM_EVENT_DISCONNECTED);
 	assert_int_equal(fl_transport_rdma_ops->poll(c, out, 4, 0), -ECONNRESET);
-	assert_string_equal(fl_transport_last_error(), "RDMA: the source disconnected");
+	assert_string_equal(fl_error_text(fl_transport_error()), "RDMA: the source disconnected");
 	fl_transport_rdma_ops->close(c);
 
 	nev = evpos = 0;
@@ -358,7 +361,7 @@ static void test_disconnect_and_removal(void **state)
 	assert_int_equal(rc, 0);
 	queue_events(1, RDMA_CM_EVENT_DEVICE_REMOVAL);
 	assert_int_equal(fl_transport_rdma_ops->poll(c, out, 4, 0), -ENODEV);
-	assert_string_equal(fl_transport_last_error(), "RDMA: the device was removed");
+	assert_string_equal(fl_error_text(fl_transport_error()), "RDMA: the device was removed");
 	fl_transport_rdma_ops->close(c);
 }
 
@@ -372,7 +375,7 @@ static void test_rejected(void **state)
 	assert_int_equal(fl_transport_rdma_ops->connect("10.0.0.1:7000", &o, 1, FL_CHAN_BULK, 0, &table, &c),
 			 -ECONNREFUSED);
 	assert_null(c);
-	assert_non_null(strstr(fl_transport_last_error(), "REJECTED"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "REJECTED"));
 }
 
 static void test_small_device_limits(void **state)
@@ -382,13 +385,13 @@ static void test_small_device_limits(void **state)
 	dev.max_qp_wr = 1;
 	assert_null(connect_ch(FL_CHAN_BULK, &rc));
 	assert_int_equal(rc, -ENOSPC);
-	assert_non_null(strstr(fl_transport_last_error(), "only 1 work requests"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "only 1 work requests"));
 	dev.max_qp_wr = 16384;
 	dev.max_qp_init_rd_atom = 0;
 	nev = evpos = 0;
 	assert_null(connect_ch(FL_CHAN_BULK, &rc));
 	assert_int_equal(rc, -ENOSPC);
-	assert_non_null(strstr(fl_transport_last_error(), "no outstanding READs"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "no outstanding READs"));
 	/* a shallow queue: posting stops with -EAGAIN, one slot kept for the flush */
 	dev.max_qp_init_rd_atom = 128;
 	dev.max_qp_wr = 4;
@@ -417,7 +420,7 @@ static void test_bad_reads_and_tables(void **state)
 	nev = evpos = 0;
 	assert_null(connect_ch(FL_CHAN_BULK, &rc));
 	assert_int_equal(rc, -EPROTONOSUPPORT);
-	assert_non_null(strstr(fl_transport_last_error(), "--transport rdma"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "--transport rdma"));
 }
 
 static void test_reg_mr_failure(void **state)
@@ -428,7 +431,7 @@ static void test_reg_mr_failure(void **state)
 	assert_int_equal(rc, 0);
 	reg_mr_fail = ENOMEM;
 	assert_int_equal(fl_transport_rdma_ops->reg(c, buf, sizeof(buf)), -ENOMEM);
-	assert_non_null(strstr(fl_transport_last_error(), "registering"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "registering"));
 	fl_transport_rdma_ops->close(c);
 
 	/* source side: the guest RAM cannot be registered */
@@ -440,7 +443,7 @@ static void test_reg_mr_failure(void **state)
 	reg_mr_fail = EFAULT;
 	assert_int_equal(fl_rdma_server_create("10.0.0.1:7000", &h, base, &s), -EFAULT);
 	assert_null(s);
-	assert_non_null(strstr(fl_transport_last_error(), "registering region ram0"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "registering region ram0"));
 	assert_false(h.caps & FL_CAP_RDMA_READ);	/* nothing half-published */
 	/* and registration works: caps, address and rkey published */
 	reg_mr_fail = 0;

@@ -102,6 +102,8 @@ static void *fake_main(void *arg)
 	return NULL;
 }
 
+static struct fl_error err;
+
 static int run_claim(struct fake *f, struct fl_shim_table *t, int *uffd, int *conn, pthread_t *th)
 {
 	int sv[2];
@@ -109,7 +111,7 @@ static int run_claim(struct fake *f, struct fl_shim_table *t, int *uffd, int *co
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	f->fd = sv[1];
 	pthread_create(th, NULL, fake_main, f);
-	return fl_shimctl_exchange_fd(sv[0], "fake", FL_SHIM_OP_CLAIM_DEST, t, uffd, conn);
+	return fl_shimctl_exchange_fd(sv[0], "fake", FL_SHIM_OP_CLAIM_DEST, t, uffd, conn, &err);
 }
 
 static void test_claims(void **st)
@@ -138,7 +140,8 @@ static void test_claims(void **st)
 	f.answer.r[0].page_size = 0;
 	f.send_fd = -1;
 	assert_int_equal(run_claim(&f, &t, &uffd, &conn, &th), -EBADMSG);
-	assert_non_null(strstr(fl_shimctl_last_error(), "malformed region 0"));
+	assert_non_null(strstr(err.text, "malformed region 0"));
+	assert_int_equal(err.code, -EBADMSG);
 	assert_int_equal(uffd, -1);
 	pthread_join(th, NULL);
 }

@@ -142,7 +142,7 @@ static void test_reads(void **st)
 	assert_int_equal(fl_transport_tcp.post_read(c, 14, 0, 250, 10, buf[0]), 0);
 	int n = fl_transport_tcp.poll(c, comp, 1, 2000);
 	assert_int_equal(n, -EREMOTEIO);
-	assert_non_null(strstr(fl_transport_last_error(), "out of range"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "out of range"));
 	fl_transport_tcp.close(c);
 	stop(&s);
 	assert_int_equal(s.rc, -ERANGE);
@@ -198,12 +198,12 @@ static void test_addresses(void **st)
 {
 	(void)st;
 	assert_int_equal(fl_transport_tcp_connect("nocolon", 100), -EINVAL);
-	assert_non_null(strstr(fl_transport_last_error(), "HOST:PORT"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "HOST:PORT"));
 	assert_int_equal(fl_transport_tcp_connect("no.such.host.invalid:1", 100), -EHOSTUNREACH);
 	/* nobody listens: refused until the deadline */
 	int rc = fl_transport_tcp_connect("127.0.0.1:1", 200);
 	assert_true(rc == -ECONNREFUSED || rc == -ETIMEDOUT);
-	assert_non_null(strstr(fl_transport_last_error(), "cannot connect"));
+	assert_non_null(strstr(fl_error_text(fl_transport_error()), "cannot connect"));
 	assert_null(fl_transport_find("carrier-pigeon"));
 	assert_ptr_equal(fl_transport_find("tcp"), &fl_transport_tcp);
 }

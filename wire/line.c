@@ -1,3 +1,6 @@
+/* One-line exchanges on a UNIX socket: a command line out, one reply line
+ * back within a deadline. The source agent's operator socket and
+ * guest-sim's control socket speak it. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -7,13 +10,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "vmctl.h"
+#include "faultline/proto.h"
 
-int vmctl_call(const char *sock, const char *cmd, char *reply, size_t len, int timeout_ms)
+int fl_proto_line_call(const char *sock, const char *cmd, char *reply, size_t len, int timeout_ms)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	size_t got = 0;
 
+	if (!len)
+		return -EINVAL;
+	reply[0] = 0;
 	if (strlen(sock) >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(a.sun_path, sock);
@@ -23,19 +29,23 @@ int vmctl_call(const char *sock, const char *cmd, char *reply, size_t len, int t
 	char line[1024];
 	int ll = snprintf(line, sizeof(line), "%s\n", cmd);
 	/* One write: the server answers and closes as soon as it has the line. */
-	if (ll >= (int)sizeof(line) || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    write(s, line, (size_t)ll) != ll) {
+	if (ll >= (int)sizeof(line)) {
+		close(s);
+		return -E2BIG;
+	}
+	if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    send(s, line, (size_t)ll, MSG_NOSIGNAL) != ll) {
 		int e = -errno;
 		close(s);
 		return e;
 	}
-	reply[0] = 0;
 	while (got + 1 < len) {
 		struct pollfd p = { .fd = s, .events = POLLIN };
 		int r = poll(&p, 1, timeout_ms);
 		if (r <= 0) {
+			int e = r == 0 ? -ETIMEDOUT : -errno;
 			close(s);
-			return r == 0 ? -ETIMEDOUT : -errno;
+			return e;
 		}
 		ssize_t n = read(s, reply + got, len - 1 - got);
 		if (n <= 0)
@@ -46,8 +56,6 @@ int vmctl_call(const char *sock, const char *cmd, char *reply, size_t len, int t
 			break;
 	}
 	close(s);
-	char *nl = strchr(reply, '\n');
-	if (nl)
-		*nl = 0;
+	reply[strcspn(reply, "\n")] = 0;
 	return got ? 0 : -ECONNRESET;
 }

@@ -1,0 +1,79 @@
+/* Inside the library: what a run measured (public: faultline/report.h,
+ * opaque, read through accessors so a new counter changes no ABI). */
+#ifndef FL_CORE_REPORT_H
+#define FL_CORE_REPORT_H
+
+#include <stdint.h>
+
+#include "faultline/error.h"
+#include "faultline/hist.h"
+#include "faultline/report.h"
+#include "faultline/state.h"
+
+#pragma GCC visibility push(hidden)
+
+#define FL_REPORT_MAX_CELLS 64	/* >= FL_PROTO_MAX_REGIONS (checked in dest/) */
+
+/* What a run measured. Times in ns, CLOCK_MONOTONIC. */
+struct fl_report {
+	char role[8];
+	char id[64];
+	enum fl_state state;
+	struct fl_error error;		/* why, when state is FAILED or CANCELLED */
+	uint64_t total_pages;
+	uint64_t postcopy_pages;	/* pages placed with data */
+	uint64_t zero_pages;		/* pages placed as zero, never sent */
+	uint64_t fault_pages;		/* pages fetched on a fault */
+	uint64_t faults;		/* fault events handled */
+	uint64_t held_faults;		/* faults raised before switchover */
+	uint64_t removed_pages;		/* REMOVE/UNMAP: zero-and-present */
+	uint64_t clean_pages;		/* dest: current since pre-copy, mapped without a fetch */
+	uint64_t followers;		/* dest: other processes served (vhost-user backends) */
+	uint64_t followers_lost;	/* dest: of those, exited during post-copy */
+	uint64_t follower_faults;	/* dest: faults they raised */
+	uint64_t precopy_bytes;		/* dest: bytes pulled while the VM ran on the source */
+	uint64_t punched_pages;		/* dest: stale pre-copied pages replaced via hole + COPY */
+	uint64_t bytes;			/* bytes over the wire (page data + framing) */
+	uint64_t pages_done;		/* progress: dest pages received, source pages sent */
+	uint64_t start_ns, switch_ns, done_ns;
+	uint64_t stop_ns;		/* source: when it began stopping the VM */
+	uint64_t stopped_ns;		/* source: VM stopped, device state handed over */
+	uint64_t drained_ns;		/* dest: pre-copy reads in flight at the switch landed */
+	uint64_t bulk_ns;		/* wall time of the background pull */
+	uint64_t bulk_bytes;
+	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
+	char sha256[65];		/* source: RAM at switchover */
+	/* pre-copy */
+	uint64_t precopy_pages;		/* pages sent while the VM ran */
+	uint64_t precopy_rounds;
+	char switch_reason[24];		/* converged | budget | non-convergence | forced | none */
+	char dirty_backend[16];
+	double dirty_rate_mbps, link_mbps;
+	uint64_t remaining_pages;	/* dirty pages the last round left */
+	uint64_t final_dirty_pages;	/* sent at switchover */
+	int rt_fallback;		/* fault thread could not get SCHED_FIFO */
+	uint64_t rejected_peers;	/* source: connections dropped at the handshake */
+	uint32_t nregions;
+	/* dest: where each guest cell's pages are after completion */
+	struct fl_placement {
+		char name[64];
+		int node;		/* intended; -1 unconstrained */
+		uint64_t pages, on_node;	/* every page of the RAM file */
+		uint64_t vm_pages, vm_on_node;	/* those mapped in the VM process */
+	} placement[FL_REPORT_MAX_CELLS];
+	uint32_t nplacement;
+	int placement_low;		/* a cell is below placement_min */
+	double placement_min;
+};
+
+/* Zero a report and stamp its role, id and start time. */
+void fl_report_init(struct fl_report *rep, const char *role, const char *id);
+struct json_object;
+/* The report as a JSON object (fl_report_json's); caller puts it. */
+struct json_object *fl_report_object(const struct fl_report *r);
+/* Atomically replace path with a status line (state, progress). */
+int fl_report_write_status(const char *path, const struct fl_report *rep);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,62 @@
+/* VMM drivers: what faultline asks of the hypervisor around a migration.
+ * The source agent stops the guest at switchover and asks where it stands;
+ * the controller prepares both ends, asks the destination guest how it
+ * fared, and settles the VMM's side afterwards. Drivers: guest-sim (the
+ * test VMM, over its control socket) and QEMU (over QMP). */
+#ifndef FAULTLINE_VMM_H
+#define FAULTLINE_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "faultline/error.h"
+
+struct fl_vmm;
+struct json_object;
+
+/* guest-sim: src_ctl / dst_ctl are its control sockets (dst_ctl may be
+ * NULL: nothing to ask there), uri where the source sends device state. */
+int fl_vmm_guestsim_create(const char *src_ctl, const char *dst_ctl, const char *uri,
+			   struct fl_vmm **out, struct fl_error *err);
+/* QEMU: both monitors, the migration URI (tcp:HOST:PORT) the destination
+ * listens on for device state; leave_paused: the destination (started
+ * with -S) stays paused afterwards. */
+int fl_vmm_qemu_create(const char *src_qmp, const char *dst_qmp, const char *uri, bool leave_paused,
+		       struct fl_vmm **out, struct fl_error *err);
+void fl_vmm_destroy(struct fl_vmm *v);
+/* "guest-sim", "QEMU": for messages */
+const char *fl_vmm_name(const struct fl_vmm *v);
+
+/* For fl_source_opts: stop_vm = fl_vmm_stop, vm_state = fl_vmm_state,
+ * stop_arg = the fl_vmm. */
+int fl_vmm_stop(void *vmm, char *err, size_t errlen);
+int fl_vmm_state(void *vmm, char *state, size_t len);
+
+/* Before any agent starts: the VMMs carry device state only (QEMU:
+ * x-ignore-shared, destination listening). Nothing has moved when it
+ * fails: the guest runs on as before. */
+int fl_vmm_prepare(struct fl_vmm *v, struct fl_error *err);
+/* "CELL:NODE,..." read from the destination VMM's memory backends, or NULL. */
+const char *fl_vmm_numa_map(const struct fl_vmm *v);
+
+/* The destination guest's own view after the migration. */
+struct fl_guest_check {
+	bool queried;			/* stall figures below are real */
+	double max_stall_ms, switch_stall_ms;
+	bool verified;			/* a full self-check ran */
+	int64_t corrupt;		/* pages that failed it */
+	int64_t first_corrupt;		/* -1: none */
+	char first_corrupt_holds[96];
+	char sha256[65];		/* RAM as the guest had it at switchover */
+};
+/* -ENOTSUP: this VMM's guest cannot be asked (QEMU: the guest checks itself). */
+int fl_vmm_guest_check(struct fl_vmm *v, bool verify, struct fl_guest_check *g, struct fl_error *err);
+
+/* The agents are done; ram_ok: every page reached the destination. Finish
+ * the VMM's side and leave the guest running on exactly one host, adding
+ * what was found to out (guest_on, the VMM's own status...). 0, or -errno
+ * with err when the VMM's side failed (the migration then failed too). */
+int fl_vmm_finish(struct fl_vmm *v, bool ram_ok, struct json_object *out, struct fl_error *err);
+
+#endif

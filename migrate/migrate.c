@@ -1,0 +1,384 @@
+/* The migration controller's life: options and id, both agents started
+ * (each in its own process and network namespace, its report in memory
+ * shared with us), progress, operator requests. result.c says how it
+ * ended. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "faultline/log.h"
+#include "faultline/proto.h"
+#include "controller.h"
+
+void fl_migration_opts_default(struct fl_migration_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->size = sizeof(*o);
+	o->id_prefix = "migration";
+	o->status_dir = FL_MIGRATION_STATUS_DIR;
+	fl_source_opts_default(&o->source);
+	fl_dest_opts_default(&o->dest);
+	o->source.checksum = true;	/* the RAM at switchover, to compare with the guest's */
+	o->verify = true;
+}
+
+static char *path_in(const char *dir, const char *id, const char *suffix)
+{
+	char *p = NULL;
+
+	if (!dir)
+		return NULL;
+	mkdir(dir, 0700);
+	if (asprintf(&p, "%s/%s.%s", dir, id, suffix) < 0)
+		return NULL;
+	return p;
+}
+
+char *fl_migration_status_path(const char *dir, const char *id, const char *role)
+{
+	char suffix[32];
+
+	snprintf(suffix, sizeof(suffix), "%s.json", role);
+	return path_in(dir, id, suffix);
+}
+
+char *fl_migration_ctl_path(const char *dir, const char *id)
+{
+	return path_in(dir, id, "source.sock");
+}
+
+/* Is migration `id` still running on this host? Its status files name the
+ * agent's pid and state. */
+static bool id_in_use(const char *dir, const char *id, char *why, size_t wl)
+{
+	static const char *const roles[] = { "source", "dest" };
+
+	for (int i = 0; i < 2; i++) {
+		char *path = fl_migration_status_path(dir, id, roles[i]);
+		json_object *st = path ? json_object_from_file(path) : NULL, *x;
+		free(path);
+		const char *state = json_object_object_get_ex(st, "state", &x) && json_object_is_type(x, json_type_string)
+					    ? json_object_get_string(x) : NULL;
+		int pid = json_object_object_get_ex(st, "pid", &x) && json_object_is_type(x, json_type_int)
+				  ? json_object_get_int(x) : 0;
+		bool live = state && strcmp(state, "completed") && strcmp(state, "failed") &&
+			    strcmp(state, "cancelled") && pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+		if (live)
+			snprintf(why, wl, "its %s agent (pid %d) is %s", roles[i], pid, state);
+		json_object_put(st);
+		if (live)
+			return true;
+	}
+	return false;
+}
+
+int fl_migration_create(const struct fl_migration_opts *given, struct fl_migration **out,
+			struct fl_error *err)
+{
+	struct fl_migration *m = calloc(1, sizeof(*m));
+	char why[160];
+
+	*out = NULL;
+	if (!m)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	fl_migration_opts_default(&m->o);
+	if (fl_opts_take(&m->o, sizeof(m->o), given)) {
+		free(m);
+		return fl_error_set(err, -EINVAL, "migration options of %zu bytes: not a faultline options "
+				    "struct this library knows (%zu)", given->size, sizeof(m->o));
+	}
+	struct fl_migration_opts *o = &m->o;
+	if (!o->status_dir)
+		o->status_dir = FL_MIGRATION_STATUS_DIR;
+	if (!o->dest.source)
+		o->dest.source = o->source.listen;
+	if (!o->source.listen || !o->dest.shim_sock || (!o->source.shim_sock && !o->source.nram)) {
+		free(m);
+		return fl_error_set(err, -EINVAL, "a migration needs the source's listen address, the "
+				    "destination's shim socket and the source's shim socket or RAM files");
+	}
+	if (o->id) {
+		int rc = 0;
+		if (strlen(o->id) >= sizeof(m->id) || !o->id[0] || strchr(o->id, '/'))
+			rc = fl_error_set(err, -EINVAL, "migration id '%s': 1 to %zu characters, no '/'",
+					  o->id, sizeof(m->id) - 1);
+		else if (id_in_use(o->status_dir, o->id, why, sizeof(why)))
+			rc = fl_error_set(err, -EBUSY, "migration '%s' is already running on this host (%s): "
+					  "give another id", o->id, why);
+		if (rc) {
+			free(m);
+			return rc;
+		}
+		snprintf(m->id, sizeof(m->id), "%s", o->id);
+	} else {
+		/* unique on this host: two migrations never share status files */
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		snprintf(m->id, sizeof(m->id), "%.40s-%04d%02d%02d-%02d%02d%02d-%d",
+			 o->id_prefix ? o->id_prefix : "migration", tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)getpid());
+	}
+	o->id = m->id;
+	o->source.id = o->dest.id = m->id;
+	m->spath = fl_migration_status_path(o->status_dir, m->id, "source");
+	m->dpath = fl_migration_status_path(o->status_dir, m->id, "dest");
+	m->ctl = fl_migration_ctl_path(o->status_dir, m->id);
+	if (!m->spath || !m->dpath || !m->ctl) {
+		fl_migration_destroy(m);
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	}
+	o->source.status_path = m->spath;
+	o->source.ctl_sock = m->ctl;
+	o->dest.status_path = m->dpath;
+	if (o->vmm) {
+		o->source.stop_vm = fl_vmm_stop;
+		o->source.vm_state = fl_vmm_state;
+		o->source.stop_arg = o->vmm;
+	}
+	m->s_exit = m->d_exit = -1;
+	snprintf(m->state, sizeof(m->state), "queued");
+	*out = m;
+	return 0;
+}
+
+const char *fl_migration_id(const struct fl_migration *m)
+{
+	return m->id;
+}
+
+static int enter_netns(const char *name)
+{
+	char path[512];
+
+	if (!name)
+		return 0;
+	snprintf(path, sizeof(path), "/run/netns/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = setns(fd, CLONE_NEWNET) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* One agent in a child process: its report lives in memory we share, so
+ * what it measured needs no parsing and progress needs no files. */
+static pid_t spawn_agent(struct fl_migration *m, bool src)
+{
+	struct fl_report *r = src ? m->srep : m->drep;
+	const char *ns = src ? m->o.src_netns : m->o.dst_netns;
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	int rc = enter_netns(ns);
+	if (rc) {
+		fl_report_init(r, src ? "source" : "dest", m->id);
+		r->state = FL_STATE_FAILED;
+		fl_error_set(&r->error, rc, "cannot enter network namespace '%s': %s", ns, strerror(-rc));
+		_exit(1);
+	}
+	rc = src ? fl_source_run(&m->o.source, r) : fl_dest_run(&m->o.dest, r);
+	_exit(rc ? 1 : 0);
+}
+
+static struct fl_report *shared_report(void)
+{
+	void *p = mmap(NULL, sizeof(struct fl_report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int fl_migration_start(struct fl_migration *m)
+{
+	struct fl_migration_opts *o = &m->o;
+
+	if (m->started)
+		return fl_error_set(&m->err, -EALREADY, "migration %s was started already", m->id);
+	m->started = true;
+	m->t0 = fl_now_ns();
+	unlink(m->spath);
+	unlink(m->dpath);
+	m->srep = shared_report();
+	m->drep = shared_report();
+	if (!m->srep || !m->drep)
+		goto nostart;
+	if (o->vmm) {
+		int rc = fl_vmm_prepare(o->vmm, &m->err);
+		if (rc)
+			goto nostart;	/* nothing started: the VM runs on as before */
+		if (!o->dest.numa_map && fl_vmm_numa_map(o->vmm)) {
+			o->dest.numa_map = fl_vmm_numa_map(o->vmm);
+			o->dest.numa_map_lenient = true;	/* backends that are no RAM file are skipped */
+			fl_log(FL_LOG_INFO, "migrate", "NUMA map from the destination %s: %s", fl_vmm_name(o->vmm),
+			       o->dest.numa_map);
+		}
+	}
+	m->sp = spawn_agent(m, true);
+	if (m->sp < 0) {
+		fl_error_set(&m->err, -errno, "cannot start the source agent: %s", strerror(errno));
+		goto nostart;
+	}
+	m->dp = spawn_agent(m, false);
+	if (m->dp < 0) {
+		fl_error_set(&m->err, -errno, "cannot start the destination agent: %s", strerror(errno));
+		kill(m->sp, SIGTERM);	/* before switchover: the VM keeps running */
+		waitpid(m->sp, NULL, 0);
+		m->sp = 0;
+		goto nostart;
+	}
+	return 0;
+nostart:
+	if (!m->err.code)
+		fl_error_set(&m->err, -ENOMEM, "out of memory");
+	snprintf(m->state, sizeof(m->state), "failed");
+	m->finished = true;
+	return m->err.code;
+}
+
+/* What an operator watches: the source during pre-copy (round, what is
+ * left), the destination after. */
+static void progress(struct fl_migration *m)
+{
+	const struct fl_report *r = m->srep->state == FL_STATE_PRECOPY ? m->srep : m->drep;
+	struct fl_migration_progress p = {
+		.size = sizeof(p),
+		.state = fl_state_name(r->state),
+		.pages_done = r->pages_done,
+		.total_pages = r->total_pages,
+		.bytes = r->bytes,
+		.elapsed_s = (double)(fl_now_ns() - m->t0) / 1e9,
+		.round = (uint32_t)(r == m->srep ? r->precopy_rounds : 0),
+		.remaining_pages = r == m->srep ? r->remaining_pages : 0,
+	};
+
+	if (m->o.progress)
+		m->o.progress(m->o.progress_arg, &p);
+}
+
+/* An agent that did not exit (killed, crashed) left its report mid-run:
+ * nothing in it is final, and it did not finish. */
+static int exit_code(int st, struct fl_report *r)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (!fl_state_is_terminal(r->state))
+		r->state = FL_STATE_FAILED;
+	return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+static void reap(struct fl_migration *m)
+{
+	int st;
+
+	/* our two children only: the embedder's own are not ours to reap */
+	if (m->s_exit < 0 && waitpid(m->sp, &st, WNOHANG) == m->sp)
+		m->s_exit = exit_code(st, m->srep);
+	if (m->d_exit < 0 && waitpid(m->dp, &st, WNOHANG) == m->dp) {
+		m->d_exit = exit_code(st, m->drep);
+		m->t_done = fl_now_ns();
+		/* A destination that failed before switchover: the source has
+		 * not stopped the VM and may stop waiting for it. */
+		enum fl_state s = m->srep->state;
+		if (m->d_exit && m->s_exit < 0 && (s == FL_STATE_QUEUED || s == FL_STATE_PREPARING))
+			kill(m->sp, SIGTERM);
+	}
+}
+
+int fl_migration_poll(struct fl_migration *m, int timeout_ms)
+{
+	uint64_t until = fl_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+
+	if (m->finished)
+		return 0;
+	if (!m->started)
+		return fl_error_set(&m->err, -EINVAL, "migration %s was not started", m->id);
+	for (;;) {
+		reap(m);
+		if (m->s_exit >= 0 && m->d_exit >= 0) {
+			mig_finish(m);
+			m->finished = true;
+			return 0;
+		}
+		progress(m);
+		if (fl_now_ns() >= until)
+			return 1;
+		usleep(20000);
+	}
+}
+
+int fl_migration_wait(struct fl_migration *m)
+{
+	int rc;
+
+	while ((rc = fl_migration_poll(m, 1000)) == 1)
+		;
+	if (rc < 0)
+		return rc;
+	return m->ok ? 0 : (m->err.code ? m->err.code : -EIO);
+}
+
+int fl_migration_request(const char *dir, const char *id, const char *verb, char *reply, size_t len,
+			 struct fl_error *err)
+{
+	char *sock = fl_migration_ctl_path(dir, id);
+	int rc = sock ? fl_proto_line_call(sock, verb, reply, len, 10000) : -ENOMEM;
+
+	free(sock);
+	if (rc)
+		return fl_error_set(err, rc, "no running migration '%s' on this host (%s)", id, strerror(-rc));
+	if (!strncmp(reply, "ok", 2)) {
+		memmove(reply, reply + (reply[2] ? 3 : 2), strlen(reply + (reply[2] ? 3 : 2)) + 1);
+		return 0;
+	}
+	return fl_error_set(err, -EPERM, "%s", !strncmp(reply, "error ", 6) ? reply + 6 : reply);
+}
+
+int fl_migration_abort(struct fl_migration *m, struct fl_error *err)
+{
+	char reply[512];
+
+	return fl_migration_request(m->o.status_dir, m->id, "abort", reply, sizeof(reply), err);
+}
+
+int fl_migration_force_complete(struct fl_migration *m, struct fl_error *err)
+{
+	char reply[512];
+
+	return fl_migration_request(m->o.status_dir, m->id, "force-complete", reply, sizeof(reply), err);
+}
+
+void fl_migration_destroy(struct fl_migration *m)
+{
+	if (!m)
+		return;
+	/* a controller that goes away mid-run must not orphan agents
+	 * silently: they run on (the guest is theirs) and are reaped here */
+	if (m->started && !m->finished) {
+		if (m->sp > 0 && m->s_exit < 0)
+			waitpid(m->sp, NULL, 0);
+		if (m->dp > 0 && m->d_exit < 0)
+			waitpid(m->dp, NULL, 0);
+	}
+	if (m->srep)
+		munmap(m->srep, sizeof(struct fl_report));
+	if (m->drep)
+		munmap(m->drep, sizeof(struct fl_report));
+	json_object_put(m->out);
+	free(m->spath);
+	free(m->dpath);
+	free(m->ctl);
+	free(m);
+}

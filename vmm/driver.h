@@ -1,0 +1,37 @@
+/* Inside the vmm module: a driver is an ops struct (SPDK style). */
+#ifndef FL_VMM_INT_H
+#define FL_VMM_INT_H
+
+#include "faultline/qmp.h"
+#include "faultline/vmm.h"
+
+#pragma GCC visibility push(hidden)
+
+struct vmm_ops {
+	const char *name;
+	int (*prepare)(struct fl_vmm *v, struct fl_error *err);		/* optional */
+	int (*stop)(struct fl_vmm *v, char *err, size_t el);
+	int (*state)(struct fl_vmm *v, char *st, size_t len);
+	int (*guest_check)(struct fl_vmm *v, bool verify, struct fl_guest_check *g,
+			   struct fl_error *err);				/* optional */
+	int (*finish)(struct fl_vmm *v, bool ram_ok, struct json_object *out, struct fl_error *err);
+};
+
+struct fl_vmm {
+	const struct vmm_ops *ops;
+	char uri[256];
+	/* guest-sim */
+	char src_ctl[256], dst_ctl[256];
+	/* QEMU */
+	char src_qmp[256], dst_qmp[256];
+	bool leave_paused;
+	bool src_was_running;		/* the guest ran when we started */
+	struct fl_qmp *watch;		/* the destination's monitor, held from prepare */
+	char numa_map[1024];
+};
+
+extern const struct vmm_ops vmm_guestsim_ops, vmm_qemu_ops;
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,294 @@
+/* The QEMU driver, over QMP: x-ignore-shared and migrate-incoming before,
+ * STOP at switchover, QEMU's own account after, and where the guest ends
+ * up when it did not go as planned. QEMU carries the device state only;
+ * faultline carries the RAM. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "faultline/log.h"
+#include "driver.h"
+
+/* Start QEMU's own migration (device state only, x-ignore-shared) and
+ * return at the STOP event: the moment the final dirty set is taken. A VM
+ * that was already paused has no STOP to wait for. */
+static int q_stop(struct fl_vmm *v, char *err, size_t el)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *q = NULL;
+	json_object *st = NULL;
+	int rc = fl_qmp_connect(v->src_qmp, 5000, &q, &e);
+
+	if (rc)
+		goto out;
+	rc = fl_qmp_execute(q, "query-status", NULL, &st, 5000);
+	if (rc)
+		goto out;
+	bool running = false;
+	fl_qmp_get_bool(st, "running", &running);
+	json_object *args = json_object_new_object();
+	json_object_object_add(args, "uri", json_object_new_string(v->uri));
+	rc = fl_qmp_execute(q, "migrate", args, NULL, 5000);
+	json_object_put(args);
+	if (!rc && running)
+		rc = fl_qmp_wait_event(q, "STOP", 120000, NULL);
+out:
+	if (rc)
+		snprintf(err, el, "QEMU at %s: %s", v->src_qmp, fl_error_text(q ? fl_qmp_error(q) : &e));
+	json_object_put(st);
+	fl_qmp_destroy(q);
+	return rc;
+}
+
+/* QEMU's monitor takes one client at a time: use the open connection `q`
+ * when there is one, else connect to path. 0 or -errno, the status (or
+ * why not) in st. */
+static int qmp_status(struct fl_qmp *q, const char *path, char *st, size_t len)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *own = NULL;
+	json_object *ret = NULL;
+	int rc = q ? 0 : fl_qmp_connect(path, 2000, &own, &e);
+
+	if (!rc)
+		rc = fl_qmp_execute(q ? q : own, "query-status", NULL, &ret, 5000);
+	if (!rc && !fl_qmp_get_string(ret, "status"))
+		rc = fl_error_set(&e, -EBADMSG, "no status in QEMU's answer");
+	if (rc)
+		snprintf(st, len, "%s", fl_error_text(e.code || !(q ? q : own) ? &e : fl_qmp_error(q ? q : own)));
+	else
+		snprintf(st, len, "%s", fl_qmp_get_string(ret, "status"));
+	json_object_put(ret);
+	fl_qmp_destroy(own);
+	return rc;
+}
+
+/* QEMU's run state: running, paused, postmigrate, inmigrate... */
+static int q_state(struct fl_vmm *v, char *st, size_t len)
+{
+	char why[256];
+	int rc = qmp_status(NULL, v->src_qmp, why, sizeof(why));
+
+	if (rc)
+		snprintf(st, len, "QEMU at %s: %s", v->src_qmp, why);
+	else
+		snprintf(st, len, "%s", why);
+	return rc;
+}
+
+static int qmp_simple(struct fl_qmp *q, const char *path, const char *cmd)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *own = NULL;
+	int rc = q ? 0 : fl_qmp_connect(path, 2000, &own, &e);
+
+	if (!rc)
+		rc = fl_qmp_execute(q ? q : own, cmd, NULL, NULL, 5000);
+	fl_qmp_destroy(own);
+	return rc;
+}
+
+/* Each cell's node from the destination QEMU's memory backends (host-nodes,
+ * first node) by backend id, which names the RAM file (QEMU's mem-path and
+ * libvirt's memory_backing_dir both use it). */
+static void numa_map(struct fl_vmm *v, struct fl_qmp *d)
+{
+	json_object *ret = NULL, *x;
+	size_t n = 0;
+
+	v->numa_map[0] = 0;
+	if (fl_qmp_execute(d, "query-memdev", NULL, &ret, 5000) || !json_object_is_type(ret, json_type_array))
+		goto out;
+	for (size_t i = 0; i < json_object_array_length(ret); i++) {
+		json_object *m = json_object_array_get_idx(ret, i), *nodes;
+		const char *id = fl_qmp_get_string(m, "id");
+		if (!id || !json_object_is_type(m, json_type_object) ||
+		    !json_object_object_get_ex(m, "host-nodes", &nodes) ||
+		    !json_object_is_type(nodes, json_type_array) || !json_object_array_length(nodes))
+			continue;
+		x = json_object_array_get_idx(nodes, 0);
+		if (!json_object_is_type(x, json_type_int) || json_object_get_int(x) < 0)
+			continue;
+		int k = snprintf(v->numa_map + n, sizeof(v->numa_map) - n, "%s%s:%d", n ? "," : "", id,
+				 json_object_get_int(x));
+		if (k < 0 || (size_t)k >= sizeof(v->numa_map) - n) {
+			v->numa_map[n] = 0;	/* whole entries only */
+			break;
+		}
+		n += (size_t)k;
+	}
+out:
+	json_object_put(ret);
+}
+
+/* Both QEMUs: device state only (x-ignore-shared), the destination
+ * listening. The destination's monitor stays open (v->watch): its RESUME
+ * event, if any, tells afterwards whether the guest ever ran there. */
+static int q_prepare(struct fl_vmm *v, struct fl_error *err)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *s = NULL, *d = NULL;
+	json_object *st = NULL;
+	bool running = false;
+	int rc = fl_qmp_connect(v->src_qmp, 5000, &s, &e);
+
+	if (!rc)
+		rc = fl_qmp_set_capability(s, "x-ignore-shared", true);
+	if (!rc)	/* a paused guest stays paused on the destination */
+		rc = fl_qmp_execute(s, "query-status", NULL, &st, 5000);
+	v->src_was_running = !rc && fl_qmp_get_bool(st, "running", &running) && running;
+	json_object_put(st);
+	if (rc) {
+		fl_error_set(err, rc, "source QEMU at %s: %s", v->src_qmp, fl_error_text(s ? fl_qmp_error(s) : &e));
+		goto out;
+	}
+	rc = fl_qmp_connect(v->dst_qmp, 5000, &d, &e);
+	if (!rc)
+		rc = fl_qmp_set_capability(d, "x-ignore-shared", true);
+	if (!rc) {
+		json_object *args = json_object_new_object();
+		json_object_object_add(args, "uri", json_object_new_string(v->uri));
+		rc = fl_qmp_execute(d, "migrate-incoming", args, NULL, 5000);
+		json_object_put(args);
+	}
+	if (rc) {
+		fl_error_set(err, rc, "destination QEMU at %s: %s", v->dst_qmp,
+			     fl_error_text(d ? fl_qmp_error(d) : &e));
+		goto out;
+	}
+	numa_map(v, d);
+out:
+	fl_qmp_destroy(s);
+	if (rc)
+		fl_qmp_destroy(d);
+	else
+		v->watch = d;
+	return rc;
+}
+
+/* QEMU's own account of its (device-state) migration, once it ends. */
+static void qemu_result(struct fl_vmm *v, json_object *out)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *s = NULL;
+	json_object *ret = NULL;
+	char status[32] = "unknown";
+
+	if (fl_qmp_connect(v->src_qmp, 5000, &s, &e) == 0) {
+		for (int i = 0; i < 600; i++) {	/* up to 60 s */
+			json_object_put(ret);
+			ret = NULL;
+			if (fl_qmp_execute(s, "query-migrate", NULL, &ret, 5000))
+				break;
+			const char *qs = fl_qmp_get_string(ret, "status");
+			snprintf(status, sizeof(status), "%s", qs ? qs : "none");
+			if (strcmp(status, "active") && strcmp(status, "setup") && strcmp(status, "device"))
+				break;
+			usleep(100000);
+		}
+	}
+	json_object_object_add(out, "qemu_status", json_object_new_string(status));
+	int64_t ms;
+	if (fl_qmp_get_int(ret, "downtime", &ms))
+		json_object_object_add(out, "qemu_downtime_ms", json_object_new_int64(ms));
+	if (fl_qmp_get_int(ret, "total-time", &ms))
+		json_object_object_add(out, "qemu_total_ms", json_object_new_int64(ms));
+	json_object_put(ret);
+	fl_qmp_destroy(s);
+	/* and where the guest runs now */
+	char dst[32];
+	for (int i = 0; i < 50; i++) {	/* it may still be loading device state */
+		if (qmp_status(v->watch, v->dst_qmp, dst, sizeof(dst)))
+			snprintf(dst, sizeof(dst), "unreachable");
+		if (strcmp(dst, "inmigrate"))
+			break;
+		usleep(100000);
+	}
+	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
+}
+
+/* After a migration that did not fully succeed: the guest must end up
+ * running on exactly one host. If it never ran on the destination, the
+ * source's RAM is still the truth: make sure the destination cannot start
+ * it, then resume the source. If it ran there, the source's copy is stale
+ * and must never run again. */
+static void settle(struct fl_vmm *v, json_object *out)
+{
+	char sst[64], dstst[64];
+	const char *on;
+
+	/* events queued on watch first: query-status would read past them */
+	bool resumed = v->watch && fl_qmp_wait_event(v->watch, "RESUME", 200, NULL) == 0;
+	if (qmp_status(NULL, v->src_qmp, sst, sizeof(sst)))
+		snprintf(sst, sizeof(sst), "unreachable");
+	if (qmp_status(v->watch, v->dst_qmp, dstst, sizeof(dstst)))
+		snprintf(dstst, sizeof(dstst), "unreachable");
+	bool dst_ran = resumed || !strcmp(dstst, "running");
+	bool src_running = !strcmp(sst, "running");
+	if (!dst_ran) {
+		/* a guest the operator had paused is not ours to resume */
+		if (!src_running && v->src_was_running && strcmp(sst, "unreachable") &&
+		    (!strcmp(dstst, "unreachable") || qmp_simple(v->watch, v->dst_qmp, "quit") == 0) &&
+		    qmp_simple(NULL, v->src_qmp, "cont") == 0) {	/* the destination is gone first */
+			if (qmp_status(NULL, v->src_qmp, sst, sizeof(sst)))
+				snprintf(sst, sizeof(sst), "unreachable");
+			src_running = !strcmp(sst, "running");
+			if (src_running)
+				fl_log(FL_LOG_INFO, "migrate", "the guest never ran on the destination: "
+				       "resumed it on the source");
+		}
+		/* a guest the operator had paused is on the source, paused as it was */
+		bool src_paused = !v->src_was_running && (!strcmp(sst, "paused") || !strcmp(sst, "prelaunch"));
+		on = src_running || src_paused ? "source" : "none";
+		if (src_paused)
+			fl_log(FL_LOG_INFO, "migrate", "the guest never ran on the destination: it stays "
+			       "paused on the source (%s), as it was", sst);
+	} else if (src_running) {
+		/* QEMU resumed the source on its own after the destination ran
+		 * the guest: the destination holds the newer state. */
+		qmp_simple(NULL, v->src_qmp, "stop");
+		on = "destination";
+	} else {
+		on = !strcmp(dstst, "running") ? "destination" : "none";
+	}
+	if (!strcmp(on, "none"))
+		fl_log(FL_LOG_ERR, "migrate", "the guest runs on NEITHER host: %s",
+		       dst_ran ? "it ran on the destination, so the source's copy is stale and was not resumed"
+			       : "the source could not be resumed");
+	json_object_object_add(out, "guest_on", json_object_new_string(on));
+	json_object_object_add(out, "qemu_src_status", json_object_new_string(sst));
+}
+
+/* faultline carried the RAM, but QEMU must have carried the device state
+ * and run the guest (or left it paused, as asked). */
+static int q_finish(struct fl_vmm *v, bool ram_ok, json_object *out, struct fl_error *err)
+{
+	int rc = 0;
+
+	if (ram_ok) {
+		qemu_result(v, out);
+		json_object *x;
+		const char *qs = json_object_object_get_ex(out, "qemu_status", &x) ? json_object_get_string(x) : "?";
+		const char *qd = json_object_object_get_ex(out, "qemu_dst_status", &x) ? json_object_get_string(x) : "?";
+		bool want_running = v->src_was_running && !v->leave_paused;
+		if (strcmp(qs, "completed") || (want_running && strcmp(qd, "running")) ||
+		    (!want_running && !strcmp(qd, "running")))
+			rc = fl_error_set(err, -EIO, "QEMU's own migration ended %s, the destination is %s", qs, qd);
+	}
+	if (!ram_ok || rc)
+		settle(v, out);
+	fl_qmp_destroy(v->watch);
+	v->watch = NULL;
+	return rc;
+}
+
+const struct vmm_ops vmm_qemu_ops = {
+	.name = "QEMU",
+	.prepare = q_prepare,
+	.stop = q_stop,
+	.state = q_state,
+	.finish = q_finish,
+};
