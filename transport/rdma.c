@@ -1,21 +1,10 @@
 /* RDMA transport: RC queue pairs over rdma_cm, one-sided READ from the
  * source's registered RAM into registered bounce buffers on the destination.
- * This file: errors, memlock, tunables, rdma_cm set-up, the destination's
- * channels; the source's side is rdma_server.c. Setup follows rdma-core's
+ * This file: rdma_cm set-up and the destination's channels; the source's
+ * side is rdma_server.c. Errors go to the transport's (tp_errorf). Setup follows rdma-core's
  * examples: create in order, unwind with goto labels in reverse. */
 #define _GNU_SOURCE
 #include "rdma_int.h"
-
-int fl_rdma_err(int rc, const char *fmt, ...)
-{
-	char text[FL_ERROR_TEXT];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	return tp_errorf(rc, "%s", text);
-}
 
 #if defined(HAVE_IBVERBS) && defined(HAVE_RDMACM)
 
@@ -24,7 +13,7 @@ static int split(const char *addr, char *host, size_t hl, char *port, size_t pl)
 	const char *c = strrchr(addr, ':');
 
 	if (!c || c == addr || !c[1] || (size_t)(c - addr) >= hl || strlen(c + 1) >= pl)
-		return fl_rdma_err(-EINVAL, "bad address '%s' (want HOST:PORT)", addr);
+		return tp_errorf(-EINVAL, "bad address '%s' (want HOST:PORT)", addr);
 	memcpy(host, addr, (size_t)(c - addr));
 	host[c - addr] = 0;
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
@@ -45,7 +34,7 @@ static int getaddr(const char *addr, int passive, struct rdma_addrinfo **res)
 	if (passive)
 		hints.ai_flags = RAI_PASSIVE;
 	if (rdma_getaddrinfo(host, port, &hints, res))
-		return fl_rdma_err(-EHOSTUNREACH, "cannot resolve %s for RDMA: %s", addr, strerror(errno));
+		return tp_errorf(-EHOSTUNREACH, "cannot resolve %s for RDMA: %s", addr, strerror(errno));
 	return 0;
 }
 
@@ -58,13 +47,13 @@ int fl_rdma_cm_open(const char *addr, int passive, void *ctx, struct rdma_event_
 
 	*ch = rdma_create_event_channel();
 	if (!*ch)
-		return fl_rdma_err(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
+		return tp_errorf(-ENODEV, "no RDMA: cannot open the rdma_cm event channel (%s); is rdma_ucm "
 			   "loaded?", strerror(errno));
 	rc = getaddr(addr, passive, ai);
 	if (rc)
 		goto destroy_ch;
 	if (rdma_create_id(*ch, id, ctx, RDMA_PS_TCP)) {
-		rc = fl_rdma_err(-errno, "rdma_create_id: %s", strerror(errno));
+		rc = tp_errorf(-errno, "rdma_create_id: %s", strerror(errno));
 		goto free_ai;
 	}
 	return 0;
@@ -85,14 +74,14 @@ static int wait_cm(struct rdma_event_channel *ch, enum rdma_cm_event_type want, 
 	struct rdma_cm_event *ev;
 
 	if (poll(&p, 1, timeout_ms) <= 0)
-		return fl_rdma_err(-ETIMEDOUT, "RDMA %s: no answer within %d ms", what, timeout_ms);
+		return tp_errorf(-ETIMEDOUT, "RDMA %s: no answer within %d ms", what, timeout_ms);
 	if (rdma_get_cm_event(ch, &ev))
-		return fl_rdma_err(-errno, "RDMA %s: %s", what, strerror(errno));
+		return tp_errorf(-errno, "RDMA %s: %s", what, strerror(errno));
 	enum rdma_cm_event_type t = ev->event;
 	int status = ev->status;
 	rdma_ack_cm_event(ev);
 	if (t != want)
-		return fl_rdma_err(t == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EHOSTUNREACH,
+		return tp_errorf(t == RDMA_CM_EVENT_REJECTED ? -ECONNREFUSED : -EHOSTUNREACH,
 			   "RDMA %s: %s (status %d)", what, rdma_event_str(t), status);
 	return 0;
 }
@@ -183,10 +172,10 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	int rc, tmo = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
 
 	if (!c)
-		return fl_rdma_err(-ENOMEM, "out of memory");
+		return tp_errorf(-ENOMEM, "out of memory");
 	if (!(table->caps & FL_CAP_RDMA_READ)) {
 		free(c);
-		return fl_rdma_err(-EPROTONOSUPPORT, "the source does not serve RDMA READ (start it with "
+		return tp_errorf(-EPROTONOSUPPORT, "the source does not serve RDMA READ (start it with "
 			   "--transport rdma)");
 	}
 	c->table = *table;
@@ -195,18 +184,18 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	if (rc)
 		goto fail;
 	if (rdma_resolve_addr(c->id, ai->ai_src_addr, ai->ai_dst_addr, tmo)) {
-		rc = fl_rdma_err(-errno, "RDMA address %s: %s", addr, strerror(errno));
+		rc = tp_errorf(-errno, "RDMA address %s: %s", addr, strerror(errno));
 		goto fail;
 	}
 	rc = wait_cm(c->ch, RDMA_CM_EVENT_ADDR_RESOLVED, tmo, "address resolution");
 	if (!rc && rdma_resolve_route(c->id, tmo))
-		rc = fl_rdma_err(-errno, "RDMA route to %s: %s", addr, strerror(errno));
+		rc = tp_errorf(-errno, "RDMA route to %s: %s", addr, strerror(errno));
 	if (!rc)
 		rc = wait_cm(c->ch, RDMA_CM_EVENT_ROUTE_RESOLVED, tmo, "route resolution");
 	if (rc)
 		goto fail;
 	if (ibv_query_device(c->id->verbs, &da)) {
-		rc = fl_rdma_err(-EIO, "ibv_query_device: %s", strerror(errno));
+		rc = tp_errorf(-EIO, "ibv_query_device: %s", strerror(errno));
 		goto fail;
 	}
 	/* Faults: every READ signalled (latency); bulk: one in signal_every. */
@@ -215,13 +204,13 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	if (c->sq_depth > da.max_cqe)
 		c->sq_depth = da.max_cqe;
 	if (c->sq_depth < 2) {
-		rc = fl_rdma_err(-ENOSPC, "RDMA device allows only %d work requests per queue", c->sq_depth);
+		rc = tp_errorf(-ENOSPC, "RDMA device allows only %d work requests per queue", c->sq_depth);
 		goto fail;
 	}
 	int depth = o->rdma_initiator_depth < da.max_qp_init_rd_atom ? o->rdma_initiator_depth
 								       : da.max_qp_init_rd_atom;
 	if (depth < 1) {
-		rc = fl_rdma_err(-ENOSPC, "RDMA device allows no outstanding READs (max_qp_init_rd_atom 0)");
+		rc = tp_errorf(-ENOSPC, "RDMA device allows no outstanding READs (max_qp_init_rd_atom 0)");
 		goto fail;
 	}
 	c->fifo_cap = (uint32_t)c->sq_depth;
@@ -230,7 +219,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	c->cc = c->pd ? ibv_create_comp_channel(c->id->verbs) : NULL;
 	c->cq = c->cc ? ibv_create_cq(c->id->verbs, c->sq_depth, c, c->cc, 0) : NULL;
 	if (!c->fifo || !c->cq) {
-		rc = fl_rdma_err(-ENOMEM, "RDMA resources (pd/cq for %d entries): %s", c->sq_depth, strerror(errno));
+		rc = tp_errorf(-ENOMEM, "RDMA resources (pd/cq for %d entries): %s", c->sq_depth, strerror(errno));
 		goto fail;
 	}
 	int fl = fcntl(c->cc->fd, F_GETFL);
@@ -243,7 +232,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	if (c->kick < 0 || c->efd < 0 || epoll_ctl(c->efd, EPOLL_CTL_ADD, c->cc->fd, &ee) ||
 	    epoll_ctl(c->efd, EPOLL_CTL_ADD, c->ch->fd, &ee) ||
 	    epoll_ctl(c->efd, EPOLL_CTL_ADD, c->kick, &ee)) {
-		rc = fl_rdma_err(-errno, "RDMA channel event fds: %s", strerror(errno));
+		rc = tp_errorf(-errno, "RDMA channel event fds: %s", strerror(errno));
 		goto fail;
 	}
 	struct ibv_qp_init_attr qa = {
@@ -252,7 +241,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 			 .max_send_sge = 1, .max_recv_sge = 1 },
 	};
 	if (rdma_create_qp(c->id, c->pd, &qa)) {
-		rc = fl_rdma_err(-errno, "rdma_create_qp: %s", strerror(errno));
+		rc = tp_errorf(-errno, "rdma_create_qp: %s", strerror(errno));
 		goto fail;
 	}
 	struct conn_pdata pd = { session, chan, index };
@@ -262,7 +251,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 		.retry_count = 7, .rnr_retry_count = 7,
 	};
 	if (rdma_connect(c->id, &cp)) {
-		rc = fl_rdma_err(-errno, "rdma_connect to %s: %s", addr, strerror(errno));
+		rc = tp_errorf(-errno, "rdma_connect to %s: %s", addr, strerror(errno));
 		goto fail;
 	}
 	/* the event channel is non-blocking now: wait_cm polls first */
@@ -270,7 +259,7 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 	if (rc)
 		goto fail;
 	if (ibv_req_notify_cq(c->cq, 0)) {
-		rc = fl_rdma_err(-EIO, "ibv_req_notify_cq: %s", strerror(errno));
+		rc = tp_errorf(-EIO, "ibv_req_notify_cq: %s", strerror(errno));
 		goto fail;
 	}
 	c->armed = 1;
@@ -296,7 +285,7 @@ static int post(struct fl_tconn *c, uint64_t seq, void *buf, uint32_t len, uint3
 	int rc = ibv_post_send(c->id->qp, &wr, &bad);
 
 	if (rc)
-		return fl_rdma_err(-rc, "ibv_post_send: %s", strerror(rc));
+		return tp_errorf(-rc, "ibv_post_send: %s", strerror(rc));
 	c->inflight_wr++;
 	if (signalled) {
 		c->last_signalled = seq;
@@ -323,7 +312,7 @@ static int rdma_post_read(struct fl_tconn *c, uint64_t wr_id, uint32_t region, u
 		return -EAGAIN;
 	struct ibv_mr *mr = local_mr(c, buf, len);
 	if (!mr)
-		return fl_rdma_err(-EFAULT, "RDMA READ into %p (%llu bytes), which is not registered", buf,
+		return tp_errorf(-EFAULT, "RDMA READ into %p (%llu bytes), which is not registered", buf,
 			   (unsigned long long)len);
 	uint64_t seq = ++c->seq;
 	int sig = c->since_signal + 1 >= c->signal_every;
@@ -347,9 +336,9 @@ static int check_cm(struct fl_tconn *c)
 		enum rdma_cm_event_type t = ev->event;
 		rdma_ack_cm_event(ev);
 		if (t == RDMA_CM_EVENT_DISCONNECTED)
-			return c->dead = fl_rdma_err(-ECONNRESET, "RDMA: the source disconnected");
+			return c->dead = tp_errorf(-ECONNRESET, "RDMA: the source disconnected");
 		if (t == RDMA_CM_EVENT_DEVICE_REMOVAL)
-			return c->dead = fl_rdma_err(-ENODEV, "RDMA: the device was removed");
+			return c->dead = tp_errorf(-ENODEV, "RDMA: the device was removed");
 	}
 	return 0;
 }
@@ -364,14 +353,14 @@ static int reap(struct fl_tconn *c, struct fl_tcompl *out, int max)
 	while ((n = ibv_poll_cq(c->cq, 16, wc)) > 0) {
 		for (int i = 0; i < n; i++) {
 			if (wc[i].status != IBV_WC_SUCCESS)
-				return c->dead = fl_rdma_err(-EIO, "RDMA READ failed: %s (vendor error 0x%x)",
+				return c->dead = tp_errorf(-EIO, "RDMA READ failed: %s (vendor error 0x%x)",
 						     ibv_wc_status_str(wc[i].status), wc[i].vendor_err);
 			if (wc[i].wr_id > c->done_upto)
 				c->done_upto = wc[i].wr_id;
 		}
 	}
 	if (n < 0)
-		return c->dead = fl_rdma_err(-EIO, "ibv_poll_cq failed");
+		return c->dead = tp_errorf(-EIO, "ibv_poll_cq failed");
 	c->inflight_wr = (int)(c->seq - c->done_upto);
 	while (got < max && c->head != c->tail && c->fifo[c->head % c->fifo_cap].seq <= c->done_upto) {
 		struct posted *p = &c->fifo[c->head++ % c->fifo_cap];
@@ -438,10 +427,10 @@ static int rdma_poll(struct fl_tconn *c, struct fl_tcompl *out, int max, int tim
 static int rdma_reg(struct fl_tconn *c, void *addr, size_t len)
 {
 	if (c->nlmr == MAX_LOCAL_MR)
-		return fl_rdma_err(-ENOSPC, "too many RDMA receive buffers");
+		return tp_errorf(-ENOSPC, "too many RDMA receive buffers");
 	struct ibv_mr *mr = ibv_reg_mr(c->pd, addr, len, IBV_ACCESS_LOCAL_WRITE);
 	if (!mr)
-		return fl_rdma_err(-errno, "registering %zu bytes of receive buffers: %s", len, strerror(errno));
+		return tp_errorf(-errno, "registering %zu bytes of receive buffers: %s", len, strerror(errno));
 	c->lmr[c->nlmr].addr = addr;
 	c->lmr[c->nlmr].len = len;
 	c->lmr[c->nlmr++].mr = mr;
@@ -461,7 +450,7 @@ static int rdma_outstanding(struct fl_tconn *c)
 static int rdma_serve(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop)
 {
 	/* READs need no server loop: the source's HCA answers them. */
-	return fl_rdma_err(-EOPNOTSUPP, "the RDMA transport has no TCP data channels");
+	return tp_errorf(-EOPNOTSUPP, "the RDMA transport has no TCP data channels");
 }
 
 static const struct fl_transport_ops rdma_ops = {

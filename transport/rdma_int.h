@@ -29,8 +29,6 @@
 /* (after the system headers: their declarations keep default visibility) */
 #pragma GCC visibility push(hidden)
 
-/* Set the error text (this thread's, and the transport's); returns rc. */
-int fl_rdma_err(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #if defined(HAVE_IBVERBS) && defined(HAVE_RDMACM)
 /* Private data of a connect request: which migration and channel. */

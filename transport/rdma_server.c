@@ -126,13 +126,13 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 	int rc;
 
 	if (!s)
-		return fl_rdma_err(-ENOMEM, "out of memory");
+		return tp_errorf(-ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < hello->nregions; i++)
 		total += hello->regions[i].length;
 	struct fl_error why = { 0 };
 	rc = fl_numa_memlock_check_self(total, &why);
 	if (rc) {
-		fl_rdma_err(rc, "%s", why.text);
+		tp_errorf(rc, "%s", why.text);
 		goto free_s;
 	}
 	s->session = hello->session;
@@ -140,29 +140,29 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 	if (rc)
 		goto free_s;
 	if (rdma_bind_addr(s->listen, ai->ai_src_addr) || rdma_listen(s->listen, 16)) {
-		rc = fl_rdma_err(-errno, "RDMA listen on %s: %s", addr, strerror(errno));
+		rc = tp_errorf(-errno, "RDMA listen on %s: %s", addr, strerror(errno));
 		goto destroy_id;
 	}
 	s->verbs = s->listen->verbs;
 	if (!s->verbs) {
-		rc = fl_rdma_err(-ENODEV, "no RDMA device serves %s (bind the listen address to an RDMA "
+		rc = tp_errorf(-ENODEV, "no RDMA device serves %s (bind the listen address to an RDMA "
 			 "netdev's IP)", addr);
 		goto destroy_id;
 	}
 	if (ibv_query_device(s->verbs, &da)) {
-		rc = fl_rdma_err(-EIO, "ibv_query_device: %s", strerror(errno));
+		rc = tp_errorf(-EIO, "ibv_query_device: %s", strerror(errno));
 		goto destroy_id;
 	}
 	s->max_rd_atom = da.max_qp_rd_atom;
 	s->pd = ibv_alloc_pd(s->verbs);
 	if (!s->pd) {
-		rc = fl_rdma_err(-ENOMEM, "ibv_alloc_pd: %s", strerror(errno));
+		rc = tp_errorf(-ENOMEM, "ibv_alloc_pd: %s", strerror(errno));
 		goto destroy_id;
 	}
 	for (uint32_t i = 0; i < hello->nregions; i++) {
 		struct fl_region_desc *r = &hello->regions[i];
 		if (r->length > da.max_mr_size) {
-			rc = fl_rdma_err(-E2BIG, "region %s (%llu bytes) exceeds the device's largest memory "
+			rc = tp_errorf(-E2BIG, "region %s (%llu bytes) exceeds the device's largest memory "
 				 "region (%llu)", r->name, (unsigned long long)r->length,
 				 (unsigned long long)da.max_mr_size);
 			goto dereg;
@@ -170,7 +170,7 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 		/* Remote read only: the source's mapping may stay read-only. */
 		s->mr[i] = ibv_reg_mr(s->pd, base[i], r->length, IBV_ACCESS_REMOTE_READ);
 		if (!s->mr[i]) {
-			rc = fl_rdma_err(-errno, "registering region %s (%llu MiB) for RDMA: %s", r->name,
+			rc = tp_errorf(-errno, "registering region %s (%llu MiB) for RDMA: %s", r->name,
 				 (unsigned long long)(r->length >> 20), strerror(errno));
 			goto dereg;
 		}
@@ -179,7 +179,7 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 		r->rkey = s->mr[i]->rkey;
 	}
 	if (pthread_create(&s->th, NULL, server_main, s)) {
-		rc = fl_rdma_err(-EAGAIN, "cannot start the RDMA accept thread");
+		rc = tp_errorf(-EAGAIN, "cannot start the RDMA accept thread");
 		goto dereg;
 	}
 	hello->caps |= FL_CAP_RDMA_READ;
@@ -222,7 +222,7 @@ void fl_rdma_server_destroy(struct fl_rdma_server *s)
 int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
 			  struct fl_rdma_server **out)
 {
-	return fl_rdma_err(-EPROTONOSUPPORT, "faultline was built without rdma-core (libibverbs-dev, "
+	return tp_errorf(-EPROTONOSUPPORT, "faultline was built without rdma-core (libibverbs-dev, "
 		   "librdmacm-dev)");
 }
 
