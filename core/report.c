@@ -202,6 +202,31 @@ char *fl_report_json(const struct fl_report *r)
 	return s;
 }
 
+void fl_report_sample(struct fl_report *r)
+{
+	uint64_t now = fl_now_ns(), b = __atomic_load_n(&r->bytes, __ATOMIC_RELAXED);
+
+	if (!r->rate_t_ns || b < r->rate_bytes) {
+		r->rate_t_ns = now;
+		r->rate_bytes = b;
+		return;
+	}
+	if (now - r->rate_t_ns < 200000000ull)
+		return;
+	double inst = (double)(b - r->rate_bytes) * 8 * 1e3 / (double)(now - r->rate_t_ns);	/* Mbit/s */
+	r->rate_mbps = r->rate_mbps > 0 ? 0.5 * r->rate_mbps + 0.5 * inst : inst;
+	r->rate_t_ns = now;
+	r->rate_bytes = b;
+}
+
+double fl_report_eta_s(const struct fl_report *r)
+{
+	if (r->rate_mbps <= 0 || !r->phase_pages || !r->total_pages || r->pages_done > r->phase_pages)
+		return -1;
+	double page_bytes = (double)r->ram_bytes / (double)r->total_pages;
+	return (double)(r->phase_pages - r->pages_done) * page_bytes * 8 / 1e6 / r->rate_mbps;
+}
+
 int fl_report_write_status(const char *path, const struct fl_report *r)
 {
 	char tmp[4096];
@@ -211,19 +236,26 @@ int fl_report_write_status(const char *path, const struct fl_report *r)
 	json_object_object_add(o, "id", json_object_new_string(r->id));
 	json_object_object_add(o, "pid", json_object_new_int(getpid()));
 	json_object_object_add(o, "state", json_object_new_string(fl_state_name(r->state)));
+	/* the phase (a pre-copy round, then post-copy) and how far it is:
+	 * percent never goes down within a phase */
+	json_object_object_add(o, "phase", json_object_new_string(fl_state_name(r->state)));
+	json_object_object_add(o, "round", u64(r->precopy_rounds));
 	json_object_object_add(o, "pages_done", u64(r->pages_done));
+	json_object_object_add(o, "phase_pages", u64(r->phase_pages));
+	json_object_object_add(o, "percent", r->phase_pages ? json_object_new_double(
+		100.0 * (double)r->pages_done / (double)r->phase_pages) : NULL);
 	json_object_object_add(o, "total_pages", u64(r->total_pages));
 	json_object_object_add(o, "bytes", u64(r->bytes));
+	json_object_object_add(o, "rate_mbps", json_object_new_double(r->rate_mbps));
+	double eta = fl_report_eta_s(r);
+	json_object_object_add(o, "eta_s", eta >= 0 ? json_object_new_double(eta) : NULL);
 	json_object_object_add(o, "faults", u64(r->faults));
 	if (!strcmp(r->role, "source")) {
-		/* what an operator watching a pre-copy wants: round, what is left,
-		 * how fast it dirties, how fast the link drains it, and when */
-		json_object_object_add(o, "round", u64(r->precopy_rounds));
+		/* what an operator watching a pre-copy wants: what is left, how
+		 * fast it dirties, how fast the link drains it */
 		json_object_object_add(o, "remaining_pages", u64(r->remaining_pages));
 		json_object_object_add(o, "dirty_rate_mbps", json_object_new_double(r->dirty_rate_mbps));
 		json_object_object_add(o, "link_mbps", json_object_new_double(r->link_mbps));
-		double eta = r->link_mbps > 0 ? (double)r->remaining_pages * 4096 * 8 / 1e6 / r->link_mbps : -1;
-		json_object_object_add(o, "eta_s", json_object_new_double(eta));
 	}
 	if (r->error.code)
 		json_object_object_add(o, "error", json_object_new_string(r->error.text));

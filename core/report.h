@@ -34,7 +34,12 @@ struct fl_report {
 	uint64_t precopy_bytes;		/* dest: bytes pulled while the VM ran on the source */
 	uint64_t punched_pages;		/* dest: stale pre-copied pages replaced via hole + COPY */
 	uint64_t bytes;			/* bytes over the wire (page data + framing) */
-	uint64_t pages_done;		/* progress: dest pages received, source pages sent */
+	/* progress: the current phase (a pre-copy round, then post-copy) */
+	uint64_t pages_done;		/* of phase_pages, never down within a phase */
+	uint64_t phase_pages;
+	uint64_t ram_bytes;		/* guest RAM, for ETAs */
+	double rate_mbps;		/* bytes moving now, smoothed over >= 200 ms */
+	uint64_t rate_t_ns, rate_bytes;
 	uint64_t start_ns, switch_ns, done_ns;
 	uint64_t stop_ns;		/* source: when it began stopping the VM */
 	uint64_t stopped_ns;		/* source: VM stopped, device state handed over */
@@ -71,6 +76,10 @@ void fl_report_init(struct fl_report *rep, const char *role, const char *id);
 struct json_object;
 /* The report as a JSON object (fl_report_json's); caller puts it. */
 struct json_object *fl_report_object(const struct fl_report *r);
+/* Update rate_mbps from bytes (call as often as you like); the ETA of the
+ * phase in seconds, -1 when not known. */
+void fl_report_sample(struct fl_report *r);
+double fl_report_eta_s(const struct fl_report *r);
 /* Atomically replace path with a status line (state, progress). */
 int fl_report_write_status(const char *path, const struct fl_report *rep);
 

@@ -98,6 +98,8 @@ struct dst {
 	struct fl_bitmap need, cached;
 	uint32_t src2local[FL_PROTO_MAX_REGIONS];
 	uint64_t nreceived;		/* atomic */
+	uint64_t round_pages, round_done;	/* pre-copy: this round's set, pulled so far (atomic) */
+	uint64_t status_ns;		/* last dst_status */
 	int uffd, ctl;			/* uffd: the VM's, == v[0].uffd */
 	int shim_conn;			/* our claim on the VM's uffd */
 	uint64_t beat_ns;		/* last PROGRESS sent */
@@ -153,6 +155,7 @@ struct bulk_arg {
 
 /* place.c */
 int dst_set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void dst_status(struct dst *d);
 struct dregion *dst_region_of_vaddr(struct dst *d, const struct dview *v, uint64_t a,
 				       uint64_t *page);
 void *dst_vaddr(const struct dview *v, const struct dregion *r, const struct dst *d, uint64_t page);

@@ -42,6 +42,28 @@ void dst_heartbeat(struct dst *d)
 	(void)fl_proto_write_frame(d->ctl, FL_MSG_PROGRESS, b, (uint32_t)n);
 }
 
+/* What the operator sees (status file, the controller's shared report):
+ * the phase -- a pre-copy round, then post-copy -- how far it is, and the
+ * rate. */
+void dst_status(struct dst *d)
+{
+	struct fl_report *r = d->rep;
+	enum fl_state st = fl_state_get(&d->sm);
+
+	if (st == FL_STATE_PRECOPY) {
+		r->phase_pages = d->round_pages;
+		r->pages_done = __atomic_load_n(&d->round_done, __ATOMIC_RELAXED);
+	} else {
+		r->phase_pages = d->total;
+		r->pages_done = __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED);
+	}
+	r->state = st;
+	fl_report_sample(r);
+	d->status_ns = fl_now_ns();
+	if (d->o->status_path)
+		fl_report_write_status(d->o->status_path, r);
+}
+
 /* HELLO both ways; the source must describe the same regions. */
 int dst_hello(struct dst *d, uint8_t *buf, size_t cap)
 {

@@ -71,6 +71,8 @@ int dst_precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 	}
 	for (int i = 0; i < nslot; i++)
 		slots[i].conn = i % d->nbulk;
+	d->round_pages = fl_bitmap_count(&d->need);
+	__atomic_store_n(&d->round_done, 0, __ATOMIC_RELAXED);
 	while ((more && !interrupted) || inflight) {
 		for (int i = 0; i < nslot && more && !interrupted && flying < budget; i++) {
 			struct pslot *s = &slots[i];
@@ -110,6 +112,8 @@ int dst_precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 		if (pfd[d->nbulk].revents & (POLLIN | POLLHUP))
 			interrupted = 1;	/* the source switched (or failed) mid-round */
 		dst_heartbeat(d);	/* a long round is not silence */
+		if (fl_now_ns() - d->status_ns > 250000000ull)
+			dst_status(d);
 		if (inflight && fl_now_ns() - heard > REPLY_DEADLINE_NS) {
 			rc = -ETIMEDOUT;	/* the source stopped answering */
 			goto out;
@@ -130,6 +134,8 @@ int dst_precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 				precopy_store(d, s, comp[k].zero_mask);
 				*pages += s->np;
 				*bytes += comp[k].wire_bytes;
+				__atomic_add_fetch(&d->round_done, s->np, __ATOMIC_RELAXED);
+				__atomic_add_fetch(&d->rep->bytes, comp[k].wire_bytes, __ATOMIC_RELAXED);
 				got += comp[k].wire_bytes;
 				flying -= (uint64_t)s->np * s->r->ps;
 				s->used = 0;

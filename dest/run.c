@@ -27,14 +27,6 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->placement_min = 0.99;
 }
 
-static void status(struct dst *d)
-{
-	d->rep->state = fl_state_get(&d->sm);
-	d->rep->pages_done = __atomic_load_n(&d->nreceived, __ATOMIC_RELAXED);
-	if (d->o->status_path)
-		fl_report_write_status(d->o->status_path, d->rep);
-}
-
 /* Up to READY: nothing of the VM's memory is touched until the shim has
  * vouched for it and the source has answered: a wrong address, a VM that
  * already runs, a failed earlier attempt all end here, RAM intact. */
@@ -47,7 +39,7 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 	rc = dst_describe_regions(d);
 	if (rc)
 		return rc;
-	status(d);
+	dst_status(d);
 	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
 	if (d->ctl < 0) {
 		int e = d->ctl;
@@ -129,14 +121,13 @@ static int precopy(struct dst *d, uint8_t *buf, size_t cap, struct fl_msg_hdr *h
 			return dst_fail(d, rc, "pre-copy round %u: %s", rd.round,
 				  rc == -EREMOTEIO ? fl_error_text(fl_transport_error()) : strerror(-rc));
 		d->rep->precopy_bytes += done.bytes;
-		d->rep->precopy_pages += done.pages;
-		d->rep->bytes += done.bytes;
+		d->rep->precopy_pages += done.pages;	/* bytes were counted as they came */
 		done.round = rd.round;
 		n = fl_proto_round_encode(buf, 64, &done);
 		rc = fl_proto_write_frame(d->ctl, FL_MSG_ROUND_DONE, buf, (uint32_t)n);
 		if (rc)
 			return dst_fail(d, rc, "control link: %s", strerror(-rc));
-		status(d);
+		dst_status(d);
 	}
 }
 
@@ -214,7 +205,7 @@ static int wait_all(struct dst *d, uint8_t *buf, size_t cap)
 					  fl_proto_type_name(h.type));
 		}
 		dst_heartbeat(d);
-		status(d);
+		dst_status(d);
 	}
 }
 
@@ -332,7 +323,7 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 		rep->bulk_ns = d->bulk_end - d->bulk_start;
 	if (d->fault_started)
 		pthread_join(d->fault_th, NULL);
-	status(d);
+	dst_status(d);
 	if (d->fconn)
 		d->ops->close(d->fconn);
 	for (int i = 0; i < d->nbulk; i++)

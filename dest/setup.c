@@ -235,6 +235,8 @@ int dst_describe_regions(struct dst *d)
 	d->nr = d->mine.nregions = d->shim.nregions;
 	d->maxps = maxps;
 	d->rep->total_pages = d->total;
+	for (uint32_t i = 0; i < d->nr; i++)
+		d->rep->ram_bytes += d->r[i].length;
 	d->rep->nregions = d->nr;
 	return 0;
 }

@@ -248,20 +248,31 @@ nostart:
 	return m->err.code;
 }
 
-/* What an operator watches: the source during pre-copy (round, what is
- * left), the destination after. */
+/* What an operator watches: the phase and its share done as the
+ * destination counts it (pages pulled this round, then pages present), the
+ * round, dirty rate and what is left as the source sees them. */
 static void progress(struct fl_migration *m)
 {
-	const struct fl_report *r = m->srep->state == FL_STATE_PRECOPY ? m->srep : m->drep;
+	const struct fl_report *s = m->srep, *d = m->drep;
+	bool pre = s->state < FL_STATE_SWITCHOVER;
+	/* before the switch the source leads (queued, preparing, pre-copy) */
+	enum fl_state phase = pre && !(s->state == FL_STATE_PRECOPY && d->state == FL_STATE_PRECOPY) ? s->state
+			      : d->state;
 	struct fl_migration_progress p = {
 		.size = sizeof(p),
-		.state = fl_state_name(r->state),
-		.pages_done = r->pages_done,
-		.total_pages = r->total_pages,
-		.bytes = r->bytes,
+		.phase = fl_state_name(phase),
+		.round = pre ? (uint32_t)s->precopy_rounds : 0,
+		.pages_done = d->pages_done,
+		.phase_pages = d->phase_pages,
+		.percent = d->phase_pages && d->state == phase
+				   ? 100.0 * (double)d->pages_done / (double)d->phase_pages : -1,
+		.total_pages = d->total_pages ? d->total_pages : s->total_pages,
+		.bytes = d->bytes,
+		.rate_mbps = d->rate_mbps,
+		.dirty_rate_mbps = pre ? s->dirty_rate_mbps : 0,
+		.remaining_pages = pre ? s->remaining_pages : 0,
+		.eta_s = d->state == phase ? fl_report_eta_s(d) : -1,
 		.elapsed_s = (double)(fl_now_ns() - m->t0) / 1e9,
-		.round = (uint32_t)(r == m->srep ? r->precopy_rounds : 0),
-		.remaining_pages = r == m->srep ? r->remaining_pages : 0,
 	};
 
 	if (m->o.progress)

@@ -131,7 +131,10 @@ void src_checksum(struct src *s)
 void src_status(struct src *s, uint64_t done)
 {
 	s->rep->state = fl_state_get(&s->sm);
-	s->rep->pages_done = done;
+	s->rep->pages_done = done;	/* current at the destination: no phase percentage */
+	if (s->rep->state != FL_STATE_COMPLETED)	/* then the destination's count */
+		s->rep->bytes = __atomic_load_n(&s->sent_bytes, __ATOMIC_RELAXED);
+	fl_report_sample(s->rep);
 	if (s->o->status_path)
 		fl_report_write_status(s->o->status_path, s->rep);
 }

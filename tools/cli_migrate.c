@@ -17,17 +17,26 @@ struct bar {
 static void show_progress(void *arg, const struct fl_migration_progress *p)
 {
 	struct bar *b = arg;
-	double pct = p->total_pages ? 100.0 * (double)p->pages_done / (double)p->total_pages : 0;
+	double pct = p->percent >= 0 ? p->percent : 0;
+	char phase[32], eta[24] = "", dirty[32] = "";
 
+	if (p->round)
+		snprintf(phase, sizeof(phase), "%s %u", p->phase, p->round);
+	else
+		snprintf(phase, sizeof(phase), "%s", p->phase);
+	if (p->eta_s >= 0)
+		snprintf(eta, sizeof(eta), " ETA %.1fs", p->eta_s);
+	if (p->round && p->dirty_rate_mbps > 0)
+		snprintf(dirty, sizeof(dirty), " dirty %.0f Mbit/s", p->dirty_rate_mbps);
 	if (b->tty) {
-		int w = 30, fill = (int)(pct * w / 100);
-		fprintf(stderr, "\r[%.*s%*s] %5.1f%% %-10s %8.1f MiB %6.1fs", fill,
-			"##############################", w - fill, "", pct, p->state,
-			(double)p->bytes / 1048576.0, p->elapsed_s);
+		int w = 24, fill = (int)(pct * w / 100);
+		fprintf(stderr, "\r[%.*s%*s] %5.1f%% %-11s %8.1f MiB %6.0f Mbit/s%s%s %5.1fs\033[K", fill,
+			"########################", w - fill, "", pct, phase, (double)p->bytes / 1048576.0,
+			p->rate_mbps, dirty, eta, p->elapsed_s);
 	} else if (cli_now_ns() - b->last_print > 1000000000ull) {
 		/* Not a terminal: plain lines on stdout, stderr stays for errors. */
-		printf("progress: %s %.1f%% %.1f MiB %.1fs\n", p->state, pct, (double)p->bytes / 1048576.0,
-		       p->elapsed_s);
+		printf("progress: %s %.1f%% %.1f MiB %.0f Mbit/s%s%s %.1fs\n", phase, pct,
+		       (double)p->bytes / 1048576.0, p->rate_mbps, dirty, eta, p->elapsed_s);
 		fflush(stdout);
 		b->last_print = cli_now_ns();
 	}

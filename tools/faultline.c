@@ -465,10 +465,20 @@ static int cmd_status(int argc, char **argv)
 		if (json)
 			json_object_array_add(arr, s);
 		else {
-			double done = cli_jd(s, "pages_done"), total = cli_jd(s, "total_pages");
-			printf("%-20s %-6s %-15s %6.1f%% %10.1f MiB%s%s\n", cli_js(s, "id"), cli_js(s, "role"),
-			       cli_js(s, "state"), total ? 100 * done / total : 0, cli_jd(s, "bytes") / 1048576.0,
-			       cli_js(s, "error") ? "  error: " : "", cli_js(s, "error") ? cli_js(s, "error") : "");
+			/* the phase's own share (a pre-copy round, then post-copy) */
+			char phase[40], pct[16] = "     -", eta[24] = "";
+			json_object *x;
+			if (cli_jd(s, "round") > 0 && !strcmp(cli_js(s, "state") ? cli_js(s, "state") : "", "precopy"))
+				snprintf(phase, sizeof(phase), "precopy %.0f", cli_jd(s, "round"));
+			else
+				snprintf(phase, sizeof(phase), "%s", cli_js(s, "state") ? cli_js(s, "state") : "?");
+			if (json_object_object_get_ex(s, "percent", &x) && x)
+				snprintf(pct, sizeof(pct), "%5.1f%%", json_object_get_double(x));
+			if (json_object_object_get_ex(s, "eta_s", &x) && x)
+				snprintf(eta, sizeof(eta), " ETA %.1fs", json_object_get_double(x));
+			printf("%-20s %-6s %-15s %s %10.1f MiB %6.0f Mbit/s%s%s%s\n", cli_js(s, "id"),
+			       cli_js(s, "role"), phase, pct, cli_jd(s, "bytes") / 1048576.0, cli_jd(s, "rate_mbps"),
+			       eta, cli_js(s, "error") ? "  error: " : "", cli_js(s, "error") ? cli_js(s, "error") : "");
 			json_object_put(s);
 		}
 	}

@@ -228,6 +228,12 @@ static void settle(struct fl_vmm *v, json_object *out)
 		snprintf(dstst, sizeof(dstst), "unreachable");
 	bool dst_ran = resumed || !strcmp(dstst, "running");
 	bool src_running = !strcmp(sst, "running");
+	if (!dst_ran && src_running && v->src_was_running) {	/* a failed migration: QEMU's own undo */
+		if (strcmp(dstst, "unreachable"))	/* and the destination can never start it */
+			qmp_simple(v->watch, v->dst_qmp, "quit");
+		fl_log(FL_LOG_INFO, "migrate", "the guest never ran on the destination: QEMU resumed it "
+		       "on the source");
+	}
 	if (!dst_ran) {
 		/* a guest the operator had paused is not ours to resume */
 		if (!src_running && v->src_was_running && strcmp(sst, "unreachable") &&

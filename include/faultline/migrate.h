@@ -19,14 +19,21 @@
 
 struct fl_migration;
 
+/* One phase at a time: each pre-copy round, then post-copy. percent is
+ * pages_done of phase_pages and never goes down within a phase. */
 struct fl_migration_progress {
 	size_t size;			/* sizeof(struct fl_migration_progress) of the library */
-	const char *state;		/* the agent's state name: precopy, postcopy... */
-	uint64_t pages_done, total_pages;
-	uint64_t bytes;			/* over the wire so far */
+	const char *phase;		/* preparing, precopy, switchover, postcopy, ... */
+	uint32_t round;			/* pre-copy round, 0 before and after */
+	uint64_t pages_done, phase_pages;
+	double percent;			/* -1: not known yet */
+	uint64_t total_pages;		/* the guest's */
+	uint64_t bytes;			/* moved so far, both phases */
+	double rate_mbps;		/* moving now */
+	double dirty_rate_mbps;		/* pre-copy: how fast the guest dirties */
+	uint64_t remaining_pages;	/* pre-copy: left dirty by the last round */
+	double eta_s;			/* of this phase; -1: not known */
 	double elapsed_s;
-	uint32_t round;			/* pre-copy round (source), 0 after */
-	uint64_t remaining_pages;	/* pre-copy: dirty pages the last round left */
 };
 typedef void (*fl_migration_progress_fn)(void *arg, const struct fl_migration_progress *p);
 

@@ -28,15 +28,13 @@ static void on_progress(void *arg, const struct fl_migration_progress *p)
 {
 	(void)arg;
 	progress_calls++;
-	if (want_abort && !abort_sent && !strcmp(p->state, "precopy")) {
+	if (want_abort && !abort_sent && !strcmp(p->phase, "precopy")) {
 		struct fl_error e = { 0 };
 		abort_sent = 1;
 		if (fl_migration_abort(mig, &e))
 			fprintf(stderr, "embed: abort refused: %s\n", e.text);
 		else
-			fprintf(stderr, "embed: abort sent at %.1f%% of round %u\n",
-				p->total_pages ? 100.0 * (double)p->pages_done / (double)p->total_pages : 0,
-				p->round);
+			fprintf(stderr, "embed: abort sent at %.1f%% of round %u\n", p->percent, p->round);
 	}
 }
 

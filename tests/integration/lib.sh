@@ -21,6 +21,17 @@ wait_state() {
 	done
 	return 1
 }
+# assert_progress FILE: the "progress:" lines of a run; within one phase (a
+# pre-copy round, post-copy) the percentage never goes down
+assert_progress() {
+	awk '/^progress: / {
+		key = $2; pct = $3
+		if ($3 !~ /%$/) { key = $2 " " $3; pct = $4 }
+		sub("%", "", pct); n++
+		if ((key in last) && pct + 0 < last[key] - 0.05) { print "progress went down in " key ": " last[key] " -> " pct; bad = 1 }
+		last[key] = pct
+	} END { if (!n) print "no progress lines"; exit (bad || !n) }' "$1" || fail "progress: $(grep -m3 '^progress' "$1")"
+}
 workdir() { W=$(mktemp -d /dev/shm/fl-it-XXXXXX); [ -n "${FL_KEEP:-}" ] || trap 'rm -rf "$W"' EXIT; }
 # assert_migration JSONLINE: completed, no corruption, checksums equal
 assert_migration() {

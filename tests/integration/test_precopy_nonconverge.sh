@@ -22,6 +22,8 @@ fi
 wait $demo || { cat "$W/err"; fail "faultline demo exited nonzero"; }
 line=$(tail -n 1 "$W/out")
 assert_migration "$line"
+assert_progress "$W/out"
+echo "progress: $(grep -c '^progress' "$W/out") lines, e.g. $(grep -m1 '^progress: postcopy' "$W/out")"
 reason=$(echo "$line" | jget switch_reason)
 echo "switch_reason=$reason dirty_rate=$(echo "$line" | jget dirty_rate_mbps) link=$(echo "$line" | jget link_mbps)"
 [ "$reason" = non-convergence ] || fail "switch_reason is '$reason', want non-convergence"
