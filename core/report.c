@@ -19,6 +19,29 @@ static json_object *u64(uint64_t v)
 	return json_object_new_int64((int64_t)v);
 }
 
+/* Counts per power-of-two microsecond bucket, up to the last non-empty. */
+static json_object *log2_us(const struct fl_hist *h)
+{
+	uint64_t c[40] = { 0 };
+	int top = -1;
+
+	for (unsigned i = 0; i < FL_HIST_BUCKETS; i++) {
+		if (!h->b[i])
+			continue;
+		uint64_t us = fl_hist_bucket_value(i) / 1000;
+		int k = 0;
+		while (k < 39 && (us >> (k + 1)))
+			k++;
+		c[k] += h->b[i];
+		if (k > top)
+			top = k;
+	}
+	json_object *a = json_object_new_array();
+	for (int k = 0; k <= top; k++)
+		json_object_array_add(a, u64(c[k]));
+	return a;
+}
+
 static double ms(uint64_t a, uint64_t b)
 {
 	return b > a ? (double)(b - a) / 1e6 : 0.0;
@@ -131,6 +154,19 @@ json_object *fl_report_object(const struct fl_report *r)
 	json_object_object_add(o, "fault_p999_us",
 			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.999) / 1e3));
 	json_object_object_add(o, "fault_max_us", json_object_new_double((double)r->fault_lat.max / 1e3));
+	/* faults on pages already here (a bulk read or pre-copy won the race):
+	 * no network in them, so apart from the fetches above */
+	json_object_object_add(o, "fault_local", u64(r->fault_local_lat.count));
+	json_object_object_add(o, "fault_local_p50_us",
+			       json_object_new_double((double)fl_hist_quantile(&r->fault_local_lat, 0.5) / 1e3));
+	json_object_object_add(o, "fault_local_p99_us",
+			       json_object_new_double((double)fl_hist_quantile(&r->fault_local_lat, 0.99) / 1e3));
+	/* log2 buckets as QEMU reports its post-copy latency: [i] counts
+	 * faults of 2^i..2^(i+1) us */
+	json_object *l2 = json_object_new_object();
+	json_object_object_add(l2, "fetch", log2_us(&r->fault_lat));
+	json_object_object_add(l2, "local", log2_us(&r->fault_local_lat));
+	json_object_object_add(o, "fault_log2_us", l2);
 	double bulk_s = (double)r->bulk_ns / 1e9;
 	json_object_object_add(o, "bulk_mbps",
 			       json_object_new_double(bulk_s > 0 ? (double)r->bulk_bytes * 8 / 1e6 / bulk_s : 0));
@@ -148,6 +184,8 @@ json_object *fl_report_object(const struct fl_report *r)
 		json_object_object_add(o, "precopy_pages", u64(r->precopy_pages));
 		json_object_object_add(o, "precopy_bytes", u64(r->precopy_bytes));
 		json_object_object_add(o, "punched_pages", u64(r->punched_pages));
+		json_object_object_add(o, "switch_need_pages", u64(r->switch_need_pages));
+		json_object_object_add(o, "switch_stale_pages", u64(r->switch_stale_pages));
 		if (r->followers) {
 			json_object_object_add(o, "followers", u64(r->followers));
 			json_object_object_add(o, "followers_lost", u64(r->followers_lost));

@@ -33,6 +33,8 @@ struct fl_report {
 	uint64_t follower_faults;	/* dest: faults they raised */
 	uint64_t precopy_bytes;		/* dest: bytes pulled while the VM ran on the source */
 	uint64_t punched_pages;		/* dest: stale pre-copied pages replaced via hole + COPY */
+	uint64_t switch_need_pages;	/* dest: pages not current here at the switch (post-copy's work) */
+	uint64_t switch_stale_pages;	/* ... of which pre-copy had sent, dirtied since */
 	uint64_t bytes;			/* bytes over the wire (page data + framing) */
 	/* progress: the current phase (a pre-copy round, then post-copy) */
 	uint64_t pages_done;		/* of phase_pages, never down within a phase */
@@ -46,7 +48,8 @@ struct fl_report {
 	uint64_t drained_ns;		/* dest: pre-copy reads in flight at the switch landed */
 	uint64_t bulk_ns;		/* wall time of the background pull */
 	uint64_t bulk_bytes;
-	struct fl_hist fault_lat;	/* fault read -> page placed, ns */
+	struct fl_hist fault_lat;	/* fault read -> page placed, fetched over the network, ns */
+	struct fl_hist fault_local_lat;	/* ... the page was here already (CONTINUE, ZEROPAGE) */
 	char sha256[65];		/* source: RAM at switchover */
 	/* pre-copy */
 	uint64_t precopy_pages;		/* pages sent while the VM ran */

@@ -2,6 +2,7 @@
 #ifndef FL_POSTCOPY_UTIL_H
 #define FL_POSTCOPY_UTIL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

@@ -130,7 +130,8 @@ void *dst_bulk_main(void *p)
 		 * read (the CPU and the link are shared on a small host) -- but
 		 * keep one in flight, or a fault storm would stop the pull. */
 		int hold = d->yield_bulk && inflight && __atomic_load_n(&d->faults_inflight, __ATOMIC_RELAXED);
-		for (int i = 0; i < depth && more && !hold; i++) {
+		uint64_t paced = pace_wait_ns(&d->pace_post);
+		for (int i = 0; i < depth && more && !hold && !paced; i++) {
 			if (slots[i].used)
 				continue;
 			struct bslot *s = &slots[i];
@@ -148,13 +149,14 @@ void *dst_bulk_main(void *p)
 			s->used = 1;
 			inflight++;
 		}
-		if (!inflight && !hold)
+		if (!inflight && !hold && !paced)
 			break;
 		struct fl_tcompl comp[8];
-		int n = inflight ? d->ops->poll(c, comp, 8, hold ? 1 : 100) : 0;
+		int tmo = hold ? 1 : paced ? (int)(paced / 1000000) + 1 : 100;
+		int n = inflight ? d->ops->poll(c, comp, 8, tmo > 100 ? 100 : tmo) : 0;
 		if (!inflight) {
 			heard = fl_now_ns();	/* idle is not silence */
-			usleep(50);
+			usleep(paced ? (useconds_t)(paced / 1000 < 20000 ? paced / 1000 : 20000) : 50);
 			continue;
 		}
 		if (n < 0) {
@@ -173,6 +175,7 @@ void *dst_bulk_main(void *p)
 			struct bslot *s = &slots[comp[i].wr_id];
 			__atomic_add_fetch(&d->rep->bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&d->rep->bulk_bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
+			pace_spend(&d->pace_post, comp[i].wire_bytes);
 			dst_numa_enter(d, s->r);
 			if (d->zc) {
 				dst_place_zc(d, s->r, s->page, s->np);

@@ -28,6 +28,7 @@
 #include "faultline/numa.h"
 #include "faultline/rdma.h"
 #include "faultline/uffd.h"
+#include "core/pace.h"
 #include "core/report.h"
 #include "core/util.h"
 _Static_assert(FL_PROTO_MAX_REGIONS <= FL_REPORT_MAX_CELLS, "a report cell per region");
@@ -98,6 +99,8 @@ struct dst {
 	struct fl_bitmap need, cached;
 	uint32_t src2local[FL_PROTO_MAX_REGIONS];
 	uint64_t nreceived;		/* atomic */
+	struct fl_bitmap stale;
+	struct pace pace_pre, pace_post;	/* the bandwidth caps */		/* pre-copy sent it, the guest wrote it since: punched */
 	uint64_t round_pages, round_done;	/* pre-copy: this round's set, pulled so far (atomic) */
 	uint64_t status_ns;		/* last dst_status */
 	int uffd, ctl;			/* uffd: the VM's, == v[0].uffd */

@@ -109,14 +109,14 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 		__atomic_add_fetch(&d->rep->follower_faults, 1, __ATOMIC_RELAXED);
 	if (fl_bitmap_test(&d->received, g)) {
 		int rc = resolve_present(d, v, r, page, e->kind);
-		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
+		fl_hist_add(&d->rep->fault_local_lat, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
 	if (!fl_bitmap_test(&d->need, g)) {
 		/* Clean since pre-copy: the page cache has it (minor fault) or it
 		 * is zero (missing fault). Nothing to fetch. */
 		int rc = dst_resolve_clean(d, v, r, page);
-		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - t0);
+		fl_hist_add(&d->rep->fault_local_lat, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
 	int free_slot = -1, sps = FAULT_SLOTS / d->nslices, sl = dst_slice_of(d, r);

@@ -126,7 +126,9 @@ static int place_run(struct dst *d, struct dregion *r, uint64_t page, uint32_t n
 
 /* Place npages fetched from region r at page; buf holds page i at i*ps,
  * zero_mask marks pages that were not sent. Pages already received are
- * skipped (they may have been written by the guest since). */
+ * skipped (they may have been written by the guest since). wake_each: a
+ * fault waits for these (map zero pages too); else a bulk read (zero pages
+ * stay holes) and one wake for the range at the end. */
 int dst_place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
 		 const char *buf, uint64_t zero_mask, int wake_each)
 {
@@ -145,7 +147,12 @@ int dst_place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
 		while (j < npages && ((zero_mask >> j) & 1) == (uint64_t)z &&
 		       !fl_bitmap_test(&d->received, r->gbase + page + j))
 			j++;
-		int rc = place_run(d, r, page + i, j - i, buf + (size_t)i * r->ps, z, wake_each);
+		/* A zero page the guest has not asked for stays a hole of the RAM
+		 * file: a hole reads as zero, costs no allocation or clearing
+		 * here, and the guest's first touch of it faults MISSING on a
+		 * received page, answered with ZEROPAGE (resolve_present). */
+		int rc = z && !wake_each ? 0 : place_run(d, r, page + i, j - i, buf + (size_t)i * r->ps, z,
+							 wake_each);
 		if (rc == -ESRCH) {
 			dst_set_error(d, rc, "the destination VM process exited during post-copy");
 			return rc;

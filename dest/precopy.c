@@ -20,6 +20,7 @@ static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
 		for (uint32_t i = 0; i < s->np; i++) {
 			fl_bitmap_set(&d->cached, s->r->gbase + s->page + i);
 			fl_bitmap_clear(&d->need, s->r->gbase + s->page + i);
+			fl_bitmap_clear(&d->stale, s->r->gbase + s->page + i);
 		}
 		return;
 	}
@@ -34,6 +35,7 @@ static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
 			fl_bitmap_set(&d->cached, g);
 		}
 		fl_bitmap_clear(&d->need, g);
+		fl_bitmap_clear(&d->stale, g);
 	}
 }
 
@@ -74,7 +76,8 @@ int dst_precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 	d->round_pages = fl_bitmap_count(&d->need);
 	__atomic_store_n(&d->round_done, 0, __ATOMIC_RELAXED);
 	while ((more && !interrupted) || inflight) {
-		for (int i = 0; i < nslot && more && !interrupted && flying < budget; i++) {
+		uint64_t paced = pace_wait_ns(&d->pace_pre);
+		for (int i = 0; i < nslot && more && !interrupted && flying < budget && !paced; i++) {
 			struct pslot *s = &slots[i];
 			if (s->used)
 				continue;
@@ -105,7 +108,8 @@ int dst_precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 		for (int c = 0; c < d->nbulk; c++)
 			pfd[c] = (struct pollfd){ .fd = d->ops->event_fd(d->bconn[c]), .events = POLLIN };
 		pfd[d->nbulk] = (struct pollfd){ .fd = d->ctl, .events = POLLIN };
-		if (poll(pfd, (nfds_t)d->nbulk + 1, 100) < 0 && errno != EINTR) {
+		int tmo = paced ? (int)(paced / 1000000) + 1 : 100;
+		if (poll(pfd, (nfds_t)d->nbulk + 1, tmo > 100 ? 100 : tmo) < 0 && errno != EINTR) {
 			rc = -errno;
 			goto out;
 		}
@@ -136,6 +140,7 @@ int dst_precopy_pull(struct dst *d, uint64_t *pages, uint64_t *bytes)
 				*bytes += comp[k].wire_bytes;
 				__atomic_add_fetch(&d->round_done, s->np, __ATOMIC_RELAXED);
 				__atomic_add_fetch(&d->rep->bytes, comp[k].wire_bytes, __ATOMIC_RELAXED);
+				pace_spend(&d->pace_pre, comp[k].wire_bytes);
 				got += comp[k].wire_bytes;
 				flying -= (uint64_t)s->np * s->r->ps;
 				s->used = 0;
@@ -178,8 +183,10 @@ int dst_punch_range(struct dst *d, struct dregion *r, uint64_t from, uint64_t en
 		if (fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
 			      (off_t)((e - g) * r->ps)) < 0)
 			return -errno;
-		for (uint64_t k = g; k < e; k++)
+		for (uint64_t k = g; k < e; k++) {
 			fl_bitmap_clear(&d->cached, k);
+			fl_bitmap_set(&d->stale, k);
+		}
 		d->rep->punched_pages += e - g;
 		g = e;
 	}
@@ -196,8 +203,9 @@ int dst_punch_stale(struct dst *d)
 	return 0;
 }
 
-/* After switchover: map every page pre-copy left current without fetching
- * it (CONTINUE cached runs, ZEROPAGE zero runs), one wake per region. */
+/* After switchover: every page pre-copy left current is received without
+ * a fetch: cached runs are mapped with CONTINUE, zero runs stay holes (the
+ * guest's first touch gets ZEROPAGE); one wake per region. */
 int dst_resolve_clean_all(struct dst *d)
 {
 	for (uint32_t i = 0; i < d->nr; i++) {
@@ -219,10 +227,8 @@ int dst_resolve_clean_all(struct dst *d)
 			int rc;
 			if (c || d->zc)
 				rc = fl_uffd_continue(d->uffd, a, len, false);
-			else if (!r->huge)
-				rc = fl_uffd_zeropage(d->uffd, a, len, false);
-			else
-				rc = -EEXIST;	/* hugetlbfs has no ZEROPAGE: page by page */
+			else	/* zero: stays a hole until the guest touches it */
+				rc = 0;
 			if (rc == -EEXIST) {
 				/* part of the run was mapped meanwhile: page by page */
 				for (uint64_t k = g; k < e; k++) {

@@ -18,8 +18,8 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->bulk_conns = 4;
 	o->bulk_depth = 8;
 	o->bulk_pages = 64;
-	o->spin_us = 100;
-	o->fault_spin_us = 500;
+	o->spin_us = FL_SPIN_AUTO;
+	o->fault_spin_us = FL_SPIN_AUTO;
 	o->bulk_yield = true;
 	o->rt_priority = 10;
 	o->id = "migration";
@@ -146,6 +146,12 @@ static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hd
 	rc = dst_punch_stale(d);
 	if (rc)
 		return dst_fail(d, rc, "cannot drop stale pre-copied pages from the RAM file: %s", strerror(-rc));
+	/* What post-copy must carry, and why: pre-copy sent it but the guest
+	 * wrote it since (stale, punched), or pre-copy never sent it. */
+	for (uint64_t w = 0; w < (d->total + 63) / 64; w++) {
+		d->rep->switch_need_pages += (uint64_t)__builtin_popcountll(d->need.words[w]);
+		d->rep->switch_stale_pages += (uint64_t)__builtin_popcountll(d->need.words[w] & d->stale.words[w]);
+	}
 	/* The puller fetches only what is not current here. */
 	for (uint64_t w = 0; w < (d->total + 63) / 64; w++)
 		d->requested.words[w] |= ~d->need.words[w];
@@ -275,6 +281,8 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 			 "options struct this library knows (%zu)", given->size, sizeof(full));
 		return -EINVAL;
 	}
+	o->spin_us = fl_numa_spin_budget(o->spin_us, 100);
+	o->fault_spin_us = fl_numa_spin_budget(o->fault_spin_us, 500);
 	if (!o->source || !o->shim_sock) {
 		fl_report_init(rep, "dest", o->id ? o->id : "?");
 		fl_error_set(&rep->error, -EINVAL, "destination options: %s missing",
@@ -304,6 +312,8 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	fl_state_init(&d->sm);
 	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");
 	d->zc = o->zero_copy;
+	pace_init(&d->pace_pre, o->precopy_mbps);
+	pace_init(&d->pace_post, o->postcopy_mbps);
 	if (d->wake_fd < 0) {
 		free(d);
 		return -errno;
@@ -356,6 +366,7 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	fl_bitmap_destroy(&d->requested);
 	fl_bitmap_destroy(&d->need);
 	fl_bitmap_destroy(&d->cached);
+	fl_bitmap_destroy(&d->stale);
 	for (uint32_t i = 0; i < d->nr; i++) {
 		if (d->r[i].amap)
 			munmap(d->r[i].amap, d->r[i].length);

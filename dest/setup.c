@@ -276,7 +276,8 @@ int dst_attach_ram(struct dst *d)
 		return dst_fail(d, -ENOMEM, "out of memory");
 	}
 	if (fl_bitmap_create(&d->received, d->total) || fl_bitmap_create(&d->requested, d->total) ||
-	    fl_bitmap_create(&d->need, d->total) || fl_bitmap_create(&d->cached, d->total))
+	    fl_bitmap_create(&d->need, d->total) || fl_bitmap_create(&d->cached, d->total) ||
+	    fl_bitmap_create(&d->stale, d->total))
 		return dst_fail(d, -ENOMEM, "out of memory for %llu-page bitmaps",
 			    (unsigned long long)d->total);
 	fl_bitmap_set_range(&d->need, 0, d->total);	/* nothing is here yet */
@@ -376,8 +377,18 @@ void dst_verify_placement(struct dst *d)
 		d->rep->nplacement = i + 1;
 		if (r->node == FL_NUMA_NONE)
 			continue;
-		for (uint64_t k = 0; k < r->pages; k++)	/* map every page here */
-			(void)*(volatile char *)(r->amap + k * r->ps);
+		/* map every page the file holds (mincore, one byte per base
+		 * page even on hugetlbfs: holes stay holes) */
+		unsigned char vec[4096];
+		uint64_t bp = (uint64_t)sysconf(_SC_PAGESIZE), nbase = r->length / bp;
+		for (uint64_t k = 0; k < nbase; k += sizeof(vec)) {
+			uint64_t n = nbase - k < sizeof(vec) ? nbase - k : sizeof(vec);
+			if (mincore(r->amap + k * bp, n * bp, vec))
+				break;
+			for (uint64_t j = 0; j < n; j++)
+				if ((vec[j] & 1) && ((k + j) * bp) % r->ps == 0)
+					(void)*(volatile char *)(r->amap + (k + j) * bp);
+		}
 		fl_numa_placement(0, (uint64_t)(uintptr_t)r->amap, r->length, r->ps, r->node, &p->on_node,
 				  &p->pages);
 		fl_numa_placement(d->shim.pid, r->addr, r->length, r->ps, r->node, &p->vm_on_node,

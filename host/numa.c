@@ -442,3 +442,10 @@ int fl_numa_rt_thread(int prio)
 		return 0;
 	return -pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 }
+
+unsigned fl_numa_spin_budget(unsigned want, unsigned dflt)
+{
+	if (want != (unsigned)-1)	/* FL_SPIN_AUTO */
+		return want;
+	return sysconf(_SC_NPROCESSORS_ONLN) >= 4 ? dflt : 0;
+}

@@ -87,8 +87,9 @@ void mig_finish(struct fl_migration *m)
 	json_object *sj = sr->role[0] ? fl_report_object(sr) : NULL;
 	static const char *const from_dst[] = { "total_pages", "postcopy_pages", "zero_pages", "fault_pages",
 		"faults", "held_faults", "removed_pages", "bytes", "fault_p50_us", "fault_p99_us",
-		"fault_p999_us", "fault_max_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages",
-		"punched_pages", "followers", "followers_lost", "follower_faults", "placement", "placement_min",
+		"fault_p999_us", "fault_max_us", "fault_local", "fault_local_p50_us", "fault_local_p99_us",
+		"fault_log2_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages",
+		"punched_pages", "switch_need_pages", "switch_stale_pages", "followers", "followers_lost", "follower_faults", "placement", "placement_min",
 		"placement_low" };
 	copy_keys(out, dj, from_dst, sizeof(from_dst) / sizeof(from_dst[0]));
 	/* pages pre-copied: the destination counts what it pulled, including a
@@ -197,16 +198,24 @@ char *fl_migration_summary(const struct fl_migration *m)
 		json_object *x;
 		double total = json_object_object_get_ex(m->out, "total_ms", &x) ? json_object_get_double(x) : 0;
 		double bulk_s = (double)dr->bulk_ns / 1e9;
+		uint64_t need = dr->switch_need_pages, stale = dr->switch_stale_pages;
 		fprintf(f, "migrated %llu pages in %.1f ms (post-copy %.1f ms): %llu data, %llu zero, %llu current\n"
 			"  from pre-copy; %.1f MiB over the wire\n"
-			"faults: %llu (p50 %.1f us, p99 %.1f us, p99.9 %.1f us); background pull %.0f Mbit/s\n"
+			"post-copy carried %llu pages (%llu on faults, the rest by the pull): %llu pre-copied but\n"
+			"  written since, %llu never pre-copied\n"
+			"faults: %llu fetched (p50 %.1f us, p99 %.1f us, p99.9 %.1f us), %llu on pages already\n"
+			"  here (p50 %.1f us); background pull %.0f Mbit/s\n"
 			"pre-copy: %llu rounds, %llu pages, switch: %s; final dirty set %llu pages\n",
 			(unsigned long long)dr->total_pages, total,
 			dr->done_ns > dr->switch_ns && dr->switch_ns ? ms(dr->switch_ns, dr->done_ns) : 0,
 			(unsigned long long)dr->postcopy_pages, (unsigned long long)dr->zero_pages,
 			(unsigned long long)dr->clean_pages, (double)dr->bytes / 1048576.0,
-			(unsigned long long)dr->faults, fl_report_fault_us(dr, 0.5), fl_report_fault_us(dr, 0.99),
-			fl_report_fault_us(dr, 0.999),
+			(unsigned long long)need, (unsigned long long)dr->fault_pages, (unsigned long long)stale,
+			(unsigned long long)(need - stale),
+			(unsigned long long)dr->fault_lat.count, fl_report_fault_us(dr, 0.5),
+			fl_report_fault_us(dr, 0.99), fl_report_fault_us(dr, 0.999),
+			(unsigned long long)dr->fault_local_lat.count,
+			(double)fl_hist_quantile(&dr->fault_local_lat, 0.5) / 1e3,
 			bulk_s > 0 ? (double)dr->bulk_bytes * 8 / 1e6 / bulk_s : 0,
 			(unsigned long long)sr->precopy_rounds, (unsigned long long)dr->precopy_pages,
 			sr->switch_reason[0] ? sr->switch_reason : "?", (unsigned long long)sr->final_dirty_pages);

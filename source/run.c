@@ -11,7 +11,7 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->size = sizeof(*o);
 	o->transport = "tcp";
 	o->accept_timeout_ms = 30000;
-	o->spin_us = 200;
+	o->spin_us = FL_SPIN_AUTO;
 	o->precopy = true;
 	o->max_rounds = 8;
 	o->max_precopy_ms = 60000;
@@ -250,6 +250,7 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 			 "options struct this library knows (%zu)", given->size, sizeof(full));
 		return -EINVAL;
 	}
+	o->spin_us = fl_numa_spin_budget(o->spin_us, 200);
 	if (!o->listen) {
 		fl_report_init(rep, "source", o->id ? o->id : "?");
 		fl_error_set(&rep->error, -EINVAL, "source options: no listen address");

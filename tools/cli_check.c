@@ -22,6 +22,9 @@ bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d)
 	case CLI_OPT_GUEST_CPUS: d->guest_cpus = arg; return true;
 	case CLI_OPT_PLACEMENT_MIN: d->placement_min = cli_double("--placement-min", arg, 0, 100) / 100.0; return true;
 	case CLI_OPT_NO_NUMA_WORKERS: d->numa_workers = false; return true;
+	/* caps on the pulls, Mbit/s on the wire; faults are never held back */
+	case CLI_OPT_PRECOPY_MBPS: d->precopy_mbps = cli_double("--precopy-mbps", arg, 1, 1e6); return true;
+	case CLI_OPT_POSTCOPY_MBPS: d->postcopy_mbps = cli_double("--postcopy-mbps", arg, 1, 1e6); return true;
 	}
 	return false;
 }

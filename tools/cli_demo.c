@@ -260,7 +260,8 @@ int cli_demo(int argc, char **argv)
 		case 'w': warmup = cli_double("--warmup", optarg, 0, 3600); break;
 		case 'k': keep = true; break;
 		case 'W': workdir = optarg; break;
-		case 'P': a.dest.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
+		case 'P': a.dest.spin_us = a.dest.fault_spin_us = a.source.spin_us =
+				  (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'b': a.dest.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
 		case 'D': a.dest.bulk_depth = (int)cli_int("--bulk-depth", optarg, 1, 64); break;
 		case 'G': a.dest.bulk_pages = (int)cli_int("--bulk-pages", optarg, 1, 64); break;

@@ -174,7 +174,7 @@ static int cmd_dest(int argc, char **argv)
 		case 'b': o.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
 		case 'D': o.bulk_depth = (int)cli_int("--bulk-depth", optarg, 1, 64); break;
 		case 'P': o.bulk_pages = (int)cli_int("--bulk-pages", optarg, 1, 64); break;
-		case 'p': o.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
+		case 'p': o.spin_us = o.fault_spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'T': o.connect_timeout_ms = (int)cli_int("--connect-timeout", optarg, 1, 3600000); break;
 		case 'R': o.rt_priority = (int)cli_int("--rt-priority", optarg, 0, 99); break;
 		case 'H': o.handshake_timeout_ms = (int)cli_int("--handshake-timeout", optarg, 1, 600000); break;
@@ -184,7 +184,9 @@ static int cmd_dest(int argc, char **argv)
 		case CLI_OPT_NUMA_MAP: o.numa_map = optarg; break;
 		case CLI_OPT_GUEST_CPUS: o.guest_cpus = optarg; break;
 		case CLI_OPT_PLACEMENT_MIN: o.placement_min = cli_double("--placement-min", optarg, 0, 100) / 100.0; break;
-		case CLI_OPT_NO_NUMA_WORKERS: o.numa_workers = false; break;
+		case CLI_OPT_NO_NUMA_WORKERS:
+		case CLI_OPT_PRECOPY_MBPS:
+		case CLI_OPT_POSTCOPY_MBPS: cli_numa_option(c, optarg, &o); break;
 		case 'F':
 			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
 				die_usage("dest", "too many --follower");
@@ -389,7 +391,8 @@ static int cmd_migrate(int argc, char **argv)
 		case 'u': vm_uri = cli_addr("--vm-uri", optarg); break;
 		case 'C': dst_vm_ctl = optarg; break;
 		case 'b': a.dest.bulk_conns = (int)cli_int("--bulk-conns", optarg, 1, 8); break;
-		case 'p': a.dest.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
+		case 'p': a.dest.spin_us = a.dest.fault_spin_us = a.source.spin_us =
+				  (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'N': a.verify = false; break;
 		case 'j': json = true; break;
 		case 'h':

@@ -21,6 +21,10 @@ typedef int (*fl_vm_state_fn)(void *arg, char *state, size_t len);
 
 #define FL_HANDSHAKE_TIMEOUT_MS 10000	/* a peer's HELLO or ATTACH */
 #define FL_PEER_TIMEOUT_MS 60000	/* a proven peer silent this long is lost */
+/* Busy-poll budgets: spin only where a CPU can be spared (4 or more online);
+ * on a smaller host a spinning agent takes the CPU the guest and the pull
+ * need (measured on 2 cores: the pull halves, fault p50 does not improve). */
+#define FL_SPIN_AUTO ((unsigned)-1)
 
 /* Options structs carry their size (set by the _default functions): a
  * program built against an older, shorter struct keeps working, the fields
@@ -42,7 +46,7 @@ struct fl_source_opts {
 	int handshake_timeout_ms;	/* a connecting peer's HELLO/ATTACH (default 10000) */
 	int peer_timeout_ms;		/* destination silent this long: lost (default 60000) */
 	bool checksum;			/* sha256 of RAM at switchover in the report */
-	unsigned spin_us;		/* fault channel busy-poll (default 200) */
+	unsigned spin_us;		/* fault channel busy-poll (FL_SPIN_AUTO: 200 where a CPU can be spared) */
 	/* Pre-copy (needs the VM's shim: dirty tracking). Switch when the rest
 	 * fits downtime_ms at the measured bandwidth (converged), after
 	 * max_rounds or max_precopy_ms (budget), when the dirty rate keeps up
@@ -74,8 +78,8 @@ struct fl_dest_opts {
 	int bulk_conns;			/* default 4: receiving and placing overlap */
 	int bulk_depth;			/* outstanding bulk reads per channel (default 8) */
 	int bulk_pages;			/* pages per bulk read (default 64) */
-	unsigned spin_us;		/* busy-poll when idle (default 100) */
-	unsigned fault_spin_us;		/* busy-poll while a fault is in flight (default 500) */
+	unsigned spin_us;		/* busy-poll when idle (FL_SPIN_AUTO: 100 where a CPU can be spared) */
+	unsigned fault_spin_us;		/* ... while a fault is in flight (FL_SPIN_AUTO: 500 likewise) */
 	bool bulk_yield;		/* post no bulk read while a fault is in flight (default on) */
 	int rt_priority;		/* SCHED_FIFO priority of the fault thread, 0 = off (default 10) */
 	const char *status_path;
@@ -92,6 +96,10 @@ struct fl_dest_opts {
 	const char *guest_cpus;		/* preflight: CPUs the guest is pinned to, "0-3,8" */
 	const char *followers[FL_DEST_MAX_FOLLOWERS];
 	int nfollowers;
+	/* Bandwidth caps in Mbit/s on the wire, 0 = none (virsh's
+	 * migrate-setspeed and postcopy-bandwidth): the pre-copy pull and the
+	 * post-copy background pull; the fault channel is never throttled. */
+	double precopy_mbps, postcopy_mbps;
 };
 
 void fl_source_opts_default(struct fl_source_opts *o);

@@ -76,6 +76,10 @@ int fl_numa_preflight(const struct fl_preflight *p, char *out, size_t len);
  * CAP_SYS_NICE: the caller goes on at normal priority). */
 int fl_numa_rt_thread(int prio);
 
+/* A busy-poll budget: want unless it is FL_SPIN_AUTO, then dflt where
+ * a CPU can be spared (4 or more online), else 0. */
+unsigned fl_numa_spin_budget(unsigned want, unsigned dflt);
+
 /* Can `bytes` be pinned (RDMA registers all guest RAM)? limit =
  * RLIMIT_MEMLOCK (RLIM_INFINITY = none), ipc_lock = CAP_IPC_LOCK held.
  * 0 or -ENOMEM with the reason in err. */
