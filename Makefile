@@ -15,7 +15,7 @@ LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/
 	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
 	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c \
-	migrate/migrate.c migrate/result.c
+	migrate/migrate.c migrate/observe.c migrate/result.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
 TOOLS = tools/faultline tools/guest-sim
@@ -50,7 +50,7 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
 CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_util.c \
-	tools/cli_demo.c tools/cli_check.c tools/cli_args.c
+	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
 

@@ -2,7 +2,11 @@
  * in one run. Prints a table, writes JSON (and a PNG histogram if gnuplot
  * is installed). Needs root (network namespaces).
  *
- *   fl-bench [--out DIR] [--size 256M] [--runs N] */
+ *   fl-bench [--out DIR] [--size 1G] [--rate-limit RATE] [--scale 1G,4G,8G | --no-scale]
+ *
+ * Scale: the same pure post-copy and pre-copy runs at each size, per GiB
+ * (time, agents' CPU), the pull against the link, fault latency, and each
+ * agent's peak private memory against the guest's RAM. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +385,56 @@ static void dirty_scan_cost(double out[3])
 	close(f);
 }
 
+static double gib_of(const char *s)
+{
+	char *e;
+	double v = strtod(s, &e);
+
+	return v * (*e == 'G' || *e == 'g' ? 1 : *e == 'M' || *e == 'm' ? 1.0 / 1024 : 1.0 / (1 << 30));
+}
+
+/* One size of the scale table: its figures, as a JSON object. */
+static json_object *scale_row(const char *self, const char *out, const char *size, bool precopy, double link)
+{
+	char args[512];
+	double gib = gib_of(size);
+
+	snprintf(args, sizeof(args), "%s--size %s --pattern uniform --vcpu-rate 2000 --warmup 1 "
+		 "--id scale-%s-%s --status-dir %s", precopy ? "" : "--no-precopy ", size, size,
+		 precopy ? "pre" : "post", out);
+	json_object *r = demo(self, args);
+	if (!r)
+		return NULL;
+	double pull = jd(r, "bulk_mbps");
+	double anon = jd(r, "dest_peak_anon_kb") > jd(r, "source_peak_anon_kb") ? jd(r, "dest_peak_anon_kb")
+										: jd(r, "source_peak_anon_kb");
+	json_object *row = json_object_new_object();
+	json_object_object_add(row, "size_gib", json_object_new_double(gib));
+	json_object_object_add(row, "precopy", json_object_new_boolean(precopy));
+	json_object_object_add(row, "total_ms_per_gib", json_object_new_double(jd(r, "total_ms") / gib));
+	json_object_object_add(row, "pull_mbps", json_object_new_double(pull));
+	json_object_object_add(row, "pull_ratio", json_object_new_double(link > 0 ? pull / link : 0));
+	json_object_object_add(row, "fault_p50_us", json_object_new_double(jd(r, "fault_p50_us")));
+	json_object_object_add(row, "fault_p99_us", json_object_new_double(jd(r, "fault_p99_us")));
+	json_object_object_add(row, "fault_p999_us", json_object_new_double(jd(r, "fault_p999_us")));
+	json_object_object_add(row, "peak_anon_pct", json_object_new_double(100.0 * anon / (gib * 1048576)));
+	json_object_object_add(row, "source_cpu_s_per_gib", json_object_new_double(jd(r, "source_cpu_s") / gib));
+	json_object_object_add(row, "dest_cpu_s_per_gib", json_object_new_double(jd(r, "dest_cpu_s") / gib));
+	json_object_object_add(row, "corrupt_pages", json_object_new_double(jd(r, "corrupt_pages")));
+	json_object *v;
+	json_object_object_add(row, "checksum_match", json_object_new_boolean(
+		json_object_object_get_ex(r, "checksum_match", &v) && json_object_get_boolean(v)));
+	printf("%5.0f GiB %-9s %8.0f ms/GiB  pull %6.0f Mbit/s (%.2f of link)  fault p50 %6.1f p99 %7.1f "
+	       "p99.9 %7.1f us  peak anon %.3f%%  CPU/GiB src %.2f s dst %.2f s  corrupt %.0f\n",
+	       gib, precopy ? "pre-copy" : "post-copy", jd(r, "total_ms") / gib, pull, link > 0 ? pull / link : 0,
+	       jd(r, "fault_p50_us"), jd(r, "fault_p99_us"), jd(r, "fault_p999_us"),
+	       100.0 * anon / (gib * 1048576), jd(r, "source_cpu_s") / gib, jd(r, "dest_cpu_s") / gib,
+	       jd(r, "corrupt_pages"));
+	fflush(stdout);
+	json_object_put(r);
+	return row;
+}
+
 static void print_run(const char *name, json_object *r)
 {
 	json_object *v;
@@ -395,7 +450,7 @@ static void print_run(const char *name, json_object *r)
 
 int main(int argc, char **argv)
 {
-	const char *out = "bench/results", *size = "1G", *rate = NULL;
+	const char *out = "bench/results", *size = "1G", *rate = NULL, *scale = "1G,4G,8G";
 	char self[4096];
 
 	for (int i = 1; i < argc; i++) {
@@ -405,8 +460,13 @@ int main(int argc, char **argv)
 			size = argv[++i];
 		else if (!strcmp(argv[i], "--rate-limit") && i + 1 < argc)
 			rate = argv[++i];
+		else if (!strcmp(argv[i], "--scale") && i + 1 < argc)
+			scale = argv[++i];
+		else if (!strcmp(argv[i], "--no-scale"))
+			scale = NULL;
 		else {
-			fprintf(stderr, "usage: fl-bench [--out DIR] [--size 256M] [--rate-limit 200mbit]\n");
+			fprintf(stderr, "usage: fl-bench [--out DIR] [--size 1G] [--rate-limit 200mbit] "
+				"[--scale 1G,4G,8G | --no-scale]\n");
 			return 2;
 		}
 	}
@@ -427,7 +487,7 @@ int main(int argc, char **argv)
 	 * touch of a guest-physical page costs a host fault (~14 us), a reused
 	 * one does not. Touch and free 4x the migration's size first so the
 	 * floor and the migration both run on host-backed memory. */
-	size_t warm = (size_t)sz * 4;
+	size_t warm = (size_t)sz * 4 < (8ull << 30) ? (size_t)sz * 4 : (8ull << 30);
 	char *w = mmap(NULL, warm, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t tw = now_ns();
 	if (w != MAP_FAILED) {
@@ -463,8 +523,8 @@ int main(int argc, char **argv)
 	printf("\n== faultline, pure post-copy (guest-sim, %s, two namespaces over veth) ==\n", size);
 	char args[512];
 	char cmd[20000];
-	snprintf(args, sizeof(args), "--no-precopy --size %s --pattern uniform --vcpu-rate 2000%s%s", size,
-		 rate ? " --rate-limit " : "", rate ? rate : "");
+	snprintf(args, sizeof(args), "--no-precopy --size %s --pattern uniform --vcpu-rate 2000 --id bench-main "
+		 "--status-dir %s%s%s", size, out, rate ? " --rate-limit " : "", rate ? rate : "");
 	json_object *fr = demo(self, args);
 	if (!fr) {
 		fprintf(stderr, "fl-bench: faultline demo run failed\n");
@@ -476,10 +536,17 @@ int main(int argc, char **argv)
 	printf("state %s, corrupt_pages %.0f, checksum_match %s\n", json_object_get_string(
 	       json_object_object_get(fr, "state")), jd(fr, "corrupt_pages"),
 	       json_object_get_string(json_object_object_get(fr, "checksum_match")));
-	printf("fault service  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  (%0.f faults)\n", p50,
-	       jd(fr, "fault_p99_us"), jd(fr, "fault_p999_us"), jd(fr, "faults"));
-	printf("  floor = first-touch + 4K RTT + COPY = %.1f us; p50/floor = %.2f (target <= 1.5)\n",
-	       floor_us, p50 / floor_us);
+	printf("fault service (fetched)  p50 %7.1f us  p99 %7.1f us  p99.9 %7.1f us  (%0.f of %.0f faults)\n",
+	       p50, jd(fr, "fault_p99_us"), jd(fr, "fault_p999_us"), jd(fr, "faults") - jd(fr, "fault_local"),
+	       jd(fr, "faults"));
+	printf("  on pages already here: %.0f, p50 %.1f us, p99 %.1f us\n", jd(fr, "fault_local"),
+	       jd(fr, "fault_local_p50_us"), jd(fr, "fault_local_p99_us"));
+	printf("agents: CPU source %.2f s, destination %.2f s; peak private memory %.1f / %.1f MiB\n",
+	       jd(fr, "source_cpu_s"), jd(fr, "dest_cpu_s"), jd(fr, "source_peak_anon_kb") / 1024,
+	       jd(fr, "dest_peak_anon_kb") / 1024);
+	printf("  floor = first-touch + 4K RTT + COPY = %.1f us; p50/floor = %.2f (target <= 1.5), "
+	       "p99/floor = %.2f (target <= 3), p99.9/floor = %.2f (target <= 10)\n",
+	       floor_us, p50 / floor_us, jd(fr, "fault_p99_us") / floor_us, jd(fr, "fault_p999_us") / floor_us);
 	double pfloor = mbps < place_mbs * 8 ? mbps : place_mbs * 8;
 	printf("background pull %7.0f Mbit/s; pull/bandwidth = %.2f (target >= 0.80);\n"
 	       "  pull/min(bandwidth, placement rate) = %.2f\n", pull, mbps > 0 ? pull / mbps : 0,
@@ -501,6 +568,9 @@ int main(int argc, char **argv)
 	json_object_object_add(res, "fault_p50_ratio", json_object_new_double(p50 / floor_us));
 	json_object_object_add(res, "pull_ratio", json_object_new_double(mbps > 0 ? pull / mbps : 0));
 	json_object_object_add(res, "faultline", json_object_get(fr));
+	snprintf(cmd, sizeof(cmd), "%s/../tools/faultline show bench-main --status-dir %s --plot %s/timeline.png "
+		 ">/dev/null 2>&1 && echo \"timeline: %s/timeline.png\"", self, out, out, out);
+	run(cmd);
 	char path[8192];
 	snprintf(path, sizeof(path), "%s/bench.json", out);
 	json_object_to_file_ext(path, res, JSON_C_TO_STRING_PRETTY);
@@ -552,6 +622,40 @@ int main(int argc, char **argv)
 	json_object_object_add(res, "precopy_nonconverging", json_object_get(pb));
 	json_object_object_add(res, "capped_link_mbps", json_object_new_double(cap_mbps));
 	json_object_object_add(res, "nonconverging_total_ratio", json_object_new_double(ratio_b));
+	/* ---- scale ---- */
+	if (scale) {
+		printf("\n== scale: the same runs at each size (uniform writer, 2 vCPUs at 2000 ops/s) ==\n");
+		json_object *rows = json_object_new_array();
+		char list[256], *save = NULL;
+		snprintf(list, sizeof(list), "%s", scale);
+		snprintf(path, sizeof(path), "%s/scale.dat", out);
+		FILE *sd = fopen(path, "w");
+		for (char *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save))
+			for (int pre = 0; pre < 2; pre++) {
+				json_object *row = scale_row(self, out, s, pre, mbps);
+				if (!row) {
+					printf("%s %s: run failed\n", s, pre ? "pre-copy" : "post-copy");
+					continue;
+				}
+				if (sd)
+					fprintf(sd, "%d %f %f %f\n", pre, jd(row, "size_gib"),
+						jd(row, "total_ms_per_gib"), jd(row, "pull_ratio"));
+				json_object_array_add(rows, row);
+			}
+		if (sd)
+			fclose(sd);
+		json_object_object_add(res, "scale", rows);
+		snprintf(cmd, sizeof(cmd),
+			 "command -v gnuplot >/dev/null && gnuplot -e \"set terminal png size 900,500;"
+			 " set output '%s/scale.png'; set xlabel 'guest RAM (GiB)'; set ylabel 'ms per GiB';"
+			 " set y2label 'pull / link'; set y2tics; set ytics nomirror; set yrange [0:*]; set y2range [0:1];"
+			 " set title 'faultline: cost as the guest grows';"
+			 " plot '%s' using 2:(\\$1==0?\\$3:1/0) with linespoints title 'post-copy ms/GiB',"
+			 " '' using 2:(\\$1==1?\\$3:1/0) with linespoints title 'pre-copy ms/GiB',"
+			 " '' using 2:(\\$1==0?\\$4:1/0) axes x1y2 with linespoints title 'post-copy pull/link'\""
+			 " && echo \"scale curve: %s/scale.png\"", out, path, out);
+		run(cmd);
+	}
 	snprintf(path, sizeof(path), "%s/bench.json", out);
 	json_object_to_file_ext(path, res, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	json_object_put(pa);

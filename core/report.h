@@ -40,6 +40,7 @@ struct fl_report {
 	uint64_t pages_done;		/* of phase_pages, never down within a phase */
 	uint64_t phase_pages;
 	uint64_t ram_bytes;		/* guest RAM, for ETAs */
+	uint64_t received_pages;	/* dest: present after the switch (live) */
 	double rate_mbps;		/* bytes moving now, smoothed over >= 200 ms */
 	uint64_t rate_t_ns, rate_bytes;
 	uint64_t start_ns, switch_ns, done_ns;

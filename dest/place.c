@@ -51,6 +51,7 @@ void dst_account(struct dst *d, uint64_t changed)
 	if (!changed)
 		return;
 	uint64_t n = __atomic_add_fetch(&d->nreceived, changed, __ATOMIC_ACQ_REL);
+	__atomic_store_n(&d->rep->received_pages, n, __ATOMIC_RELAXED);	/* the controller's timeline */
 	if (n >= d->total) {
 		pthread_mutex_lock(&d->lock);
 		pthread_cond_broadcast(&d->cond);

@@ -4,6 +4,7 @@
 #define FL_MIGRATE_INT_H
 
 #include <json-c/json.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "core/report.h"
@@ -27,7 +28,18 @@ struct fl_migration {
 	bool have_guest;
 	struct fl_guest_check guest;
 	json_object *out;
+	/* observe.c: the agents from outside */
+	struct rusage s_ru, d_ru;	/* at exit */
+	uint64_t s_anon_kb, d_anon_kb;	/* peak private memory */
+	uint64_t next_sample_ns;
+	json_object *timeline;		/* [t_ms, phase, present pages, bytes, faults] every 100 ms */
 };
+
+/* observe.c */
+void mig_observe(struct fl_migration *m);
+/* waitpid for one agent, its CPU time kept; exit code as waitpid's status */
+bool mig_reap(struct fl_migration *m, bool source, int *status);
+void mig_observations(struct fl_migration *m, json_object *out);
 
 /* result.c: both agents ended; ask the guest, merge, settle the VMM. */
 void mig_finish(struct fl_migration *m);

@@ -295,9 +295,9 @@ static void reap(struct fl_migration *m)
 	int st;
 
 	/* our two children only: the embedder's own are not ours to reap */
-	if (m->s_exit < 0 && waitpid(m->sp, &st, WNOHANG) == m->sp)
+	if (m->s_exit < 0 && mig_reap(m, true, &st))
 		m->s_exit = exit_code(st, m->srep);
-	if (m->d_exit < 0 && waitpid(m->dp, &st, WNOHANG) == m->dp) {
+	if (m->d_exit < 0 && mig_reap(m, false, &st)) {
 		m->d_exit = exit_code(st, m->drep);
 		m->t_done = fl_now_ns();
 		/* A destination that failed before switchover: the source has
@@ -324,6 +324,7 @@ int fl_migration_poll(struct fl_migration *m, int timeout_ms)
 			return 0;
 		}
 		progress(m);
+		mig_observe(m);
 		if (fl_now_ns() >= until)
 			return 1;
 		usleep(20000);
@@ -388,6 +389,7 @@ void fl_migration_destroy(struct fl_migration *m)
 	if (m->drep)
 		munmap(m->drep, sizeof(struct fl_report));
 	json_object_put(m->out);
+	json_object_put(m->timeline);
 	free(m->spath);
 	free(m->dpath);
 	free(m->ctl);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/util.h"
 #include "faultline/log.h"
@@ -129,6 +130,14 @@ void mig_finish(struct fl_migration *m)
 	if (m->err.code)
 		json_object_object_add(out, "error", json_object_new_string(m->err.text));
 	copy_keys(out, dj, (const char *const[]){ "fault_hist_ns" }, 1);
+	mig_observations(m, out);
+	/* kept beside the status files: `faultline show ID` (and --plot) */
+	char *path = fl_migration_status_path(m->o.status_dir, m->id, "result");
+	if (path) {
+		json_object_to_file_ext(path, out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		chmod(path, 0600);
+	}
+	free(path);
 	json_object_put(dj);
 	json_object_put(sj);
 	snprintf(m->state, sizeof(m->state), "%s", state);

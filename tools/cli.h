@@ -28,6 +28,8 @@ enum { CLI_OPT_NUMA_MAP = 300, CLI_OPT_GUEST_CPUS, CLI_OPT_PLACEMENT_MIN, CLI_OP
 	"         [--no-numa-workers] [--precopy-mbps N] [--postcopy-mbps N]\n"
 bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d);
 int cli_demo(int argc, char **argv);
+/* cli_plot.c: gnuplot PNGs of a migration's result (DIR/ID.result.json). */
+int cli_plot_timeline(const char *dir, const char *id, const char *png);
 
 /* cli_args.c: checked option values; a bad one prints one line naming the
  * option and what it accepts, and exits 2. */

@@ -429,7 +429,7 @@ static int cmd_migrate(int argc, char **argv)
 
 static int cmd_status(int argc, char **argv)
 {
-	const char *dir = DEFAULT_STATUS_DIR, *id = NULL;
+	const char *dir = DEFAULT_STATUS_DIR, *id = NULL, *plot = NULL;
 	bool json = false;
 
 	for (int i = 1; i < argc; i++) {
@@ -437,14 +437,23 @@ static int cmd_status(int argc, char **argv)
 			json = true;
 		else if (!strcmp(argv[i], "--status-dir") && i + 1 < argc)
 			dir = argv[++i];
+		else if (!strcmp(argv[i], "--plot") && i + 1 < argc)
+			plot = argv[++i];
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: faultline status [ID] [--status-dir DIR] [--json]\n"
-			       "Show the state and progress of migrations on this host.\n");
+			printf("usage: faultline status|list|show [ID] [--status-dir DIR] [--json]\n"
+			       "       faultline show ID --plot FILE.png [--status-dir DIR]\n"
+			       "Show the state and progress of migrations on this host; --plot draws the\n"
+			       "timeline of a finished one (pages present, rates, the switchover; gnuplot).\n");
 			return 0;
 		} else if (argv[i][0] == '-')
 			die_usage("status", "bad option");
 		else
 			id = argv[i];
+	}
+	if (plot) {
+		if (!id)
+			die_usage("show", "--plot needs the migration ID");
+		return cli_plot_timeline(dir, id, plot);
 	}
 	char pat[4096];
 	glob_t g;
@@ -462,6 +471,9 @@ static int cmd_status(int argc, char **argv)
 	}
 	json_object *arr = json_object_new_array();
 	for (size_t i = 0; i < g.gl_pathc; i++) {
+		size_t pl = strlen(g.gl_pathv[i]);
+		if (pl > 12 && !strcmp(g.gl_pathv[i] + pl - 12, ".result.json"))
+			continue;	/* the agents' status lines only; show --plot reads it */
 		json_object *s = json_object_from_file(g.gl_pathv[i]);
 		if (!s)
 			continue;
