@@ -402,9 +402,15 @@ static json_object *scale_row(const char *self, const char *out, const char *siz
 	snprintf(args, sizeof(args), "%s--size %s --pattern uniform --vcpu-rate 2000 --warmup 1 "
 		 "--id scale-%s-%s --status-dir %s", precopy ? "" : "--no-precopy ", size, size,
 		 precopy ? "pre" : "post", out);
-	json_object *r = demo(self, args);
+	json_object *r = demo(self, args), *v;
 	if (!r)
 		return NULL;
+	if (!json_object_object_get_ex(r, "state", &v) || strcmp(json_object_get_string(v), "completed")) {
+		printf("%5.0f GiB %-9s failed: %s\n", gib, precopy ? "pre-copy" : "post-copy",
+		       json_object_object_get_ex(r, "error", &v) ? json_object_get_string(v) : "?");
+		json_object_put(r);
+		return NULL;
+	}
 	double pull = jd(r, "bulk_mbps");
 	double anon = jd(r, "dest_peak_anon_kb") > jd(r, "source_peak_anon_kb") ? jd(r, "dest_peak_anon_kb")
 										: jd(r, "source_peak_anon_kb");
@@ -421,7 +427,6 @@ static json_object *scale_row(const char *self, const char *out, const char *siz
 	json_object_object_add(row, "source_cpu_s_per_gib", json_object_new_double(jd(r, "source_cpu_s") / gib));
 	json_object_object_add(row, "dest_cpu_s_per_gib", json_object_new_double(jd(r, "dest_cpu_s") / gib));
 	json_object_object_add(row, "corrupt_pages", json_object_new_double(jd(r, "corrupt_pages")));
-	json_object *v;
 	json_object_object_add(row, "checksum_match", json_object_new_boolean(
 		json_object_object_get_ex(r, "checksum_match", &v) && json_object_get_boolean(v)));
 	printf("%5.0f GiB %-9s %8.0f ms/GiB  pull %6.0f Mbit/s (%.2f of link)  fault p50 %6.1f p99 %7.1f "
@@ -625,6 +630,24 @@ int main(int argc, char **argv)
 	/* ---- scale ---- */
 	if (scale) {
 		printf("\n== scale: the same runs at each size (uniform writer, 2 vCPUs at 2000 ops/s) ==\n");
+		/* both hosts' RAM files of the largest size, host-backed first
+		 * (this VM's memory is backed lazily by its host) */
+		double maxg = 0;
+		char tmp[256], *sv = NULL;
+		snprintf(tmp, sizeof(tmp), "%s", scale);
+		for (char *s = strtok_r(tmp, ",", &sv); s; s = strtok_r(NULL, ",", &sv))
+			if (gib_of(s) > maxg)
+				maxg = gib_of(s);
+		size_t sw = (size_t)((2 * maxg + 1) * (1 << 30));
+		long avp = sysconf(_SC_AVPHYS_PAGES);
+		if (avp > 0 && sw > (size_t)avp * PS / 10 * 9)
+			sw = (size_t)avp * PS / 10 * 9;
+		char *wm = mmap(NULL, sw, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (wm != MAP_FAILED) {
+			for (size_t i = 0; i < sw; i += PS)
+				wm[i] = 1;
+			munmap(wm, sw);
+		}
 		json_object *rows = json_object_new_array();
 		char list[256], *save = NULL;
 		snprintf(list, sizeof(list), "%s", scale);

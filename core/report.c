@@ -167,6 +167,16 @@ json_object *fl_report_object(const struct fl_report *r)
 	json_object_object_add(l2, "fetch", log2_us(&r->fault_lat));
 	json_object_object_add(l2, "local", log2_us(&r->fault_local_lat));
 	json_object_object_add(o, "fault_log2_us", l2);
+	/* per faulting thread: [tid, faults, blocked ms] */
+	json_object *bt = json_object_new_array();
+	for (uint32_t i = 0; i < r->nblocktime; i++) {
+		json_object *e = json_object_new_array();
+		json_object_array_add(e, json_object_new_int64(r->blocktime[i].tid));
+		json_object_array_add(e, u64(r->blocktime[i].faults));
+		json_object_array_add(e, json_object_new_double((double)r->blocktime[i].ns / 1e6));
+		json_object_array_add(bt, e);
+	}
+	json_object_object_add(o, "blocktime", bt);
 	double bulk_s = (double)r->bulk_ns / 1e9;
 	json_object_object_add(o, "bulk_mbps",
 			       json_object_new_double(bulk_s > 0 ? (double)r->bulk_bytes * 8 / 1e6 / bulk_s : 0));
@@ -238,6 +248,26 @@ char *fl_report_json(const struct fl_report *r)
 
 	json_object_put(o);
 	return s;
+}
+
+void fl_report_blocked(struct fl_report *r, uint32_t tid, uint64_t ns)
+{
+	uint32_t n = r->nblocktime, i;
+	uint32_t cap = sizeof(r->blocktime) / sizeof(r->blocktime[0]);
+
+	for (i = 0; i < n && r->blocktime[i].tid != tid; i++)
+		;
+	if (i == n) {
+		if (n == cap) {	/* full: the last slot is "every other thread" */
+			i = cap - 1;
+			r->blocktime[i].tid = 0;
+		} else {
+			r->blocktime[i].tid = tid;
+			r->nblocktime = n + 1;
+		}
+	}
+	r->blocktime[i].faults++;
+	r->blocktime[i].ns += ns;
 }
 
 void fl_report_sample(struct fl_report *r)

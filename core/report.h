@@ -51,6 +51,13 @@ struct fl_report {
 	uint64_t bulk_bytes;
 	struct fl_hist fault_lat;	/* fault read -> page placed, fetched over the network, ns */
 	struct fl_hist fault_local_lat;	/* ... the page was here already (CONTINUE, ZEROPAGE) */
+	/* dest: time each faulting thread spent blocked (UFFD_FEATURE_THREAD_ID);
+	 * tid 0 collects threads beyond the table */
+	struct fl_blocktime {
+		uint32_t tid;
+		uint64_t faults, ns;
+	} blocktime[64];
+	uint32_t nblocktime;
 	char sha256[65];		/* source: RAM at switchover */
 	/* pre-copy */
 	uint64_t precopy_pages;		/* pages sent while the VM ran */
@@ -80,6 +87,8 @@ void fl_report_init(struct fl_report *rep, const char *role, const char *id);
 struct json_object;
 /* The report as a JSON object (fl_report_json's); caller puts it. */
 struct json_object *fl_report_object(const struct fl_report *r);
+/* A fault of thread tid was resolved after ns (the fault thread only). */
+void fl_report_blocked(struct fl_report *r, uint32_t tid, uint64_t ns);
 /* Update rate_mbps from bytes (call as often as you like); the ETA of the
  * phase in seconds, -1 when not known. */
 void fl_report_sample(struct fl_report *r);

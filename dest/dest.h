@@ -79,6 +79,7 @@ struct fslot {
 	uint64_t t0;		/* the fault was read (a held fault: long before the post) */
 	uint64_t posted;	/* its read went out: the reply deadline runs from here */
 	uint8_t want[MAX_VIEWS];	/* per view: fault kind + 1, 0 = not waiting */
+	uint32_t tid;			/* the thread that faulted first (blocktime) */
 	void *buf;
 };
 

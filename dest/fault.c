@@ -110,6 +110,7 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 	if (fl_bitmap_test(&d->received, g)) {
 		int rc = resolve_present(d, v, r, page, e->kind);
 		fl_hist_add(&d->rep->fault_local_lat, fl_now_ns() - t0);
+		fl_report_blocked(d->rep, e->tid, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
 	if (!fl_bitmap_test(&d->need, g)) {
@@ -117,6 +118,7 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 		 * is zero (missing fault). Nothing to fetch. */
 		int rc = dst_resolve_clean(d, v, r, page);
 		fl_hist_add(&d->rep->fault_local_lat, fl_now_ns() - t0);
+		fl_report_blocked(d->rep, e->tid, fl_now_ns() - t0);
 		return rc ? rc : 1;
 	}
 	int free_slot = -1, sps = FAULT_SLOTS / d->nslices, sl = dst_slice_of(d, r);
@@ -141,6 +143,7 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 	__atomic_add_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	s->gpage = g;
 	s->t0 = t0;
+	s->tid = e->tid;
 	s->posted = fl_now_ns();
 	memset(s->want, 0, sizeof(s->want));
 	s->want[view] = (uint8_t)(e->kind + 1);
@@ -221,6 +224,7 @@ static int fault_completions(struct dst *d)
 			}
 		}
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - s->t0);
+		fl_report_blocked(d->rep, s->tid, fl_now_ns() - s->t0);
 		s->used = 0;
 		__atomic_sub_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	}

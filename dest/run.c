@@ -146,6 +146,12 @@ static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hd
 	rc = dst_punch_stale(d);
 	if (rc)
 		return dst_fail(d, rc, "cannot drop stale pre-copied pages from the RAM file: %s", strerror(-rc));
+	/* Pre-copy's buffers go before the pullers take theirs (the agent's
+	 * peak memory); a transport that registered them keeps them. */
+	if (d->pmem && !d->ops->reg) {
+		munmap(d->pmem, d->pmem_len);
+		d->pmem = NULL;
+	}
 	/* What post-copy must carry, and why: pre-copy sent it but the guest
 	 * wrote it since (stale, punched), or pre-copy never sent it. */
 	for (uint64_t w = 0; w < (d->total + 63) / 64; w++) {

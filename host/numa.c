@@ -49,6 +49,21 @@ int64_t fl_numa_node_free(int node)
 	return pages > 0 ? (int64_t)pages * ps : -EIO;
 }
 
+/* MemAvailable: free plus what the kernel can reclaim (tmpfs excluded). */
+static uint64_t host_available(void)
+{
+	char line[256];
+	uint64_t kb = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "MemAvailable:", 13))
+			kb = strtoull(line + 13, NULL, 10);
+	if (f)
+		fclose(f);
+	return kb << 10;
+}
+
 int64_t fl_numa_hugepages_free(int node, uint64_t page_size)
 {
 	char path[160];
@@ -376,6 +391,11 @@ int fl_numa_preflight(const struct fl_preflight *p, char *out, size_t len)
 			refuse(&l, "node %d has %lld MiB free, its cells need %llu MiB", n, (long long)(f >> 20),
 			       (unsigned long long)(need4k[n] >> 20));
 	}
+	/* Unconstrained cells take memory from anywhere: memory the kernel
+	 * puts in no node's meminfo (hot-plugged to this VM, say) counts too. */
+	uint64_t avail = host_available();
+	if (avail > all_free)
+		all_free = avail;
 	if (any4k > all_free)
 		refuse(&l, "this host has %llu MiB free, the guest's RAM needs %llu MiB",
 		       (unsigned long long)(all_free >> 20), (unsigned long long)(any4k >> 20));

@@ -58,6 +58,7 @@ struct vcpu {
 	int idx;
 	uint64_t ops, corrupt, last_ns, max_gap_ns, max_gap_at, switch_gap_ns;
 	int resumed;
+	int tid;		/* for the agent's per-vCPU blocktime */
 	uint64_t rng;
 	uint64_t cursor;	/* --pattern stride */
 };
@@ -143,6 +144,7 @@ static void wait_if_paused(struct vcpu *c)
 
 static void *vcpu_main(void *p)
 {
+	((struct vcpu *)p)->tid = (int)gettid();
 	struct vcpu *c = p;
 	uint64_t buf[PS / 8];
 	double interval = cfg.rate > 0 ? 1e9 / cfg.rate : 0;
@@ -439,12 +441,15 @@ static void query(char *reply, size_t rl)
 		if (vc[i].switch_gap_ns > sgap)
 			sgap = vc[i].switch_gap_ns;
 	}
+	char tids[16 * MAX_VCPU] = "";
+	for (int i = 0, n = 0; i < cfg.vcpus; i++)
+		n += snprintf(tids + n, sizeof(tids) - (size_t)n, "%s%d", i ? "," : "", vc[i].tid);
 	snprintf(reply, rl, "{\"state\":\"%s\",\"pid\":%d,\"ops\":%llu,\"corrupt_reads\":%llu,"
 		 "\"max_stall_ms\":%.3f,\"switch_stall_ms\":%.3f,\"max_stall_at_ns\":%llu,"
-		 "\"npages\":%llu}",
+		 "\"npages\":%llu,\"vcpu_tids\":[%s]}",
 		 state, (int)getpid(), (unsigned long long)ops,
 		 (unsigned long long)__atomic_load_n(&g_corrupt, __ATOMIC_RELAXED), (double)gap / 1e6,
-		 (double)sgap / 1e6, (unsigned long long)at, (unsigned long long)cfg.npages);
+		 (double)sgap / 1e6, (unsigned long long)at, (unsigned long long)cfg.npages, tids);
 }
 
 static void *ctl_main(void *arg)

@@ -15,6 +15,7 @@ struct vmm_ops {
 	int (*guest_check)(struct fl_vmm *v, bool verify, struct fl_guest_check *g,
 			   struct fl_error *err);				/* optional */
 	int (*finish)(struct fl_vmm *v, bool ram_ok, struct json_object *out, struct fl_error *err);
+	int (*vcpu_threads)(struct fl_vmm *v, int *tids, int max);		/* optional */
 };
 
 struct fl_vmm {

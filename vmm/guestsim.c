@@ -111,6 +111,24 @@ static int gs_guest_check(struct fl_vmm *v, bool verify, struct fl_guest_check *
 	return 0;
 }
 
+static int gs_vcpu_threads(struct fl_vmm *v, int *tids, int max)
+{
+	struct fl_error e = { 0 };
+	json_object *q, *a;
+	int n = 0;
+
+	if (!v->dst_ctl[0])
+		return -ENOTSUP;
+	int rc = call_json(v->dst_ctl, "query", 5000, &q, &e);
+	if (rc)
+		return rc;
+	if (json_object_object_get_ex(q, "vcpu_tids", &a) && json_object_is_type(a, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(a) && n < max; i++)
+			tids[n++] = json_object_get_int(json_object_array_get_idx(a, i));
+	json_object_put(q);
+	return n;
+}
+
 /* A migration that did not complete must leave the VM running where it
  * was: ask the source VM, twice, whether it still makes progress. */
 static int gs_finish(struct fl_vmm *v, bool ram_ok, json_object *out, struct fl_error *err)
@@ -140,4 +158,5 @@ const struct vmm_ops vmm_guestsim_ops = {
 	.state = gs_state,
 	.guest_check = gs_guest_check,
 	.finish = gs_finish,
+	.vcpu_threads = gs_vcpu_threads,
 };

@@ -268,6 +268,27 @@ static void settle(struct fl_vmm *v, json_object *out)
 	json_object_object_add(out, "qemu_src_status", json_object_new_string(sst));
 }
 
+/* query-cpus-fast on the destination: each vCPU's host thread. */
+static int q_vcpu_threads(struct fl_vmm *v, int *tids, int max)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *own = NULL, *q = v->watch;
+	json_object *ret = NULL;
+	int n = 0, rc = q ? 0 : fl_qmp_connect(v->dst_qmp, 2000, &own, &e);
+
+	if (!rc)
+		rc = fl_qmp_execute(q ? q : own, "query-cpus-fast", NULL, &ret, 5000);
+	if (!rc && json_object_is_type(ret, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(ret) && n < max; i++) {
+			int64_t tid;
+			if (fl_qmp_get_int(json_object_array_get_idx(ret, i), "thread-id", &tid))
+				tids[n++] = (int)tid;
+		}
+	json_object_put(ret);
+	fl_qmp_destroy(own);
+	return rc ? rc : n;
+}
+
 /* faultline carried the RAM, but QEMU must have carried the device state
  * and run the guest (or left it paused, as asked). */
 static int q_finish(struct fl_vmm *v, bool ram_ok, json_object *out, struct fl_error *err)
@@ -297,4 +318,5 @@ const struct vmm_ops vmm_qemu_ops = {
 	.stop = q_stop,
 	.state = q_state,
 	.finish = q_finish,
+	.vcpu_threads = q_vcpu_threads,
 };

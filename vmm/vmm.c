@@ -113,6 +113,11 @@ int fl_vmm_guest_check(struct fl_vmm *v, bool verify, struct fl_guest_check *g, 
 	return v->ops->guest_check(v, verify, g, err);
 }
 
+int fl_vmm_vcpu_threads(struct fl_vmm *v, int *tids, int max)
+{
+	return v->ops->vcpu_threads ? v->ops->vcpu_threads(v, tids, max) : -ENOTSUP;
+}
+
 int fl_vmm_finish(struct fl_vmm *v, bool ram_ok, struct json_object *out, struct fl_error *err)
 {
 	return v->ops->finish(v, ram_ok, out, err);

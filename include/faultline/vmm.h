@@ -53,6 +53,10 @@ struct fl_guest_check {
 /* -ENOTSUP: this VMM's guest cannot be asked (QEMU: the guest checks itself). */
 int fl_vmm_guest_check(struct fl_vmm *v, bool verify, struct fl_guest_check *g, struct fl_error *err);
 
+/* The destination guest's vCPU threads (host tids), index = vCPU: to tell
+ * per-vCPU blocktime from faults of other threads. Count, or -errno. */
+int fl_vmm_vcpu_threads(struct fl_vmm *v, int *tids, int max);
+
 /* The agents are done; ram_ok: every page reached the destination. Finish
  * the VMM's side and leave the guest running on exactly one host, adding
  * what was found to out (guest_on, the VMM's own status...). 0, or -errno
