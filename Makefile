@@ -15,7 +15,7 @@ LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/
 	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
 	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/precopy.c \
-	migrate/migrate.c migrate/observe.c migrate/result.c
+	migrate/migrate.c migrate/files.c migrate/observe.c migrate/result.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
 TOOLS = tools/faultline tools/guest-sim

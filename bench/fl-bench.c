@@ -651,8 +651,10 @@ int main(int argc, char **argv)
 		json_object *rows = json_object_new_array();
 		char list[256], *save = NULL;
 		snprintf(list, sizeof(list), "%s", scale);
-		snprintf(path, sizeof(path), "%s/scale.dat", out);
-		FILE *sd = fopen(path, "w");
+		char path2[8192];
+		snprintf(path, sizeof(path), "%s/scale-post.dat", out);
+		snprintf(path2, sizeof(path2), "%s/scale-pre.dat", out);
+		FILE *sd = fopen(path, "w"), *sd2 = fopen(path2, "w");
 		for (char *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save))
 			for (int pre = 0; pre < 2; pre++) {
 				json_object *row = scale_row(self, out, s, pre, mbps);
@@ -660,24 +662,27 @@ int main(int argc, char **argv)
 					printf("%s %s: run failed\n", s, pre ? "pre-copy" : "post-copy");
 					continue;
 				}
-				if (sd)
-					fprintf(sd, "%d %f %f %f\n", pre, jd(row, "size_gib"),
+				if (pre ? sd2 != NULL : sd != NULL)
+					fprintf(pre ? sd2 : sd, "%f %f %f\n", jd(row, "size_gib"),
 						jd(row, "total_ms_per_gib"), jd(row, "pull_ratio"));
 				json_object_array_add(rows, row);
 			}
 		if (sd)
 			fclose(sd);
+		if (sd2)
+			fclose(sd2);
 		json_object_object_add(res, "scale", rows);
-		snprintf(cmd, sizeof(cmd),
+		static char pcmd[40000];	/* three data paths and the output */
+		snprintf(pcmd, sizeof(pcmd),
 			 "command -v gnuplot >/dev/null && gnuplot -e \"set terminal png size 900,500;"
 			 " set output '%s/scale.png'; set xlabel 'guest RAM (GiB)'; set ylabel 'ms per GiB';"
 			 " set y2label 'pull / link'; set y2tics; set ytics nomirror; set yrange [0:*]; set y2range [0:1];"
 			 " set title 'faultline: cost as the guest grows';"
-			 " plot '%s' using 2:(\\$1==0?\\$3:1/0) with linespoints title 'post-copy ms/GiB',"
-			 " '' using 2:(\\$1==1?\\$3:1/0) with linespoints title 'pre-copy ms/GiB',"
-			 " '' using 2:(\\$1==0?\\$4:1/0) axes x1y2 with linespoints title 'post-copy pull/link'\""
-			 " && echo \"scale curve: %s/scale.png\"", out, path, out);
-		run(cmd);
+			 " plot '%s' using 1:2 with linespoints title 'post-copy ms/GiB',"
+			 " '%s' using 1:2 with linespoints title 'pre-copy ms/GiB',"
+			 " '%s' using 1:3 axes x1y2 with linespoints title 'post-copy pull/link'\""
+			 " && echo \"scale curve: %s/scale.png\"", out, path, path2, path, out);
+		run(pcmd);
 	}
 	snprintf(path, sizeof(path), "%s/bench.json", out);
 	json_object_to_file_ext(path, res, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);

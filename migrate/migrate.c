@@ -33,31 +33,6 @@ void fl_migration_opts_default(struct fl_migration_opts *o)
 	o->verify = true;
 }
 
-static char *path_in(const char *dir, const char *id, const char *suffix)
-{
-	char *p = NULL;
-
-	if (!dir)
-		return NULL;
-	mkdir(dir, 0700);
-	if (asprintf(&p, "%s/%s.%s", dir, id, suffix) < 0)
-		return NULL;
-	return p;
-}
-
-char *fl_migration_status_path(const char *dir, const char *id, const char *role)
-{
-	char suffix[32];
-
-	snprintf(suffix, sizeof(suffix), "%s.json", role);
-	return path_in(dir, id, suffix);
-}
-
-char *fl_migration_ctl_path(const char *dir, const char *id)
-{
-	return path_in(dir, id, "source.sock");
-}
-
 /* Is migration `id` still running on this host? Its status files name the
  * agent's pid and state. */
 static bool id_in_use(const char *dir, const char *id, char *why, size_t wl)

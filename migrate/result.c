@@ -49,6 +49,38 @@ static void ask_guest(struct fl_migration *m)
 		       m->guest.queried ? "self-check" : "query", e.text);
 }
 
+/* Blocktime per vCPU (as QEMU's postcopy-vcpu-blocktime), and what
+ * threads that are no vCPU (I/O, vhost, the VMM's own) waited. */
+static void blocktime(struct fl_migration *m, json_object *out)
+{
+	const struct fl_report *dr = m->drep;
+	int tids[256], nt = m->o.vmm && dr->nblocktime ? fl_vmm_vcpu_threads(m->o.vmm, tids, 256) : -1;
+	if (nt > 0) {
+		json_object *per = json_object_new_array();
+		double other_ms = 0;
+		uint64_t other_faults = 0;
+		for (int k = 0; k < nt; k++) {
+			double ms_k = 0;
+			for (uint32_t i = 0; i < dr->nblocktime; i++)
+				if ((int)dr->blocktime[i].tid == tids[k])
+					ms_k = (double)dr->blocktime[i].ns / 1e6;
+			json_object_array_add(per, json_object_new_double(ms_k));
+		}
+		for (uint32_t i = 0; i < dr->nblocktime; i++) {
+			int vcpu = 0;
+			for (int k = 0; k < nt; k++)
+				vcpu |= (int)dr->blocktime[i].tid == tids[k];
+			if (!vcpu) {
+				other_ms += (double)dr->blocktime[i].ns / 1e6;
+				other_faults += dr->blocktime[i].faults;
+			}
+		}
+		json_object_object_add(out, "vcpu_blocktime_ms", per);
+		json_object_object_add(out, "other_threads_blocktime_ms", json_object_new_double(other_ms));
+		json_object_object_add(out, "other_threads_faults", json_object_new_int64((int64_t)other_faults));
+	}
+}
+
 void mig_finish(struct fl_migration *m)
 {
 	const struct fl_report *sr = m->srep, *dr = m->drep;
@@ -117,33 +149,7 @@ void mig_finish(struct fl_migration *m)
 		fl_error_set(&m->err, why->code, "%s", why->text);
 	else if (!ok)
 		fl_error_set(&m->err, -EIO, "an agent exited abnormally");
-	/* blocktime per vCPU (as QEMU's postcopy-vcpu-blocktime), and what
-	 * threads that are no vCPU (I/O, vhost, the VMM's own) waited */
-	int tids[256], nt = m->o.vmm && dr->nblocktime ? fl_vmm_vcpu_threads(m->o.vmm, tids, 256) : -1;
-	if (nt > 0) {
-		json_object *per = json_object_new_array();
-		double other_ms = 0;
-		uint64_t other_faults = 0;
-		for (int k = 0; k < nt; k++) {
-			double ms_k = 0;
-			for (uint32_t i = 0; i < dr->nblocktime; i++)
-				if ((int)dr->blocktime[i].tid == tids[k])
-					ms_k = (double)dr->blocktime[i].ns / 1e6;
-			json_object_array_add(per, json_object_new_double(ms_k));
-		}
-		for (uint32_t i = 0; i < dr->nblocktime; i++) {
-			int vcpu = 0;
-			for (int k = 0; k < nt; k++)
-				vcpu |= (int)dr->blocktime[i].tid == tids[k];
-			if (!vcpu) {
-				other_ms += (double)dr->blocktime[i].ns / 1e6;
-				other_faults += dr->blocktime[i].faults;
-			}
-		}
-		json_object_object_add(out, "vcpu_blocktime_ms", per);
-		json_object_object_add(out, "other_threads_blocktime_ms", json_object_new_double(other_ms));
-		json_object_object_add(out, "other_threads_faults", json_object_new_int64((int64_t)other_faults));
-	}
+	blocktime(m, out);
 	/* the VMM's side: device state carried, the guest on exactly one host */
 	if (m->o.vmm) {
 		struct fl_error ve = { 0 };

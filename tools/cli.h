@@ -18,14 +18,15 @@ int cli_check(int argc, char **argv);
 /* The NUMA options every migrating command takes (long options only). */
 /* ... and the bandwidth caps (the destination pulls, so it paces). */
 enum { CLI_OPT_NUMA_MAP = 300, CLI_OPT_GUEST_CPUS, CLI_OPT_PLACEMENT_MIN, CLI_OPT_NO_NUMA_WORKERS,
-       CLI_OPT_PRECOPY_MBPS, CLI_OPT_POSTCOPY_MBPS };
+       CLI_OPT_PRECOPY_MBPS, CLI_OPT_POSTCOPY_MBPS, CLI_OPT_NO_BULK_YIELD };
 #define CLI_NUMA_OPTIONS \
 	{ "numa-map", 1, 0, CLI_OPT_NUMA_MAP }, { "guest-cpus", 1, 0, CLI_OPT_GUEST_CPUS }, \
 	{ "placement-min", 1, 0, CLI_OPT_PLACEMENT_MIN }, { "no-numa-workers", 0, 0, CLI_OPT_NO_NUMA_WORKERS }, \
-	{ "precopy-mbps", 1, 0, CLI_OPT_PRECOPY_MBPS }, { "postcopy-mbps", 1, 0, CLI_OPT_POSTCOPY_MBPS }
+	{ "precopy-mbps", 1, 0, CLI_OPT_PRECOPY_MBPS }, { "postcopy-mbps", 1, 0, CLI_OPT_POSTCOPY_MBPS }, \
+	{ "no-bulk-yield", 0, 0, CLI_OPT_NO_BULK_YIELD }
 #define CLI_NUMA_USAGE \
 	"         [--numa-map CELL:NODE,...] [--guest-cpus LIST] [--placement-min PCT]\n" \
-	"         [--no-numa-workers] [--precopy-mbps N] [--postcopy-mbps N]\n"
+	"         [--no-numa-workers] [--precopy-mbps N] [--postcopy-mbps N] [--no-bulk-yield]\n"
 bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d);
 int cli_demo(int argc, char **argv);
 /* cli_plot.c: gnuplot PNGs of a migration's result (DIR/ID.result.json). */

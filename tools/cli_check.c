@@ -25,6 +25,7 @@ bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d)
 	/* caps on the pulls, Mbit/s on the wire; faults are never held back */
 	case CLI_OPT_PRECOPY_MBPS: d->precopy_mbps = cli_double("--precopy-mbps", arg, 1, 1e6); return true;
 	case CLI_OPT_POSTCOPY_MBPS: d->postcopy_mbps = cli_double("--postcopy-mbps", arg, 1, 1e6); return true;
+	case CLI_OPT_NO_BULK_YIELD: d->bulk_yield = false; return true;
 	}
 	return false;
 }

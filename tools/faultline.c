@@ -156,7 +156,7 @@ static int cmd_dest(int argc, char **argv)
 		{ "bulk-conns", 1, 0, 'b' }, { "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'P' },
 		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
-		{ "no-bulk-yield", 0, 0, 'Y' }, { "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' },
+		{ "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' },
 		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' },
 		CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
@@ -179,14 +179,14 @@ static int cmd_dest(int argc, char **argv)
 		case 'R': o.rt_priority = (int)cli_int("--rt-priority", optarg, 0, 99); break;
 		case 'H': o.handshake_timeout_ms = (int)cli_int("--handshake-timeout", optarg, 1, 600000); break;
 		case 'E': o.peer_timeout_ms = (int)cli_int("--peer-timeout", optarg, 1, 86400000); break;
-		case 'Y': o.bulk_yield = false; break;
 		case 'z': o.zero_copy = true; break;
 		case CLI_OPT_NUMA_MAP: o.numa_map = optarg; break;
 		case CLI_OPT_GUEST_CPUS: o.guest_cpus = optarg; break;
 		case CLI_OPT_PLACEMENT_MIN: o.placement_min = cli_double("--placement-min", optarg, 0, 100) / 100.0; break;
 		case CLI_OPT_NO_NUMA_WORKERS:
 		case CLI_OPT_PRECOPY_MBPS:
-		case CLI_OPT_POSTCOPY_MBPS: cli_numa_option(c, optarg, &o); break;
+		case CLI_OPT_POSTCOPY_MBPS:
+		case CLI_OPT_NO_BULK_YIELD: cli_numa_option(c, optarg, &o); break;
 		case 'F':
 			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
 				die_usage("dest", "too many --follower");
@@ -199,7 +199,7 @@ static int cmd_dest(int argc, char **argv)
 			printf("usage: faultline dest --source HOST:PORT --shim SOCK [--transport tcp]\n"
 			       "         [--bulk-conns N] [--bulk-depth N] [--bulk-pages N] [--spin-us N]\n"
 			       "         [--connect-timeout MS] [--handshake-timeout MS] [--peer-timeout MS]\n"
-			       "         [--rt-priority N] [--no-bulk-yield]\n"
+			       "         [--rt-priority N]\n"
 			       "         [--follower SOCK]... [--zero-copy] [--id ID] [--status-dir DIR] [--json]\n"
 			       CLI_NUMA_USAGE
 			       "Serve the destination VM's page faults and pull all of its RAM.\n"

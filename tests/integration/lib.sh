@@ -32,6 +32,17 @@ assert_progress() {
 		last[key] = pct
 	} END { if (!n) print "no progress lines"; exit (bad || !n) }' "$1" || fail "progress: $(grep -m3 '^progress' "$1")"
 }
+# sim_vm NAME SIZE [guest-sim options]: a guest-sim with the shim, RAM in
+# $W/NAME/ram0, control socket $W/NAME.ctl, shim socket $W/NAME.shim
+sim_vm() {
+	local name=$1 size=$2; shift 2
+	mkdir -p "$W/$name"
+	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
+		"$SIM" --ram "$W/$name/ram0" --ctl "$W/$name.ctl" --size "$size" "$@" >/dev/null 2>&1 &
+	echo $! >> "$W/pids"
+	for i in $(seq 100); do [ -S "$W/$name.shim" ] && [ -S "$W/$name.ctl" ] && break; sleep 0.05; done
+	[ -S "$W/$name.shim" ] || fail "guest-sim $name did not start"
+}
 workdir() { W=$(mktemp -d /dev/shm/fl-it-XXXXXX); [ -n "${FL_KEEP:-}" ] || trap 'rm -rf "$W"' EXIT; }
 # assert_migration JSONLINE: completed, no corruption, checksums equal
 assert_migration() {

@@ -4,21 +4,12 @@
 # answered its HELLO. Every failure says where the guest really is.
 . "$(dirname "$0")/lib.sh"
 workdir
-vm() {	# vm NAME SIZE [--incoming ADDR]: guest-sim with the shim, RAM $W/NAME/ram0
-	local name=$1 size=$2; shift 2
-	mkdir -p "$W/$name"
-	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
-		"$SIM" --ram "$W/$name/ram0" --ctl "$W/$name.ctl" --size "$size" "$@" >/dev/null 2>&1 &
-	echo $! >> "$W/pids"
-	for i in $(seq 100); do [ -S "$W/$name.shim" ] && [ -S "$W/$name.ctl" ] && break; sleep 0.05; done
-	[ -S "$W/$name.shim" ] || fail "guest-sim $name did not start"
-}
 trap 'kill $(cat "$W/pids" 2>/dev/null) 2>/dev/null; rm -rf "$W"' EXIT
 memory() { "$FL" shim-info "$W/$1.shim" | sed -n 's/.*"memory":"\([^"]*\)".*/\1/p'; }
 
 # 1. A pristine destination, unreachable source: RAM untouched, still untouched.
 mkdir -p "$W/d1"; head -c 8M /dev/urandom > "$W/d1/ram0"
-vm d1 8M --incoming 127.0.0.1:7511
+sim_vm d1 8M --incoming 127.0.0.1:7511
 before=$(sha256sum < "$W/d1/ram0")
 "$FL" dest --source 127.0.0.1:1 --shim "$W/d1.shim" --connect-timeout 300 --status-dir "$W" 2>"$W/err" &&
 	fail "dest succeeded with no source"
@@ -29,7 +20,7 @@ echo "ok: unreachable source: RAM untouched, VM still an untouched incoming migr
 
 # 2. The source answers but preflight refuses after the claim: released
 # untouched, so the same VM then migrates for real.
-vm s1 8M
+sim_vm s1 8M
 "$FL" migrate --json --listen 127.0.0.1:7512 --src-shim "$W/s1.shim" --dst-shim "$W/d1.shim" \
 	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7511 --dst-vm-ctl "$W/d1.ctl" --guest-cpus 4000 \
 	--status-dir "$W" >/dev/null 2>"$W/err" && fail "migrate passed a preflight that must refuse"
@@ -55,7 +46,7 @@ echo "ok: stray agent refused ($(head -n 1 "$W/err" | cut -c1-90)...); guest sel
 
 # 4. The old source, paused after that switchover: a retry from it is refused
 # up front and says where the guest is.
-vm d2 8M --incoming 127.0.0.1:7513
+sim_vm d2 8M --incoming 127.0.0.1:7513
 "$FL" migrate --listen 127.0.0.1:7514 --src-shim "$W/s1.shim" --dst-shim "$W/d2.shim" \
 	--vm-ctl "$W/s1.ctl" --vm-uri 127.0.0.1:7513 --dst-vm-ctl "$W/d2.ctl" --status-dir "$W" \
 	>/dev/null 2>"$W/err" && fail "migrating a stale source succeeded"
@@ -66,8 +57,8 @@ echo "ok: stale source refused: $(grep -m1 'paused after' "$W/err" | cut -c1-120
 
 # 5. A post-copy that fails (destination agent killed) leaves the destination
 # served-but-incomplete: a retry there is refused, RAM left as it is.
-vm s3 512M --vcpus 2
-vm d3 512M --incoming 127.0.0.1:7515
+sim_vm s3 512M --vcpus 2
+sim_vm d3 512M --incoming 127.0.0.1:7515
 "$FL" migrate --listen 127.0.0.1:7516 --src-shim "$W/s3.shim" --dst-shim "$W/d3.shim" --no-precopy \
 	--vm-ctl "$W/s3.ctl" --vm-uri 127.0.0.1:7515 --dst-vm-ctl "$W/d3.ctl" --status-dir "$W" --id killme \
 	>/dev/null 2>"$W/err3" &

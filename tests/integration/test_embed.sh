@@ -7,15 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 workdir
 command -v pkg-config >/dev/null || { echo "SKIP: pkg-config missing"; exit 77; }
-vm() {	# vm NAME SIZE [--incoming ADDR]: guest-sim with the shim, RAM $W/NAME/ram0
-	local name=$1 size=$2; shift 2
-	mkdir -p "$W/$name"
-	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
-		"$SIM" --ram "$W/$name/ram0" --ctl "$W/$name.ctl" --size "$size" "$@" >/dev/null 2>&1 &
-	echo $! >> "$W/pids"
-	for i in $(seq 100); do [ -S "$W/$name.shim" ] && [ -S "$W/$name.ctl" ] && break; sleep 0.05; done
-	[ -S "$W/$name.shim" ] || fail "guest-sim $name did not start"
-}
 trap 'kill $(cat "$W/pids" 2>/dev/null) 2>/dev/null; rm -rf "$W"' EXIT
 
 make -C "$TOP" -s install DESTDIR="$W/inst" >"$W/install.log" 2>&1 || { cat "$W/install.log"; fail "make install failed"; }
@@ -37,8 +28,8 @@ run() { LD_LIBRARY_PATH=$libdir "$W/embed" "$@"; }
 LD_LIBRARY_PATH=$libdir ldd "$W/embed" | grep -q "$libdir/libfaultline.so.0" || fail "embed is not linked to the installed library"
 
 # 1. A migration run by the embedder: completed, checked by the guest, same RAM.
-vm s1 64M --vcpus 2
-vm d1 64M --incoming 127.0.0.1:7531
+sim_vm s1 64M --vcpus 2
+sim_vm d1 64M --incoming 127.0.0.1:7531
 run complete "$W/s1.shim" "$W/d1.shim" "$W/s1.ctl" "$W/d1.ctl" 127.0.0.1:7531 127.0.0.1:7532 "$W" \
 	>"$W/o1" 2>"$W/e1" || { tail -n 5 "$W/e1"; fail "the embedder's migration failed"; }
 assert_migration "$(sed -n 1p "$W/o1")"
@@ -49,8 +40,8 @@ stray=$(grep -v '^embed' "$W/e1" | head -n 2)
 echo "ok: migrated through fl_migration_*; progress callback called $calls times"
 
 # 2. Cancelled from the progress callback during pre-copy: the source VM runs on.
-vm s2 256M --vcpus 2
-vm d2 256M --incoming 127.0.0.1:7533
+sim_vm s2 256M --vcpus 2
+sim_vm d2 256M --incoming 127.0.0.1:7533
 run abort "$W/s2.shim" "$W/d2.shim" "$W/s2.ctl" "$W/d2.ctl" 127.0.0.1:7533 127.0.0.1:7534 "$W" \
 	>"$W/o2" 2>"$W/e2" || { tail -n 5 "$W/e2"; fail "the embedder could not cancel during pre-copy"; }
 line=$(sed -n 1p "$W/o2")
