@@ -93,6 +93,41 @@ static int sched_next(struct dst *d, struct dregion **rout, uint64_t *page, uint
 	return 1;
 }
 
+/* May this channel post another bulk read? Always while the guest does
+ * not fault; while it does, only if the bulk bytes on the wire stay within
+ * ~PREEMPT_NS of the measured rate (at least one read on the wire in all),
+ * so a fault read queues behind that much, not behind the whole pipeline
+ * (QEMU's preempt channel, for a link with one queue). */
+static bool may_post(struct dst *d)
+{
+	if (!d->yield_bulk ||
+	    fl_now_ns() - __atomic_load_n(&d->last_fault_ns, __ATOMIC_RELAXED) > FAULT_QUIET_NS)
+		return true;
+	uint64_t wire = __atomic_load_n(&d->bulk_wire, __ATOMIC_RELAXED);
+	double budget = d->bulk_bpns * (double)PREEMPT_NS;
+	if (budget < (double)d->slot_bytes)
+		budget = (double)d->slot_bytes;
+	return !wire || (double)(wire + d->slot_bytes) <= budget;
+}
+
+/* Bulk bytes landed: the pull's rate, over windows of >= 50 ms. */
+static void rate_add(struct dst *d, uint64_t bytes)
+{
+	uint64_t now = fl_now_ns();
+
+	pthread_mutex_lock(&d->sched_lock);
+	if (!d->rate_t0)
+		d->rate_t0 = now;
+	d->rate_bytes += bytes;
+	if (now - d->rate_t0 >= 50000000ull) {
+		double r = (double)d->rate_bytes / (double)(now - d->rate_t0);
+		d->bulk_bpns = d->bulk_bpns > 0 ? 0.5 * d->bulk_bpns + 0.5 * r : r;
+		d->rate_t0 = now;
+		d->rate_bytes = 0;
+	}
+	pthread_mutex_unlock(&d->sched_lock);
+}
+
 struct bslot {
 	int used;
 	struct dregion *r;
@@ -126,14 +161,17 @@ void *dst_bulk_main(void *p)
 		goto out;
 	}
 	while (!d->stop_bulk) {
-		/* Faults go first: with a fault on the wire, post no new bulk
-		 * read (the CPU and the link are shared on a small host) -- but
-		 * keep one in flight, or a fault storm would stop the pull. */
-		int hold = d->yield_bulk && inflight && __atomic_load_n(&d->faults_inflight, __ATOMIC_RELAXED);
+		/* Faults go first: while the guest faults, bulk keeps only
+		 * ~PREEMPT_NS of the link on the wire (may_post). */
+		int hold = 0;
 		uint64_t paced = pace_wait_ns(&d->pace_post);
-		for (int i = 0; i < depth && more && !hold && !paced; i++) {
+		for (int i = 0; i < depth && more && !paced; i++) {
 			if (slots[i].used)
 				continue;
+			if (!may_post(d)) {
+				hold = 1;	/* wait, do not leave: the pull is not done */
+				break;
+			}
 			struct bslot *s = &slots[i];
 			if (!sched_next(d, &s->r, &s->page, &s->np)) {
 				more = 0;
@@ -148,6 +186,7 @@ void *dst_bulk_main(void *p)
 			}
 			s->used = 1;
 			inflight++;
+			__atomic_add_fetch(&d->bulk_wire, (uint64_t)s->np * s->r->ps, __ATOMIC_RELAXED);
 		}
 		if (!inflight && !hold && !paced)
 			break;
@@ -176,6 +215,8 @@ void *dst_bulk_main(void *p)
 			__atomic_add_fetch(&d->rep->bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&d->rep->bulk_bytes, comp[i].wire_bytes, __ATOMIC_RELAXED);
 			pace_spend(&d->pace_post, comp[i].wire_bytes);
+			rate_add(d, comp[i].wire_bytes);
+			__atomic_sub_fetch(&d->bulk_wire, (uint64_t)s->np * s->r->ps, __ATOMIC_RELAXED);
 			dst_numa_enter(d, s->r);
 			if (d->zc) {
 				dst_place_zc(d, s->r, s->page, s->np);

@@ -39,6 +39,8 @@ _Static_assert(FL_PROTO_MAX_REGIONS <= FL_REPORT_MAX_CELLS, "a report cell per r
 #define MAX_VIEWS (1 + FL_DEST_MAX_FOLLOWERS)
 #define HINT_WINDOW 2048	/* pages pulled around a recent fault, each way */
 #define BULK_NICE 10
+#define PREEMPT_NS 1000000ull		/* a fault waits behind at most ~1 ms of bulk */
+#define FAULT_QUIET_NS 10000000ull	/* no fault for 10 ms: the pull runs free */
 #define REPLY_DEADLINE_NS (30000ull * 1000000)	/* a read unanswered this long: the source is lost */
 
 
@@ -114,6 +116,12 @@ struct dst {
 	int nbulk;
 	volatile int gate_open, stop_fault, stop_bulk;
 	int faults_inflight;		/* atomic: fault reads on the wire */
+	/* faults go first on a shared link: while the guest faults, bulk keeps
+	 * at most ~PREEMPT_NS of the link's measured rate on the wire */
+	uint64_t last_fault_ns;		/* atomic: a fault read was posted */
+	uint64_t bulk_wire;		/* atomic: bulk bytes asked for, not yet in */
+	double bulk_bpns;		/* bulk bytes per ns, measured (sched_lock) */
+	uint64_t rate_t0, rate_bytes;	/* its window (sched_lock) */
 	int no_precopy;			/* a RAM file cannot punch holes */
 	/* Zero-copy (RDMA): reads land straight in our registered mapping of
 	 * the RAM files (the page cache) and are mapped with CONTINUE. The

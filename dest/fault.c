@@ -141,6 +141,7 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 		return rc;
 	s->used = 1;
 	__atomic_add_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->last_fault_ns, fl_now_ns(), __ATOMIC_RELAXED);
 	s->gpage = g;
 	s->t0 = t0;
 	s->tid = e->tid;
