@@ -50,7 +50,7 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
 CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_util.c \
-	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c
+	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
 

@@ -29,6 +29,9 @@ enum { CLI_OPT_NUMA_MAP = 300, CLI_OPT_GUEST_CPUS, CLI_OPT_PLACEMENT_MIN, CLI_OP
 	"         [--no-numa-workers] [--precopy-mbps N] [--postcopy-mbps N] [--no-bulk-yield]\n"
 bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d);
 int cli_demo(int argc, char **argv);
+/* cli_status.c: status/list/show, abort, force-complete. */
+int cli_status(int argc, char **argv);
+int cli_operator(const char *verb, int argc, char **argv);
 /* cli_plot.c: gnuplot PNGs of a migration's result (DIR/ID.result.json). */
 int cli_plot_timeline(const char *dir, const char *id, const char *png);
 
