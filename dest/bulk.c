@@ -195,7 +195,8 @@ void *dst_bulk_main(void *p)
 		int n = inflight ? d->ops->poll(c, comp, 8, tmo > 100 ? 100 : tmo) : 0;
 		if (!inflight) {
 			heard = fl_now_ns();	/* idle is not silence */
-			usleep(paced ? (useconds_t)(paced / 1000 < 20000 ? paced / 1000 : 20000) : 50);
+			/* held back (another channel has the wire) or idle */
+			usleep(paced ? (useconds_t)(paced / 1000 < 20000 ? paced / 1000 : 20000) : hold ? 200 : 50);
 			continue;
 		}
 		if (n < 0) {
