@@ -148,12 +148,14 @@ int dst_place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
 		while (j < npages && ((zero_mask >> j) & 1) == (uint64_t)z &&
 		       !fl_bitmap_test(&d->received, r->gbase + page + j))
 			j++;
-		/* A zero page the guest has not asked for stays a hole of the RAM
-		 * file: a hole reads as zero, costs no allocation or clearing
+		/* A zero page the guest has not asked for stays a hole of a tmpfs
+		 * RAM file: a hole reads as zero, costs no allocation or clearing
 		 * here, and the guest's first touch of it faults MISSING on a
-		 * received page, answered with ZEROPAGE (resolve_present). */
-		int rc = z && !wake_each ? 0 : place_run(d, r, page + i, j - i, buf + (size_t)i * r->ps, z,
-							 wake_each);
+		 * received page, answered with ZEROPAGE (resolve_present).
+		 * hugetlbfs pages are placed: their pool is reserved per node and
+		 * the placement check can only see pages that are placed. */
+		int rc = z && !wake_each && !r->huge ? 0 : place_run(d, r, page + i, j - i,
+								     buf + (size_t)i * r->ps, z, wake_each);
 		if (rc == -ESRCH) {
 			dst_set_error(d, rc, "the destination VM process exited during post-copy");
 			return rc;

@@ -204,8 +204,9 @@ int dst_punch_stale(struct dst *d)
 }
 
 /* After switchover: every page pre-copy left current is received without
- * a fetch: cached runs are mapped with CONTINUE, zero runs stay holes (the
- * guest's first touch gets ZEROPAGE); one wake per region. */
+ * a fetch: cached runs are mapped with CONTINUE, zero runs stay holes on
+ * tmpfs (the guest's first touch gets ZEROPAGE) and are placed on
+ * hugetlbfs; one wake per region. */
 int dst_resolve_clean_all(struct dst *d)
 {
 	for (uint32_t i = 0; i < d->nr; i++) {
@@ -227,8 +228,10 @@ int dst_resolve_clean_all(struct dst *d)
 			int rc;
 			if (c || d->zc)
 				rc = fl_uffd_continue(d->uffd, a, len, false);
-			else	/* zero: stays a hole until the guest touches it */
+			else if (!r->huge)	/* zero: stays a hole until the guest touches it */
 				rc = 0;
+			else
+				rc = -EEXIST;	/* hugetlbfs has no ZEROPAGE: page by page */
 			if (rc == -EEXIST) {
 				/* part of the run was mapped meanwhile: page by page */
 				for (uint64_t k = g; k < e; k++) {

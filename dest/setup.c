@@ -377,11 +377,14 @@ void dst_verify_placement(struct dst *d)
 		d->rep->nplacement = i + 1;
 		if (r->node == FL_NUMA_NONE)
 			continue;
-		/* map every page the file holds (mincore, one byte per base
-		 * page even on hugetlbfs: holes stay holes) */
+		/* map every page the file holds: on tmpfs those the page cache
+		 * has (mincore; zero pages stay holes), on hugetlbfs all (every
+		 * page is placed, and mincore sees only this process's mappings) */
 		unsigned char vec[4096];
 		uint64_t bp = (uint64_t)sysconf(_SC_PAGESIZE), nbase = r->length / bp;
-		for (uint64_t k = 0; k < nbase; k += sizeof(vec)) {
+		for (uint64_t k = 0; r->huge && k < r->pages; k++)
+			(void)*(volatile char *)(r->amap + k * r->ps);
+		for (uint64_t k = 0; !r->huge && k < nbase; k += sizeof(vec)) {
 			uint64_t n = nbase - k < sizeof(vec) ? nbase - k : sizeof(vec);
 			if (mincore(r->amap + k * bp, n * bp, vec))
 				break;
