@@ -14,82 +14,15 @@ int dst_bulk_depth(struct dst *d)
 	return n < 1 ? 1 : n > (uint64_t)depth ? depth : (int)n;
 }
 
-/* Next range to pull: first outward from the most recent fault (forward and
- * backward alternately, HINT_WINDOW pages each way), then a linear sweep.
- * Marks the range requested. false when nothing is left to request. */
+/* The scheduler's next range as (region, page, count). */
 static int sched_next(struct dst *d, struct dregion **rout, uint64_t *page, uint32_t *np)
 {
-	pthread_mutex_lock(&d->sched_lock);
-	uint64_t seq = __atomic_load_n(&d->hint_seq, __ATOMIC_ACQUIRE);
-	if (seq != d->s_seq) {
-		d->s_seq = seq;
-		d->s_hint = __atomic_load_n(&d->hint_page, __ATOMIC_RELAXED);
-		d->s_fwd = d->s_hint + 1;
-		d->s_bwd = d->s_hint;
-		d->s_fwd_done = d->s_bwd_done = 0;
-		d->s_dir = 0;
-	}
-	uint64_t start = UINT64_MAX;
-	int backward = 0;
-	while (!(d->s_fwd_done && d->s_bwd_done)) {
-		if (d->s_dir == 0 && !d->s_fwd_done) {
-			uint64_t p = fl_bitmap_next_clear(&d->requested, d->s_fwd);
-			if (p < d->total && p - d->s_hint <= HINT_WINDOW) {
-				start = p;
-				break;
-			}
-			d->s_fwd_done = 1;
-		} else if (d->s_dir == 1 && !d->s_bwd_done) {
-			uint64_t p = d->s_bwd ? fl_bitmap_prev_clear(&d->requested, d->s_bwd - 1)
-					      : UINT64_MAX;
-			if (p != UINT64_MAX && d->s_hint - p <= HINT_WINDOW) {
-				start = p;
-				backward = 1;
-				break;
-			}
-			d->s_bwd_done = 1;
-		}
-		d->s_dir ^= 1;
-	}
-	if (start == UINT64_MAX) {
-		start = fl_bitmap_next_clear(&d->requested, d->s_cursor);
-		if (start >= d->total)
-			start = fl_bitmap_next_clear(&d->requested, 0);
-		if (start >= d->total) {
-			pthread_mutex_unlock(&d->sched_lock);
-			return 0;
-		}
-	}
-	struct dregion *r = dst_region_of_gpage(d, start);
-	uint64_t lo = start, hi = start + 1;
-	if (backward) {
-		while (hi - lo < r->max_pages && lo > r->gbase && !fl_bitmap_test(&d->requested, lo - 1))
-			lo--;
-		d->s_bwd = lo;
-		d->s_dir = 0;
-	} else {
-		uint64_t end = r->gbase + r->pages;
-		while (hi - lo < r->max_pages && hi < end && !fl_bitmap_test(&d->requested, hi))
-			hi++;
-		if (d->s_fwd_done)
-			d->s_cursor = hi;
-		else {
-			d->s_fwd = hi;
-			d->s_dir = 1;
-		}
-	}
-	/* Claim page by page: the fault thread claims without this lock, and
-	 * a page must not be read twice (zero-copy reads land in place). */
-	uint64_t got = lo;
-	while (got < hi && fl_bitmap_set(&d->requested, got))
-		got++;
-	pthread_mutex_unlock(&d->sched_lock);
-	if (got == lo)	/* a fault took the first page meanwhile */
-		return sched_next(d, rout, page, np);
-	hi = got;
-	*rout = r;
-	*page = lo - r->gbase;
-	*np = (uint32_t)(hi - lo);
+	uint64_t g;
+
+	if (!dst_sched_next(&d->sched, &g, np))
+		return 0;
+	*rout = dst_region_of_gpage(d, g);
+	*page = g - (*rout)->gbase;
 	return 1;
 }
 
@@ -115,7 +48,7 @@ static void rate_add(struct dst *d, uint64_t bytes)
 {
 	uint64_t now = fl_now_ns();
 
-	pthread_mutex_lock(&d->sched_lock);
+	pthread_mutex_lock(&d->sched.lock);
 	if (!d->rate_t0)
 		d->rate_t0 = now;
 	d->rate_bytes += bytes;
@@ -125,7 +58,7 @@ static void rate_add(struct dst *d, uint64_t bytes)
 		d->rate_t0 = now;
 		d->rate_bytes = 0;
 	}
-	pthread_mutex_unlock(&d->sched_lock);
+	pthread_mutex_unlock(&d->sched.lock);
 }
 
 struct bslot {

@@ -29,6 +29,7 @@
 #include "faultline/rdma.h"
 #include "faultline/uffd.h"
 #include "core/pace.h"
+#include "dest/sched.h"
 #include "core/report.h"
 #include "core/util.h"
 _Static_assert(FL_PROTO_MAX_REGIONS <= FL_REPORT_MAX_CELLS, "a report cell per region");
@@ -37,7 +38,6 @@ _Static_assert(FL_PROTO_MAX_REGIONS <= FL_REPORT_MAX_CELLS, "a report cell per r
 #define MAX_BULK 8
 #define FAULT_SLOTS 64
 #define MAX_VIEWS (1 + FL_DEST_MAX_FOLLOWERS)
-#define HINT_WINDOW 2048	/* pages pulled around a recent fault, each way */
 #define BULK_NICE 10
 #define PREEMPT_NS 1000000ull		/* a fault waits behind at most ~1 ms of bulk */
 #define FAULT_QUIET_NS 10000000ull	/* no fault for 10 ms: the pull runs free */
@@ -120,8 +120,8 @@ struct dst {
 	 * at most ~PREEMPT_NS of the link's measured rate on the wire */
 	uint64_t last_fault_ns;		/* atomic: a fault read was posted */
 	uint64_t bulk_wire;		/* atomic: bulk bytes asked for, not yet in */
-	double bulk_bpns;		/* bulk bytes per ns, measured (sched_lock) */
-	uint64_t rate_t0, rate_bytes;	/* its window (sched_lock) */
+	double bulk_bpns;		/* bulk bytes per ns, measured (sched.lock) */
+	uint64_t rate_t0, rate_bytes;	/* its window (sched.lock) */
 	int no_precopy;			/* a RAM file cannot punch holes */
 	/* Zero-copy (RDMA): reads land straight in our registered mapping of
 	 * the RAM files (the page cache) and are mapped with CONTINUE. The
@@ -134,10 +134,8 @@ struct dst {
 	int yield_bulk;			/* option: bulk posts nothing while faults fly */
 	void *zero;			/* one zero huge page for hugetlbfs */
 	/* bulk scheduler */
-	pthread_mutex_t sched_lock;
-	uint64_t hint_page, hint_seq;	/* written by the fault thread */
-	uint64_t s_seq, s_hint, s_fwd, s_bwd, s_cursor;
-	int s_dir, s_fwd_done, s_bwd_done;
+	struct dst_sched sched;		/* the background pull's next range */
+	struct sched_region sregs[FL_PROTO_MAX_REGIONS];
 	/* completion and errors */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -10,12 +10,6 @@ void dst_wake_fault_thread(struct dst *d)
 	(void)!write(d->wake_fd, &one, sizeof(one));
 }
 
-static void hint(struct dst *d, uint64_t g)
-{
-	__atomic_store_n(&d->hint_page, g, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&d->hint_seq, 1, __ATOMIC_RELEASE);
-}
-
 static int backlog_push(struct dst *d, int view, const struct fl_uffd_event *e)
 {
 	if (d->nbacklog == d->capbacklog) {
@@ -150,7 +144,7 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 	s->want[view] = (uint8_t)(e->kind + 1);
 	fl_bitmap_set(&d->requested, g);
 	__atomic_add_fetch(&d->rep->fault_pages, 1, __ATOMIC_RELAXED);
-	hint(d, g);
+	dst_sched_hint(&d->sched, g);
 	return 1;
 }
 

@@ -313,7 +313,6 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	d->topts.connect_timeout_ms = o->connect_timeout_ms;
 	d->topts.spin_us = o->spin_us;
 	pthread_mutex_init(&d->lock, NULL);
-	pthread_mutex_init(&d->sched_lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	fl_state_init(&d->sm);
 	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");

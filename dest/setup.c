@@ -281,6 +281,9 @@ int dst_attach_ram(struct dst *d)
 		return dst_fail(d, -ENOMEM, "out of memory for %llu-page bitmaps",
 			    (unsigned long long)d->total);
 	fl_bitmap_set_range(&d->need, 0, d->total);	/* nothing is here yet */
+	for (uint32_t i = 0; i < d->nr; i++)
+		d->sregs[i] = (struct sched_region){ d->r[i].gbase, d->r[i].pages, d->r[i].max_pages };
+	dst_sched_init(&d->sched, &d->requested, d->sregs, d->nr, d->total);
 	/* Our own mapping of each RAM file: pre-copy writes the page cache
 	 * through it; the guest's mapping sees those pages only via CONTINUE. */
 	for (uint32_t i = 0; i < d->nr; i++) {
