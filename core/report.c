@@ -19,6 +19,11 @@ static json_object *u64(uint64_t v)
 	return json_object_new_int64((int64_t)v);
 }
 
+static double quantile_us(const struct fl_hist *h, double q)
+{
+	return (double)fl_hist_quantile(h, q) / 1e3;
+}
+
 /* Counts per power-of-two microsecond bucket, up to the last non-empty. */
 static json_object *log2_us(const struct fl_hist *h)
 {
@@ -79,7 +84,12 @@ const struct fl_error *fl_report_error(const struct fl_report *r)
 
 double fl_report_fault_us(const struct fl_report *r, double q)
 {
-	return (double)fl_hist_quantile(&r->fault_lat, q) / 1e3;
+	return quantile_us(&r->fault_lat, q);
+}
+
+double fl_report_fault_local_us(const struct fl_report *r, double q)
+{
+	return quantile_us(&r->fault_local_lat, q);
 }
 
 double fl_report_placement_min(const struct fl_report *r)
@@ -147,20 +157,15 @@ json_object *fl_report_object(const struct fl_report *r)
 		json_object_object_add(o, "stopped_ns", u64(r->stopped_ns));
 	if (r->drained_ns)
 		json_object_object_add(o, "drained_ns", u64(r->drained_ns));
-	json_object_object_add(o, "fault_p50_us",
-			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.5) / 1e3));
-	json_object_object_add(o, "fault_p99_us",
-			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.99) / 1e3));
-	json_object_object_add(o, "fault_p999_us",
-			       json_object_new_double((double)fl_hist_quantile(&r->fault_lat, 0.999) / 1e3));
+	json_object_object_add(o, "fault_p50_us", json_object_new_double(quantile_us(&r->fault_lat, 0.5)));
+	json_object_object_add(o, "fault_p99_us", json_object_new_double(quantile_us(&r->fault_lat, 0.99)));
+	json_object_object_add(o, "fault_p999_us", json_object_new_double(quantile_us(&r->fault_lat, 0.999)));
 	json_object_object_add(o, "fault_max_us", json_object_new_double((double)r->fault_lat.max / 1e3));
 	/* faults on pages already here (a bulk read or pre-copy won the race):
 	 * no network in them, so apart from the fetches above */
 	json_object_object_add(o, "fault_local", u64(r->fault_local_lat.count));
-	json_object_object_add(o, "fault_local_p50_us",
-			       json_object_new_double((double)fl_hist_quantile(&r->fault_local_lat, 0.5) / 1e3));
-	json_object_object_add(o, "fault_local_p99_us",
-			       json_object_new_double((double)fl_hist_quantile(&r->fault_local_lat, 0.99) / 1e3));
+	json_object_object_add(o, "fault_local_p50_us", json_object_new_double(quantile_us(&r->fault_local_lat, 0.5)));
+	json_object_object_add(o, "fault_local_p99_us", json_object_new_double(quantile_us(&r->fault_local_lat, 0.99)));
 	/* log2 buckets as QEMU reports its post-copy latency: [i] counts
 	 * faults of 2^i..2^(i+1) us */
 	json_object *l2 = json_object_new_object();

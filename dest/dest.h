@@ -115,7 +115,6 @@ struct dst {
 	struct fl_tconn *fconn, *bconn[MAX_BULK];
 	int nbulk;
 	volatile int gate_open, stop_fault, stop_bulk;
-	int faults_inflight;		/* atomic: fault reads on the wire */
 	/* faults go first on a shared link: while the guest faults, bulk keeps
 	 * at most ~PREEMPT_NS of the link's measured rate on the wire */
 	uint64_t last_fault_ns;		/* atomic: a fault read was posted */

@@ -134,7 +134,6 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 	if (rc)
 		return rc;
 	s->used = 1;
-	__atomic_add_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&d->last_fault_ns, fl_now_ns(), __ATOMIC_RELAXED);
 	s->gpage = g;
 	s->t0 = t0;
@@ -221,7 +220,6 @@ static int fault_completions(struct dst *d)
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - s->t0);
 		fl_report_blocked(d->rep, s->tid, fl_now_ns() - s->t0);
 		s->used = 0;
-		__atomic_sub_fetch(&d->faults_inflight, 1, __ATOMIC_RELAXED);
 	}
 	return n > 0 ? drain_backlog(d) : 0;
 }

@@ -257,7 +257,7 @@ char *fl_migration_summary(const struct fl_migration *m)
 			(unsigned long long)dr->fault_lat.count, fl_report_fault_us(dr, 0.5),
 			fl_report_fault_us(dr, 0.99), fl_report_fault_us(dr, 0.999),
 			(unsigned long long)dr->fault_local_lat.count,
-			(double)fl_hist_quantile(&dr->fault_local_lat, 0.5) / 1e3,
+			fl_report_fault_local_us(dr, 0.5),
 			bulk_s > 0 ? (double)dr->bulk_bytes * 8 / 1e6 / bulk_s : 0,
 			(unsigned long long)sr->precopy_rounds, (unsigned long long)dr->precopy_pages,
 			sr->switch_reason[0] ? sr->switch_reason : "?", (unsigned long long)sr->final_dirty_pages);

@@ -46,8 +46,10 @@ enum fl_state fl_report_state(const struct fl_report *r);
 /* code 0 when the run did not fail */
 const struct fl_error *fl_report_error(const struct fl_report *r);
 uint64_t fl_report_get(const struct fl_report *r, enum fl_report_counter c);
-/* fault service latency at quantile q (0..1), microseconds */
+/* fault service latency at quantile q (0..1), microseconds: pages fetched
+ * over the network, and faults on pages already here */
 double fl_report_fault_us(const struct fl_report *r, double q);
+double fl_report_fault_local_us(const struct fl_report *r, double q);
 /* dest: the share below which placement is "low" (0..1) */
 double fl_report_placement_min(const struct fl_report *r);
 /* Everything, as one line of JSON; caller frees. */
