@@ -102,8 +102,8 @@ struct dst {
 	struct fl_bitmap need, cached;
 	uint32_t src2local[FL_PROTO_MAX_REGIONS];
 	uint64_t nreceived;		/* atomic */
-	struct fl_bitmap stale;
-	struct pace pace_pre, pace_post;	/* the bandwidth caps */		/* pre-copy sent it, the guest wrote it since: punched */
+	struct fl_bitmap stale;		/* pre-copy sent it, the guest wrote it since: punched */
+	struct pace pace_pre, pace_post;	/* the bandwidth caps */
 	uint64_t round_pages, round_done;	/* pre-copy: this round's set, pulled so far (atomic) */
 	uint64_t status_ns;		/* last dst_status */
 	int uffd, ctl;			/* uffd: the VM's, == v[0].uffd */
@@ -122,13 +122,16 @@ struct dst {
 	double bulk_bpns;		/* bulk bytes per ns, measured (sched.lock) */
 	uint64_t rate_t0, rate_bytes;	/* its window (sched.lock) */
 	int no_precopy;			/* a RAM file cannot punch holes */
-	/* Zero-copy (RDMA): reads land straight in our registered mapping of
-	 * the RAM files (the page cache) and are mapped with CONTINUE. The
-	 * registration pins every page, so every guest touch is a minor fault
-	 * and only the received bitmap says what is current. A page is read
-	 * at most once after switchover (claimed in `requested` first): a
-	 * second read landing after the guest wrote the page would undo it. */
-	int zc;
+	/* Zero-copy: reads land straight in our mapping of the RAM files (the
+	 * page cache) and are mapped with CONTINUE. A page is read at most
+	 * once after switchover (claimed in `requested` first): a second read
+	 * landing after the guest wrote the page would undo it. RDMA registers
+	 * (pins) the whole mapping: every page is then in the cache, a guest
+	 * touch is always a minor fault, stale pages cannot be punched (they
+	 * are read over) and only the received bitmap says what is current.
+	 * TCP pins nothing: zero pages it skips stay holes, stale pages are
+	 * punched at the switch as without zero-copy. */
+	int zc, pinned;
 	uint64_t bulk_start, bulk_end;	/* atomic: span of the background pull */
 	int yield_bulk;			/* option: bulk posts nothing while faults fly */
 	void *zero;			/* one zero huge page for hugetlbfs */
@@ -178,7 +181,10 @@ int dst_place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
 char *dst_arena(struct dst *d, size_t per);
 int dst_slice_of(const struct dst *d, const struct dregion *r);
 void dst_numa_enter(struct dst *d, const struct dregion *r);
-void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages);
+void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
+		  bool fill);
+void dst_zc_zero(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
+		 bool fill);
 void *dst_read_target(struct dst *d, struct dregion *r, uint64_t page, void *bounce);
 /* fault.c */
 void dst_wake_fault_thread(struct dst *d);

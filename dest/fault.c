@@ -58,7 +58,7 @@ int dst_resolve_clean(struct dst *d, struct dview *v, struct dregion *r, uint64_
 		return 0;
 	/* A zero page placed through any view lands in the shared page cache,
 	 * so every other view then takes a minor fault and a CONTINUE. */
-	if (d->zc || fl_bitmap_test(&d->cached, g))	/* zero-copy: every page is in the cache */
+	if (d->pinned || fl_bitmap_test(&d->cached, g))	/* pinned: every page is in the cache */
 		rc = fl_uffd_continue(v->uffd, a, r->ps, true);
 	else if (r->huge)
 		rc = fl_uffd_copy(v->uffd, a, d->zero, r->ps, true);
@@ -201,17 +201,19 @@ static int fault_completions(struct dst *d)
 		dst_numa_enter(d, r);
 		int rc = 0;
 		if (d->zc)
-			dst_place_zc(d, r, page, 1);
+			dst_place_zc(d, r, page, 1, c[i].zero_mask, true);
 		else
 			rc = dst_place(d, r, page, 1, s->buf, c[i].zero_mask, 1);
 		if (rc)
 			return rc;
 		/* The VM's missing fault was woken by the copy; everyone else
-		 * maps the page the copy (or bulk) left in the page cache. */
+		 * maps the page the copy (or bulk) left in the page cache.
+		 * Zero-copy: the read (or a zero fill) put it in the page cache. */
 		for (int vi = 0; vi < d->nviews; vi++) {
 			if (!s->want[vi] || (!vi && !d->zc && s->want[0] - 1 != FL_UFFD_EV_MINOR))
 				continue;
-			rc = resolve_present(d, &d->v[vi], r, page, vi ? FL_UFFD_EV_MINOR : s->want[vi] - 1u);
+			rc = resolve_present(d, &d->v[vi], r, page,
+					     vi || d->zc ? FL_UFFD_EV_MINOR : s->want[vi] - 1u);
 			if (rc == -ESRCH) {
 				dst_set_error(d, rc, "the destination VM process exited during post-copy");
 				return rc;

@@ -204,7 +204,6 @@ int dst_slice_of(const struct dst *d, const struct dregion *r)
 	return r->node == FL_NUMA_NONE || r->node >= d->nslices ? 0 : r->node;
 }
 
-/* Zero-copy: the data is already in the page cache; only the books change. */
 /* Allocations that follow the placing thread (hugetlbfs pages taken with
  * UFFDIO_COPY into the VM's mapping, whose policy we cannot set) land on
  * the cell's node only if the thread runs there: move it when the region
@@ -223,12 +222,37 @@ void dst_numa_enter(struct dst *d, const struct dregion *r)
 		cur = r->node;
 }
 
-void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages)
+/* Zero-copy over a transport that skips zero pages (TCP): their slots
+ * were not written. A hole reads as zero; an older copy in the page cache
+ * is cleared, and on hugetlbfs every page is placed (through our mapping,
+ * bound to the cell's node), as without zero-copy. fill: a fault waits for
+ * these pages, every view maps them with CONTINUE (filling the page costs
+ * what ZEROPAGE would: shmem allocates a zeroed page for it too). */
+void dst_zc_zero(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
+		 bool fill)
 {
-	uint64_t ch = fl_bitmap_set_range(&d->received, r->gbase + page, npages);
+	for (uint32_t i = 0; zero_mask && i < npages; i++) {
+		uint64_t g = r->gbase + page + i;
+		if (!((zero_mask >> i) & 1) || (!fill && !r->huge && !fl_bitmap_test(&d->cached, g)))
+			continue;
+		memset(r->amap + (page + i) * r->ps, 0, r->ps);
+		fl_bitmap_set(&d->cached, g);
+	}
+}
 
-	__atomic_add_fetch(&d->rep->postcopy_pages, ch, __ATOMIC_RELAXED);
-	dst_account(d, ch);
+/* Zero-copy: the data is already in the page cache; only the books change. */
+void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
+		  bool fill)
+{
+	uint64_t data = 0, zero = 0;
+
+	dst_zc_zero(d, r, page, npages, zero_mask, fill);
+	for (uint32_t i = 0; i < npages; i++)	/* count only what this call turned on */
+		if (fl_bitmap_set(&d->received, r->gbase + page + i))
+			*((zero_mask >> i) & 1 ? &zero : &data) += 1;
+	__atomic_add_fetch(&d->rep->postcopy_pages, data, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&d->rep->zero_pages, zero, __ATOMIC_RELAXED);
+	dst_account(d, data + zero);
 }
 
 void *dst_read_target(struct dst *d, struct dregion *r, uint64_t page, void *bounce)

@@ -16,9 +16,11 @@ struct pslot {
 static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
 {
 	dst_numa_enter(d, s->r);
-	if (d->zc) {	/* already in place */
+	if (d->zc) {	/* already in place; zero pages stay holes */
+		dst_zc_zero(d, s->r, s->page, s->np, zero_mask, false);
 		for (uint32_t i = 0; i < s->np; i++) {
-			fl_bitmap_set(&d->cached, s->r->gbase + s->page + i);
+			if (!(zero_mask & (1ull << i)))
+				fl_bitmap_set(&d->cached, s->r->gbase + s->page + i);
 			fl_bitmap_clear(&d->need, s->r->gbase + s->page + i);
 			fl_bitmap_clear(&d->stale, s->r->gbase + s->page + i);
 		}
@@ -168,10 +170,11 @@ out:
  * A punch costs ~1.5-4 us a page; only the final set's is downtime. */
 int dst_punch_range(struct dst *d, struct dregion *r, uint64_t from, uint64_t end)
 {
-	/* Zero-copy: a punched page would leave the pinned one behind (reads
-	 * would land outside the file). Stale pages are read over instead,
-	 * before the guest can map them: it maps a page only once received. */
-	if (d->zc)
+	/* Pinned (RDMA zero-copy): a punched page would leave the pinned one
+	 * behind (reads would land outside the file). Stale pages are read
+	 * over instead, before the guest can map them: it maps a page only
+	 * once received. */
+	if (d->pinned)
 		return 0;
 	for (uint64_t g = from; g < end; g++) {
 		if (!fl_bitmap_test(&d->need, g) || !fl_bitmap_test(&d->cached, g))
@@ -226,7 +229,7 @@ int dst_resolve_clean_all(struct dst *d)
 			void *a = (void *)(uintptr_t)(r->addr + (g - r->gbase) * r->ps);
 			size_t len = (size_t)(e - g) * r->ps;
 			int rc;
-			if (c || d->zc)
+			if (c || d->pinned)
 				rc = fl_uffd_continue(d->uffd, a, len, false);
 			else if (!r->huge)	/* zero: stays a hole until the guest touches it */
 				rc = 0;

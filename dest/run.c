@@ -62,7 +62,7 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 				     (uint32_t)i, &d->peer, &d->bconn[i]);
 	if (!rc && d->ops->reg)
 		rc = d->ops->reg(d->fconn, d->fmem, d->fmem_len);
-	if (!rc && d->zc)
+	if (!rc && d->pinned)
 		rc = dst_register_ram(d);
 	if (rc)
 		return dst_fail(d, rc, "data channel: %s", fl_error_text(fl_transport_error()));
@@ -317,6 +317,7 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	fl_state_init(&d->sm);
 	d->ops = fl_transport_find(o->transport ? o->transport : "tcp");
 	d->zc = o->zero_copy;
+	d->pinned = d->zc && d->ops && d->ops->reg;
 	pace_init(&d->pace_pre, o->precopy_mbps);
 	pace_init(&d->pace_post, o->postcopy_mbps);
 	if (d->wake_fd < 0) {
@@ -325,7 +326,6 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	}
 	int rc = !d->ops ? dst_fail(d, -EPROTONOSUPPORT, "unknown transport '%s'%s", o->transport,
 				!strcmp(o->transport, "rdma") ? " (built without rdma-core)" : "")
-		 : d->zc && !d->ops->reg ? dst_fail(d, -EINVAL, "zero-copy needs the rdma transport")
 		 : run(d);
 
 	d->stop_bulk = 1;

@@ -149,7 +149,7 @@ int dst_preflight(struct dst *d)
 		if (ncpu < 0)
 			return dst_fail(d, -EINVAL, "bad guest CPU list '%s'", d->o->guest_cpus);
 	}
-	struct fl_preflight p = { cells, (int)d->nr, cpus, ncpu, d->peer.arch, d->shim.pid, d->zc };
+	struct fl_preflight p = { cells, (int)d->nr, cpus, ncpu, d->peer.arch, d->shim.pid, d->pinned };
 	int n = fl_numa_preflight(&p, out, sizeof(out));
 	if (n <= 0)
 		return 0;

@@ -262,7 +262,7 @@ static int freeze(pid_t pid)
 
 static int64_t scan_soft_dirty(struct fl_dirty *t, struct fl_bitmap *bm)
 {
-	static __thread uint64_t ent[4096];
+	uint64_t ent[4096];	/* 32 KiB of stack; not TLS, which every thread would carry */
 	int64_t n = 0;
 	/* A synthesized /proc (tests) has no process to hold. */
 	int held = strcmp(t->proc, "/proc") ? 0 : freeze(t->pid);

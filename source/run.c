@@ -50,7 +50,8 @@ static int prepare(struct src *s)
 	s->hello.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
 	if (getrandom(&s->hello.session, sizeof(s->hello.session), 0) != sizeof(s->hello.session))
 		s->hello.session = fl_now_ns() ^ ((uint64_t)getpid() << 32);
-	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff, &s->sent_bytes };
+	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff, &s->sent_bytes,
+				       s->o->sendfile };
 
 	s->lfd = fl_transport_tcp_listen(o->listen, 16);
 	if (s->lfd < 0)

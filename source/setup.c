@@ -105,16 +105,23 @@ void src_checksum(struct src *s)
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char md[32];
 	unsigned int mdl = 0;
+	/* on the heap: a static __thread buffer was 1 MiB of static TLS in
+	 * every thread of every process linking the library (measured: 5 MiB
+	 * of the destination agent's 7 MiB peak anonymous memory) */
+	size_t cap = 1 << 20;
+	char *buf = malloc(cap);
 
-	if (!ctx)
+	if (!ctx || !buf) {
+		EVP_MD_CTX_free(ctx);
+		free(buf);
 		return;
+	}
 	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {
 		/* pread: holes read as zero without allocating source memory */
-		static __thread char buf[1 << 20];
 		uint64_t len = s->hello.regions[i].length;
 		for (uint64_t off = 0; off < len;) {
-			size_t want = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+			size_t want = len - off < cap ? (size_t)(len - off) : cap;
 			ssize_t n = pread(s->fds[i], buf, want, (off_t)(s->foff[i] + off));
 			if (n <= 0)
 				break;
@@ -124,6 +131,7 @@ void src_checksum(struct src *s)
 	}
 	EVP_DigestFinal_ex(ctx, md, &mdl);
 	EVP_MD_CTX_free(ctx);
+	free(buf);
 	for (unsigned i = 0; i < mdl; i++)
 		sprintf(s->rep->sha256 + 2 * i, "%02x", md[i]);
 }

@@ -234,6 +234,7 @@ int cli_demo(int argc, char **argv)
 		{ "max-rounds", 1, 0, 'M' }, { "downtime-ms", 1, 0, 'T' }, { "id", 1, 0, 'I' },
 		{ "status-dir", 1, 0, 'S' }, { "ram-dir", 1, 0, 'r' }, { "transport", 1, 0, 't' },
 		{ "host-ip", 1, 0, 'H' }, { "zero-copy", 0, 0, 'Z' }, CLI_NUMA_OPTIONS,
+		{ "sendfile", 0, 0, 'n' },
 		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
@@ -274,6 +275,7 @@ int cli_demo(int argc, char **argv)
 		case 't': a.source.transport = a.dest.transport = cli_oneof("--transport", optarg, transports, "want tcp or rdma"); break;
 		case 'H': host_ip = optarg; break;
 		case 'Z': a.dest.zero_copy = true; break;
+		case 'n': a.source.sendfile = true; break;
 		case 'h':
 			printf("usage: faultline demo [--json] [--size 1G] [--rate-limit 200mbit]\n"
 			       "         [--vcpus 2] [--vcpu-rate 5000] [--pattern hot:10|uniform]\n"
@@ -281,7 +283,7 @@ int cli_demo(int argc, char **argv)
 			       "         [--spin-us N] [--bulk-conns N] [--bulk-depth N] [--bulk-pages N]\n"
 			       "         [--no-precopy] [--max-rounds N] [--downtime-ms MS] [--id ID]\n"
 			       "         [--ram-dir DIR (tmpfs or hugetlbfs; default: the workdir)]\n"
-			       "         [--transport tcp|rdma] [--zero-copy] [--host-ip IP]\n"
+			       "         [--transport tcp|rdma] [--zero-copy] [--sendfile] [--host-ip IP]\n"
 			       CLI_NUMA_USAGE
 			       "Migrate a live guest-sim VM between two network namespaces: a short pre-copy,\n"
 			       "then post-copy (--no-precopy: pure post-copy).\n"

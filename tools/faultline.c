@@ -69,7 +69,8 @@ static int cmd_source(int argc, char **argv)
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
 		{ "spin-us", 1, 0, 'p' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
 		{ "max-precopy-ms", 1, 0, 'B' }, { "downtime-ms", 1, 0, 'D' },
-		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' },
+		{ "sendfile", 0, 0, 'n' }, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_source_opts o;
 	const char *vm_ctl = NULL, *vm_uri = NULL;
@@ -91,6 +92,7 @@ static int cmd_source(int argc, char **argv)
 		case 'c': vm_ctl = optarg; break;
 		case 'u': vm_uri = cli_addr("--vm-uri", optarg); break;
 		case 'k': o.checksum = true; break;
+		case 'n': o.sendfile = true; break;
 		case 'R': o.rt_priority = (int)cli_int("--rt-priority", optarg, 0, 99); break;
 		case 'p': o.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'P': o.precopy = false; break;
@@ -108,10 +110,11 @@ static int cmd_source(int argc, char **argv)
 			printf("usage: faultline source --listen HOST:PORT (--shim SOCK | --ram FILE...)\n"
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--checksum] [--transport tcp]\n"
 			       "         [--accept-timeout MS] [--handshake-timeout MS] [--peer-timeout MS]\n"
-			       "         [--spin-us N] [--rt-priority N]\n"
+			       "         [--spin-us N] [--rt-priority N] [--sendfile]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "         [--id ID] [--status-dir DIR] [--json]\n"
-			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n");
+			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n"
+			       "--sendfile: page runs of tmpfs RAM files go out with sendfile, not copied (pread, write).\n");
 			return 0;
 		default: die_usage("source", "bad option");
 		}
@@ -202,7 +205,7 @@ static int cmd_dest(int argc, char **argv)
 			       "         [--follower SOCK]... [--zero-copy] [--id ID] [--status-dir DIR] [--json]\n"
 			       CLI_NUMA_USAGE
 			       "Serve the destination VM's page faults and pull all of its RAM.\n"
-			       "--zero-copy (rdma): READ straight into the RAM file's page cache, then CONTINUE.\n"
+			       "--zero-copy: receive (tcp) or READ (rdma) straight into the RAM file's page cache, then CONTINUE.\n"
 			       "--follower: the shim socket of another process mapping the same RAM files\n"
 			       "(a vhost-user/DPDK backend); its faults are served too.\n");
 			return 0;
@@ -332,7 +335,7 @@ static int cmd_qemu(int argc, char **argv)
 			printf("usage: faultline qemu migrate --src-qmp SOCK --dst-qmp SOCK --src-shim SOCK --dst-shim SOCK\n"
 			       "         --listen HOST:PORT --qemu-uri tcp:HOST:PORT [--src-netns NS --dst-netns NS]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
-			       "         [--follower SOCK]... [--transport tcp|rdma [--zero-copy]] [--leave-paused]\n"
+			       "         [--follower SOCK]... [--transport tcp|rdma] [--zero-copy] [--leave-paused]\n"
 			       "         [--id ID] [--json]\n"
 			       CLI_NUMA_USAGE
 			       "Migrate a QEMU VM whose RAM is a shared memory-backend-file: faultline carries the\n"
@@ -400,7 +403,7 @@ static int cmd_migrate(int argc, char **argv)
 			       "         [--vm-ctl SOCK --vm-uri HOST:PORT] [--dst-vm-ctl SOCK] [--no-verify]\n"
 			       "         [--transport tcp] [--bulk-conns N] [--spin-us N] [--id ID] [--json]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
-			       "         [--follower SOCK]... [--zero-copy (rdma)]\n"
+			       "         [--follower SOCK]... [--zero-copy]\n"
 			       CLI_NUMA_USAGE
 			       "Run both agents (each in its network namespace) and report the migration.\n"
 			       "--listen is the source agent's address as the destination reaches it.\n");

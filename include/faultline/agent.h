@@ -60,6 +60,7 @@ struct fl_source_opts {
 	int rt_priority;		/* SCHED_FIFO priority of the fault server, 0 = off (default 10) */
 	const char *status_path;	/* JSON status file, or NULL */
 	const char *id;
+	bool sendfile;			/* tcp: page runs of tmpfs files go out with sendfile (default off) */
 };
 
 #define FL_DEST_MAX_FOLLOWERS 7
@@ -86,7 +87,7 @@ struct fl_dest_opts {
 	const char *id;
 	/* Shim sockets of other processes mapping the same RAM files on this
 	 * host (vhost-user/DPDK backends): their faults are served too. */
-	bool zero_copy;			/* rdma: READ into the RAM file's page cache, CONTINUE */
+	bool zero_copy;			/* receive/READ into the RAM file's page cache, CONTINUE */
 	/* NUMA: "CELL:NODE,..." (CELL a region index or name); NULL: cell i
 	 * on node i when the host has enough nodes, else unconstrained. */
 	const char *numa_map;

@@ -6,6 +6,7 @@
 #ifndef FAULTLINE_TRANSPORT_H
 #define FAULTLINE_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ struct fl_tsource {
 	const int *fds;			/* file of each region (hole detection) */
 	const uint64_t *file_off;	/* offset of each region in its file */
 	uint64_t *sent_bytes;		/* atomic: bytes served, or NULL */
+	bool splice;			/* tcp: runs of tmpfs files go out with sendfile */
 };
 
 /* Per connection: each channel may be tuned apart. */

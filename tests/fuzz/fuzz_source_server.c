@@ -42,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	pthread_t th;
 	pthread_create(&th, NULL, fuzz_drain, (void *)(intptr_t)peer);
-	struct fl_tsource src = { &t, &base, &ramfd, &off, &sent };
+	/* both ways of serving a run: copied, and sendfile (odd-sized inputs) */
+	struct fl_tsource src = { &t, &base, &ramfd, &off, &sent, size & 1 };
 	volatile int stop = 0;
 	fl_transport_tcp.serve(fd, &src, 0, &stop);
 	shutdown(fd, SHUT_RDWR);

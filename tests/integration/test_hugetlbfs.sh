@@ -1,7 +1,9 @@
 #!/bin/bash
 # Guest RAM on hugetlbfs (2M pages): pure post-copy and pre-copy + post-copy.
 # Exercises MISSING and MINOR faults on hugetlbfs, whole-huge-page fetches,
-# uffd-wp async on hugetlb, and zero pages without UFFDIO_ZEROPAGE.
+# uffd-wp async on hugetlb, and zero pages without UFFDIO_ZEROPAGE; each
+# also with TCP zero-copy (received through the file's mapping, zero pages
+# filled there; --sendfile falls back to copying: hugetlbfs cannot splice).
 . "$(dirname "$0")/lib.sh"
 need_root
 workdir
@@ -15,13 +17,15 @@ got=$(cat /proc/sys/vm/nr_hugepages)
 [ "$got" -ge $want ] || { echo "SKIP: could reserve only $got of $want 2M huge pages"; exit 77; }
 mkdir -p "$mnt"
 mount -t hugetlbfs -o pagesize=2M none "$mnt" || { echo "SKIP: cannot mount hugetlbfs"; exit 77; }
+for zc in "" "--zero-copy --sendfile"; do
 for mode in --no-precopy ""; do
-	out=$("$FL" demo --json --size 128M --warmup 0.5 --ram-dir "$mnt" --workdir "$W/run" $mode 2>"$W/err") || {
-		cat "$W/err"; fail "faultline demo $mode exited nonzero on hugetlbfs"; }
+	out=$("$FL" demo --json --size 128M --warmup 0.5 --ram-dir "$mnt" --workdir "$W/run" $mode $zc 2>"$W/err") || {
+		cat "$W/err"; fail "faultline demo $mode $zc exited nonzero on hugetlbfs"; }
 	line=$(echo "$out" | tail -n 1)
 	assert_migration "$line"
 	tot=$(echo "$line" | jget total_pages)
 	[ "$tot" = 64 ] || fail "expected 64 huge pages, the migration counted $tot"
-	echo "ok: hugetlbfs ${mode:-with pre-copy}: switch $(echo "$line" | jget switch_reason)"
+	echo "ok: hugetlbfs ${mode:-with pre-copy} $zc: switch $(echo "$line" | jget switch_reason)"
+done
 done
 echo "PASS"

@@ -1,5 +1,5 @@
-/* TCP transport on loopback: pipelined reads, zero pages and file holes,
- * and a peer that sends garbage. */
+/* TCP transport on loopback: pipelined reads (copied and sendfile), zero
+ * pages and file holes, and a peer that sends garbage. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +32,7 @@ struct server {
 	uint64_t off[1];
 	struct fl_tsource src;
 	volatile int stop;
+	bool splice;
 	int rc;
 	pthread_t th;
 };
@@ -58,9 +59,10 @@ static void *serve(void *arg)
 
 static char port_addr[64];
 
-static void start(struct server *s)
+static void start(struct server *s, bool splice)
 {
 	memset(s, 0, sizeof(*s));
+	s->splice = splice;
 	char path[] = "/dev/shm/fl-test-tr-XXXXXX";
 	int f = mkstemp(path);
 	assert_true(f >= 0);
@@ -82,7 +84,7 @@ static void start(struct server *s)
 	strcpy(s->t.regions[0].name, "ram0");
 	s->t.regions[0].length = NP * PS;
 	s->t.regions[0].page_size = PS;
-	s->src = (struct fl_tsource){ &s->t, s->base, s->fds, s->off, NULL };
+	s->src = (struct fl_tsource){ &s->t, s->base, s->fds, s->off, NULL, s->splice };
 	s->lfd = fl_transport_tcp_listen("127.0.0.1:0", 4);
 	assert_true(s->lfd >= 0);
 	struct sockaddr_in a;
@@ -103,15 +105,16 @@ static void stop(struct server *s)
 	close(s->fds[0]);
 }
 
-static void test_reads(void **st)
+/* The same reads served both ways: copied (pread, write) and, for runs,
+ * with sendfile from the file. */
+static void reads(bool splice)
 {
 	struct server s;
 	struct fl_transport_opts o;
 	struct fl_tconn *c;
 	static char buf[4][64 * PS];
 
-	(void)st;
-	start(&s);
+	start(&s, splice);
 	fl_transport_opts_default(&o);
 	assert_int_equal(fl_transport_tcp.connect(port_addr, &o, 1, FL_CHAN_BULK, 0, &s.t, &c), 0);
 	/* four pipelined reads before any completion */
@@ -138,6 +141,8 @@ static void test_reads(void **st)
 	assert_int_equal(comp[3].wr_id, 13);
 	assert_true(comp[1].wire_bytes < comp[0].wire_bytes);	/* zeros are not sent */
 	assert_int_equal(fl_transport_tcp.outstanding(c), 0);
+	/* serving a hole never allocates it on the source */
+	assert_int_equal(lseek(s.fds[0], 100 * PS, SEEK_DATA), 200 * PS);
 	/* a request out of range: the source answers with an error frame */
 	assert_int_equal(fl_transport_tcp.post_read(c, 14, 0, 250, 10, buf[0]), 0);
 	int n = fl_transport_tcp.poll(c, comp, 1, 2000);
@@ -146,6 +151,18 @@ static void test_reads(void **st)
 	fl_transport_tcp.close(c);
 	stop(&s);
 	assert_int_equal(s.rc, -ERANGE);
+}
+
+static void test_reads(void **st)
+{
+	(void)st;
+	reads(false);
+}
+
+static void test_reads_sendfile(void **st)
+{
+	(void)st;
+	reads(true);
 }
 
 static void *garbage_peer(void *arg)
@@ -211,7 +228,8 @@ static void test_addresses(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reads), cmocka_unit_test(test_garbage_peer),
+		cmocka_unit_test(test_reads), cmocka_unit_test(test_reads_sendfile),
+		cmocka_unit_test(test_garbage_peer),
 		cmocka_unit_test(test_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
