@@ -153,7 +153,7 @@ void *dst_bulk_main(void *p)
 			__atomic_sub_fetch(&d->bulk_wire, (uint64_t)s->np * s->r->ps, __ATOMIC_RELAXED);
 			dst_numa_enter(d, s->r);
 			if (d->zc) {
-				dst_place_zc(d, s->r, s->page, s->np, comp[i].zero_mask, false);
+				dst_place_zc(d, s->r, s->page, s->np, comp[i].zero_mask);
 				if (__atomic_load_n(&d->nbacklog, __ATOMIC_RELAXED))
 					dst_wake_fault_thread(d);	/* faults that waited for this read */
 			} else if (dst_place(d, s->r, s->page, s->np, s->buf, comp[i].zero_mask, 0)) {

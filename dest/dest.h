@@ -181,10 +181,8 @@ int dst_place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
 char *dst_arena(struct dst *d, size_t per);
 int dst_slice_of(const struct dst *d, const struct dregion *r);
 void dst_numa_enter(struct dst *d, const struct dregion *r);
-void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
-		  bool fill);
-void dst_zc_zero(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
-		 bool fill);
+void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask);
+void dst_zc_zero(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask);
 void *dst_read_target(struct dst *d, struct dregion *r, uint64_t page, void *bounce);
 /* fault.c */
 void dst_wake_fault_thread(struct dst *d);

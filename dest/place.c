@@ -225,15 +225,12 @@ void dst_numa_enter(struct dst *d, const struct dregion *r)
 /* Zero-copy over a transport that skips zero pages (TCP): their slots
  * were not written. A hole reads as zero; an older copy in the page cache
  * is cleared, and on hugetlbfs every page is placed (through our mapping,
- * bound to the cell's node), as without zero-copy. fill: a fault waits for
- * these pages, every view maps them with CONTINUE (filling the page costs
- * what ZEROPAGE would: shmem allocates a zeroed page for it too). */
-void dst_zc_zero(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
-		 bool fill)
+ * bound to the cell's node), as without zero-copy. */
+void dst_zc_zero(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask)
 {
 	for (uint32_t i = 0; zero_mask && i < npages; i++) {
 		uint64_t g = r->gbase + page + i;
-		if (!((zero_mask >> i) & 1) || (!fill && !r->huge && !fl_bitmap_test(&d->cached, g)))
+		if (!((zero_mask >> i) & 1) || (!r->huge && !fl_bitmap_test(&d->cached, g)))
 			continue;
 		memset(r->amap + (page + i) * r->ps, 0, r->ps);
 		fl_bitmap_set(&d->cached, g);
@@ -241,12 +238,11 @@ void dst_zc_zero(struct dst *d, struct dregion *r, uint64_t page, uint32_t npage
 }
 
 /* Zero-copy: the data is already in the page cache; only the books change. */
-void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask,
-		  bool fill)
+void dst_place_zc(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages, uint64_t zero_mask)
 {
 	uint64_t data = 0, zero = 0;
 
-	dst_zc_zero(d, r, page, npages, zero_mask, fill);
+	dst_zc_zero(d, r, page, npages, zero_mask);
 	for (uint32_t i = 0; i < npages; i++)	/* count only what this call turned on */
 		if (fl_bitmap_set(&d->received, r->gbase + page + i))
 			*((zero_mask >> i) & 1 ? &zero : &data) += 1;

@@ -17,7 +17,7 @@ static void precopy_store(struct dst *d, struct pslot *s, uint64_t zero_mask)
 {
 	dst_numa_enter(d, s->r);
 	if (d->zc) {	/* already in place; zero pages stay holes */
-		dst_zc_zero(d, s->r, s->page, s->np, zero_mask, false);
+		dst_zc_zero(d, s->r, s->page, s->np, zero_mask);
 		for (uint32_t i = 0; i < s->np; i++) {
 			if (!(zero_mask & (1ull << i)))
 				fl_bitmap_set(&d->cached, s->r->gbase + s->page + i);

@@ -492,8 +492,10 @@ static int serve_splice(int fd, const struct fl_tsource *src, const struct fl_re
 		return rc;
 	}
 	size_t dlen = (size_t)(r->npages - (uint32_t)__builtin_popcountll(resp.zero_mask)) * ps;
-	/* No TCP_CORK around the frame: measured, it cut the pull to a third. */
-	rc = send_resp_head(fd, &resp, dlen, MSG_MORE);
+	/* No TCP_CORK around the frame: measured, it cut the pull to a third.
+	 * MSG_MORE only when data follows: a lone header held back for more
+	 * waits ~200 ms (measured: an all-zero run stalled the pull to 31 Mbit/s). */
+	rc = send_resp_head(fd, &resp, dlen, dlen ? MSG_MORE : 0);
 	for (uint32_t i = 0; !rc && i < r->npages;) {
 		if (resp.zero_mask & (1ull << i)) {
 			i++;
