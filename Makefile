@@ -11,7 +11,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
 LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c core/pace.c \
-	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/rdma.c transport/rdma_server.c \
+	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/tls.c transport/rdma.c transport/rdma_server.c \
 	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
 	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/sched.c dest/precopy.c \

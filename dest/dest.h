@@ -155,6 +155,8 @@ struct dst {
 	/* Bounce buffers come in one slice per host node when cells are
 	 * placed: a page is read into a buffer on its cell's node. */
 	int nslices;
+	struct fl_tls *tls;		/* NULL only when insecure (tests) */
+	uint8_t secret[FL_TLS_SECRET_LEN];	/* the control link's */
 };
 
 struct bulk_arg {

@@ -13,6 +13,9 @@ int dst_read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, 
 	if (rc == -ETIMEDOUT)
 		return dst_fail(d, rc, "the source sent nothing for %d ms while we waited for %s", timeout_ms,
 			    what);
+	if (rc && fl_tls_peer_ended(d->tls))
+		return dst_fail(d, rc, "the source refused us after the TLS handshake (%s) while we waited "
+				"for %s", fl_tls_peer_ended(d->tls), what);
 	if (rc)
 		return dst_fail(d, rc, "control link while waiting for %s: %s", what, fl_proto_strerror(rc));
 	if (h->type == FL_MSG_ERROR) {
@@ -71,7 +74,8 @@ int dst_hello(struct dst *d, uint8_t *buf, size_t cap)
 
 	d->mine.version = FL_PROTO_VERSION;
 	d->mine.arch = (uint16_t)fl_numa_arch();
-	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE | (d->no_precopy ? 0 : FL_CAP_PRECOPY);
+	d->mine.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE | (d->no_precopy ? 0 : FL_CAP_PRECOPY) |
+		       (d->o->encrypt_data ? 0 : FL_CAP_CLEAR_DATA);
 	int n = fl_proto_hello_encode(buf, cap, &d->mine);
 	int rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
 	if (rc)

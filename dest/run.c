@@ -25,6 +25,8 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->id = "migration";
 	o->numa_workers = true;
 	o->placement_min = 0.99;
+	fl_tls_opts_default(&o->tls);
+	o->encrypt_data = true;
 }
 
 /* Up to READY: nothing of the VM's memory is touched until the shim has
@@ -39,14 +41,42 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 	rc = dst_describe_regions(d);
 	if (rc)
 		return rc;
+	struct fl_error e = { 0 };
+	rc = fl_tls_setup(&o->tls, o->insecure, o->source, &d->tls, &e);
+	if (rc)
+		return dst_fail(d, rc, "%s", e.text);
+	if (!d->tls)
+		fl_log(FL_LOG_WARN, "dest", "--insecure: the links to the source are neither "
+		       "authenticated nor encrypted (tests only)");
 	dst_status(d);
 	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
 	if (d->ctl < 0) {
-		int e = d->ctl;
+		int err = d->ctl;
 		d->ctl = -1;
-		return dst_fail(d, e, "%s", fl_error_text(fl_transport_error()));
+		return dst_fail(d, err, "%s", fl_error_text(fl_transport_error()));
+	}
+	if (d->tls) {	/* the source proves itself before it hears a word */
+		char host[256];
+		snprintf(host, sizeof(host), "%s", o->source);
+		char *colon = strrchr(host, ':');
+		if (colon)
+			*colon = 0;
+		if (host[0] == '[' && colon && colon[-1] == ']') {
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = 0;
+		}
+		rc = fl_tls_handshake(d->tls, d->ctl, false, host, true, d->secret, &d->ctl, &e);
+		if (rc) {
+			d->ctl = -1;
+			return dst_fail(d, rc, "source %s: %s", o->source, e.text);
+		}
 	}
 	rc = dst_hello(d, buf, cap);
+	/* data channels: authenticated, bound to this link's secret, and
+	 * encrypted unless both ends agreed otherwise */
+	d->topts.tls = d->tls;
+	d->topts.mig_secret = d->secret;
+	d->topts.tls_keep = !(d->peer.caps & FL_CAP_CLEAR_DATA);
 	if (!rc)
 		rc = dst_claim_vm(d);
 	if (!rc)
@@ -379,6 +409,8 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 			close(d->r[i].fd);
 	}
 	rep->state = fl_state_get(&d->sm);
+	fl_tls_destroy(d->tls);
+	memset(d->secret, 0, sizeof(d->secret));
 	free(d);
 	return rc;
 }

@@ -26,6 +26,7 @@
 #include "faultline/shimctl.h"
 #include "faultline/qmp.h"
 #include "faultline/vmm.h"
+#include "faultline/tls.h"
 #include "faultline/transport.h"
 #include "faultline/rdma.h"
 #include "faultline/numa.h"

@@ -33,6 +33,7 @@ struct fl_migration {
 	uint64_t s_anon_kb, d_anon_kb;	/* peak private memory */
 	uint64_t next_sample_ns;
 	json_object *timeline;		/* [t_ms, phase, present pages, bytes, faults] every 100 ms */
+	uint8_t psk[32];		/* both agents' key when none was given */
 };
 
 /* observe.c */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -200,6 +201,18 @@ int fl_migration_start(struct fl_migration *m)
 			fl_log(FL_LOG_INFO, "migrate", "NUMA map from the destination %s: %s", fl_vmm_name(o->vmm),
 			       o->dest.numa_map);
 		}
+	}
+	/* Both agents are ours, on this host: unless credentials (or
+	 * --insecure) were given, a key made now authenticates their links. */
+	bool creds = o->source.tls.x509_dir || o->source.tls.psk_file || o->source.tls.psk ||
+		     o->dest.tls.x509_dir || o->dest.tls.psk_file || o->dest.tls.psk;
+	if (!creds && !o->source.insecure && !o->dest.insecure) {
+		if (getrandom(m->psk, sizeof(m->psk), 0) != (ssize_t)sizeof(m->psk)) {
+			fl_error_set(&m->err, -EIO, "cannot make a key for the agents' links");
+			goto nostart;
+		}
+		o->source.tls.psk = o->dest.tls.psk = m->psk;
+		o->source.tls.psk_len = o->dest.tls.psk_len = sizeof(m->psk);
 	}
 	m->sp = spawn_agent(m, true);
 	if (m->sp < 0) {

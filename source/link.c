@@ -46,7 +46,7 @@ static int check_peer_table(struct src *s, const struct fl_hello *peer, char *wh
 	return 0;
 }
 
-static void peer_name(int fd, char *out, size_t len)
+void src_peer_name(int fd, char *out, size_t len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -87,6 +87,16 @@ int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_he
 			continue;
 		if (fd < 0)
 			return src_fail(s, fd, "accept on %s: %s", o->listen, strerror(-fd));
+		src_peer_name(fd, who, sizeof(who));
+		if (s->tls) {	/* nobody unproven gets a byte of ours */
+			struct fl_error e = { 0 };
+			if (fl_tls_handshake(s->tls, fd, true, NULL, true, s->secret, &fd, &e)) {
+				snprintf(why, sizeof(why), "%s", e.text);
+				s->rep->rejected_peers++;
+				fl_log(FL_LOG_WARN, "source", "refused %s: %s", who, why);
+				continue;
+			}
+		}
 		struct fl_msg_hdr h;
 		int rc = fl_proto_read_frame_timed(fd, &h, buf, cap, o->handshake_timeout_ms);
 		if (!rc && h.type != FL_MSG_HELLO)
@@ -101,7 +111,6 @@ int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_he
 			s->ctl = fd;
 			return 0;
 		}
-		peer_name(fd, who, sizeof(who));
 		fl_proto_send_error(fd, rc, why);
 		close(fd);
 		s->rep->rejected_peers++;

@@ -17,6 +17,8 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->max_precopy_ms = 60000;
 	o->downtime_ms = 300;
 	o->rt_priority = 10;
+	fl_tls_opts_default(&o->tls);
+	o->encrypt_data = true;
 	o->id = "migration";
 	o->handshake_timeout_ms = FL_HANDSHAKE_TIMEOUT_MS;
 	o->peer_timeout_ms = FL_PEER_TIMEOUT_MS;
@@ -35,6 +37,13 @@ static int prepare(struct src *s)
 		rc = src_load_regions(s);
 	if (rc)
 		return rc;
+	struct fl_error e = { 0 };
+	rc = fl_tls_setup(&o->tls, o->insecure, o->listen, &s->tls, &e);
+	if (rc)
+		return src_fail(s, rc, "%s", e.text);
+	if (!s->tls)
+		fl_log(FL_LOG_WARN, "source", "--insecure: the links to the destination are neither "
+		       "authenticated nor encrypted (tests only)");
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {
 		s->gbase[i] = s->rep->total_pages;
 		s->rep->total_pages += s->hello.regions[i].length / s->hello.regions[i].page_size;
@@ -78,6 +87,9 @@ static int handshake(struct src *s, uint8_t *buf, size_t cap, struct fl_hello *p
 	rc = src_accept_destination(s, buf, cap, peer);
 	if (rc)
 		return rc;
+	/* data in clear only when both ends were told so */
+	if (s->tls && !o->encrypt_data && (peer->caps & FL_CAP_CLEAR_DATA))
+		s->hello.caps |= FL_CAP_CLEAR_DATA;
 	s->heard_ns = fl_now_ns();
 	int n = fl_proto_hello_encode(buf, cap, &s->hello);
 	rc = fl_proto_write_frame(s->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
@@ -316,6 +328,8 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 		close(s->uffd);
 	fl_shimctl_release(s->shim_conn, 0);
 	rep->state = fl_state_get(&s->sm);
+	fl_tls_destroy(s->tls);	/* relays still ending hold their own reference */
+	memset(s->secret, 0, sizeof(s->secret));
 	free(s);
 	return rc;
 }

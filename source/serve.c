@@ -49,20 +49,36 @@ void *src_acceptor_main(void *p)
 			continue;
 		if (fd < 0)
 			break;
-		uint8_t buf[64];
+		uint8_t buf[64], chan[FL_TLS_SECRET_LEN];
+		char who[80];
 		struct fl_msg_hdr h;
 		struct fl_attach at;
+		src_peer_name(fd, who, sizeof(who));
+		if (s->tls) {
+			struct fl_error e = { 0 };
+			if (fl_tls_handshake(s->tls, fd, true, NULL, !(s->hello.caps & FL_CAP_CLEAR_DATA),
+					     chan, &fd, &e)) {
+				__atomic_add_fetch(&s->rep->rejected_peers, 1, __ATOMIC_RELAXED);
+				fl_log(FL_LOG_WARN, "source", "refused a data channel from %s: %s", who, e.text);
+				continue;
+			}
+		}
 		int rc = fl_proto_read_frame_timed(fd, &h, buf, sizeof(buf), s->o->handshake_timeout_ms);
 		if (!rc && h.type != FL_MSG_ATTACH)
 			rc = -EBADMSG;
 		if (!rc)
 			rc = fl_proto_attach_decode(buf, h.len, &at);
-		if (!rc && at.session != s->hello.session)
+		/* with TLS: bound to this connection and the control link's
+		 * secret; never a number that travels in clear */
+		if (!rc && at.session != (s->tls ? fl_tls_attach_token(s->secret, chan) : s->hello.session))
 			rc = -EPERM;
 		if (rc) {
 			fl_proto_send_error(fd, rc, rc == -EPERM ? "unknown session" :
 					    fl_proto_strerror(rc));
 			close(fd);
+			__atomic_add_fetch(&s->rep->rejected_peers, 1, __ATOMIC_RELAXED);
+			fl_log(FL_LOG_WARN, "source", "refused a data channel from %s: %s", who,
+			       rc == -EPERM ? "it proved no session of ours" : fl_proto_strerror(rc));
 			continue;
 		}
 		pthread_mutex_lock(&s->lock);

@@ -66,6 +66,9 @@ struct src {
 	uint64_t heard_ns;			/* last frame from the destination */
 	pthread_t ctl_th;
 	int ctl_started;
+	/* authentication: NULL only when insecure (tests) */
+	struct fl_tls *tls;
+	uint8_t secret[FL_TLS_SECRET_LEN];	/* the control link's: data channels prove it */
 };
 
 /* Between HELLO and READY the destination empties its RAM files, binds
@@ -87,6 +90,7 @@ int src_check_vm(struct src *s);
 void *src_acceptor_main(void *p);
 /* link.c */
 int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_hello *peer);
+void src_peer_name(int fd, char *out, size_t len);
 int src_peer_error(struct src *s, const uint8_t *buf, uint32_t len, const char *when);
 int src_read_dest_quiet(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms,
 			   int quiet_ms);

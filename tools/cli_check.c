@@ -30,6 +30,37 @@ bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d)
 	return false;
 }
 
+bool cli_link_option(int c, const char *arg, struct fl_source_opts *s, struct fl_dest_opts *d)
+{
+	switch (c) {
+	case CLI_OPT_TLS_DIR:
+		if (s)
+			s->tls.x509_dir = arg;
+		if (d)
+			d->tls.x509_dir = arg;
+		return true;
+	case CLI_OPT_PSK_FILE:
+		if (s)
+			s->tls.psk_file = arg;
+		if (d)
+			d->tls.psk_file = arg;
+		return true;
+	case CLI_OPT_INSECURE:
+		if (s)
+			s->insecure = true;
+		if (d)
+			d->insecure = true;
+		return true;
+	case CLI_OPT_NO_ENCRYPT_DATA:
+		if (s)
+			s->encrypt_data = false;
+		if (d)
+			d->encrypt_data = false;
+		return true;
+	}
+	return false;
+}
+
 
 int cli_check(int argc, char **argv)
 {

@@ -234,7 +234,7 @@ int cli_demo(int argc, char **argv)
 		{ "max-rounds", 1, 0, 'M' }, { "downtime-ms", 1, 0, 'T' }, { "id", 1, 0, 'I' },
 		{ "status-dir", 1, 0, 'S' }, { "ram-dir", 1, 0, 'r' }, { "transport", 1, 0, 't' },
 		{ "host-ip", 1, 0, 'H' }, { "zero-copy", 0, 0, 'Z' }, CLI_NUMA_OPTIONS,
-		{ "sendfile", 0, 0, 'n' },
+		{ "sendfile", 0, 0, 'n' }, CLI_LINK_OPTIONS,
 		{ "help", 0, 0, 'h' }, { 0 }
 	};
 	const char *size = "1G", *rate = NULL, *vcpus = "2", *vrate = "5000", *pattern = "hot:10";
@@ -285,6 +285,7 @@ int cli_demo(int argc, char **argv)
 			       "         [--ram-dir DIR (tmpfs or hugetlbfs; default: the workdir)]\n"
 			       "         [--transport tcp|rdma] [--zero-copy] [--sendfile] [--host-ip IP]\n"
 			       CLI_NUMA_USAGE
+			       CLI_LINK_USAGE
 			       "Migrate a live guest-sim VM between two network namespaces: a short pre-copy,\n"
 			       "then post-copy (--no-precopy: pure post-copy).\n"
 			       "--host-ip: no namespaces, both ends on this host at IP (soft-RoCE loops back\n"
@@ -292,7 +293,7 @@ int cli_demo(int argc, char **argv)
 			       "Needs root (network namespaces). --keep leaves the RAM files in the workdir.\n");
 			return 0;
 		default:
-			if (cli_numa_option(c, optarg, &a.dest))
+			if (cli_numa_option(c, optarg, &a.dest) || cli_link_option(c, optarg, &a.source, &a.dest))
 				break;
 			fprintf(stderr, "faultline demo: unknown or incomplete option '%s' (see --help)\n",
 				argv[optind - 1]);

@@ -70,7 +70,7 @@ static int cmd_source(int argc, char **argv)
 		{ "spin-us", 1, 0, 'p' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
 		{ "max-precopy-ms", 1, 0, 'B' }, { "downtime-ms", 1, 0, 'D' },
 		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' },
-		{ "sendfile", 0, 0, 'n' }, { "help", 0, 0, 'h' }, { 0 }
+		{ "sendfile", 0, 0, 'n' }, CLI_LINK_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_source_opts o;
 	const char *vm_ctl = NULL, *vm_uri = NULL;
@@ -113,10 +113,13 @@ static int cmd_source(int argc, char **argv)
 			       "         [--spin-us N] [--rt-priority N] [--sendfile]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "         [--id ID] [--status-dir DIR] [--json]\n"
+			       CLI_LINK_USAGE
 			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n"
 			       "--sendfile: page runs of tmpfs RAM files go out with sendfile, not copied (pread, write).\n");
 			return 0;
-		default: die_usage("source", "bad option");
+		default:
+			if (!cli_link_option(c, optarg, &o, NULL))
+				die_usage("source", "bad option");
 		}
 	}
 	if (optind < argc)
@@ -160,7 +163,7 @@ static int cmd_dest(int argc, char **argv)
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
 		{ "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' },
 		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' },
-		CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
+		CLI_NUMA_OPTIONS, CLI_LINK_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_dest_opts o;
 	const char *sdir = DEFAULT_STATUS_DIR;
@@ -189,6 +192,10 @@ static int cmd_dest(int argc, char **argv)
 		case CLI_OPT_PRECOPY_MBPS:
 		case CLI_OPT_POSTCOPY_MBPS:
 		case CLI_OPT_NO_BULK_YIELD: cli_numa_option(c, optarg, &o); break;
+		case CLI_OPT_TLS_DIR:
+		case CLI_OPT_PSK_FILE:
+		case CLI_OPT_INSECURE:
+		case CLI_OPT_NO_ENCRYPT_DATA: cli_link_option(c, optarg, NULL, &o); break;
 		case 'F':
 			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
 				die_usage("dest", "too many --follower");
@@ -204,6 +211,7 @@ static int cmd_dest(int argc, char **argv)
 			       "         [--rt-priority N]\n"
 			       "         [--follower SOCK]... [--zero-copy] [--id ID] [--status-dir DIR] [--json]\n"
 			       CLI_NUMA_USAGE
+			       CLI_LINK_USAGE
 			       "Serve the destination VM's page faults and pull all of its RAM.\n"
 			       "--zero-copy: receive (tcp) or READ (rdma) straight into the RAM file's page cache, then CONTINUE.\n"
 			       "--follower: the shim socket of another process mapping the same RAM files\n"
@@ -291,7 +299,7 @@ static bool common_option(int c, struct fl_migration_opts *a, const char *cmd)
 	case 'F': add_follower(&a->dest, cmd); return true;
 	case 'z': a->dest.zero_copy = true; return true;
 	}
-	return cli_numa_option(c, optarg, &a->dest);
+	return cli_numa_option(c, optarg, &a->dest) || cli_link_option(c, optarg, &a->source, &a->dest);
 }
 
 /* faultline qemu migrate: the same run, the VMs being QEMUs. */
@@ -304,7 +312,7 @@ static int cmd_qemu(int argc, char **argv)
 		{ "status-dir", 1, 0, 'd' }, { "no-precopy", 0, 0, 'P' }, { "json", 0, 0, 'j' },
 		{ "follower", 1, 0, 'F' }, { "max-rounds", 1, 0, 'M' }, { "max-precopy-ms", 1, 0, 'X' },
 		{ "downtime-ms", 1, 0, 'D' }, { "transport", 1, 0, 't' }, { "zero-copy", 0, 0, 'z' },
-		{ "leave-paused", 0, 0, 'L' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
+		{ "leave-paused", 0, 0, 'L' }, CLI_NUMA_OPTIONS, CLI_LINK_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_migration_opts a;
 	const char *src_qmp = NULL, *dst_qmp = NULL, *uri = NULL;
@@ -338,6 +346,7 @@ static int cmd_qemu(int argc, char **argv)
 			       "         [--follower SOCK]... [--transport tcp|rdma] [--zero-copy] [--leave-paused]\n"
 			       "         [--id ID] [--json]\n"
 			       CLI_NUMA_USAGE
+			       CLI_LINK_USAGE
 			       "Migrate a QEMU VM whose RAM is a shared memory-backend-file: faultline carries the\n"
 			       "RAM, QEMU (x-ignore-shared, set here) only the device state. The destination QEMU\n"
 			       "must run with -incoming defer; both with the faultline shim preloaded.\n"
@@ -373,7 +382,7 @@ static int cmd_migrate(int argc, char **argv)
 		{ "id", 1, 0, 'i' }, { "status-dir", 1, 0, 'd' }, { "no-verify", 0, 0, 'N' },
 		{ "json", 0, 0, 'j' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
 		{ "max-precopy-ms", 1, 0, 'X' }, { "downtime-ms", 1, 0, 'D' }, { "follower", 1, 0, 'F' },
-		{ "zero-copy", 0, 0, 'z' }, CLI_NUMA_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
+		{ "zero-copy", 0, 0, 'z' }, CLI_NUMA_OPTIONS, CLI_LINK_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_migration_opts a;
 	const char *vm_ctl = NULL, *vm_uri = NULL, *dst_vm_ctl = NULL;
@@ -405,6 +414,7 @@ static int cmd_migrate(int argc, char **argv)
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
 			       "         [--follower SOCK]... [--zero-copy]\n"
 			       CLI_NUMA_USAGE
+			       CLI_LINK_USAGE
 			       "Run both agents (each in its network namespace) and report the migration.\n"
 			       "--listen is the source agent's address as the destination reaches it.\n");
 			return 0;

@@ -223,6 +223,21 @@ static int tcp_connect(const char *addr, const struct fl_transport_opts *o, uint
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof(o->sndbuf));
 	if (o->rcvbuf)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf, sizeof(o->rcvbuf));
+	if (o->tls) {
+		/* Authenticated first; then the ATTACH proves this channel
+		 * belongs to the migration, bound to this connection. */
+		uint8_t chan[FL_TLS_SECRET_LEN];
+		char host[256], port[32];
+		struct fl_error e = { 0 };
+		int rc = split_addr(addr, host, sizeof(host), port, sizeof(port));
+		if (!rc)
+			rc = fl_tls_handshake(o->tls, fd, false, host, o->tls_keep, chan, &fd, &e);
+		else
+			close(fd);
+		if (rc)
+			return tp_errorf(rc, "data channel to %s: %s", addr, e.text[0] ? e.text : "bad address");
+		session = fl_tls_attach_token(o->mig_secret, chan);
+	}
 	/* A reply that stops mid-frame fails the read instead of hanging it. */
 	struct timeval tv = { PEER_STALL_MS / 1000, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));

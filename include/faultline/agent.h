@@ -10,6 +10,7 @@
 #include "faultline/proto.h"
 #include "faultline/report.h"
 #include "faultline/state.h"
+#include "faultline/tls.h"
 
 /* Stops the VM and hands its device state to the destination VMM. Returns 0
  * once the VM is stopped for good; -errno (with text in err) if it could not
@@ -61,6 +62,11 @@ struct fl_source_opts {
 	const char *status_path;	/* JSON status file, or NULL */
 	const char *id;
 	bool sendfile;			/* tcp: page runs of tmpfs files go out with sendfile (default off) */
+	/* Who may connect (docs/security.md): mutual TLS or a pre-shared key;
+	 * without either, only insecure, and only where a test runs. */
+	struct fl_tls_opts tls;
+	bool insecure;
+	bool encrypt_data;		/* data channels stay encrypted (default on; both ends must turn it off) */
 };
 
 #define FL_DEST_MAX_FOLLOWERS 7
@@ -101,6 +107,9 @@ struct fl_dest_opts {
 	 * migrate-setspeed and postcopy-bandwidth): the pre-copy pull and the
 	 * post-copy background pull; the fault channel is never throttled. */
 	double precopy_mbps, postcopy_mbps;
+	struct fl_tls_opts tls;		/* as the source's */
+	bool insecure;
+	bool encrypt_data;
 };
 
 void fl_source_opts_default(struct fl_source_opts *o);

@@ -40,6 +40,7 @@ enum fl_msg_type {
 #define FL_CAP_RDMA_READ (1u << 1)	/* regions carry addr/rkey */
 #define FL_CAP_DIRTY_RLE (1u << 2)
 #define FL_CAP_PRECOPY (1u << 3)	/* dest can take pre-copy (punches stale pages) */
+#define FL_CAP_CLEAR_DATA (1u << 4)	/* data channels drop TLS after the handshake */
 
 enum fl_channel { FL_CHAN_FAULT = 1, FL_CHAN_BULK = 2 };
 

@@ -12,6 +12,7 @@
 
 #include "faultline/error.h"
 #include "faultline/proto.h"
+#include "faultline/tls.h"
 
 struct fl_tconn;
 struct fl_tlistener;
@@ -44,6 +45,12 @@ struct fl_transport_opts {
 	int rdma_signal_every;		/* bulk: one signalled READ per N (4); faults: every one */
 	int rdma_initiator_depth;	/* READs in flight per QP (16) */
 	int rdma_sq_depth;		/* send queue = CQ entries (256) */
+	/* TCP: authenticate each data channel (NULL: none, tests only) and
+	 * prove it belongs to the migration whose control link derived
+	 * mig_secret; tls_keep: its data stays encrypted. */
+	struct fl_tls *tls;
+	const uint8_t *mig_secret;
+	bool tls_keep;
 };
 
 void fl_transport_opts_default(struct fl_transport_opts *o);

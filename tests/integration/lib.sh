@@ -44,6 +44,16 @@ sim_vm() {
 	[ -S "$W/$name.shim" ] || fail "guest-sim $name did not start"
 }
 workdir() { W=$(mktemp -d /dev/shm/fl-it-XXXXXX); [ -n "${FL_KEEP:-}" ] || trap 'rm -rf "$W"' EXIT; }
+# expect CODE PATTERN -- command...: exits CODE, its stderr matches PATTERN
+expect() {
+	code=$1 pat=$2; shift 3
+	"$@" >"$W/out" 2>"$W/err"; rc=$?
+	msg=$(cat "$W/err")
+	[ "$rc" = "$code" ] || fail "'$*' exited $rc, want $code: $msg"
+	echo "$msg" | grep -q -- "$pat" || fail "'$*' said '$msg', want /$pat/"
+	[ "$rc" -lt 128 ] || fail "'$*' crashed"
+	echo "ok: exit $rc: $(head -n 1 "$W/err")"
+}
 # assert_migration JSONLINE: completed, no corruption, checksums equal
 assert_migration() {
 	line=$1

@@ -11,7 +11,7 @@ memory() { "$FL" shim-info "$W/$1.shim" | sed -n 's/.*"memory":"\([^"]*\)".*/\1/
 mkdir -p "$W/d1"; head -c 8M /dev/urandom > "$W/d1/ram0"
 sim_vm d1 8M --incoming 127.0.0.1:7511
 before=$(sha256sum < "$W/d1/ram0")
-"$FL" dest --source 127.0.0.1:1 --shim "$W/d1.shim" --connect-timeout 300 --status-dir "$W" 2>"$W/err" &&
+"$FL" dest --insecure --source 127.0.0.1:1 --shim "$W/d1.shim" --connect-timeout 300 --status-dir "$W" 2>"$W/err" &&
 	fail "dest succeeded with no source"
 grep -q "cannot connect to 127.0.0.1:1" "$W/err" || fail "said: $(cat "$W/err")"
 [ "$before" = "$(sha256sum < "$W/d1/ram0")" ] || fail "RAM file changed although no source answered"
@@ -36,7 +36,7 @@ echo "ok: preflight refusal released the VM untouched; it then migrated"
 # 3. The completed destination runs the guest: a stray agent pointed at it is
 # refused before it can punch anything (it used to empty the RAM file and
 # leave two thirds of the guest's pages corrupt).
-"$FL" dest --source 127.0.0.1:1 --shim "$W/d1.shim" --status-dir "$W" 2>"$W/err" && fail "stray dest succeeded"
+"$FL" dest --insecure --source 127.0.0.1:1 --shim "$W/d1.shim" --status-dir "$W" 2>"$W/err" && fail "stray dest succeeded"
 grep -q "not an untouched incoming migration" "$W/err" || fail "said: $(cat "$W/err")"
 sleep 0.5
 v=$("$FL" vmctl "$W/d1.ctl" verify) || fail "guest self-check failed: $v"
@@ -71,7 +71,7 @@ kill -9 "$pid" || fail "could not kill the destination agent"
 wait $mp && fail "migrate succeeded with its destination agent killed"
 grep -q "paused here\|stays paused" "$W/err3" || fail "source side said: $(cat "$W/err3")"
 [ "$(memory d3)" = "served by an agent that did not complete" ] || fail "memory is '$(memory d3)'"
-"$FL" dest --source 127.0.0.1:7516 --shim "$W/d3.shim" --status-dir "$W" 2>"$W/err" && fail "retry succeeded"
+"$FL" dest --insecure --source 127.0.0.1:7516 --shim "$W/d3.shim" --status-dir "$W" 2>"$W/err" && fail "retry succeeded"
 grep -q "not an untouched incoming migration" "$W/err" || fail "retry said: $(cat "$W/err")"
 echo "ok: after a failed post-copy: $(grep -m1 'faultline migrate: failed' "$W/err3" | cut -c1-140)"
 echo "ok: retry refused: $(head -n 1 "$W/err" | cut -c1-120)"

@@ -6,7 +6,7 @@
 workdir
 head -c 4M /dev/urandom > "$W/ram0"
 src() {	# src PORT: a source serving $W/ram0, stderr in $W/src.err
-	"$FL" source --listen 127.0.0.1:$1 --ram "$W/ram0" --accept-timeout 20000 \
+	"$FL" source --insecure --listen 127.0.0.1:$1 --ram "$W/ram0" --accept-timeout 20000 \
 		--handshake-timeout 1000 --status-dir "$W" --json >"$W/src.out" 2>"$W/src.err" &
 	sp=$!
 	for i in $(seq 50); do ss -ltn | grep -q ":$1 " && break; sleep 0.05; done
@@ -29,7 +29,7 @@ sleep 0.2
 "$FAKE" connect 127.0.0.1:7401 version
 "$FAKE" connect 127.0.0.1:7401 badtable 4
 incoming d1
-"$FL" dest --source 127.0.0.1:7401 --shim "$W/d1.shim" --status-dir "$W" >"$W/d1.out" 2>"$W/d1.err" ||
+"$FL" dest --insecure --source 127.0.0.1:7401 --shim "$W/d1.shim" --status-dir "$W" >"$W/d1.out" 2>"$W/d1.err" ||
 	fail "destination after hostile peers failed: $(cat "$W/d1.err")"
 wait $sp || fail "source failed: $(cat "$W/src.err")"
 refused=$(grep -c "refused" "$W/src.err")
@@ -49,7 +49,7 @@ mkdir -p "$W/d2"; head -c 4M /dev/urandom > "$W/d2/ram0"
 incoming d2
 before=$(sha256sum < "$W/d2/ram0")
 t0=$(date +%s%N)
-"$FL" dest --source 127.0.0.1:7402 --shim "$W/d2.shim" --handshake-timeout 1000 --status-dir "$W" \
+"$FL" dest --insecure --source 127.0.0.1:7402 --shim "$W/d2.shim" --handshake-timeout 1000 --status-dir "$W" \
 	>/dev/null 2>"$W/d2.err" && fail "destination succeeded against a silent source"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 grep -q "sent nothing for 1000 ms while we waited for the source's hello" "$W/d2.err" ||
