@@ -477,13 +477,16 @@ int fl_tls_setup(const struct fl_tls_opts *o, bool insecure, const char *addr, s
 	return 0;
 }
 
+/* The initial network namespace's inode number (the kernel's
+ * PROC_NET_INIT_INO); /proc/1 may not be ours to look at. */
+#define INIT_NET_INO 0xEFFFFFF9u
+
 bool fl_tls_insecure_ok(const char *addr)
 {
-	struct stat self, init;
+	struct stat self;
 
 	if (!strncmp(addr, "127.", 4) || !strncmp(addr, "[::1]", 5) || !strncmp(addr, "localhost:", 10))
 		return true;
 	/* a network namespace of its own: a test bed, not a site's network */
-	return stat("/proc/self/ns/net", &self) == 0 && stat("/proc/1/ns/net", &init) == 0 &&
-	       self.st_ino != init.st_ino;
+	return stat("/proc/self/ns/net", &self) == 0 && self.st_ino != INIT_NET_INO;
 }
