@@ -18,7 +18,7 @@ LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/
 	migrate/migrate.c migrate/files.c migrate/observe.c migrate/result.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
-TOOLS = tools/faultline tools/guest-sim
+TOOLS = tools/faultline tools/guest-sim daemon/faultlined
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/test_*.c))
 BENCH = bench/fl-bench
 
@@ -50,9 +50,13 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
 CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_util.c \
-	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c
+	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c tools/cli_daemon.c
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
+
+DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/mig.c daemon/api.c
+daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)
@@ -148,6 +152,10 @@ faultline.pc: faultline.pc.in config.mk
 install: all faultline.pc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/faultline
 	install -m 755 tools/faultline $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)/etc/faultline
+	install -m 755 daemon/faultlined $(DESTDIR)$(PREFIX)/sbin/
+	sed 's|@PREFIX@|$(PREFIX)|' daemon/faultlined.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/faultlined.service
+	[ -e $(DESTDIR)/etc/faultline/faultlined.conf ] || install -m 640 daemon/faultlined.conf $(DESTDIR)/etc/faultline/
 	install -m 644 libfaultline.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 libfaultline.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libfaultline.so

@@ -34,6 +34,7 @@ struct fl_migration {
 	uint64_t next_sample_ns;
 	json_object *timeline;		/* [t_ms, phase, present pages, bytes, faults] every 100 ms */
 	uint8_t psk[32];		/* both agents' key when none was given */
+	bool remote_guest;		/* the remote destination asked its guest */
 };
 
 /* observe.c */

@@ -206,7 +206,7 @@ int fl_migration_start(struct fl_migration *m)
 	 * --insecure) were given, a key made now authenticates their links.
 	 * Their data never leaves this host, so it is not encrypted (measured:
 	 * encryption through the relay cost 4/5 of the pull on 2 cores). */
-	bool creds = o->source.tls.x509_dir || o->source.tls.psk_file || o->source.tls.psk ||
+	bool creds = o->remote_dest || o->source.tls.x509_dir || o->source.tls.psk_file || o->source.tls.psk ||
 		     o->dest.tls.x509_dir || o->dest.tls.psk_file || o->dest.tls.psk;
 	if (!creds && !o->source.insecure && !o->dest.insecure) {
 		if (getrandom(m->psk, sizeof(m->psk), 0) != (ssize_t)sizeof(m->psk)) {
@@ -221,6 +221,16 @@ int fl_migration_start(struct fl_migration *m)
 	if (m->sp < 0) {
 		fl_error_set(&m->err, -errno, "cannot start the source agent: %s", strerror(errno));
 		goto nostart;
+	}
+	if (o->remote_dest) {	/* its daemon runs it, with its own credentials */
+		int rc = o->remote_dest->start(o->remote_dest->arg, m->id, &o->dest, &m->err);
+		if (rc) {
+			kill(m->sp, SIGTERM);	/* before switchover: the VM keeps running */
+			waitpid(m->sp, NULL, 0);
+			m->sp = 0;
+			goto nostart;
+		}
+		return 0;
 	}
 	m->dp = spawn_agent(m, false);
 	if (m->dp < 0) {
@@ -288,8 +298,22 @@ static void reap(struct fl_migration *m)
 	/* our two children only: the embedder's own are not ours to reap */
 	if (m->s_exit < 0 && mig_reap(m, true, &st))
 		m->s_exit = exit_code(st, m->srep);
-	if (m->d_exit < 0 && mig_reap(m, false, &st)) {
-		m->d_exit = exit_code(st, m->drep);
+	const struct fl_migration_remote *rd = m->o.remote_dest;
+	int rc = 0;
+	if (m->d_exit < 0 && rd) {
+		rc = rd->poll(rd->arg, m->id, m->drep, &st, &m->guest);
+		if (rc < 0 && !fl_state_is_terminal(m->drep->state) && m->drep->switch_ns)
+			return;	/* after the switch: keep asking, the guest is there */
+		if (rc < 0) {	/* before it: the destination is lost, the VM stays */
+			m->drep->state = FL_STATE_FAILED;
+			fl_error_first(&m->drep->error, rc, "the destination host's daemon cannot be reached: %s",
+				       strerror(-rc));
+			st = 1;
+		}
+		m->remote_guest = rc == 0 && m->guest.queried;
+	}
+	if (m->d_exit < 0 && (rd ? rc <= 0 : mig_reap(m, false, &st))) {
+		m->d_exit = rd ? st : exit_code(st, m->drep);
 		m->t_done = fl_now_ns();
 		/* A destination that failed before switchover: the source has
 		 * not stopped the VM and may stop waiting for it. */

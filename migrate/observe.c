@@ -39,7 +39,7 @@ void mig_observe(struct fl_migration *m)
 		if (kb > m->s_anon_kb)
 			m->s_anon_kb = kb;
 	}
-	if (m->d_exit < 0) {
+	if (m->d_exit < 0 && m->dp > 0) {	/* not when its host's daemon runs it */
 		uint64_t kb = anon_kb(m->dp);
 		if (kb > m->d_anon_kb)
 			m->d_anon_kb = kb;

@@ -88,7 +88,9 @@ void mig_finish(struct fl_migration *m)
 	bool ok = !m->s_exit && !m->d_exit && sr->state == FL_STATE_COMPLETED && dr->state == FL_STATE_COMPLETED;
 
 	m->out = out;
-	if (m->o.vmm && m->d_exit < 128 && dr->state != FL_STATE_FAILED)
+	if (m->o.remote_dest)
+		m->have_guest = m->remote_guest;	/* the other host asked it */
+	else if (m->o.vmm && m->d_exit < 128 && dr->state != FL_STATE_FAILED)
 		ask_guest(m);
 	const char *state = ok || dr->state == FL_STATE_COMPLETED ? "completed"
 			    : sr->state == FL_STATE_CANCELLED ? "cancelled" : "failed";

@@ -38,6 +38,10 @@ enum { CLI_OPT_TLS_DIR = 320, CLI_OPT_PSK_FILE, CLI_OPT_INSECURE, CLI_OPT_NO_ENC
 	"         [--no-encrypt-data] [--insecure (tests: loopback or a network namespace)]\n"
 bool cli_link_option(int c, const char *arg, struct fl_source_opts *s, struct fl_dest_opts *d);
 int cli_demo(int argc, char **argv);
+/* cli_daemon.c: this host's faultlined as the server */
+int cli_vm(int argc, char **argv);
+int cli_daemon_migrate(int argc, char **argv);
+char *cli_daemon_state_dir(void);	/* NULL: no daemon here */
 /* cli_status.c: status/list/show, abort, force-complete. */
 int cli_status(int argc, char **argv);
 int cli_operator(const char *verb, int argc, char **argv);

@@ -18,7 +18,7 @@ static int usage_error(const char *cmd, const char *msg)
 
 int cli_status(int argc, char **argv)
 {
-	const char *dir = DEFAULT_STATUS_DIR, *id = NULL, *plot = NULL;
+	const char *dir = NULL, *id = NULL, *plot = NULL;
 	bool json = false;
 
 	for (int i = 1; i < argc; i++) {
@@ -42,6 +42,10 @@ int cli_status(int argc, char **argv)
 		else
 			id = argv[i];
 	}
+	/* with a daemon here, its state directory (history kept across restarts) */
+	char *ddir = dir ? NULL : cli_daemon_state_dir();
+	if (!dir)
+		dir = ddir ? ddir : DEFAULT_STATUS_DIR;
 	if (plot) {
 		if (!id)
 			return usage_error("show", "--plot needs the migration ID");
@@ -99,7 +103,7 @@ int cli_status(int argc, char **argv)
 /* abort / force-complete: one line to the source agent's operator socket. */
 int cli_operator(const char *verb, int argc, char **argv)
 {
-	const char *dir = DEFAULT_STATUS_DIR, *id = NULL;
+	const char *dir = NULL, *id = NULL;
 	char reply[512];
 
 	for (int i = 1; i < argc; i++) {
@@ -119,6 +123,9 @@ int cli_operator(const char *verb, int argc, char **argv)
 		else
 			id = argv[i];
 	}
+	char *ddir = dir ? NULL : cli_daemon_state_dir();
+	if (!dir)
+		dir = ddir ? ddir : DEFAULT_STATUS_DIR;
 	if (!id)
 		return usage_error(verb, "need the migration ID");
 	struct fl_error e = { 0 };

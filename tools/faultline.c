@@ -530,7 +530,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: faultline COMMAND [options]   (faultline COMMAND --help for each)\n"
 		"  demo      migrate a live guest-sim workload between two network namespaces\n"
-		"  migrate   run both agents for a local or two-namespace migration\n"
+		"  migrate   NAME --to HOST: move a registered VM through the daemons (faultlined);\n"
+		"            with --listen/--src-shim...: run both agents here (local or two namespaces)\n"
+		"  vm        add|list: the VMs this host's faultlined may migrate or receive\n"
 		"  qemu      qemu migrate: the same for QEMU VMs (QMP, x-ignore-shared)\n"
 		"  qmp       run one QMP command on a QEMU monitor\n"
 		"  source    serve a VM's RAM to a destination\n"
@@ -570,8 +572,14 @@ int main(int argc, char **argv)
 		return cmd_source(argc, argv);
 	if (!strcmp(cmd, "dest"))
 		return cmd_dest(argc, argv);
-	if (!strcmp(cmd, "migrate"))
+	if (!strcmp(cmd, "migrate")) {	/* NAME --to HOST: through the daemons */
+		for (int i = 1; i < argc; i++)
+			if (!strcmp(argv[i], "--to"))
+				return cli_daemon_migrate(argc, argv);
 		return cmd_migrate(argc, argv);
+	}
+	if (!strcmp(cmd, "vm"))
+		return cli_vm(argc, argv);
 	if (!strcmp(cmd, "status") || !strcmp(cmd, "list") || !strcmp(cmd, "show"))
 		return cli_status(argc, argv);
 	if (!strcmp(cmd, "demo"))

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -35,6 +36,10 @@ struct fl_tls {
 	 * (the first one) for the error the link's user reports. */
 	pthread_mutex_t lock;
 	char ended[160];
+	/* relays still moving bytes: what a link's user wrote last (COMPLETE,
+	 * an ERROR) must reach the peer before the process may exit */
+	pthread_cond_t idle;
+	int relays;
 	char identity[128];
 	uint8_t key[PSK_MAX];
 	size_t key_len;		/* 0: x509 */
@@ -169,6 +174,7 @@ int fl_tls_create(const struct fl_tls_opts *given, struct fl_tls **out, struct f
 	if (!t)
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->idle, NULL);
 	t->timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : 10000;
 	t->server = new_ctx(true);
 	t->client = new_ctx(false);
@@ -206,6 +212,19 @@ fail:
 void fl_tls_destroy(struct fl_tls *t)
 {
 	if (!t)
+		return;
+	/* Links whose users closed them flush and end on their own; wait for
+	 * that (a peer that stopped reading gets 5 s, then the context is
+	 * left to the relays that still use it). */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&t->lock);
+	while (t->relays && pthread_cond_timedwait(&t->idle, &t->lock, &until) == 0)
+		;
+	int left = t->relays;
+	pthread_mutex_unlock(&t->lock);
+	if (left)
 		return;
 	SSL_CTX_free(t->server);
 	SSL_CTX_free(t->client);
@@ -353,6 +372,10 @@ static void *relay_main(void *p)
 	close(r->app);
 	free(down);
 	free(up);
+	pthread_mutex_lock(&r->t->lock);
+	if (--r->t->relays == 0)
+		pthread_cond_broadcast(&r->t->idle);
+	pthread_mutex_unlock(&r->t->lock);
 	free(r);
 	return NULL;
 }
@@ -377,9 +400,15 @@ static int start_relay(struct fl_tls *t, SSL *ssl, int net, int *out)
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&a, 64 * 1024);
+	pthread_mutex_lock(&t->lock);
+	t->relays++;
+	pthread_mutex_unlock(&t->lock);
 	int rc = pthread_create(&th, &a, relay_main, r);
 	pthread_attr_destroy(&a);
 	if (rc) {
+		pthread_mutex_lock(&t->lock);
+		t->relays--;
+		pthread_mutex_unlock(&t->lock);
 		free(r);
 		close(sp[0]);
 		close(sp[1]);

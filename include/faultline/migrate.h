@@ -37,6 +37,19 @@ struct fl_migration_progress {
 };
 typedef void (*fl_migration_progress_fn)(void *arg, const struct fl_migration_progress *p);
 
+/* A destination agent on another host, run by its daemon (faultlined):
+ * the controller starts it there and follows its report from here. */
+struct fl_migration_remote {
+	/* Ask the other host to start the destination agent of migration id
+	 * for dest (its source address, TLS options...). 0 or -errno + err. */
+	int (*start)(void *arg, const char *id, const struct fl_dest_opts *dest, struct fl_error *err);
+	/* Its report now, in this host's monotonic clock; 1 while it runs, 0
+	 * once it ended (exit code in *exit_code, the guest's self-check in
+	 * *g when that VM could be asked), -errno when it cannot be reached. */
+	int (*poll)(void *arg, const char *id, struct fl_report *r, int *exit_code, struct fl_guest_check *g);
+	void *arg;
+};
+
 struct fl_migration_opts {
 	size_t size;			/* sizeof(struct fl_migration_opts) the caller was built with */
 	const char *id;			/* NULL: made unique from id_prefix */
@@ -52,6 +65,7 @@ struct fl_migration_opts {
 	bool verify;			/* the destination guest checks every page */
 	fl_migration_progress_fn progress;	/* from fl_migration_poll, or NULL */
 	void *progress_arg;
+	const struct fl_migration_remote *remote_dest;	/* NULL: both agents here */
 };
 
 void fl_migration_opts_default(struct fl_migration_opts *o);

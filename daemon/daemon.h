@@ -1,0 +1,84 @@
+/* faultlined: one per host. It keeps the VMs it may migrate, answers the
+ * operator on a UNIX socket, and talks to the other hosts' daemons over
+ * mutual TLS: a source daemon runs the controller with its source agent
+ * and asks the destination's daemon to run the destination agent. */
+#ifndef FL_DAEMON_H
+#define FL_DAEMON_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "faultline/error.h"
+#include "faultline/migrate.h"
+#include "faultline/tls.h"
+
+#define DMN_DEFAULT_CONF "/etc/faultline/faultlined.conf"
+#define DMN_DEFAULT_PORT 7700
+
+/* conf.c: /etc/faultline/faultlined.conf (INI, read with inih) */
+struct dmn_conf {
+	char listen[128];		/* HOST:PORT of the daemon (default 0.0.0.0:7700) */
+	int agent_port;			/* migrations' source agents (default: the daemon's + 1) */
+	char state_dir[256];		/* VMs and migrations, kept across restarts (/var/lib/faultline) */
+	char run_dir[256];		/* the operator socket (/run/faultline) */
+	char x509_dir[256], psk_file[256];
+	bool encrypt_data, insecure;
+	char allow[512];		/* peers allowed to connect: addresses or a.b.c.d/n, comma-separated; empty: any proven */
+	double precopy_mbps, postcopy_mbps;
+	int log_level;			/* enum fl_log_level */
+};
+int dmn_conf_load(const char *path, struct dmn_conf *c, struct fl_error *err);
+bool dmn_conf_allows(const struct dmn_conf *c, const char *ip);
+void dmn_conf_tls(const struct dmn_conf *c, struct fl_tls_opts *o);
+
+/* vms.c: the VMs this host may migrate or receive, state_dir/vms/NAME.json */
+struct dmn_vm {
+	char name[64];
+	char kind[16];			/* guest-sim | qemu */
+	char ctl[256], qmp[256], shim[256];
+	char uri[128];			/* an incoming VM: where its device state goes */
+};
+int dmn_vm_from_json(json_object *j, struct dmn_vm *vm, struct fl_error *err);
+json_object *dmn_vm_to_json(const struct dmn_vm *vm);
+int dmn_vm_add(const struct dmn_conf *c, const struct dmn_vm *vm, struct fl_error *err);
+int dmn_vm_get(const struct dmn_conf *c, const char *name, struct dmn_vm *vm, struct fl_error *err);
+json_object *dmn_vm_list(const struct dmn_conf *c);
+
+/* mig.c: migrations this daemon runs (either end) */
+struct dmn;
+int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen, struct fl_error *err);
+int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, struct fl_error *err);
+json_object *dmn_mig_report(struct dmn *d, const char *id);
+json_object *dmn_mig_progress(struct dmn *d, const char *id);
+bool dmn_mig_in_postcopy(struct dmn *d);
+void dmn_mig_abort_all(struct dmn *d);
+void dmn_mig_wait_all(struct dmn *d);
+
+/* peer.c: daemon to daemon, one JSON line each way over mutual TLS */
+int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object **reply,
+		  char *local_ip, size_t iplen, struct fl_error *err);
+void dmn_peer_accepted(struct dmn *d, int fd);
+/* a request line from a peer: its op and fields checked; 0 or -EINVAL + err */
+int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_error *err);
+
+/* api.c: the operator's UNIX socket */
+int dmn_api_listen(struct dmn *d, struct fl_error *err);
+void dmn_api_accepted(struct dmn *d, int fd);
+
+struct dmn_mig;
+struct dmn {
+	struct dmn_conf c;
+	struct fl_tls *tls;		/* NULL: insecure (tests) */
+	int lfd, afd;			/* peer port, operator socket */
+	pthread_mutex_t lock;
+	struct dmn_mig *migs;
+	volatile int stop;
+};
+
+/* line I/O with a deadline, for both sockets */
+int dmn_read_line(int fd, char *buf, size_t cap, int timeout_ms);
+int dmn_write_json(int fd, json_object *j);
+
+#endif

@@ -1,0 +1,480 @@
+/* Migrations a daemon runs. Source end: the library's controller with the
+ * source agent here and the destination agent run by the other host's
+ * daemon (remote ops below). Destination end: the agent in a child
+ * process, its report in memory shared with us, and the guest asked once
+ * it is done. The status files in state_dir outlive the daemon. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/report.h"
+#include "core/util.h"
+#include "faultline/agent.h"
+#include "faultline/log.h"
+#include "faultline/vmm.h"
+#include "daemon.h"
+
+struct dmn_mig {
+	struct dmn_mig *next;
+	char id[96], vm[64], peer[160];
+	bool source, done;
+	struct dmn *d;
+	/* source end */
+	struct fl_migration *m;
+	struct fl_vmm *vmm;
+	struct fl_migration_remote remote;
+	struct fl_migration_progress last;
+	bool have_last;
+	char state[16];
+	char *summary;			/* once done */
+	char error[FL_ERROR_TEXT];
+	pthread_t th;
+	bool th_started;
+	/* destination end */
+	pid_t pid;
+	struct fl_report *rep;
+	int exit;
+	struct fl_guest_check guest;
+};
+
+static struct dmn_mig *find(struct dmn *d, const char *id)
+{
+	for (struct dmn_mig *g = d->migs; g; g = g->next)
+		if (!strcmp(g->id, id))
+			return g;
+	return NULL;
+}
+
+static void add(struct dmn *d, struct dmn_mig *g)
+{
+	pthread_mutex_lock(&d->lock);
+	g->next = d->migs;
+	d->migs = g;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* ---- the remote destination, as the controller sees it ---- */
+
+static int remote_start(void *arg, const char *id, const struct fl_dest_opts *dest, struct fl_error *err)
+{
+	struct dmn_mig *g = arg;
+	json_object *req = json_object_new_object(), *rep = NULL;
+
+	json_object_object_add(req, "op", json_object_new_string("incoming"));
+	json_object_object_add(req, "id", json_object_new_string(id));
+	json_object_object_add(req, "vm", json_object_new_string(g->vm));
+	json_object_object_add(req, "source", json_object_new_string(dest->source));
+	int rc = dmn_peer_call(g->d, g->peer, req, &rep, NULL, 0, err);
+	json_object_put(req);
+	json_object_put(rep);
+	return rc;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Its timestamps from the other host's monotonic clock into ours (the
+ * answer's round trip is the error: under a millisecond on a LAN). */
+static void shift_clock(struct fl_report *r, int64_t delta)
+{
+	uint64_t *ts[] = { &r->rate_t_ns, &r->start_ns, &r->switch_ns, &r->done_ns, &r->stop_ns,
+			   &r->stopped_ns, &r->drained_ns };
+
+	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+		if (*ts[i])
+			*ts[i] = (uint64_t)((int64_t)*ts[i] + delta);
+}
+
+static int remote_poll(void *arg, const char *id, struct fl_report *r, int *exit_code, struct fl_guest_check *g)
+{
+	struct dmn_mig *m = arg;
+	json_object *req = json_object_new_object(), *rep = NULL, *x;
+	struct fl_error e = { 0 };
+
+	json_object_object_add(req, "op", json_object_new_string("report"));
+	json_object_object_add(req, "id", json_object_new_string(id));
+	uint64_t t_ask = fl_now_ns();
+	int rc = dmn_peer_call(m->d, m->peer, req, &rep, NULL, 0, &e);
+	json_object_put(req);
+	if (rc)
+		return rc;
+	uint64_t t_got = fl_now_ns();
+	const char *hex = json_object_object_get_ex(rep, "report", &x) ? json_object_get_string(x) : "";
+	if (strlen(hex) != 2 * sizeof(*r)) {
+		json_object_put(rep);
+		return -EPROTO;	/* another build of faultline there */
+	}
+	for (size_t i = 0; i < sizeof(*r); i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			json_object_put(rep);
+			return -EPROTO;
+		}
+		((uint8_t *)r)[i] = (uint8_t)(hi << 4 | lo);
+	}
+	int64_t remote_now = json_object_object_get_ex(rep, "now_ns", &x) ? json_object_get_int64(x) : 0;
+	shift_clock(r, (int64_t)((t_ask + t_got) / 2) - remote_now);
+	bool running = json_object_object_get_ex(rep, "running", &x) && json_object_get_boolean(x);
+	*exit_code = json_object_object_get_ex(rep, "exit", &x) ? json_object_get_int(x) : 1;
+	if (!running && json_object_object_get_ex(rep, "guest", &x)) {
+		json_object *y;
+		memset(g, 0, sizeof(*g));
+		g->queried = json_object_object_get_ex(x, "queried", &y) && json_object_get_boolean(y);
+		g->verified = json_object_object_get_ex(x, "verified", &y) && json_object_get_boolean(y);
+		g->max_stall_ms = json_object_object_get_ex(x, "max_stall_ms", &y) ? json_object_get_double(y) : 0;
+		g->switch_stall_ms = json_object_object_get_ex(x, "switch_stall_ms", &y) ? json_object_get_double(y) : 0;
+		g->corrupt = json_object_object_get_ex(x, "corrupt", &y) ? json_object_get_int64(y) : 0;
+		g->first_corrupt = json_object_object_get_ex(x, "first_corrupt", &y) ? json_object_get_int64(y) : -1;
+		if (json_object_object_get_ex(x, "sha256", &y))
+			snprintf(g->sha256, sizeof(g->sha256), "%s", json_object_get_string(y));
+	}
+	json_object_put(rep);
+	return running ? 1 : 0;
+}
+
+/* ---- source end ---- */
+
+static void on_progress(void *arg, const struct fl_migration_progress *p)
+{
+	struct dmn_mig *g = arg;
+
+	pthread_mutex_lock(&g->d->lock);
+	g->last = *p;
+	g->have_last = true;
+	pthread_mutex_unlock(&g->d->lock);
+}
+
+static void *source_main(void *p)
+{
+	struct dmn_mig *g = p;
+	int rc = fl_migration_wait(g->m);
+	char *res = fl_migration_result_json(g->m), *sum = fl_migration_summary(g->m);
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s.result.json", g->d->c.state_dir, g->id);
+	FILE *f = res ? fopen(path, "we") : NULL;
+	if (f) {
+		fputs(res, f);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/%s.summary.txt", g->d->c.state_dir, g->id);
+	f = fopen(path, "we");
+	if (f) {
+		if (sum)
+			fputs(sum, f);
+		if (rc && fl_migration_error(g->m)->code)
+			fprintf(f, "failed: %s\n", fl_migration_error(g->m)->text);
+		fclose(f);
+	}
+	fl_log(rc ? FL_LOG_WARN : FL_LOG_INFO, "faultlined", "migration %s of %s to %s: %s%s%s", g->id, g->vm,
+	       g->peer, fl_migration_state(g->m), rc ? ": " : "", rc ? fl_migration_error(g->m)->text : "");
+	free(res);
+	pthread_mutex_lock(&g->d->lock);
+	snprintf(g->state, sizeof(g->state), "%s", fl_migration_state(g->m));
+	if (rc && fl_migration_error(g->m)->code)
+		snprintf(g->error, sizeof(g->error), "%s", fl_migration_error(g->m)->text);
+	g->summary = sum;
+	g->done = true;
+	pthread_mutex_unlock(&g->d->lock);
+	return NULL;
+}
+
+static const char *jstr(json_object *j, const char *k)
+{
+	json_object *x;
+
+	return json_object_object_get_ex(j, k, &x) && json_object_is_type(x, json_type_string)
+		       ? json_object_get_string(x) : NULL;
+}
+
+int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen, struct fl_error *err)
+{
+	const char *name = jstr(req, "vm"), *to = jstr(req, "to");
+	struct dmn_vm vm;
+	json_object *x;
+
+	if (!name || !to)
+		return fl_error_set(err, -EINVAL, "migrate: give the VM and the destination host");
+	int rc = dmn_vm_get(&d->c, name, &vm, err);
+	if (rc)
+		return rc;
+	if (strcmp(vm.kind, "guest-sim"))
+		return fl_error_set(err, -ENOTSUP, "VM %s is a QEMU: through the daemons only guest-sim VMs "
+				    "move yet (use faultline qemu migrate)", name);
+	struct dmn_mig *g = calloc(1, sizeof(*g));
+	if (!g)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	g->d = d;
+	g->source = true;
+	snprintf(g->vm, sizeof(g->vm), "%s", name);
+	if (strchr(to, ':'))
+		snprintf(g->peer, sizeof(g->peer), "%s", to);
+	else
+		snprintf(g->peer, sizeof(g->peer), "%s:%d", to, DMN_DEFAULT_PORT);
+	/* the destination must be waiting for this VM before anything starts */
+	json_object *probe = json_object_new_object(), *rep = NULL;
+	char local_ip[64] = "";
+	json_object_object_add(probe, "op", json_object_new_string("probe"));
+	json_object_object_add(probe, "vm", json_object_new_string(name));
+	rc = dmn_peer_call(d, g->peer, probe, &rep, local_ip, sizeof(local_ip), err);
+	json_object_put(probe);
+	if (rc) {
+		free(g);
+		return rc;
+	}
+	const char *uri = jstr(rep, "uri");
+	rc = fl_vmm_guestsim_create(vm.ctl, NULL, uri, &g->vmm, err);
+	json_object_put(rep);
+	if (rc) {
+		free(g);
+		return rc;
+	}
+	struct fl_migration_opts o;
+	char listen[128];
+	fl_migration_opts_default(&o);
+	snprintf(listen, sizeof(listen), "%s:%d", local_ip, d->c.agent_port);
+	o.id = jstr(req, "id");
+	o.id_prefix = name;
+	o.status_dir = d->c.state_dir;
+	o.vmm = g->vmm;
+	o.verify = true;
+	o.source.listen = listen;
+	o.source.shim_sock = vm.shim;
+	o.source.checksum = true;
+	if (json_object_object_get_ex(req, "precopy", &x) && !json_object_get_boolean(x))
+		o.source.precopy = false;
+	dmn_conf_tls(&d->c, &o.source.tls);
+	o.source.insecure = d->c.insecure;
+	o.source.encrypt_data = d->c.encrypt_data;
+	o.dest.source = listen;
+	g->remote = (struct fl_migration_remote){ remote_start, remote_poll, g };
+	o.remote_dest = &g->remote;
+	o.progress = on_progress;
+	o.progress_arg = g;
+	rc = fl_migration_create(&o, &g->m, err);
+	if (!rc) {
+		snprintf(g->id, sizeof(g->id), "%s", fl_migration_id(g->m));
+		rc = fl_migration_start(g->m);
+		if (rc)
+			*err = *fl_migration_error(g->m);
+	}
+	if (!rc && pthread_create(&g->th, NULL, source_main, g))
+		rc = fl_error_set(err, -EAGAIN, "cannot start a thread");
+	if (rc) {
+		fl_migration_destroy(g->m);
+		fl_vmm_destroy(g->vmm);
+		free(g);
+		return rc;
+	}
+	g->th_started = true;
+	snprintf(g->state, sizeof(g->state), "running");
+	snprintf(id, idlen, "%s", g->id);
+	add(d, g);
+	fl_log(FL_LOG_INFO, "faultlined", "migration %s: %s to %s (agent on %s)", g->id, name, g->peer, listen);
+	return 0;
+}
+
+json_object *dmn_mig_progress(struct dmn *d, const char *id)
+{
+	json_object *j = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	struct dmn_mig *g = find(d, id);
+	if (g && g->source) {
+		j = json_object_new_object();
+		json_object_object_add(j, "ok", json_object_new_boolean(1));
+		json_object_object_add(j, "done", json_object_new_boolean(g->done));
+		json_object_object_add(j, "state", json_object_new_string(g->state));
+		json_object_object_add(j, "id", json_object_new_string(g->id));
+		if (g->summary)
+			json_object_object_add(j, "summary", json_object_new_string(g->summary));
+		if (g->error[0])
+			json_object_object_add(j, "error", json_object_new_string(g->error));
+		if (g->have_last) {
+			json_object_object_add(j, "phase", json_object_new_string(g->last.phase));
+			json_object_object_add(j, "percent", json_object_new_double(g->last.percent));
+			json_object_object_add(j, "bytes", json_object_new_int64((int64_t)g->last.bytes));
+			json_object_object_add(j, "rate_mbps", json_object_new_double(g->last.rate_mbps));
+			json_object_object_add(j, "eta_s", json_object_new_double(g->last.eta_s));
+			json_object_object_add(j, "elapsed_s", json_object_new_double(g->last.elapsed_s));
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return j;
+}
+
+/* ---- destination end ---- */
+
+static void *dest_wait_main(void *p)
+{
+	struct dmn_mig *g = p;
+	int st = 0;
+	struct dmn_vm vm;
+	struct fl_error e = { 0 };
+	struct fl_vmm *v = NULL;
+	struct fl_guest_check gc = { 0 };
+
+	while (waitpid(g->pid, &st, 0) < 0 && errno == EINTR)
+		;
+	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	if (!dmn_vm_get(&g->d->c, g->vm, &vm, &e) && g->rep->state == FL_STATE_COMPLETED &&
+	    !fl_vmm_guestsim_create(vm.ctl, vm.ctl, NULL, &v, &e)) {
+		if (fl_vmm_guest_check(v, true, &gc, &e) && e.code != -ENOTSUP)
+			fl_log(FL_LOG_WARN, "faultlined", "migration %s: the guest could not check itself: %s",
+			       g->id, e.text);
+		fl_vmm_destroy(v);
+	}
+	fl_log(code ? FL_LOG_WARN : FL_LOG_INFO, "faultlined", "incoming migration %s of %s: %s%s%s", g->id,
+	       g->vm, fl_state_name(g->rep->state), g->rep->error.code ? ": " : "", g->rep->error.text);
+	pthread_mutex_lock(&g->d->lock);
+	g->guest = gc;
+	g->exit = code;
+	g->done = true;
+	pthread_mutex_unlock(&g->d->lock);
+	return NULL;
+}
+
+int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, struct fl_error *err)
+{
+	const char *id = jstr(req, "id"), *name = jstr(req, "vm"), *source = jstr(req, "source");
+	struct dmn_vm vm;
+	int rc = dmn_vm_get(&d->c, name, &vm, err);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&d->lock);
+	bool dup = find(d, id) != NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (dup)
+		return fl_error_set(err, -EEXIST, "migration %s is known here already", id);
+	struct dmn_mig *g = calloc(1, sizeof(*g));
+	void *shared = mmap(NULL, sizeof(struct fl_report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (!g || shared == MAP_FAILED) {
+		free(g);
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	}
+	g->d = d;
+	g->rep = shared;
+	g->exit = -1;
+	snprintf(g->id, sizeof(g->id), "%s", id);
+	snprintf(g->vm, sizeof(g->vm), "%s", name);
+	fl_report_init(g->rep, "dest", g->id);
+	char *status = fl_migration_status_path(d->c.state_dir, g->id, "dest");
+	g->pid = fork();
+	if (g->pid == 0) {
+		struct fl_dest_opts o;
+		fl_dest_opts_default(&o);
+		o.source = source;
+		o.shim_sock = vm.shim;
+		o.id = g->id;
+		o.status_path = status;
+		dmn_conf_tls(&d->c, &o.tls);
+		o.insecure = d->c.insecure;
+		o.encrypt_data = d->c.encrypt_data;
+		o.precopy_mbps = d->c.precopy_mbps;
+		o.postcopy_mbps = d->c.postcopy_mbps;
+		_exit(fl_dest_run(&o, g->rep) ? 1 : 0);
+	}
+	free(status);
+	if (g->pid < 0) {
+		munmap(shared, sizeof(struct fl_report));
+		free(g);
+		return fl_error_set(err, -errno, "cannot start the destination agent: %s", strerror(errno));
+	}
+	add(d, g);
+	if (pthread_create(&g->th, NULL, dest_wait_main, g) == 0)
+		g->th_started = true;
+	fl_log(FL_LOG_INFO, "faultlined", "incoming migration %s of %s from %s", g->id, name, source);
+	*reply = json_object_new_object();
+	json_object_object_add(*reply, "ok", json_object_new_boolean(1));
+	return 0;
+}
+
+json_object *dmn_mig_report(struct dmn *d, const char *id)
+{
+	static const char hx[] = "0123456789abcdef";
+	pthread_mutex_lock(&d->lock);
+	struct dmn_mig *g = find(d, id);
+	if (!g || g->source) {
+		pthread_mutex_unlock(&d->lock);
+		return NULL;
+	}
+	char *hex = malloc(2 * sizeof(struct fl_report) + 1);
+	const uint8_t *b = (const uint8_t *)g->rep;
+	for (size_t i = 0; hex && i < sizeof(struct fl_report); i++) {
+		hex[2 * i] = hx[b[i] >> 4];
+		hex[2 * i + 1] = hx[b[i] & 15];
+	}
+	json_object *j = json_object_new_object();
+	json_object_object_add(j, "ok", json_object_new_boolean(1));
+	json_object_object_add(j, "running", json_object_new_boolean(!g->done));
+	json_object_object_add(j, "exit", json_object_new_int(g->exit));
+	json_object_object_add(j, "now_ns", json_object_new_int64((int64_t)fl_now_ns()));
+	if (hex) {
+		hex[2 * sizeof(struct fl_report)] = 0;
+		json_object_object_add(j, "report", json_object_new_string(hex));
+		free(hex);
+	}
+	if (g->done) {
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "queried", json_object_new_boolean(g->guest.queried));
+		json_object_object_add(x, "verified", json_object_new_boolean(g->guest.verified));
+		json_object_object_add(x, "max_stall_ms", json_object_new_double(g->guest.max_stall_ms));
+		json_object_object_add(x, "switch_stall_ms", json_object_new_double(g->guest.switch_stall_ms));
+		json_object_object_add(x, "corrupt", json_object_new_int64(g->guest.corrupt));
+		json_object_object_add(x, "first_corrupt", json_object_new_int64(g->guest.first_corrupt));
+		json_object_object_add(x, "sha256", json_object_new_string(g->guest.sha256));
+		json_object_object_add(j, "guest", x);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return j;
+}
+
+/* ---- stopping ---- */
+
+bool dmn_mig_in_postcopy(struct dmn *d)
+{
+	bool any = false;
+
+	pthread_mutex_lock(&d->lock);
+	for (struct dmn_mig *g = d->migs; g; g = g->next) {
+		if (g->done)
+			continue;
+		if (g->source ? g->have_last && strcmp(g->last.phase, "queued") && strcmp(g->last.phase, "preparing") &&
+					strcmp(g->last.phase, "precopy")
+			      : g->rep->state >= FL_STATE_SWITCHOVER)
+			any = true;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return any;
+}
+
+void dmn_mig_abort_all(struct dmn *d)
+{
+	pthread_mutex_lock(&d->lock);
+	for (struct dmn_mig *g = d->migs; g; g = g->next) {
+		struct fl_error e = { 0 };
+		if (g->done)
+			continue;
+		if (g->source)
+			fl_migration_abort(g->m, &e);	/* honoured before switchover only */
+		else if (g->rep->state < FL_STATE_SWITCHOVER)
+			kill(g->pid, SIGTERM);	/* before the switch the VM is still on its source */
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+void dmn_mig_wait_all(struct dmn *d)
+{
+	for (struct dmn_mig *g = d->migs; g; g = g->next)
+		if (g->th_started)
+			pthread_join(g->th, NULL);
+}

@@ -1,0 +1,237 @@
+/* Daemon to daemon: a connection per request on the daemon's port, mutual
+ * TLS first (nothing is read from an unproven peer), then one JSON line
+ * each way. Ops: probe (is VM NAME waiting here?), incoming (run the
+ * destination agent), report (its report and the guest's self-check). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "faultline/log.h"
+#include "faultline/transport.h"
+#include "daemon.h"
+
+#define PEER_LINE_MAX (256 * 1024)
+#define PEER_TIMEOUT_MS 30000
+
+static int str_field(json_object *j, const char *k, size_t max, struct fl_error *err)
+{
+	json_object *x;
+
+	if (!json_object_object_get_ex(j, k, &x) || !json_object_is_type(x, json_type_string))
+		return fl_error_set(err, -EINVAL, "peer request: '%s' must be a string", k);
+	size_t l = strlen(json_object_get_string(x));
+	if (!l || l > max)
+		return fl_error_set(err, -EINVAL, "peer request: '%s' must have 1 to %zu characters", k, max);
+	return 0;
+}
+
+static int bool_field(json_object *j, const char *k, struct fl_error *err)
+{
+	json_object *x;
+
+	if (json_object_object_get_ex(j, k, &x) && !json_object_is_type(x, json_type_boolean))
+		return fl_error_set(err, -EINVAL, "peer request: '%s' must be true or false", k);
+	return 0;
+}
+
+int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_error *err)
+{
+	json_tokener *tok = json_tokener_new_ex(16);
+	json_object *j = tok ? json_tokener_parse_ex(tok, line, (int)len) : NULL;
+	bool whole = tok && json_tokener_get_error(tok) == json_tokener_success &&
+		     json_tokener_get_parse_end(tok) == len;
+	json_object *op;
+	int rc = 0;
+
+	json_tokener_free(tok);
+	*req = NULL;
+	if (!j || !whole || !json_object_is_type(j, json_type_object))
+		rc = fl_error_set(err, -EINVAL, "peer request: not one JSON object");
+	else if (!json_object_object_get_ex(j, "op", &op) || !json_object_is_type(op, json_type_string))
+		rc = fl_error_set(err, -EINVAL, "peer request: no op");
+	else if (!strcmp(json_object_get_string(op), "probe"))
+		rc = str_field(j, "vm", 63, err);
+	else if (!strcmp(json_object_get_string(op), "report"))
+		rc = str_field(j, "id", 95, err);
+	else if (!strcmp(json_object_get_string(op), "incoming")) {
+		rc = str_field(j, "id", 95, err);
+		if (!rc)
+			rc = str_field(j, "vm", 63, err);
+		if (!rc)
+			rc = str_field(j, "source", 127, err);
+		if (!rc)
+			rc = bool_field(j, "precopy", err);
+		if (!rc && strchr(json_object_get_string(json_object_object_get(j, "id")), '/'))
+			rc = fl_error_set(err, -EINVAL, "peer request: an id has no '/'");
+	} else
+		rc = fl_error_set(err, -EINVAL, "peer request: unknown op '%.40s'", json_object_get_string(op));
+	if (rc)
+		json_object_put(j);
+	else
+		*req = j;
+	return rc;
+}
+
+static json_object *error_reply(const char *text)
+{
+	json_object *r = json_object_new_object();
+
+	json_object_object_add(r, "ok", json_object_new_boolean(0));
+	json_object_object_add(r, "error", json_object_new_string(text));
+	return r;
+}
+
+static json_object *dispatch(struct dmn *d, json_object *req)
+{
+	const char *op = json_object_get_string(json_object_object_get(req, "op"));
+	struct fl_error e = { 0 };
+	json_object *r = NULL;
+
+	if (!strcmp(op, "probe")) {
+		struct dmn_vm vm;
+		if (dmn_vm_get(&d->c, json_object_get_string(json_object_object_get(req, "vm")), &vm, &e))
+			return error_reply(e.text);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+		json_object_object_add(r, "kind", json_object_new_string(vm.kind));
+		if (vm.uri[0])
+			json_object_object_add(r, "uri", json_object_new_string(vm.uri));
+	} else if (!strcmp(op, "incoming")) {
+		if (dmn_mig_start_dest(d, req, &r, &e))
+			return error_reply(e.text);
+	} else if (!strcmp(op, "report")) {
+		r = dmn_mig_report(d, json_object_get_string(json_object_object_get(req, "id")));
+		if (!r)
+			return error_reply("no such migration on this host");
+	}
+	return r;
+}
+
+struct conn {
+	struct dmn *d;
+	int fd;
+};
+
+static void *peer_main(void *p)
+{
+	struct conn *c = p;
+	struct dmn *d = c->d;
+	int fd = c->fd;
+	char who[INET6_ADDRSTRLEN + 8] = "?";
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct fl_error e = { 0 };
+	uint8_t secret[FL_TLS_SECRET_LEN];
+
+	free(c);
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		inet_ntop(ss.ss_family, ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+								 : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+			  who, sizeof(who));
+	if (!dmn_conf_allows(&d->c, who)) {
+		fl_log(FL_LOG_WARN, "faultlined", "refused %s: not in [peers] allow", who);
+		close(fd);
+		return NULL;
+	}
+	if (d->tls && fl_tls_handshake(d->tls, fd, true, NULL, true, secret, &fd, &e)) {
+		fl_log(FL_LOG_WARN, "faultlined", "refused %s: %s", who, e.text);
+		return NULL;
+	}
+	char *line = malloc(PEER_LINE_MAX);
+	int n = line ? dmn_read_line(fd, line, PEER_LINE_MAX, 10000) : -ENOMEM;
+	json_object *req = NULL, *rep;
+	if (n < 0)
+		rep = error_reply(n == -ETIMEDOUT ? "no request within 10 s" : "no request");
+	else if (dmn_peer_parse(line, (size_t)n, &req, &e)) {
+		fl_log(FL_LOG_WARN, "faultlined", "peer %s: %s", who, e.text);
+		rep = error_reply(e.text);
+	} else
+		rep = dispatch(d, req);
+	dmn_write_json(fd, rep);
+	json_object_put(rep);
+	json_object_put(req);
+	free(line);
+	close(fd);
+	return NULL;
+}
+
+void dmn_peer_accepted(struct dmn *d, int fd)
+{
+	struct conn *c = malloc(sizeof(*c));
+	pthread_t th;
+	pthread_attr_t a;
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	*c = (struct conn){ d, fd };
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &a, peer_main, c)) {
+		close(fd);
+		free(c);
+	}
+	pthread_attr_destroy(&a);
+}
+
+int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object **reply,
+		  char *local_ip, size_t iplen, struct fl_error *err)
+{
+	uint8_t secret[FL_TLS_SECRET_LEN];
+	int fd = fl_transport_tcp_connect(addr, 5000);
+
+	*reply = NULL;
+	if (fd < 0)
+		return fl_error_set(err, fd, "daemon at %s: %s", addr, fl_error_text(fl_transport_error()));
+	if (local_ip) {	/* the address the peer reaches us at */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (!getsockname(fd, (struct sockaddr *)&ss, &sl))
+			inet_ntop(ss.ss_family, ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+									 : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+				  local_ip, (socklen_t)iplen);
+	}
+	if (d->tls) {
+		char host[256];
+		snprintf(host, sizeof(host), "%s", addr);
+		char *colon = strrchr(host, ':');
+		if (colon)
+			*colon = 0;
+		struct fl_error e = { 0 };
+		if (fl_tls_handshake(d->tls, fd, false, host, true, secret, &fd, &e))
+			return fl_error_set(err, -EACCES, "daemon at %s: %s", addr, e.text);
+	}
+	int rc = dmn_write_json(fd, req);
+	char *line = malloc(PEER_LINE_MAX);
+	int n = rc ? rc : line ? dmn_read_line(fd, line, PEER_LINE_MAX, PEER_TIMEOUT_MS) : -ENOMEM;
+	close(fd);
+	if (n < 0) {
+		free(line);
+		if (n == -ECONNRESET && fl_tls_peer_ended(d->tls))
+			return fl_error_set(err, -EACCES, "daemon at %s refused us: %s", addr, fl_tls_peer_ended(d->tls));
+		return fl_error_set(err, n, "daemon at %s: %s", addr, n == -ETIMEDOUT ? "no answer within 30 s"
+							     : strerror(-n));
+	}
+	json_object *j = json_tokener_parse(line);
+	free(line);
+	json_object *ok;
+	if (!j || !json_object_is_type(j, json_type_object) || !json_object_object_get_ex(j, "ok", &ok)) {
+		json_object_put(j);
+		return fl_error_set(err, -EBADMSG, "daemon at %s: an answer that is no faultlined reply", addr);
+	}
+	if (!json_object_get_boolean(ok)) {
+		json_object *t = json_object_object_get(j, "error");
+		fl_error_set(err, -EREMOTEIO, "daemon at %s: %s", addr, t ? json_object_get_string(t) : "refused");
+		json_object_put(j);
+		return -EREMOTEIO;
+	}
+	*reply = j;
+	return 0;
+}
