@@ -108,6 +108,15 @@ tests/fuzz/bin/%: tests/fuzz/%.c tests/fuzz/feed.h $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LDLIBS_ALL)
 
+# the daemon's peer protocol: its files but main
+FUZZ_DAEMON_OBJ = $(patsubst %.c,tests/fuzz/obj/%.o,$(filter-out daemon/main.c,$(DAEMON_SRC)))
+tests/fuzz/obj/daemon/%.o: daemon/%.c daemon/daemon.h $(wildcard include/faultline/*.h) core/report.h config.mk
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+tests/fuzz/bin/fuzz_peer: tests/fuzz/fuzz_peer.c $(FUZZ_OBJ) $(FUZZ_DAEMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DAEMON_OBJ) $(FUZZ_OBJ) $(LDLIBS_ALL) $(LIBS_INIH)
+
 tests/fuzz/mkseeds: tests/fuzz/mkseeds.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(LDLIBS_ALL)
 
@@ -140,7 +149,7 @@ bench: deps
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
 		$(UNIT_TESTS) $(BENCH) tests/integration/fakepeer tests/integration/backend-standin \
-		tests/integration/rdma-selftest tests/fuzz/mkseeds
+		tests/integration/rdma-selftest tests/fuzz/mkseeds daemon/faultlined
 	rm -rf tests/fuzz/bin tests/fuzz/obj
 
 distclean: clean

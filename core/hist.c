@@ -18,6 +18,8 @@ uint64_t fl_hist_bucket_value(unsigned idx)
 		return idx;
 	unsigned p = idx / FL_HIST_SUB + 3;
 	uint64_t sub = idx % FL_HIST_SUB;
+	if (p > 63)	/* beyond any 64-bit value: only a histogram from elsewhere has it */
+		return UINT64_MAX;
 	uint64_t lo = (1ull << p) | (sub << (p - 4));
 	return lo + (1ull << (p - 4)) / 2;
 }

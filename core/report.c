@@ -352,3 +352,23 @@ int fl_report_write_status(const char *path, const struct fl_report *r)
 		unlink(tmp);
 	return rc;
 }
+
+void fl_report_sanitize(struct fl_report *r)
+{
+#define END(s) ((s)[sizeof(s) - 1] = 0)
+	END(r->role);
+	END(r->id);
+	END(r->error.text);
+	END(r->sha256);
+	END(r->switch_reason);
+	END(r->dirty_backend);
+	if (r->nblocktime > sizeof(r->blocktime) / sizeof(r->blocktime[0]))
+		r->nblocktime = sizeof(r->blocktime) / sizeof(r->blocktime[0]);
+	if (r->nplacement > FL_REPORT_MAX_CELLS)
+		r->nplacement = FL_REPORT_MAX_CELLS;
+	for (uint32_t i = 0; i < FL_REPORT_MAX_CELLS; i++)
+		END(r->placement[i].name);
+	if ((unsigned)r->state > (unsigned)FL_STATE_CANCELLED)
+		r->state = FL_STATE_FAILED;
+#undef END
+}

@@ -82,6 +82,9 @@ struct fl_report {
 	double placement_min;
 };
 
+/* A report that came from elsewhere (another host's daemon) made safe to
+ * read: every string ended, every count within its table, a known state. */
+void fl_report_sanitize(struct fl_report *r);
 /* Zero a report and stamp its role, id and start time. */
 void fl_report_init(struct fl_report *rep, const char *role, const char *id);
 struct json_object;

@@ -13,6 +13,7 @@
 #include "faultline/error.h"
 #include "faultline/migrate.h"
 #include "faultline/tls.h"
+#include "faultline/vmm.h"
 
 #define DMN_DEFAULT_CONF "/etc/faultline/faultlined.conf"
 #define DMN_DEFAULT_PORT 7700
@@ -62,6 +63,11 @@ int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object
 void dmn_peer_accepted(struct dmn *d, int fd);
 /* a request line from a peer: its op and fields checked; 0 or -EINVAL + err */
 int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_error *err);
+/* a peer's answer to report: the destination agent's report (same build:
+ * its size must match), its exit, the guest's self-check; 0 or -EPROTO */
+struct fl_report;
+int dmn_report_decode(json_object *rep, struct fl_report *r, int *exit_code, struct fl_guest_check *g,
+		      bool *running, int64_t *remote_now);
 
 /* api.c: the operator's UNIX socket */
 int dmn_api_listen(struct dmn *d, struct fl_error *err);

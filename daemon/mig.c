@@ -76,11 +76,6 @@ static int remote_start(void *arg, const char *id, const struct fl_dest_opts *de
 	return rc;
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Its timestamps from the other host's monotonic clock into ours (the
  * answer's round trip is the error: under a millisecond on a LAN). */
 static void shift_clock(struct fl_report *r, int64_t delta)
@@ -96,7 +91,7 @@ static void shift_clock(struct fl_report *r, int64_t delta)
 static int remote_poll(void *arg, const char *id, struct fl_report *r, int *exit_code, struct fl_guest_check *g)
 {
 	struct dmn_mig *m = arg;
-	json_object *req = json_object_new_object(), *rep = NULL, *x;
+	json_object *req = json_object_new_object(), *rep = NULL;
 	struct fl_error e = { 0 };
 
 	json_object_object_add(req, "op", json_object_new_string("report"));
@@ -107,37 +102,13 @@ static int remote_poll(void *arg, const char *id, struct fl_report *r, int *exit
 	if (rc)
 		return rc;
 	uint64_t t_got = fl_now_ns();
-	const char *hex = json_object_object_get_ex(rep, "report", &x) ? json_object_get_string(x) : "";
-	if (strlen(hex) != 2 * sizeof(*r)) {
-		json_object_put(rep);
-		return -EPROTO;	/* another build of faultline there */
-	}
-	for (size_t i = 0; i < sizeof(*r); i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			json_object_put(rep);
-			return -EPROTO;
-		}
-		((uint8_t *)r)[i] = (uint8_t)(hi << 4 | lo);
-	}
-	int64_t remote_now = json_object_object_get_ex(rep, "now_ns", &x) ? json_object_get_int64(x) : 0;
-	shift_clock(r, (int64_t)((t_ask + t_got) / 2) - remote_now);
-	bool running = json_object_object_get_ex(rep, "running", &x) && json_object_get_boolean(x);
-	*exit_code = json_object_object_get_ex(rep, "exit", &x) ? json_object_get_int(x) : 1;
-	if (!running && json_object_object_get_ex(rep, "guest", &x)) {
-		json_object *y;
-		memset(g, 0, sizeof(*g));
-		g->queried = json_object_object_get_ex(x, "queried", &y) && json_object_get_boolean(y);
-		g->verified = json_object_object_get_ex(x, "verified", &y) && json_object_get_boolean(y);
-		g->max_stall_ms = json_object_object_get_ex(x, "max_stall_ms", &y) ? json_object_get_double(y) : 0;
-		g->switch_stall_ms = json_object_object_get_ex(x, "switch_stall_ms", &y) ? json_object_get_double(y) : 0;
-		g->corrupt = json_object_object_get_ex(x, "corrupt", &y) ? json_object_get_int64(y) : 0;
-		g->first_corrupt = json_object_object_get_ex(x, "first_corrupt", &y) ? json_object_get_int64(y) : -1;
-		if (json_object_object_get_ex(x, "sha256", &y))
-			snprintf(g->sha256, sizeof(g->sha256), "%s", json_object_get_string(y));
-	}
+	bool running;
+	int64_t remote_now;
+	rc = dmn_report_decode(rep, r, exit_code, g, &running, &remote_now);
+	if (!rc)
+		shift_clock(r, (int64_t)((t_ask + t_got) / 2) - remote_now);
 	json_object_put(rep);
-	return running ? 1 : 0;
+	return rc ? rc : running ? 1 : 0;
 }
 
 /* ---- source end ---- */
@@ -325,13 +296,13 @@ static void *dest_wait_main(void *p)
 	while (waitpid(g->pid, &st, 0) < 0 && errno == EINTR)
 		;
 	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-	if (!dmn_vm_get(&g->d->c, g->vm, &vm, &e) && g->rep->state == FL_STATE_COMPLETED &&
-	    !fl_vmm_guestsim_create(vm.ctl, vm.ctl, NULL, &v, &e)) {
-		if (fl_vmm_guest_check(v, true, &gc, &e) && e.code != -ENOTSUP)
-			fl_log(FL_LOG_WARN, "faultlined", "migration %s: the guest could not check itself: %s",
-			       g->id, e.text);
-		fl_vmm_destroy(v);
-	}
+	/* the guest, here now, reads every page against what it wrote */
+	if (g->rep->state == FL_STATE_COMPLETED &&
+	    (dmn_vm_get(&g->d->c, g->vm, &vm, &e) ||
+	     fl_vmm_guestsim_create(vm.ctl, vm.ctl, vm.uri[0] ? vm.uri : "-", &v, &e) ||
+	     fl_vmm_guest_check(v, true, &gc, &e)) && e.code != -ENOTSUP)
+		fl_log(FL_LOG_WARN, "faultlined", "migration %s: the guest could not check itself: %s", g->id, e.text);
+	fl_vmm_destroy(v);
 	fl_log(code ? FL_LOG_WARN : FL_LOG_INFO, "faultlined", "incoming migration %s of %s: %s%s%s", g->id,
 	       g->vm, fl_state_name(g->rep->state), g->rep->error.code ? ": " : "", g->rep->error.text);
 	pthread_mutex_lock(&g->d->lock);

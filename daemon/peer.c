@@ -14,6 +14,7 @@
 
 #include "faultline/log.h"
 #include "faultline/transport.h"
+#include "core/report.h"
 #include "daemon.h"
 
 #define PEER_LINE_MAX (256 * 1024)
@@ -76,6 +77,61 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 	else
 		*req = j;
 	return rc;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static double num(json_object *o, const char *k, double dflt)
+{
+	json_object *x;
+
+	return json_object_object_get_ex(o, k, &x) &&
+	       (json_object_is_type(x, json_type_double) || json_object_is_type(x, json_type_int))
+		       ? json_object_get_double(x) : dflt;
+}
+
+static bool flag(json_object *o, const char *k)
+{
+	json_object *x;
+
+	return json_object_object_get_ex(o, k, &x) && json_object_is_type(x, json_type_boolean) &&
+	       json_object_get_boolean(x);
+}
+
+int dmn_report_decode(json_object *rep, struct fl_report *r, int *exit_code, struct fl_guest_check *g,
+		      bool *running, int64_t *remote_now)
+{
+	json_object *x, *gj;
+	const char *hex = json_object_object_get_ex(rep, "report", &x) && json_object_is_type(x, json_type_string)
+				  ? json_object_get_string(x) : "";
+
+	if (strlen(hex) != 2 * sizeof(*r))
+		return -EPROTO;	/* another build of faultline there */
+	for (size_t i = 0; i < sizeof(*r); i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EPROTO;
+		((uint8_t *)r)[i] = (uint8_t)(hi << 4 | lo);
+	}
+	fl_report_sanitize(r);	/* what came over the wire must read as a report of ours */
+	*running = flag(rep, "running");
+	*remote_now = (int64_t)num(rep, "now_ns", 0);
+	*exit_code = (int)num(rep, "exit", 1);
+	if (!*running && json_object_object_get_ex(rep, "guest", &gj) && json_object_is_type(gj, json_type_object)) {
+		memset(g, 0, sizeof(*g));
+		g->queried = flag(gj, "queried");
+		g->verified = flag(gj, "verified");
+		g->max_stall_ms = num(gj, "max_stall_ms", 0);
+		g->switch_stall_ms = num(gj, "switch_stall_ms", 0);
+		g->corrupt = (int64_t)num(gj, "corrupt", 0);
+		g->first_corrupt = (int64_t)num(gj, "first_corrupt", -1);
+		if (json_object_object_get_ex(gj, "sha256", &x) && json_object_is_type(x, json_type_string))
+			snprintf(g->sha256, sizeof(g->sha256), "%s", json_object_get_string(x));
+	}
+	return 0;
 }
 
 static json_object *error_reply(const char *text)

@@ -79,7 +79,7 @@ int fl_migration_create(const struct fl_migration_opts *given, struct fl_migrati
 		o->status_dir = FL_MIGRATION_STATUS_DIR;
 	if (!o->dest.source)
 		o->dest.source = o->source.listen;
-	if (!o->source.listen || !o->dest.shim_sock || (!o->source.shim_sock && !o->source.nram)) {
+	if (!o->source.listen || (!o->dest.shim_sock && !o->remote_dest) || (!o->source.shim_sock && !o->source.nram)) {
 		free(m);
 		return fl_error_set(err, -EINVAL, "a migration needs the source's listen address, the "
 				    "destination's shim socket and the source's shim socket or RAM files");

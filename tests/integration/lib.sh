@@ -5,6 +5,7 @@ FL=$TOP/tools/faultline
 SIM=$TOP/tools/guest-sim
 SHIM=$TOP/shim/libfaultline-shim.so
 FAKE=$TOP/tests/integration/fakepeer
+FLD=$TOP/daemon/faultlined
 
 need_root() {
 	[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
@@ -53,6 +54,23 @@ expect() {
 	echo "$msg" | grep -q -- "$pat" || fail "'$*' said '$msg', want /$pat/"
 	[ "$rc" -lt 128 ] || fail "'$*' crashed"
 	echo "ok: exit $rc: $(head -n 1 "$W/err")"
+}
+# make_pki DIR CANAME IP[,IP...] [DAYS_CLIENT]: a CA and server/client certificates in
+# QEMU's and libvirt's layout, the server's naming each IP
+make_pki() {
+	local d=$1
+	mkdir -p "$d"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca-key.pem" \
+		-out "$d/ca-cert.pem" -subj "/CN=$2" -days 30 2>/dev/null || fail "openssl: CA"
+	for who in server client; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$who-key.pem" \
+			-out "$d/$who.csr" -subj "/CN=$who" 2>/dev/null || fail "openssl: $who key"
+		printf 'subjectAltName=%s\n' "$(echo "$3" | sed 's/\([^,]*\)/IP:\1/g')" > "$d/ext"
+		days=30; [ "$who" = client ] && days=${4:-30}
+		openssl x509 -req -in "$d/$who.csr" -CA "$d/ca-cert.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+			-out "$d/$who-cert.pem" -days "$days" -extfile "$d/ext" 2>/dev/null || fail "openssl: $who cert"
+	done
+	chmod 600 "$d"/*-key.pem
 }
 # assert_migration JSONLINE: completed, no corruption, checksums equal
 assert_migration() {

@@ -13,23 +13,8 @@ head -c 4M /dev/urandom > "$W/ram0"
 trap 'kill $(cat "$W/pids" 2>/dev/null) $sp 2>/dev/null; rm -rf "$W"' EXIT
 
 # --- credentials: CA A (server and client, an expired client), CA B
-mkpki() {	# mkpki DIR CANAME [DAYS_CLIENT]
-	local d=$1
-	mkdir -p "$d"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca-key.pem" \
-		-out "$d/ca-cert.pem" -subj "/CN=$2" -days 30 2>/dev/null || fail "openssl: CA"
-	for who in server client; do
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/$who-key.pem" \
-			-out "$d/$who.csr" -subj "/CN=$who" 2>/dev/null || fail "openssl: $who key"
-		printf 'subjectAltName=IP:127.0.0.1\n' > "$d/ext"
-		days=30; [ "$who" = client ] && days=${3:-30}
-		openssl x509 -req -in "$d/$who.csr" -CA "$d/ca-cert.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
-			-out "$d/$who-cert.pem" -days "$days" -extfile "$d/ext" 2>/dev/null || fail "openssl: $who cert"
-	done
-	chmod 600 "$d"/*-key.pem
-}
-mkpki "$W/pki" "faultline test CA A"
-mkpki "$W/other" "faultline test CA B"
+make_pki "$W/pki" "faultline test CA A" 127.0.0.1
+make_pki "$W/other" "faultline test CA B" 127.0.0.1
 mkdir -p "$W/expired"; cp "$W/pki/ca-cert.pem" "$W/pki/ca-key.pem" "$W/expired/"
 cp "$W/pki/server-"* "$W/expired/"
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/expired/client-key.pem" \

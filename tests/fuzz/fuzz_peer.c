@@ -1,0 +1,47 @@
+/* libFuzzer: what one faultlined reads from another (after the TLS
+ * handshake proved it, but a peer can still be wrong): a request line
+ * (first byte even) or an answer to `report` (first byte odd), whose
+ * report is bytes of another process's memory. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/report.h"
+#include "daemon/daemon.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!size)
+		return 0;
+	const char *line = (const char *)data + 1;
+	size_t len = size - 1;
+	if (!(data[0] & 1)) {
+		json_object *req = NULL;
+		struct fl_error e = { 0 };
+		if (!dmn_peer_parse(line, len, &req, &e) && !req)
+			abort();	/* success means a request */
+		json_object_put(req);
+		return 0;
+	}
+	char *s = malloc(len + 1);
+	if (!s)
+		return 0;
+	memcpy(s, line, len);
+	s[len] = 0;
+	json_object *rep = json_tokener_parse(s);
+	free(s);
+	if (!rep)
+		return 0;
+	static struct fl_report r;
+	struct fl_guest_check g;
+	int exit_code;
+	bool running;
+	int64_t now;
+	if (!dmn_report_decode(rep, &r, &exit_code, &g, &running, &now)) {
+		json_object *j = fl_report_object(&r);	/* everything downstream reads it */
+		json_object_put(j);
+	}
+	json_object_put(rep);
+	return 0;
+}

@@ -1,0 +1,125 @@
+#!/bin/bash
+# Two hosts on one machine: two network namespaces joined by veth, each with
+# its own mount namespace (its own /etc/faultline, /run/faultline,
+# /var/lib/faultline) running its own faultlined with x509 credentials made
+# here. A live guest-sim moves with one `faultline migrate NAME --to HOST`
+# on the source host; both hosts list it, also after a daemon restart; the
+# systemd unit passes systemd-analyze verify; a daemon without credentials,
+# and a peer daemon with another CA's certificate, are refused in one line.
+. "$(dirname "$0")/lib.sh"
+need_root
+workdir
+command -v openssl >/dev/null || { echo "SKIP: no openssl command"; exit 77; }
+command -v nsenter >/dev/null || { echo "SKIP: no nsenter"; exit 77; }
+command -v systemd-analyze >/dev/null || fail "no systemd-analyze (scripts/install-deps installs systemd)"
+r=$((RANDOM % 200 + 20))
+A=fl-da-$$ B=fl-db-$$ IPA=10.89.$r.1 IPB=10.89.$r.2
+cleanup() {
+	kill $(cat "$W/pids" 2>/dev/null) 2>/dev/null
+	[ -n "${PA:-}" ] && kill "$PA" 2>/dev/null
+	[ -n "${PB:-}" ] && kill "$PB" 2>/dev/null
+	sleep 0.3
+	ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null
+	[ -n "${FL_KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+ip netns add $A && ip netns add $B || fail "cannot create network namespaces"
+ip link add va-$$ netns $A type veth peer name vb-$$ netns $B
+ip -n $A addr add $IPA/24 dev va-$$ && ip -n $A link set va-$$ up && ip -n $A link set lo up
+ip -n $B addr add $IPB/24 dev vb-$$ && ip -n $B link set vb-$$ up && ip -n $B link set lo up
+make_pki "$W/pki" "faultline two-host CA" "$IPA,$IPB"
+make_pki "$W/rogue" "some other CA" "$IPA,$IPB"
+mkdir -p /etc/faultline /run/faultline /var/lib/faultline	# mount points; each host binds its own
+
+conf() {	# conf HOST IP PKI
+	mkdir -p "$W/$1/etc" "$W/$1/run" "$W/$1/lib"
+	cat > "$W/$1/etc/faultlined.conf" <<-EOF
+	[daemon]
+	listen = $2:7700
+	log_level = info
+	[tls]
+	x509_dir = $3
+	[peers]
+	allow = 10.89.$r.0/24
+	EOF
+}
+daemon() {	# daemon HOST NETNS: faultlined in its own mount namespace; sets P<HOST>
+	local before; before=$(grep -c listening "$W/$1.log" 2>/dev/null)
+	ip netns exec "$2" unshare --mount --propagation private sh -ec "
+		mount --bind '$W/$1/etc' /etc/faultline
+		mount --bind '$W/$1/run' /run/faultline
+		mount --bind '$W/$1/lib' /var/lib/faultline
+		exec '$FLD'" >>"$W/$1.log" 2>&1 &
+	local pid=$!
+	for i in $(seq 100); do [ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] && break; sleep 0.05; done
+	[ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] || fail "faultlined on $1 did not start: $(cat "$W/$1.log")"
+	# the daemon is the child of unshare's sh exec: its pid is the one to enter
+	eval "P$1=$pid"
+}
+on() {	# on HOST CMD...: in that host's network and mount namespaces
+	local h=$1; shift
+	local pid; eval "pid=\$P$h"
+	nsenter -t "$pid" -n -m -- "$@"
+}
+conf A $IPA "$W/pki"
+conf B $IPB "$W/pki"
+daemon A $A
+daemon B $B
+
+# the systemd unit as make install writes it, its binary where it says
+mkdir -p "$W/prefix/sbin" && ln -s "$FLD" "$W/prefix/sbin/faultlined"
+sed "s|@PREFIX@|$W/prefix|" "$TOP/daemon/faultlined.service" > "$W/faultlined.service"
+out=$(systemd-analyze verify "$W/faultlined.service" 2>&1) || fail "systemd-analyze verify: $out"
+[ -z "$out" ] || fail "systemd-analyze verify: $out"
+echo "ok: systemd-analyze verify faultlined.service"
+
+# the VMs: a running guest-sim on A, its destination started and waiting on B
+mkdir -p "$W/vmA" "$W/vmB"
+ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/vmA/ FAULTLINE_SHIM_SOCK=$W/vmA.shim \
+	"$SIM" --ram "$W/vmA/ram0" --ctl "$W/vmA.ctl" --size 64M --rate 3000 >/dev/null 2>&1 &
+echo $! >> "$W/pids"
+ip netns exec $B env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/vmB/ FAULTLINE_SHIM_SOCK=$W/vmB.shim \
+	"$SIM" --ram "$W/vmB/ram0" --ctl "$W/vmB.ctl" --size 64M --incoming $IPB:7800 >/dev/null 2>&1 &
+echo $! >> "$W/pids"
+for i in $(seq 100); do [ -S "$W/vmA.ctl" ] && [ -S "$W/vmB.shim" ] && break; sleep 0.05; done
+on A "$FL" vm add g1 --ctl "$W/vmA.ctl" --shim "$W/vmA.shim" || fail "vm add on A"
+on B "$FL" vm add g1 --ctl "$W/vmB.ctl" --shim "$W/vmB.shim" --uri $IPB:7800 || fail "vm add on B"
+on A "$FL" vm list | grep -q "^g1 " || fail "vm list on A lacks g1"
+sleep 1	# the guest runs a while on A
+
+# one command on the source host
+on A "$FL" migrate g1 --to $IPB --json >"$W/mig.out" 2>"$W/mig.err" || {
+	cat "$W/mig.err"; cat "$W/A.log" "$W/B.log"; fail "faultline migrate g1 --to $IPB failed"; }
+cat "$W/mig.err"
+id=$(jget id < "$W/mig.out")
+line=$(cat "$W/A/lib/$id.result.json")
+assert_migration "$line"
+echo "ok: g1 moved from $IPA to $IPB with one command ($id)"
+
+# both hosts know it, and still do after a restart
+on A "$FL" list | grep -q "$id" || fail "faultline list on A lacks $id"
+on B "$FL" list | grep -q "$id" || fail "faultline list on B lacks $id"
+kill "$PB"; wait "$PB" 2>/dev/null
+daemon B $B
+on B "$FL" show "$id" | grep -q "completed" || fail "after a restart B does not show $id completed"
+echo "ok: list/show on both hosts, and after B's daemon restarted"
+
+# refusals: a VM B does not wait for; a daemon with another CA's certificate
+on A "$FL" migrate nosuch --to $IPB 2>"$W/e1" && fail "migrating an unknown VM succeeded"
+grep -q "no VM named nosuch" "$W/e1" || fail "unknown VM said: $(cat "$W/e1")"
+echo "unknown VM: $(cat "$W/e1")"
+conf C $IPA "$W/rogue"
+kill "$PA"; wait "$PA" 2>/dev/null
+daemon C $A
+PA=$PC
+on A "$FL" vm add g2 --ctl "$W/vmA.ctl" --shim "$W/vmA.shim" || fail "vm add on the rogue A"
+on A "$FL" migrate g2 --to $IPB 2>"$W/e2" && fail "a daemon with another CA's certificate migrated"
+grep -q "not signed by our CA" "$W/e2" || fail "the rogue daemon was told: $(cat "$W/e2")"
+grep -q "refused $IPA" "$W/B.log" || fail "B did not log the rogue peer: $(cat "$W/B.log")"
+echo "rogue daemon: $(cat "$W/e2")"
+echo "B logged: $(grep "refused $IPA" "$W/B.log" | tail -n 1)"
+
+# no credentials: one line, nonzero
+mkdir -p "$W/bare"; printf '[daemon]\nlisten = 127.0.0.1:7709\nrun_dir = %s/bare\nstate_dir = %s/bare\n' "$W" "$W" > "$W/bare/c.conf"
+expect 1 "no credentials for the link to the peer" -- "$FLD" --config "$W/bare/c.conf"
+echo "PASS"
