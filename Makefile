@@ -149,7 +149,7 @@ bench: deps
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \
 		$(UNIT_TESTS) $(BENCH) tests/integration/fakepeer tests/integration/backend-standin \
-		tests/integration/rdma-selftest tests/fuzz/mkseeds daemon/faultlined
+		tests/integration/rdma-selftest tests/fuzz/mkseeds
 	rm -rf tests/fuzz/bin tests/fuzz/obj
 
 distclean: clean

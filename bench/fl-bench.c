@@ -440,6 +440,55 @@ static json_object *scale_row(const char *self, const char *out, const char *siz
 	return row;
 }
 
+/* What authenticating and encrypting the links costs: the same pure
+ * post-copy run with data encrypted (TLS through the relay), authenticated
+ * only, and --insecure, as ratios to the last, in one run. */
+static void tls_cost(const char *self, const char *out, const char *size, json_object *res)
+{
+	static const char *const name[] = { "encrypted", "authenticated", "insecure" };
+	static const char *const flags[] = { "", "--no-encrypt-data", "--insecure" };
+	char key[4096], args[8192];
+	double pull[3] = { 0 }, p50[3] = { 0 };
+	json_object *rows = json_object_new_object();
+
+	snprintf(key, sizeof(key), "%s/bench.psk", out);
+	FILE *f = fopen(key, "w");
+	if (!f)
+		return;
+	fprintf(f, "bench:");
+	for (int i = 0; i < 32; i++)
+		fprintf(f, "%02x", (unsigned)(rand() & 0xff));
+	fprintf(f, "\n");
+	fclose(f);
+	chmod(key, 0600);
+	printf("\n== links: what TLS costs (pure post-copy, %s, uniform writer) ==\n", size);
+	for (int i = 0; i < 3; i++) {
+		snprintf(args, sizeof(args), "--no-precopy --size %s --pattern uniform --vcpu-rate 2000 %s%s %s", size,
+			 i < 2 ? "--psk-file " : "", i < 2 ? key : "", flags[i]);
+		json_object *r = demo(self, args);
+		if (!r) {
+			printf("%-14s run failed\n", name[i]);
+			continue;
+		}
+		pull[i] = jd(r, "bulk_mbps");
+		p50[i] = jd(r, "fault_p50_us");
+		printf("%-14s pull %7.0f Mbit/s  fault p50 %6.1f us  p99 %7.1f us  CPU src/dst %.2f/%.2f s  corrupt %.0f\n",
+		       name[i], pull[i], p50[i], jd(r, "fault_p99_us"), jd(r, "source_cpu_s"), jd(r, "dest_cpu_s"),
+		       jd(r, "corrupt_pages"));
+		json_object_object_add(rows, name[i], r);
+	}
+	if (pull[2] > 0 && p50[2] > 0) {
+		printf("ratios to --insecure: pull encrypted %.2f, authenticated %.2f; fault p50 encrypted %.2f, "
+		       "authenticated %.2f\n", pull[0] / pull[2], pull[1] / pull[2], p50[0] / p50[2], p50[1] / p50[2]);
+		json_object_object_add(rows, "pull_ratio_encrypted", json_object_new_double(pull[0] / pull[2]));
+		json_object_object_add(rows, "pull_ratio_authenticated", json_object_new_double(pull[1] / pull[2]));
+		json_object_object_add(rows, "fault_p50_ratio_encrypted", json_object_new_double(p50[0] / p50[2]));
+		json_object_object_add(rows, "fault_p50_ratio_authenticated", json_object_new_double(p50[1] / p50[2]));
+	}
+	json_object_object_add(res, "tls", rows);
+	unlink(key);
+}
+
 static void print_run(const char *name, json_object *r)
 {
 	json_object *v;
@@ -627,6 +676,7 @@ int main(int argc, char **argv)
 	json_object_object_add(res, "precopy_nonconverging", json_object_get(pb));
 	json_object_object_add(res, "capped_link_mbps", json_object_new_double(cap_mbps));
 	json_object_object_add(res, "nonconverging_total_ratio", json_object_new_double(ratio_b));
+	tls_cost(self, out, size, res);
 	/* ---- scale ---- */
 	if (scale) {
 		printf("\n== scale: the same runs at each size (uniform writer, 2 vCPUs at 2000 ops/s) ==\n");
