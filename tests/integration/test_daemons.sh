@@ -31,7 +31,7 @@ make_pki "$W/pki" "faultline two-host CA" "$IPA,$IPB"
 make_pki "$W/rogue" "some other CA" "$IPA,$IPB"
 mkdir -p /etc/faultline /run/faultline /var/lib/faultline	# mount points; each host binds its own
 
-conf() {	# conf HOST IP PKI
+conf() {	# conf HOST IP PKI [POSTCOPY_MBPS PRECOPY_MBPS]
 	mkdir -p "$W/$1/etc" "$W/$1/run" "$W/$1/lib"
 	cat > "$W/$1/etc/faultlined.conf" <<-EOF
 	[daemon]
@@ -41,7 +41,27 @@ conf() {	# conf HOST IP PKI
 	x509_dir = $3
 	[peers]
 	allow = 10.89.$r.0/24
+	[bandwidth]
+	postcopy_mbps = ${4:-0}
+	precopy_mbps = ${5:-0}
 	EOF
+}
+vm_pair() {	# vm_pair NAME PORT: a running guest-sim on A, its destination waiting on B, both registered
+	mkdir -p "$W/$1A" "$W/$1B"
+	ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1A/ FAULTLINE_SHIM_SOCK=$W/$1A.shim \
+		"$SIM" --ram "$W/$1A/ram0" --ctl "$W/$1A.ctl" --size 64M --rate 3000 >/dev/null 2>&1 &
+	echo $! >> "$W/pids"
+	ip netns exec $B env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1B/ FAULTLINE_SHIM_SOCK=$W/$1B.shim \
+		"$SIM" --ram "$W/$1B/ram0" --ctl "$W/$1B.ctl" --size 64M --incoming $IPB:$2 >/dev/null 2>&1 &
+	echo $! >> "$W/pids"
+	for i in $(seq 100); do [ -S "$W/$1A.ctl" ] && [ -S "$W/$1B.shim" ] && break; sleep 0.05; done
+	on A "$FL" vm add $1 --ctl "$W/$1A.ctl" --shim "$W/$1A.shim" || fail "vm add $1 on A"
+	on B "$FL" vm add $1 --ctl "$W/$1B.ctl" --shim "$W/$1B.shim" --uri $IPB:$2 || fail "vm add $1 on B"
+}
+restart() {	# restart HOST NETNS
+	local pid; eval "pid=\$P$1"
+	kill "$pid"; wait "$pid" 2>/dev/null
+	daemon "$1" "$2"
 }
 daemon() {	# daemon HOST NETNS: faultlined in its own mount namespace; sets P<HOST>
 	local before; before=$(grep -c listening "$W/$1.log" 2>/dev/null)
@@ -99,10 +119,45 @@ echo "ok: g1 moved from $IPA to $IPB with one command ($id)"
 # both hosts know it, and still do after a restart
 on A "$FL" list | grep -q "$id" || fail "faultline list on A lacks $id"
 on B "$FL" list | grep -q "$id" || fail "faultline list on B lacks $id"
-kill "$PB"; wait "$PB" 2>/dev/null
-daemon B $B
+restart B $B
 on B "$FL" show "$id" | grep -q "completed" || fail "after a restart B does not show $id completed"
 echo "ok: list/show on both hosts, and after B's daemon restarted"
+
+# stopping: SIGTERM during pre-copy cancels (the guest stays on A); during
+# post-copy the daemon refuses until told twice. B's pulls capped so each
+# phase lasts.
+conf B $IPB "$W/pki" 0 40
+restart B $B
+vm_pair g3 7803
+on A "$FL" migrate g3 --to $IPB >"$W/g3.out" 2>"$W/g3.err" &
+cli=$!
+for i in $(seq 100); do grep -q "progress: precopy" "$W/g3.err" && break; sleep 0.1; done
+grep -q "progress: precopy" "$W/g3.err" || fail "g3 never reached pre-copy: $(cat "$W/g3.err")"
+kill -TERM "$PA"
+for i in $(seq 100); do kill -0 "$PA" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$PA" 2>/dev/null && fail "faultlined on A did not stop on SIGTERM during pre-copy"
+wait $cli && fail "the migration cut by SIGTERM reported success"
+"$FL" vmctl "$W/g3A.ctl" query | grep -q '"state":"running"' || fail "g3 is not running on A after the abort"
+grep -q "stopping: migrations still in pre-copy are cancelled" "$W/A.log" || fail "A did not say why it stopped"
+echo "ok: SIGTERM in pre-copy: cancelled, g3 runs on A ($(grep -o 'cancelled[^"]*' "$W/A.log" | tail -n 1))"
+daemon A $A
+conf B $IPB "$W/pki" 40 0
+restart B $B
+vm_pair g4 7804
+on A "$FL" migrate g4 --to $IPB --no-precopy >"$W/g4.out" 2>"$W/g4.err" &
+cli=$!
+for i in $(seq 100); do grep -q "progress: postcopy" "$W/g4.err" && break; sleep 0.1; done
+grep -q "progress: postcopy" "$W/g4.err" || fail "g4 never reached post-copy: $(cat "$W/g4.err")"
+kill -TERM "$PA"
+sleep 1
+kill -0 "$PA" 2>/dev/null || fail "faultlined on A stopped during post-copy"
+grep -q "not stopping: a migration is in post-copy" "$W/A.log" || fail "A did not say why it stays"
+wait $cli || fail "the migration in post-copy failed: $(cat "$W/g4.err")"
+id4=$(grep -o "migration g4-[^:]*" "$W/g4.err" | head -n 1 | cut -d' ' -f2)
+assert_migration "$(cat "$W/A/lib/$id4.result.json")"
+echo "ok: SIGTERM in post-copy refused ($(grep -o 'not stopping[^;]*' "$W/A.log" | head -n 1)); g4 completed"
+conf B $IPB "$W/pki"
+restart B $B
 
 # refusals: a VM B does not wait for; a daemon with another CA's certificate
 on A "$FL" migrate nosuch --to $IPB 2>"$W/e1" && fail "migrating an unknown VM succeeded"
