@@ -117,10 +117,20 @@ static json_object *handle(struct dmn *d, json_object *req)
 		return r ? r : reply(false, "error", json_object_new_string("no migration of that id runs from this host"));
 	}
 	if ((!strcmp(op, "abort") || !strcmp(op, "force-complete")) && id) {
-		char ans[512];
-		if (fl_migration_request(d->c.state_dir, id, op, ans, sizeof(ans), &e))
+		char ans[512], from[160];
+		if (!fl_migration_request(d->c.state_dir, id, op, ans, sizeof(ans), &e))
+			return reply(true, "answer", json_object_new_string(ans));
+		/* received here: the source host's daemon decides */
+		if (!dmn_mig_source_daemon(d, id, from, sizeof(from)))
 			return reply(false, "error", json_object_new_string(e.text));
-		return reply(true, "answer", json_object_new_string(ans));
+		json_object *fwd = json_object_new_object(), *r = NULL;
+		json_object_object_add(fwd, "op", json_object_new_string(op));
+		json_object_object_add(fwd, "id", json_object_new_string(id));
+		int rc = dmn_peer_call(d, from, fwd, &r, NULL, 0, &e);
+		json_object_put(fwd);
+		if (rc)
+			return reply(false, "error", json_object_new_string(e.text));
+		return r;
 	}
 	return reply(false, "error", json_object_new_string("unknown request (info, vm-add, vm-list, migrate, "
 							    "status, abort, force-complete)"));

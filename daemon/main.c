@@ -61,6 +61,11 @@ int main(int argc, char **argv)
 	log_level = d.c.log_level;
 	struct fl_tls_opts to;
 	dmn_conf_tls(&d.c, &to);
+	if (!to.x509_dir && !to.psk_file && !d.c.insecure) {
+		fprintf(stderr, "faultlined: no credentials in %s: set x509_dir or psk_file in [tls] "
+			"(insecure = true is for tests on loopback or in a network namespace only)\n", conf);
+		return 1;
+	}
 	if (fl_tls_setup(&to, d.c.insecure, d.c.listen, &d.tls, &e)) {
 		fprintf(stderr, "faultlined: %s (in %s, [tls])\n", e.text, conf);
 		return 1;

@@ -22,9 +22,10 @@
 
 struct dmn_mig {
 	struct dmn_mig *next;
-	char id[96], vm[64], peer[160];
+	char id[96], vm[64], peer[160];	/* peer: the other end's daemon */
 	bool source, done;
 	struct dmn *d;
+	char self[160];			/* source end: our daemon as the peer reaches it */
 	/* source end */
 	struct fl_migration *m;
 	struct fl_vmm *vmm;
@@ -70,6 +71,7 @@ static int remote_start(void *arg, const char *id, const struct fl_dest_opts *de
 	json_object_object_add(req, "id", json_object_new_string(id));
 	json_object_object_add(req, "vm", json_object_new_string(g->vm));
 	json_object_object_add(req, "source", json_object_new_string(dest->source));
+	json_object_object_add(req, "from", json_object_new_string(g->self));
 	int rc = dmn_peer_call(g->d, g->peer, req, &rep, NULL, 0, err);
 	json_object_put(req);
 	json_object_put(rep);
@@ -212,6 +214,8 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	char listen[128];
 	fl_migration_opts_default(&o);
 	snprintf(listen, sizeof(listen), "%s:%d", local_ip, d->c.agent_port);
+	const char *port = strrchr(d->c.listen, ':');
+	snprintf(g->self, sizeof(g->self), "%s:%s", local_ip, port ? port + 1 : "7700");
 	o.id = jstr(req, "id");
 	o.id_prefix = name;
 	o.status_dir = d->c.state_dir;
@@ -316,6 +320,7 @@ static void *dest_wait_main(void *p)
 int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, struct fl_error *err)
 {
 	const char *id = jstr(req, "id"), *name = jstr(req, "vm"), *source = jstr(req, "source");
+	const char *from = jstr(req, "from");
 	struct dmn_vm vm;
 	int rc = dmn_vm_get(&d->c, name, &vm, err);
 
@@ -337,6 +342,7 @@ int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, str
 	g->exit = -1;
 	snprintf(g->id, sizeof(g->id), "%s", id);
 	snprintf(g->vm, sizeof(g->vm), "%s", name);
+	snprintf(g->peer, sizeof(g->peer), "%s", from ? from : "");
 	fl_report_init(g->rep, "dest", g->id);
 	char *status = fl_migration_status_path(d->c.state_dir, g->id, "dest");
 	g->pid = fork();
@@ -407,6 +413,19 @@ json_object *dmn_mig_report(struct dmn *d, const char *id)
 	}
 	pthread_mutex_unlock(&d->lock);
 	return j;
+}
+
+/* The source host's daemon of an incoming migration (operators here ask
+ * it), or false. */
+bool dmn_mig_source_daemon(struct dmn *d, const char *id, char *addr, size_t len)
+{
+	pthread_mutex_lock(&d->lock);
+	struct dmn_mig *g = find(d, id);
+	bool ok = g && !g->source && g->peer[0];
+	if (ok)
+		snprintf(addr, len, "%s", g->peer);
+	pthread_mutex_unlock(&d->lock);
+	return ok;
 }
 
 /* ---- stopping ---- */

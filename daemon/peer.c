@@ -1,7 +1,8 @@
 /* Daemon to daemon: a connection per request on the daemon's port, mutual
  * TLS first (nothing is read from an unproven peer), then one JSON line
  * each way. Ops: probe (is VM NAME waiting here?), incoming (run the
- * destination agent), report (its report and the guest's self-check). */
+ * destination agent), report (its report and the guest's self-check),
+ * abort and force-complete (an operator on the destination host). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,7 +59,8 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 		rc = fl_error_set(err, -EINVAL, "peer request: no op");
 	else if (!strcmp(json_object_get_string(op), "probe"))
 		rc = str_field(j, "vm", 63, err);
-	else if (!strcmp(json_object_get_string(op), "report"))
+	else if (!strcmp(json_object_get_string(op), "report") || !strcmp(json_object_get_string(op), "abort") ||
+		 !strcmp(json_object_get_string(op), "force-complete"))
 		rc = str_field(j, "id", 95, err);
 	else if (!strcmp(json_object_get_string(op), "incoming")) {
 		rc = str_field(j, "id", 95, err);
@@ -68,6 +70,8 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 			rc = str_field(j, "source", 127, err);
 		if (!rc)
 			rc = bool_field(j, "precopy", err);
+		if (!rc && json_object_object_get_ex(j, "from", NULL))
+			rc = str_field(j, "from", 127, err);	/* the source's daemon, for operators here */
 		if (!rc && strchr(json_object_get_string(json_object_object_get(j, "id")), '/'))
 			rc = fl_error_set(err, -EINVAL, "peer request: an id has no '/'");
 	} else
@@ -161,6 +165,15 @@ static json_object *dispatch(struct dmn *d, json_object *req)
 	} else if (!strcmp(op, "incoming")) {
 		if (dmn_mig_start_dest(d, req, &r, &e))
 			return error_reply(e.text);
+	} else if (!strcmp(op, "abort") || !strcmp(op, "force-complete")) {
+		/* an operator on the destination host, through its daemon */
+		char ans[512];
+		if (fl_migration_request(d->c.state_dir, json_object_get_string(json_object_object_get(req, "id")), op,
+					 ans, sizeof(ans), &e))
+			return error_reply(e.text);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+		json_object_object_add(r, "answer", json_object_new_string(ans));
 	} else if (!strcmp(op, "report")) {
 		r = dmn_mig_report(d, json_object_get_string(json_object_object_get(req, "id")));
 		if (!r)

@@ -42,6 +42,8 @@ int cli_demo(int argc, char **argv);
 int cli_vm(int argc, char **argv);
 int cli_daemon_migrate(int argc, char **argv);
 char *cli_daemon_state_dir(void);	/* NULL: no daemon here */
+/* abort / force-complete through it: 0, -ENOENT/-ECONNREFUSED (no daemon), or -errno with err */
+int cli_daemon_request(const char *op, const char *id, char *answer, size_t alen, char *err, size_t el);
 /* cli_status.c: status/list/show, abort, force-complete. */
 int cli_status(int argc, char **argv);
 int cli_operator(const char *verb, int argc, char **argv);

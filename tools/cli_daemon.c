@@ -76,6 +76,19 @@ static int cli_daemon_call(json_object *req, json_object **rep, char *err, size_
 	return 0;
 }
 
+int cli_daemon_request(const char *op, const char *id, char *answer, size_t alen, char *err, size_t el)
+{
+	json_object *req = json_object_new_object(), *rep = NULL, *x;
+
+	json_object_object_add(req, "op", json_object_new_string(op));
+	json_object_object_add(req, "id", json_object_new_string(id));
+	int rc = cli_daemon_call(req, &rep, err, el);
+	json_object_put(req);
+	snprintf(answer, alen, "%s", !rc && json_object_object_get_ex(rep, "answer", &x) ? json_object_get_string(x) : "");
+	json_object_put(rep);
+	return rc;
+}
+
 char *cli_daemon_state_dir(void)
 {
 	json_object *req = json_object_new_object(), *rep;

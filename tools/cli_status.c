@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <glob.h>
 #include <json-c/json.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,11 +124,22 @@ int cli_operator(const char *verb, int argc, char **argv)
 		else
 			id = argv[i];
 	}
-	char *ddir = dir ? NULL : cli_daemon_state_dir();
-	if (!dir)
-		dir = ddir ? ddir : DEFAULT_STATUS_DIR;
 	if (!id)
 		return usage_error(verb, "need the migration ID");
+	/* with a daemon here, it answers: from the destination host it asks
+	 * the source's daemon */
+	if (!dir) {
+		char err[512];
+		int rc = cli_daemon_request(verb, id, reply, sizeof(reply), err, sizeof(err));
+		if (rc != -ENOENT && rc != -ECONNREFUSED) {
+			if (rc)
+				fprintf(stderr, "faultline %s: %s\n", verb, err);
+			else
+				printf("%s: %s\n", id, reply);
+			return rc ? 1 : 0;
+		}
+		dir = DEFAULT_STATUS_DIR;
+	}
 	struct fl_error e = { 0 };
 	if (fl_migration_request(dir, id, verb, reply, sizeof(reply), &e)) {
 		fprintf(stderr, "faultline %s: %s\n", verb, e.text);

@@ -141,6 +141,17 @@ wait $cli && fail "the migration cut by SIGTERM reported success"
 grep -q "stopping: migrations still in pre-copy are cancelled" "$W/A.log" || fail "A did not say why it stopped"
 echo "ok: SIGTERM in pre-copy: cancelled, g3 runs on A ($(grep -o 'cancelled[^"]*' "$W/A.log" | tail -n 1))"
 daemon A $A
+# an operator on the destination host aborts; its daemon asks the source's
+vm_pair g5 7805
+on A "$FL" migrate g5 --to $IPB >"$W/g5.out" 2>"$W/g5.err" &
+cli=$!
+for i in $(seq 100); do grep -q "progress: precopy" "$W/g5.err" && break; sleep 0.1; done
+id5=$(grep -o "migration g5-[^:]*" "$W/g5.err" | head -n 1 | cut -d' ' -f2)
+[ -n "$id5" ] || fail "g5 did not start: $(cat "$W/g5.err")"
+on B "$FL" abort "$id5" || fail "abort $id5 from the destination host failed"
+wait $cli && fail "the migration aborted from B reported success"
+"$FL" vmctl "$W/g5A.ctl" query | grep -q '"state":"running"' || fail "g5 is not running on A after the abort"
+echo "ok: abort from the destination host: $(grep -i "cancel\|abort" "$W/g5.err" | tail -n 1)"
 conf B $IPB "$W/pki" 40 0
 restart B $B
 vm_pair g4 7804
@@ -176,5 +187,5 @@ echo "B logged: $(grep "refused $IPA" "$W/B.log" | tail -n 1)"
 
 # no credentials: one line, nonzero
 mkdir -p "$W/bare"; printf '[daemon]\nlisten = 127.0.0.1:7709\nrun_dir = %s/bare\nstate_dir = %s/bare\n' "$W" "$W" > "$W/bare/c.conf"
-expect 1 "no credentials for the link to the peer" -- "$FLD" --config "$W/bare/c.conf"
+expect 1 "no credentials in $W/bare/c.conf: set x509_dir or psk_file in \[tls\]" -- "$FLD" --config "$W/bare/c.conf"
 echo "PASS"
