@@ -11,7 +11,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
 LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c core/pace.c \
-	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/tls.c transport/rdma.c transport/rdma_server.c \
+	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/tcp_serve.c transport/tls.c transport/rdma.c transport/rdma_server.c \
 	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
 	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/sched.c dest/precopy.c \
@@ -54,7 +54,7 @@ CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_util.c \
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
 
-DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/mig.c daemon/api.c
+DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/api.c
 daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD)
 

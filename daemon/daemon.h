@@ -17,6 +17,7 @@
 
 #define DMN_DEFAULT_CONF "/etc/faultline/faultlined.conf"
 #define DMN_DEFAULT_PORT 7700
+#define DMN_LINE_MAX (256 * 1024)	/* a line between daemons: a report (hex) fits */
 
 /* conf.c: /etc/faultline/faultlined.conf (INI, read with inih) */
 struct dmn_conf {
@@ -61,7 +62,6 @@ void dmn_mig_wait_all(struct dmn *d);
 /* peer.c: daemon to daemon, one JSON line each way over mutual TLS */
 int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object **reply,
 		  char *local_ip, size_t iplen, struct fl_error *err);
-void dmn_peer_accepted(struct dmn *d, int fd);
 /* a request line from a peer: its op and fields checked; 0 or -EINVAL + err */
 int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_error *err);
 /* a peer's answer to report: the destination agent's report (same build:
@@ -69,6 +69,9 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 struct fl_report;
 int dmn_report_decode(json_object *rep, struct fl_report *r, int *exit_code, struct fl_guest_check *g,
 		      bool *running, int64_t *remote_now);
+
+/* serve.c: answering other daemons */
+void dmn_peer_accepted(struct dmn *d, int fd);
 
 /* api.c: the operator's UNIX socket */
 int dmn_api_listen(struct dmn *d, struct fl_error *err);

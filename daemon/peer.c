@@ -1,8 +1,8 @@
-/* Daemon to daemon: a connection per request on the daemon's port, mutual
- * TLS first (nothing is read from an unproven peer), then one JSON line
- * each way. Ops: probe (is VM NAME waiting here?), incoming (run the
- * destination agent), report (its report and the guest's self-check),
- * abort and force-complete (an operator on the destination host). */
+/* Daemon to daemon, the protocol and the asking side: a connection per
+ * request on the daemon's port, mutual TLS first, then one JSON line each
+ * way. Ops: probe (is VM NAME waiting here?), incoming (run the destination
+ * agent), report (its report and the guest's self-check), abort and
+ * force-complete (an operator on the destination host). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,7 +18,6 @@
 #include "core/report.h"
 #include "daemon.h"
 
-#define PEER_LINE_MAX (256 * 1024)
 #define PEER_TIMEOUT_MS 30000
 
 static int str_field(json_object *j, const char *k, size_t max, struct fl_error *err)
@@ -138,118 +137,6 @@ int dmn_report_decode(json_object *rep, struct fl_report *r, int *exit_code, str
 	return 0;
 }
 
-static json_object *error_reply(const char *text)
-{
-	json_object *r = json_object_new_object();
-
-	json_object_object_add(r, "ok", json_object_new_boolean(0));
-	json_object_object_add(r, "error", json_object_new_string(text));
-	return r;
-}
-
-static json_object *dispatch(struct dmn *d, json_object *req)
-{
-	const char *op = json_object_get_string(json_object_object_get(req, "op"));
-	struct fl_error e = { 0 };
-	json_object *r = NULL;
-
-	if (!strcmp(op, "probe")) {
-		struct dmn_vm vm;
-		if (dmn_vm_get(&d->c, json_object_get_string(json_object_object_get(req, "vm")), &vm, &e))
-			return error_reply(e.text);
-		r = json_object_new_object();
-		json_object_object_add(r, "ok", json_object_new_boolean(1));
-		json_object_object_add(r, "kind", json_object_new_string(vm.kind));
-		if (vm.uri[0])
-			json_object_object_add(r, "uri", json_object_new_string(vm.uri));
-	} else if (!strcmp(op, "incoming")) {
-		if (dmn_mig_start_dest(d, req, &r, &e))
-			return error_reply(e.text);
-	} else if (!strcmp(op, "abort") || !strcmp(op, "force-complete")) {
-		/* an operator on the destination host, through its daemon */
-		char ans[512];
-		if (fl_migration_request(d->c.state_dir, json_object_get_string(json_object_object_get(req, "id")), op,
-					 ans, sizeof(ans), &e))
-			return error_reply(e.text);
-		r = json_object_new_object();
-		json_object_object_add(r, "ok", json_object_new_boolean(1));
-		json_object_object_add(r, "answer", json_object_new_string(ans));
-	} else if (!strcmp(op, "report")) {
-		r = dmn_mig_report(d, json_object_get_string(json_object_object_get(req, "id")));
-		if (!r)
-			return error_reply("no such migration on this host");
-	}
-	return r;
-}
-
-struct conn {
-	struct dmn *d;
-	int fd;
-};
-
-static void *peer_main(void *p)
-{
-	struct conn *c = p;
-	struct dmn *d = c->d;
-	int fd = c->fd;
-	char who[INET6_ADDRSTRLEN + 8] = "?";
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct fl_error e = { 0 };
-	uint8_t secret[FL_TLS_SECRET_LEN];
-
-	free(c);
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		inet_ntop(ss.ss_family, ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
-								 : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
-			  who, sizeof(who));
-	if (!dmn_conf_allows(&d->c, who)) {
-		fl_log(FL_LOG_WARN, "faultlined", "refused %s: not in [peers] allow", who);
-		close(fd);
-		return NULL;
-	}
-	if (d->tls && fl_tls_handshake(d->tls, fd, true, NULL, true, secret, &fd, &e)) {
-		fl_log(FL_LOG_WARN, "faultlined", "refused %s: %s", who, e.text);
-		return NULL;
-	}
-	char *line = malloc(PEER_LINE_MAX);
-	int n = line ? dmn_read_line(fd, line, PEER_LINE_MAX, 10000) : -ENOMEM;
-	json_object *req = NULL, *rep;
-	if (n < 0)
-		rep = error_reply(n == -ETIMEDOUT ? "no request within 10 s" : "no request");
-	else if (dmn_peer_parse(line, (size_t)n, &req, &e)) {
-		fl_log(FL_LOG_WARN, "faultlined", "peer %s: %s", who, e.text);
-		rep = error_reply(e.text);
-	} else
-		rep = dispatch(d, req);
-	dmn_write_json(fd, rep);
-	json_object_put(rep);
-	json_object_put(req);
-	free(line);
-	close(fd);
-	return NULL;
-}
-
-void dmn_peer_accepted(struct dmn *d, int fd)
-{
-	struct conn *c = malloc(sizeof(*c));
-	pthread_t th;
-	pthread_attr_t a;
-
-	if (!c) {
-		close(fd);
-		return;
-	}
-	*c = (struct conn){ d, fd };
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &a, peer_main, c)) {
-		close(fd);
-		free(c);
-	}
-	pthread_attr_destroy(&a);
-}
-
 int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object **reply,
 		  char *local_ip, size_t iplen, struct fl_error *err)
 {
@@ -278,8 +165,8 @@ int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object
 			return fl_error_set(err, -EACCES, "daemon at %s: %s", addr, e.text);
 	}
 	int rc = dmn_write_json(fd, req);
-	char *line = malloc(PEER_LINE_MAX);
-	int n = rc ? rc : line ? dmn_read_line(fd, line, PEER_LINE_MAX, PEER_TIMEOUT_MS) : -ENOMEM;
+	char *line = malloc(DMN_LINE_MAX);
+	int n = rc ? rc : line ? dmn_read_line(fd, line, DMN_LINE_MAX, PEER_TIMEOUT_MS) : -ENOMEM;
 	close(fd);
 	if (n < 0) {
 		free(line);

@@ -1,0 +1,128 @@
+/* Daemon to daemon, the answering side: a thread per connection on the
+ * daemon's port; nothing is read before the peer's address is allowed and
+ * its TLS handshake proved it; then one request, one answer. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "faultline/log.h"
+#include "daemon.h"
+
+
+static json_object *error_reply(const char *text)
+{
+	json_object *r = json_object_new_object();
+
+	json_object_object_add(r, "ok", json_object_new_boolean(0));
+	json_object_object_add(r, "error", json_object_new_string(text));
+	return r;
+}
+
+static json_object *dispatch(struct dmn *d, json_object *req)
+{
+	const char *op = json_object_get_string(json_object_object_get(req, "op"));
+	struct fl_error e = { 0 };
+	json_object *r = NULL;
+
+	if (!strcmp(op, "probe")) {
+		struct dmn_vm vm;
+		if (dmn_vm_get(&d->c, json_object_get_string(json_object_object_get(req, "vm")), &vm, &e))
+			return error_reply(e.text);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+		json_object_object_add(r, "kind", json_object_new_string(vm.kind));
+		if (vm.uri[0])
+			json_object_object_add(r, "uri", json_object_new_string(vm.uri));
+	} else if (!strcmp(op, "incoming")) {
+		if (dmn_mig_start_dest(d, req, &r, &e))
+			return error_reply(e.text);
+	} else if (!strcmp(op, "abort") || !strcmp(op, "force-complete")) {
+		/* an operator on the destination host, through its daemon */
+		char ans[512];
+		if (fl_migration_request(d->c.state_dir, json_object_get_string(json_object_object_get(req, "id")), op,
+					 ans, sizeof(ans), &e))
+			return error_reply(e.text);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+		json_object_object_add(r, "answer", json_object_new_string(ans));
+	} else if (!strcmp(op, "report")) {
+		r = dmn_mig_report(d, json_object_get_string(json_object_object_get(req, "id")));
+		if (!r)
+			return error_reply("no such migration on this host");
+	}
+	return r;
+}
+
+struct conn {
+	struct dmn *d;
+	int fd;
+};
+
+static void *peer_main(void *p)
+{
+	struct conn *c = p;
+	struct dmn *d = c->d;
+	int fd = c->fd;
+	char who[INET6_ADDRSTRLEN + 8] = "?";
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct fl_error e = { 0 };
+	uint8_t secret[FL_TLS_SECRET_LEN];
+
+	free(c);
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		inet_ntop(ss.ss_family, ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+								 : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+			  who, sizeof(who));
+	if (!dmn_conf_allows(&d->c, who)) {
+		fl_log(FL_LOG_WARN, "faultlined", "refused %s: not in [peers] allow", who);
+		close(fd);
+		return NULL;
+	}
+	if (d->tls && fl_tls_handshake(d->tls, fd, true, NULL, true, secret, &fd, &e)) {
+		fl_log(FL_LOG_WARN, "faultlined", "refused %s: %s", who, e.text);
+		return NULL;
+	}
+	char *line = malloc(DMN_LINE_MAX);
+	int n = line ? dmn_read_line(fd, line, DMN_LINE_MAX, 10000) : -ENOMEM;
+	json_object *req = NULL, *rep;
+	if (n < 0)
+		rep = error_reply(n == -ETIMEDOUT ? "no request within 10 s" : "no request");
+	else if (dmn_peer_parse(line, (size_t)n, &req, &e)) {
+		fl_log(FL_LOG_WARN, "faultlined", "peer %s: %s", who, e.text);
+		rep = error_reply(e.text);
+	} else
+		rep = dispatch(d, req);
+	dmn_write_json(fd, rep);
+	json_object_put(rep);
+	json_object_put(req);
+	free(line);
+	close(fd);
+	return NULL;
+}
+
+void dmn_peer_accepted(struct dmn *d, int fd)
+{
+	struct conn *c = malloc(sizeof(*c));
+	pthread_t th;
+	pthread_attr_t a;
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	*c = (struct conn){ d, fd };
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &a, peer_main, c)) {
+		close(fd);
+		free(c);
+	}
+	pthread_attr_destroy(&a);
+}
