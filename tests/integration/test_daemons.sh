@@ -131,7 +131,7 @@ restart B $B
 vm_pair g3 7803
 on A "$FL" migrate g3 --to $IPB >"$W/g3.out" 2>"$W/g3.err" &
 cli=$!
-for i in $(seq 100); do grep -q "progress: precopy" "$W/g3.err" && break; sleep 0.1; done
+for i in $(seq 200); do grep -q "progress: precopy" "$W/g3.err" && break; sleep 0.1; done
 grep -q "progress: precopy" "$W/g3.err" || fail "g3 never reached pre-copy: $(cat "$W/g3.err")"
 kill -TERM "$PA"
 for i in $(seq 100); do kill -0 "$PA" 2>/dev/null || break; sleep 0.1; done
@@ -145,10 +145,11 @@ daemon A $A
 vm_pair g5 7805
 on A "$FL" migrate g5 --to $IPB >"$W/g5.out" 2>"$W/g5.err" &
 cli=$!
-for i in $(seq 100); do grep -q "progress: precopy" "$W/g5.err" && break; sleep 0.1; done
+for i in $(seq 200); do grep -q "progress: precopy" "$W/g5.err" && break; sleep 0.1; done
+grep -q "progress: precopy" "$W/g5.err" || fail "g5 never reached pre-copy: $(cat "$W/g5.err")"
 id5=$(grep -o "migration g5-[^:]*" "$W/g5.err" | head -n 1 | cut -d' ' -f2)
 [ -n "$id5" ] || fail "g5 did not start: $(cat "$W/g5.err")"
-on B "$FL" abort "$id5" || fail "abort $id5 from the destination host failed"
+on B "$FL" abort "$id5" 2>"$W/abort.err" || fail "abort $id5 from the destination host failed: $(cat "$W/abort.err")"
 wait $cli && fail "the migration aborted from B reported success"
 "$FL" vmctl "$W/g5A.ctl" query | grep -q '"state":"running"' || fail "g5 is not running on A after the abort"
 echo "ok: abort from the destination host: $(grep -i "cancel\|abort" "$W/g5.err" | tail -n 1)"
