@@ -87,6 +87,8 @@ static int handshake(struct src *s, uint8_t *buf, size_t cap, struct fl_hello *p
 	rc = src_accept_destination(s, buf, cap, peer);
 	if (rc)
 		return rc;
+	if (s->tls)	/* RDMA connections prove the control link's secret too */
+		fl_rdma_server_set_secret(s->rdma, s->secret);
 	/* data in clear only when both ends were told so */
 	if (s->tls && !o->encrypt_data && (peer->caps & FL_CAP_CLEAR_DATA))
 		s->hello.caps |= FL_CAP_CLEAR_DATA;

@@ -244,6 +244,10 @@ static int rdma_connect_ch(const char *addr, const struct fl_transport_opts *o, 
 		rc = tp_errorf(-errno, "rdma_create_qp: %s", strerror(errno));
 		goto fail;
 	}
+	/* with TLS on the control link: the migration's proof, never the
+	 * session number the HELLO carries */
+	if (o->tls && o->mig_secret)
+		session = fl_tls_rdma_token(o->mig_secret, chan, index);
 	struct conn_pdata pd = { session, chan, index };
 	struct rdma_conn_param cp = {
 		.private_data = &pd, .private_data_len = sizeof(pd),

@@ -18,6 +18,8 @@ struct fl_rdma_server {
 	struct ibv_mr *mr[FL_PROTO_MAX_REGIONS];
 	uint32_t nmr;
 	uint64_t session;
+	uint8_t secret[32];		/* FL_TLS_SECRET_LEN */
+	int have_secret;		/* atomic, set once the secret is in */
 	pthread_t th;
 	volatile int stop;
 	struct sconn *conns;
@@ -30,8 +32,11 @@ static void server_accept(struct fl_rdma_server *s, struct rdma_cm_event *ev)
 	const struct conn_pdata *pd = ev->param.conn.private_data;
 	struct sconn *c = NULL;
 
-	if (ev->param.conn.private_data_len < sizeof(*pd) || pd->session != s->session ||
-	    id->verbs != s->verbs)
+	if (ev->param.conn.private_data_len < sizeof(*pd) || id->verbs != s->verbs)
+		goto reject;
+	uint64_t want = __atomic_load_n(&s->have_secret, __ATOMIC_ACQUIRE)
+				? fl_tls_rdma_token(s->secret, pd->channel, pd->index) : s->session;
+	if (pd->session != want)
 		goto reject;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -217,6 +222,14 @@ void fl_rdma_server_destroy(struct fl_rdma_server *s)
 	free(s);
 }
 
+void fl_rdma_server_set_secret(struct fl_rdma_server *s, const uint8_t *secret)
+{
+	if (!s)
+		return;
+	memcpy(s->secret, secret, sizeof(s->secret));
+	__atomic_store_n(&s->have_secret, 1, __ATOMIC_RELEASE);
+}
+
 #else	/* built without rdma-core */
 
 int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
@@ -227,6 +240,10 @@ int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const 
 }
 
 void fl_rdma_server_destroy(struct fl_rdma_server *s)
+{
+}
+
+void fl_rdma_server_set_secret(struct fl_rdma_server *s, const uint8_t *secret)
 {
 }
 

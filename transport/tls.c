@@ -491,6 +491,20 @@ uint64_t fl_tls_attach_token(const uint8_t *mig_secret, const uint8_t *chan_secr
 	return tok ? tok : 1;	/* 0 means "no token" on the wire */
 }
 
+uint64_t fl_tls_rdma_token(const uint8_t *mig_secret, uint32_t channel, uint32_t index)
+{
+	uint8_t msg[24] = "faultline-rdma";	/* 14 bytes, then channel, index */
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	uint64_t tok = 0;
+
+	memcpy(msg + 14, &channel, 4);
+	memcpy(msg + 18, &index, 4);
+	HMAC(EVP_sha256(), mig_secret, FL_TLS_SECRET_LEN, msg, sizeof(msg), mac, &len);
+	memcpy(&tok, mac, sizeof(tok));
+	return tok ? tok : 1;
+}
+
 int fl_tls_setup(const struct fl_tls_opts *o, bool insecure, const char *addr, struct fl_tls **out,
 		 struct fl_error *err)
 {

@@ -24,5 +24,8 @@ struct fl_rdma_server;
 int fl_rdma_server_create(const char *addr, struct fl_hello *hello, void *const *base,
 			  struct fl_rdma_server **out);
 void fl_rdma_server_destroy(struct fl_rdma_server *s);
+/* From now on a connection request must carry fl_tls_rdma_token of this
+ * migration secret (the control link's), not the HELLO's session. */
+void fl_rdma_server_set_secret(struct fl_rdma_server *s, const uint8_t *secret);
 
 #endif

@@ -56,6 +56,12 @@ const char *fl_tls_peer_ended(struct fl_tls *t);
  * so it is worthless on any other connection. */
 uint64_t fl_tls_attach_token(const uint8_t *mig_secret, const uint8_t *chan_secret);
 
+/* An RDMA channel's proof (rdma_cm private data cannot carry a TLS
+ * handshake): bound to the migration and the channel, not to one
+ * connection; the regions' addresses and rkeys a READ needs travel only in
+ * the HELLO, over the TLS control link. */
+uint64_t fl_tls_rdma_token(const uint8_t *mig_secret, uint32_t channel, uint32_t index);
+
 /* The agents' rule: with credentials in o, a context; without, *out NULL
  * only when insecure is asked for and addr is one a test may use; else
  * -EACCES with the line that says what to give. */

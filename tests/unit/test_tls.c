@@ -173,6 +173,11 @@ static void test_token(void **st)
 	assert_true(fl_tls_attach_token(a, b) != fl_tls_attach_token(a, c));	/* another channel */
 	assert_true(fl_tls_attach_token(a, b) != fl_tls_attach_token(c, b));	/* another migration */
 	assert_true(fl_tls_attach_token(a, b) != 0);
+	/* RDMA: per migration and channel */
+	assert_int_equal(fl_tls_rdma_token(a, 1, 0), fl_tls_rdma_token(a, 1, 0));
+	assert_true(fl_tls_rdma_token(a, 1, 0) != fl_tls_rdma_token(a, 2, 0));
+	assert_true(fl_tls_rdma_token(a, 2, 0) != fl_tls_rdma_token(a, 2, 1));
+	assert_true(fl_tls_rdma_token(a, 1, 0) != fl_tls_rdma_token(c, 1, 0));
 }
 
 static void test_setup_rules(void **st)
