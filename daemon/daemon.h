@@ -55,6 +55,7 @@ int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, str
 json_object *dmn_mig_report(struct dmn *d, const char *id);
 json_object *dmn_mig_progress(struct dmn *d, const char *id);
 bool dmn_mig_source_daemon(struct dmn *d, const char *id, char *addr, size_t len);
+json_object *dmn_mig_vm(struct dmn *d, const char *id, bool quit);
 bool dmn_mig_in_postcopy(struct dmn *d);
 void dmn_mig_abort_all(struct dmn *d);
 void dmn_mig_wait_all(struct dmn *d);

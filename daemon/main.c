@@ -122,6 +122,7 @@ int main(int argc, char **argv)
 		fl_log(FL_LOG_INFO, "faultlined", "stopping: migrations still in pre-copy are cancelled (their "
 		       "VMs stay on their sources)");
 		dmn_mig_abort_all(&d);
+		d.stop = 1;
 		if (!forced)
 			dmn_mig_wait_all(&d);
 		break;

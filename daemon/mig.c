@@ -30,6 +30,7 @@ struct dmn_mig {
 	struct fl_migration *m;
 	struct fl_vmm *vmm;
 	struct fl_migration_remote remote;
+	struct fl_vmm_remote_dest rdest;	/* a QEMU: the destination's through its daemon */
 	struct fl_migration_progress last;
 	bool have_last;
 	char state[16];
@@ -113,6 +114,45 @@ static int remote_poll(void *arg, const char *id, struct fl_report *r, int *exit
 	return rc ? rc : running ? 1 : 0;
 }
 
+static int remote_vm(struct dmn_mig *g, const char *op, json_object **rep)
+{
+	json_object *req = json_object_new_object();
+	struct fl_error e = { 0 };
+
+	json_object_object_add(req, "op", json_object_new_string(op));
+	json_object_object_add(req, "id", json_object_new_string(g->id));
+	int rc = dmn_peer_call(g->d, g->peer, req, rep, NULL, 0, &e);
+	json_object_put(req);
+	if (rc)
+		fl_log(FL_LOG_WARN, "faultlined", "migration %s: %s", g->id, e.text);
+	return rc;
+}
+
+static int remote_vm_status(void *arg, char *st, size_t len, bool *resumed)
+{
+	json_object *rep = NULL, *x;
+	int rc = remote_vm(arg, "vm-status", &rep);
+
+	*resumed = false;
+	snprintf(st, len, "unreachable");
+	if (!rc) {
+		if (json_object_object_get_ex(rep, "status", &x) && json_object_is_type(x, json_type_string))
+			snprintf(st, len, "%s", json_object_get_string(x));
+		*resumed = json_object_object_get_ex(rep, "resumed", &x) && json_object_get_boolean(x);
+	}
+	json_object_put(rep);
+	return rc;
+}
+
+static int remote_vm_quit(void *arg)
+{
+	json_object *rep = NULL;
+	int rc = remote_vm(arg, "vm-quit", &rep);
+
+	json_object_put(rep);
+	return rc;
+}
+
 /* ---- source end ---- */
 
 static void on_progress(void *arg, const struct fl_migration_progress *p)
@@ -179,9 +219,6 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	int rc = dmn_vm_get(&d->c, name, &vm, err);
 	if (rc)
 		return rc;
-	if (strcmp(vm.kind, "guest-sim"))
-		return fl_error_set(err, -ENOTSUP, "VM %s is a QEMU: through the daemons only guest-sim VMs "
-				    "move yet (use faultline qemu migrate)", name);
 	struct dmn_mig *g = calloc(1, sizeof(*g));
 	if (!g)
 		return fl_error_set(err, -ENOMEM, "out of memory");
@@ -203,8 +240,21 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 		free(g);
 		return rc;
 	}
-	const char *uri = jstr(rep, "uri");
-	rc = fl_vmm_guestsim_create(vm.ctl, NULL, uri, &g->vmm, err);
+	const char *uri = jstr(rep, "uri"), *kind = jstr(rep, "kind");
+	bool qemu = !strcmp(vm.kind, "qemu");
+	if (!uri || !kind || strcmp(kind, vm.kind))
+		rc = fl_error_set(err, -EINVAL, "VM %s: the destination host has it as %s%s, without the address "
+				  "its device state goes to (faultline vm add ... --uri there)", name,
+				  kind ? kind : "?", kind && strcmp(kind, vm.kind) ? " (another kind)" : "");
+	else if (qemu) {	/* the destination QEMU is driven by its own host's daemon */
+		char quri[160];
+		snprintf(quri, sizeof(quri), "tcp:%s", uri);
+		rc = fl_vmm_qemu_create(vm.qmp, NULL, quri, false, &g->vmm, err);
+		g->rdest = (struct fl_vmm_remote_dest){ remote_vm_status, remote_vm_quit, g };
+		if (!rc)
+			fl_vmm_set_remote_dest(g->vmm, &g->rdest);
+	} else
+		rc = fl_vmm_guestsim_create(vm.ctl, NULL, uri, &g->vmm, err);
 	json_object_put(rep);
 	if (rc) {
 		free(g);
@@ -220,7 +270,7 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	o.id_prefix = name;
 	o.status_dir = d->c.state_dir;
 	o.vmm = g->vmm;
-	o.verify = true;
+	o.verify = !qemu;	/* a QEMU guest checks itself */
 	o.source.listen = listen;
 	o.source.shim_sock = vm.shim;
 	o.source.checksum = true;
@@ -300,8 +350,9 @@ static void *dest_wait_main(void *p)
 	while (waitpid(g->pid, &st, 0) < 0 && errno == EINTR)
 		;
 	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-	/* the guest, here now, reads every page against what it wrote */
-	if (g->rep->state == FL_STATE_COMPLETED &&
+	/* the guest, here now, reads every page against what it wrote (a
+	 * QEMU guest checks itself) */
+	if (g->rep->state == FL_STATE_COMPLETED && !g->vmm &&
 	    (dmn_vm_get(&g->d->c, g->vm, &vm, &e) ||
 	     fl_vmm_guestsim_create(vm.ctl, vm.ctl, vm.uri[0] ? vm.uri : "-", &v, &e) ||
 	     fl_vmm_guest_check(v, true, &gc, &e)) && e.code != -ENOTSUP)
@@ -314,6 +365,14 @@ static void *dest_wait_main(void *p)
 	g->exit = code;
 	g->done = true;
 	pthread_mutex_unlock(&g->d->lock);
+	/* A QEMU's monitor takes one client: keep it a minute for the source
+	 * daemon's last questions (where the guest runs), then let it go. */
+	for (int i = 0; g->vmm && i < 600 && !g->d->stop; i++)
+		usleep(100000);
+	pthread_mutex_lock(&g->d->lock);
+	fl_vmm_destroy(g->vmm);
+	g->vmm = NULL;
+	pthread_mutex_unlock(&g->d->lock);
 	return NULL;
 }
 
@@ -322,6 +381,7 @@ int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, str
 	const char *id = jstr(req, "id"), *name = jstr(req, "vm"), *source = jstr(req, "source");
 	const char *from = jstr(req, "from");
 	struct dmn_vm vm;
+	struct fl_vmm *v = NULL;
 	int rc = dmn_vm_get(&d->c, name, &vm, err);
 
 	if (rc)
@@ -331,13 +391,22 @@ int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, str
 	pthread_mutex_unlock(&d->lock);
 	if (dup)
 		return fl_error_set(err, -EEXIST, "migration %s is known here already", id);
+	if (!strcmp(vm.kind, "qemu")) {	/* device state only, listening; its cells' nodes */
+		char quri[160];
+		snprintf(quri, sizeof(quri), "tcp:%s", vm.uri);
+		rc = fl_vmm_qemu_incoming(vm.qmp, quri, &v, err);
+		if (rc)
+			return rc;
+	}
 	struct dmn_mig *g = calloc(1, sizeof(*g));
 	void *shared = mmap(NULL, sizeof(struct fl_report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (!g || shared == MAP_FAILED) {
 		free(g);
+		fl_vmm_destroy(v);
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	}
 	g->d = d;
+	g->vmm = v;
 	g->rep = shared;
 	g->exit = -1;
 	snprintf(g->id, sizeof(g->id), "%s", id);
@@ -358,11 +427,16 @@ int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, str
 		o.encrypt_data = d->c.encrypt_data;
 		o.precopy_mbps = d->c.precopy_mbps;
 		o.postcopy_mbps = d->c.postcopy_mbps;
+		if (v && fl_vmm_numa_map(v)) {	/* from the destination QEMU's backends */
+			o.numa_map = fl_vmm_numa_map(v);
+			o.numa_map_lenient = true;
+		}
 		_exit(fl_dest_run(&o, g->rep) ? 1 : 0);
 	}
 	free(status);
 	if (g->pid < 0) {
 		munmap(shared, sizeof(struct fl_report));
+		fl_vmm_destroy(v);
 		free(g);
 		return fl_error_set(err, -errno, "cannot start the destination agent: %s", strerror(errno));
 	}
@@ -413,6 +487,33 @@ json_object *dmn_mig_report(struct dmn *d, const char *id)
 	}
 	pthread_mutex_unlock(&d->lock);
 	return j;
+}
+
+/* The destination VM of an incoming migration, for the source's daemon:
+ * its run state, or it must quit. */
+json_object *dmn_mig_vm(struct dmn *d, const char *id, bool quit)
+{
+	/* held through the monitor call: the reaper lets the monitor go under it */
+	pthread_mutex_lock(&d->lock);
+	struct dmn_mig *g = find(d, id);
+	struct fl_vmm *v = g && !g->source ? g->vmm : NULL;
+	if (!v) {
+		pthread_mutex_unlock(&d->lock);
+		return NULL;
+	}
+	json_object *r = json_object_new_object();
+	char st[64];
+	bool resumed = false;
+	int rc = quit ? fl_vmm_dest_quit(v) : fl_vmm_dest_status(v, st, sizeof(st), &resumed);
+	pthread_mutex_unlock(&d->lock);
+	json_object_object_add(r, "ok", json_object_new_boolean(!quit || rc == 0));
+	if (quit && rc)
+		json_object_object_add(r, "error", json_object_new_string(strerror(-rc)));
+	if (!quit) {
+		json_object_object_add(r, "status", json_object_new_string(rc ? "unreachable" : st));
+		json_object_object_add(r, "resumed", json_object_new_boolean(resumed));
+	}
+	return r;
 }
 
 /* The source host's daemon of an incoming migration (operators here ask

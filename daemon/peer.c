@@ -59,7 +59,8 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 	else if (!strcmp(json_object_get_string(op), "probe"))
 		rc = str_field(j, "vm", 63, err);
 	else if (!strcmp(json_object_get_string(op), "report") || !strcmp(json_object_get_string(op), "abort") ||
-		 !strcmp(json_object_get_string(op), "force-complete"))
+		 !strcmp(json_object_get_string(op), "force-complete") || !strcmp(json_object_get_string(op), "vm-status") ||
+		 !strcmp(json_object_get_string(op), "vm-quit"))
 		rc = str_field(j, "id", 95, err);
 	else if (!strcmp(json_object_get_string(op), "incoming")) {
 		rc = str_field(j, "id", 95, err);

@@ -51,6 +51,10 @@ static json_object *dispatch(struct dmn *d, json_object *req)
 		r = json_object_new_object();
 		json_object_object_add(r, "ok", json_object_new_boolean(1));
 		json_object_object_add(r, "answer", json_object_new_string(ans));
+	} else if (!strcmp(op, "vm-status") || !strcmp(op, "vm-quit")) {
+		r = dmn_mig_vm(d, json_object_get_string(json_object_object_get(req, "id")), !strcmp(op, "vm-quit"));
+		if (!r)
+			return error_reply("no QEMU of that migration here");
 	} else if (!strcmp(op, "report")) {
 		r = dmn_mig_report(d, json_object_get_string(json_object_object_get(req, "id")));
 		if (!r)

@@ -28,10 +28,16 @@ struct fl_vmm {
 	bool leave_paused;
 	bool src_was_running;		/* the guest ran when we started */
 	struct fl_qmp *watch;		/* the destination's monitor, held from prepare */
+	bool resumed;			/* a RESUME event was seen on watch */
+	struct fl_vmm_remote_dest remote;	/* the destination on another host */
 	char numa_map[1024];
 };
 
 extern const struct vmm_ops vmm_guestsim_ops, vmm_qemu_ops;
+/* qemu.c: the destination's half (this host's daemon) */
+int q_incoming(struct fl_vmm *v, struct fl_error *err);
+int q_dest_status(struct fl_vmm *v, char *st, size_t len, bool *resumed);
+int q_dest_quit(struct fl_vmm *v);
 
 #pragma GCC visibility pop
 

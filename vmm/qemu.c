@@ -130,7 +130,7 @@ out:
 static int q_prepare(struct fl_vmm *v, struct fl_error *err)
 {
 	struct fl_error e = { 0 };
-	struct fl_qmp *s = NULL, *d = NULL;
+	struct fl_qmp *s = NULL;
 	json_object *st = NULL;
 	bool running = false;
 	int rc = fl_qmp_connect(v->src_qmp, 5000, &s, &e);
@@ -145,7 +145,21 @@ static int q_prepare(struct fl_vmm *v, struct fl_error *err)
 		fl_error_set(err, rc, "source QEMU at %s: %s", v->src_qmp, fl_error_text(s ? fl_qmp_error(s) : &e));
 		goto out;
 	}
-	rc = fl_qmp_connect(v->dst_qmp, 5000, &d, &e);
+	if (v->dst_qmp[0])	/* else its own host's daemon sets it up */
+		rc = q_incoming(v, err);
+out:
+	fl_qmp_destroy(s);
+	return rc;
+}
+
+/* The destination: device state only, listening on uri; its monitor kept
+ * (v->watch) to see afterwards whether it ran the guest. */
+int q_incoming(struct fl_vmm *v, struct fl_error *err)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *d = NULL;
+	int rc = fl_qmp_connect(v->dst_qmp, 5000, &d, &e);
+
 	if (!rc)
 		rc = fl_qmp_set_capability(d, "x-ignore-shared", true);
 	if (!rc) {
@@ -157,16 +171,36 @@ static int q_prepare(struct fl_vmm *v, struct fl_error *err)
 	if (rc) {
 		fl_error_set(err, rc, "destination QEMU at %s: %s", v->dst_qmp,
 			     fl_error_text(d ? fl_qmp_error(d) : &e));
-		goto out;
+		fl_qmp_destroy(d);
+		return rc;
 	}
 	numa_map(v, d);
-out:
-	fl_qmp_destroy(s);
-	if (rc)
-		fl_qmp_destroy(d);
-	else
-		v->watch = d;
-	return rc;
+	v->watch = d;
+	return 0;
+}
+
+/* Where the destination stands: here (its monitor) or through its host. */
+int q_dest_status(struct fl_vmm *v, char *st, size_t len, bool *resumed)
+{
+	if (!v->dst_qmp[0] && v->remote.status)
+		return v->remote.status(v->remote.arg, st, len, resumed);
+	if (!v->dst_qmp[0]) {
+		snprintf(st, len, "unreachable");
+		*resumed = false;
+		return -ENOTCONN;
+	}
+	/* events queued on watch first: query-status would read past them */
+	if (!v->resumed && v->watch && fl_qmp_wait_event(v->watch, "RESUME", 200, NULL) == 0)
+		v->resumed = true;
+	*resumed = v->resumed;
+	return qmp_status(v->watch, v->dst_qmp, st, len);
+}
+
+int q_dest_quit(struct fl_vmm *v)
+{
+	if (!v->dst_qmp[0])
+		return v->remote.quit ? v->remote.quit(v->remote.arg) : -ENOTCONN;
+	return qmp_simple(v->watch, v->dst_qmp, "quit");
 }
 
 /* QEMU's own account of its (device-state) migration, once it ends. */
@@ -200,8 +234,9 @@ static void qemu_result(struct fl_vmm *v, json_object *out)
 	fl_qmp_destroy(s);
 	/* and where the guest runs now */
 	char dst[32];
+	bool resumed;
 	for (int i = 0; i < 50; i++) {	/* it may still be loading device state */
-		if (qmp_status(v->watch, v->dst_qmp, dst, sizeof(dst)))
+		if (q_dest_status(v, dst, sizeof(dst), &resumed))
 			snprintf(dst, sizeof(dst), "unreachable");
 		if (strcmp(dst, "inmigrate"))
 			break;
@@ -220,24 +255,23 @@ static void settle(struct fl_vmm *v, json_object *out)
 	char sst[64], dstst[64];
 	const char *on;
 
-	/* events queued on watch first: query-status would read past them */
-	bool resumed = v->watch && fl_qmp_wait_event(v->watch, "RESUME", 200, NULL) == 0;
+	bool resumed = false;
+	if (q_dest_status(v, dstst, sizeof(dstst), &resumed))
+		snprintf(dstst, sizeof(dstst), "unreachable");
 	if (qmp_status(NULL, v->src_qmp, sst, sizeof(sst)))
 		snprintf(sst, sizeof(sst), "unreachable");
-	if (qmp_status(v->watch, v->dst_qmp, dstst, sizeof(dstst)))
-		snprintf(dstst, sizeof(dstst), "unreachable");
 	bool dst_ran = resumed || !strcmp(dstst, "running");
 	bool src_running = !strcmp(sst, "running");
 	if (!dst_ran && src_running && v->src_was_running) {	/* a failed migration: QEMU's own undo */
 		if (strcmp(dstst, "unreachable"))	/* and the destination can never start it */
-			qmp_simple(v->watch, v->dst_qmp, "quit");
+			q_dest_quit(v);
 		fl_log(FL_LOG_INFO, "migrate", "the guest never ran on the destination: QEMU resumed it "
 		       "on the source");
 	}
 	if (!dst_ran) {
 		/* a guest the operator had paused is not ours to resume */
 		if (!src_running && v->src_was_running && strcmp(sst, "unreachable") &&
-		    (!strcmp(dstst, "unreachable") || qmp_simple(v->watch, v->dst_qmp, "quit") == 0) &&
+		    (!strcmp(dstst, "unreachable") || q_dest_quit(v) == 0) &&
 		    qmp_simple(NULL, v->src_qmp, "cont") == 0) {	/* the destination is gone first */
 			if (qmp_status(NULL, v->src_qmp, sst, sizeof(sst)))
 				snprintf(sst, sizeof(sst), "unreachable");
@@ -274,6 +308,8 @@ static int q_vcpu_threads(struct fl_vmm *v, int *tids, int max)
 	struct fl_error e = { 0 };
 	struct fl_qmp *own = NULL, *q = v->watch;
 	json_object *ret = NULL;
+	if (!v->dst_qmp[0])
+		return -ENOTSUP;	/* on another host */
 	int n = 0, rc = q ? 0 : fl_qmp_connect(v->dst_qmp, 2000, &own, &e);
 
 	if (!rc)

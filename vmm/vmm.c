@@ -53,18 +53,55 @@ int fl_vmm_qemu_create(const char *src_qmp, const char *dst_qmp, const char *uri
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	v->ops = &vmm_qemu_ops;
 	v->leave_paused = leave_paused;
-	if (!src_qmp || !dst_qmp || !uri) {
+	if (!src_qmp || !uri) {
 		free(v);
-		return fl_error_set(err, -EINVAL, "QEMU: both monitors and the migration URI are needed");
+		return fl_error_set(err, -EINVAL, "QEMU: the source's monitor and the migration URI are needed");
 	}
 	if (copy(v->src_qmp, sizeof(v->src_qmp), src_qmp, "QMP socket path", err) ||
-	    copy(v->dst_qmp, sizeof(v->dst_qmp), dst_qmp, "QMP socket path", err) ||
+	    (dst_qmp && copy(v->dst_qmp, sizeof(v->dst_qmp), dst_qmp, "QMP socket path", err)) ||
 	    copy(v->uri, sizeof(v->uri), uri, "migration URI", err)) {
 		free(v);
 		return err->code;
 	}
 	*out = v;
 	return 0;
+}
+
+void fl_vmm_set_remote_dest(struct fl_vmm *v, const struct fl_vmm_remote_dest *r)
+{
+	v->remote = *r;
+}
+
+int fl_vmm_qemu_incoming(const char *dst_qmp, const char *uri, struct fl_vmm **out, struct fl_error *err)
+{
+	struct fl_vmm *v = calloc(1, sizeof(*v));
+	int rc;
+
+	*out = NULL;
+	if (!v)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	v->ops = &vmm_qemu_ops;
+	rc = copy(v->dst_qmp, sizeof(v->dst_qmp), dst_qmp, "QMP socket path", err);
+	if (!rc)
+		rc = copy(v->uri, sizeof(v->uri), uri, "migration URI", err);
+	if (!rc)
+		rc = q_incoming(v, err);
+	if (rc) {
+		fl_vmm_destroy(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
+int fl_vmm_dest_status(struct fl_vmm *v, char *st, size_t len, bool *resumed)
+{
+	return q_dest_status(v, st, len, resumed);
+}
+
+int fl_vmm_dest_quit(struct fl_vmm *v)
+{
+	return q_dest_quit(v);
 }
 
 void fl_vmm_destroy(struct fl_vmm *v)

@@ -25,6 +25,24 @@ int fl_vmm_guestsim_create(const char *src_ctl, const char *dst_ctl, const char 
 int fl_vmm_qemu_create(const char *src_qmp, const char *dst_qmp, const char *uri, bool leave_paused,
 		       struct fl_vmm **out, struct fl_error *err);
 void fl_vmm_destroy(struct fl_vmm *v);
+
+/* A QEMU whose destination runs on another host (dst_qmp NULL in
+ * fl_vmm_qemu_create): that host's daemon drives it; these ask it. */
+struct fl_vmm_remote_dest {
+	/* its run state (running, inmigrate, paused...) and whether it ever
+	 * resumed the guest; 0 or -errno */
+	int (*status)(void *arg, char *st, size_t len, bool *resumed);
+	int (*quit)(void *arg);		/* it must never start the guest */
+	void *arg;
+};
+void fl_vmm_set_remote_dest(struct fl_vmm *v, const struct fl_vmm_remote_dest *r);
+
+/* The destination host's half, for its daemon: the destination QEMU set
+ * up for device state only and listening on uri; its monitor kept to see
+ * whether it resumes. fl_vmm_numa_map gives the cells' nodes. */
+int fl_vmm_qemu_incoming(const char *dst_qmp, const char *uri, struct fl_vmm **out, struct fl_error *err);
+int fl_vmm_dest_status(struct fl_vmm *v, char *st, size_t len, bool *resumed);
+int fl_vmm_dest_quit(struct fl_vmm *v);
 /* "guest-sim", "QEMU": for messages */
 const char *fl_vmm_name(const struct fl_vmm *v);
 

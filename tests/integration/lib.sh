@@ -111,7 +111,8 @@ qemu_vm() {
 		      -machine memory-backend=ram0)
 	fi
 	[ -n "${G:-}" ] && args+=(-kernel "$G/vmlinuz" -initrd "$G/initrd.gz" -append "console=ttyS0 quiet panic=-1 ${GUEST_ARGS:-}")
-	LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$ram/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
+	# QEMU_NETNS=NS: on that "host" (ip netns)
+	${QEMU_NETNS:+ip netns exec $QEMU_NETNS} env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$ram/$name/ FAULTLINE_SHIM_SOCK=$W/$name.shim \
 		qemu-system-x86_64 -machine pc,accel=tcg -m "$mem" "${args[@]}" -display none \
 		-monitor none -serial file:"$W/$name.serial" -qmp unix:"$W/$name.qmp",server=on,wait=off \
 		"$@" >"$W/$name.log" 2>&1 &
@@ -119,3 +120,69 @@ qemu_vm() {
 }
 qemu_stop_all() { for p in "$W"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; rm -f "$p"; done; }
 wait_sock() { for i in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; done; return 1; }
+
+# ---- two hosts on one machine, a faultlined each ----
+# two_hosts: two network namespaces joined by veth ($A at $IPA, $B at $IPB),
+# torn down (with the daemons and $W/pids) on exit
+two_hosts() {
+	r=$((RANDOM % 200 + 20))
+	A=fl-da-$$ B=fl-db-$$ IPA=10.89.$r.1 IPB=10.89.$r.2
+	cleanup() {
+		kill $(cat "$W/pids" 2>/dev/null) 2>/dev/null
+		[ -n "${PA:-}" ] && kill "$PA" 2>/dev/null
+		[ -n "${PB:-}" ] && kill "$PB" 2>/dev/null
+		qemu_stop_all
+		sleep 0.3
+		ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null
+		[ -n "${FL_KEEP:-}" ] || rm -rf "$W"
+	}
+	trap cleanup EXIT
+	ip netns add $A && ip netns add $B || fail "cannot create network namespaces"
+	ip link add va-$$ netns $A type veth peer name vb-$$ netns $B
+	ip -n $A addr add $IPA/24 dev va-$$ && ip -n $A link set va-$$ up && ip -n $A link set lo up
+	ip -n $B addr add $IPB/24 dev vb-$$ && ip -n $B link set vb-$$ up && ip -n $B link set lo up
+	mkdir -p /etc/faultline /run/faultline /var/lib/faultline	# mount points; each host binds its own
+}
+# fld_conf HOST IP PKI [POSTCOPY_MBPS PRECOPY_MBPS]: a faultlined.conf with x509 (or PKI=psk:FILE)
+fld_conf() {
+	mkdir -p "$W/$1/etc" "$W/$1/run" "$W/$1/lib"
+	cat > "$W/$1/etc/faultlined.conf" <<-EOF
+	[daemon]
+	listen = $2:7700
+	log_level = info
+	[tls]
+	$(case $3 in psk:*) echo "psk_file = ${3#psk:}";; *) echo "x509_dir = $3";; esac)
+	[peers]
+	allow = 10.89.$r.0/24
+	[bandwidth]
+	postcopy_mbps = ${4:-0}
+	precopy_mbps = ${5:-0}
+	EOF
+}
+# fld_restart HOST NETNS
+fld_restart() {
+	local pid; eval "pid=\$P$1"
+	kill "$pid"; wait "$pid" 2>/dev/null
+	fld "$1" "$2"
+}
+# fld HOST NETNS: faultlined in its own mount namespace (its own /etc/faultline,
+# /run/faultline, /var/lib/faultline); sets P<HOST>
+fld() {
+	local before; before=$(grep -c listening "$W/$1.log" 2>/dev/null)
+	ip netns exec "$2" unshare --mount --propagation private sh -ec "
+		mount --bind '$W/$1/etc' /etc/faultline
+		mount --bind '$W/$1/run' /run/faultline
+		mount --bind '$W/$1/lib' /var/lib/faultline
+		exec '$FLD'" >>"$W/$1.log" 2>&1 &
+	local pid=$!
+	for i in $(seq 100); do [ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] && break; sleep 0.05; done
+	[ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] || fail "faultlined on $1 did not start: $(cat "$W/$1.log")"
+	# ip netns exec, unshare and sh each exec the next: one pid, the daemon's
+	eval "P$1=$pid"
+}
+# on HOST CMD...: in that host's network and mount namespaces
+on() {
+	local h=$1; shift
+	local pid; eval "pid=\$P$h"
+	nsenter -t "$pid" -n -m -- "$@"
+}

@@ -12,40 +12,10 @@ workdir
 command -v openssl >/dev/null || { echo "SKIP: no openssl command"; exit 77; }
 command -v nsenter >/dev/null || { echo "SKIP: no nsenter"; exit 77; }
 command -v systemd-analyze >/dev/null || fail "no systemd-analyze (scripts/install-deps installs systemd)"
-r=$((RANDOM % 200 + 20))
-A=fl-da-$$ B=fl-db-$$ IPA=10.89.$r.1 IPB=10.89.$r.2
-cleanup() {
-	kill $(cat "$W/pids" 2>/dev/null) 2>/dev/null
-	[ -n "${PA:-}" ] && kill "$PA" 2>/dev/null
-	[ -n "${PB:-}" ] && kill "$PB" 2>/dev/null
-	sleep 0.3
-	ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null
-	[ -n "${FL_KEEP:-}" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-ip netns add $A && ip netns add $B || fail "cannot create network namespaces"
-ip link add va-$$ netns $A type veth peer name vb-$$ netns $B
-ip -n $A addr add $IPA/24 dev va-$$ && ip -n $A link set va-$$ up && ip -n $A link set lo up
-ip -n $B addr add $IPB/24 dev vb-$$ && ip -n $B link set vb-$$ up && ip -n $B link set lo up
+two_hosts
 make_pki "$W/pki" "faultline two-host CA" "$IPA,$IPB"
 make_pki "$W/rogue" "some other CA" "$IPA,$IPB"
-mkdir -p /etc/faultline /run/faultline /var/lib/faultline	# mount points; each host binds its own
 
-conf() {	# conf HOST IP PKI [POSTCOPY_MBPS PRECOPY_MBPS]
-	mkdir -p "$W/$1/etc" "$W/$1/run" "$W/$1/lib"
-	cat > "$W/$1/etc/faultlined.conf" <<-EOF
-	[daemon]
-	listen = $2:7700
-	log_level = info
-	[tls]
-	x509_dir = $3
-	[peers]
-	allow = 10.89.$r.0/24
-	[bandwidth]
-	postcopy_mbps = ${4:-0}
-	precopy_mbps = ${5:-0}
-	EOF
-}
 vm_pair() {	# vm_pair NAME PORT: a running guest-sim on A, its destination waiting on B, both registered
 	mkdir -p "$W/$1A" "$W/$1B"
 	ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1A/ FAULTLINE_SHIM_SOCK=$W/$1A.shim \
@@ -58,33 +28,10 @@ vm_pair() {	# vm_pair NAME PORT: a running guest-sim on A, its destination waiti
 	on A "$FL" vm add $1 --ctl "$W/$1A.ctl" --shim "$W/$1A.shim" || fail "vm add $1 on A"
 	on B "$FL" vm add $1 --ctl "$W/$1B.ctl" --shim "$W/$1B.shim" --uri $IPB:$2 || fail "vm add $1 on B"
 }
-restart() {	# restart HOST NETNS
-	local pid; eval "pid=\$P$1"
-	kill "$pid"; wait "$pid" 2>/dev/null
-	daemon "$1" "$2"
-}
-daemon() {	# daemon HOST NETNS: faultlined in its own mount namespace; sets P<HOST>
-	local before; before=$(grep -c listening "$W/$1.log" 2>/dev/null)
-	ip netns exec "$2" unshare --mount --propagation private sh -ec "
-		mount --bind '$W/$1/etc' /etc/faultline
-		mount --bind '$W/$1/run' /run/faultline
-		mount --bind '$W/$1/lib' /var/lib/faultline
-		exec '$FLD'" >>"$W/$1.log" 2>&1 &
-	local pid=$!
-	for i in $(seq 100); do [ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] && break; sleep 0.05; done
-	[ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] || fail "faultlined on $1 did not start: $(cat "$W/$1.log")"
-	# the daemon is the child of unshare's sh exec: its pid is the one to enter
-	eval "P$1=$pid"
-}
-on() {	# on HOST CMD...: in that host's network and mount namespaces
-	local h=$1; shift
-	local pid; eval "pid=\$P$h"
-	nsenter -t "$pid" -n -m -- "$@"
-}
-conf A $IPA "$W/pki"
-conf B $IPB "$W/pki"
-daemon A $A
-daemon B $B
+fld_conf A $IPA "$W/pki"
+fld_conf B $IPB "$W/pki"
+fld A $A
+fld B $B
 
 # the systemd unit as make install writes it, its binary where it says
 mkdir -p "$W/prefix/sbin" && ln -s "$FLD" "$W/prefix/sbin/faultlined"
@@ -119,15 +66,15 @@ echo "ok: g1 moved from $IPA to $IPB with one command ($id)"
 # both hosts know it, and still do after a restart
 on A "$FL" list | grep -q "$id" || fail "faultline list on A lacks $id"
 on B "$FL" list | grep -q "$id" || fail "faultline list on B lacks $id"
-restart B $B
+fld_restart B $B
 on B "$FL" show "$id" | grep -q "completed" || fail "after a restart B does not show $id completed"
 echo "ok: list/show on both hosts, and after B's daemon restarted"
 
 # stopping: SIGTERM during pre-copy cancels (the guest stays on A); during
 # post-copy the daemon refuses until told twice. B's pulls capped so each
 # phase lasts.
-conf B $IPB "$W/pki" 0 40
-restart B $B
+fld_conf B $IPB "$W/pki" 0 40
+fld_restart B $B
 vm_pair g3 7803
 on A "$FL" migrate g3 --to $IPB >"$W/g3.out" 2>"$W/g3.err" &
 cli=$!
@@ -140,7 +87,7 @@ wait $cli && fail "the migration cut by SIGTERM reported success"
 "$FL" vmctl "$W/g3A.ctl" query | grep -q '"state":"running"' || fail "g3 is not running on A after the abort"
 grep -q "stopping: migrations still in pre-copy are cancelled" "$W/A.log" || fail "A did not say why it stopped"
 echo "ok: SIGTERM in pre-copy: cancelled, g3 runs on A ($(grep -o 'cancelled[^"]*' "$W/A.log" | tail -n 1))"
-daemon A $A
+fld A $A
 # an operator on the destination host aborts; its daemon asks the source's
 vm_pair g5 7805
 on A "$FL" migrate g5 --to $IPB >"$W/g5.out" 2>"$W/g5.err" &
@@ -153,8 +100,8 @@ on B "$FL" abort "$id5" 2>"$W/abort.err" || fail "abort $id5 from the destinatio
 wait $cli && fail "the migration aborted from B reported success"
 "$FL" vmctl "$W/g5A.ctl" query | grep -q '"state":"running"' || fail "g5 is not running on A after the abort"
 echo "ok: abort from the destination host: $(grep -i "cancel\|abort" "$W/g5.err" | tail -n 1)"
-conf B $IPB "$W/pki" 40 0
-restart B $B
+fld_conf B $IPB "$W/pki" 40 0
+fld_restart B $B
 vm_pair g4 7804
 on A "$FL" migrate g4 --to $IPB --no-precopy >"$W/g4.out" 2>"$W/g4.err" &
 cli=$!
@@ -168,16 +115,16 @@ wait $cli || fail "the migration in post-copy failed: $(cat "$W/g4.err")"
 id4=$(grep -o "migration g4-[^:]*" "$W/g4.err" | head -n 1 | cut -d' ' -f2)
 assert_migration "$(cat "$W/A/lib/$id4.result.json")"
 echo "ok: SIGTERM in post-copy refused ($(grep -o 'not stopping[^;]*' "$W/A.log" | head -n 1)); g4 completed"
-conf B $IPB "$W/pki"
-restart B $B
+fld_conf B $IPB "$W/pki"
+fld_restart B $B
 
 # refusals: a VM B does not wait for; a daemon with another CA's certificate
 on A "$FL" migrate nosuch --to $IPB 2>"$W/e1" && fail "migrating an unknown VM succeeded"
 grep -q "no VM named nosuch" "$W/e1" || fail "unknown VM said: $(cat "$W/e1")"
 echo "unknown VM: $(cat "$W/e1")"
-conf C $IPA "$W/rogue"
+fld_conf C $IPA "$W/rogue"
 kill "$PA"; wait "$PA" 2>/dev/null
-daemon C $A
+fld C $A
 PA=$PC
 on A "$FL" vm add g2 --ctl "$W/vmA.ctl" --shim "$W/vmA.shim" || fail "vm add on the rogue A"
 on A "$FL" migrate g2 --to $IPB 2>"$W/e2" && fail "a daemon with another CA's certificate migrated"
