@@ -70,8 +70,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "faultlined: %s (in %s, [tls])\n", e.text, conf);
 		return 1;
 	}
-	if (!d.tls)
-		fl_log(FL_LOG_WARN, "faultlined", "insecure: peers are neither authenticated nor encrypted (tests only)");
 	pthread_mutex_init(&d.lock, NULL);
 	d.lfd = fl_transport_tcp_listen(d.c.listen, 64);
 	if (d.lfd < 0) {

@@ -45,9 +45,6 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 	rc = fl_tls_setup(&o->tls, o->insecure, o->source, &d->tls, &e);
 	if (rc)
 		return dst_fail(d, rc, "%s", e.text);
-	if (!d->tls)
-		fl_log(FL_LOG_WARN, "dest", "--insecure: the links to the source are neither "
-		       "authenticated nor encrypted (tests only)");
 	dst_status(d);
 	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
 	if (d->ctl < 0) {

@@ -41,9 +41,6 @@ static int prepare(struct src *s)
 	rc = fl_tls_setup(&o->tls, o->insecure, o->listen, &s->tls, &e);
 	if (rc)
 		return src_fail(s, rc, "%s", e.text);
-	if (!s->tls)
-		fl_log(FL_LOG_WARN, "source", "--insecure: the links to the destination are neither "
-		       "authenticated nor encrypted (tests only)");
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {
 		s->gbase[i] = s->rep->total_pages;
 		s->rep->total_pages += s->hello.regions[i].length / s->hello.regions[i].page_size;

@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "faultline/log.h"
 #include "faultline/tls.h"
 
 #define PSK_MAX 64
@@ -517,6 +518,8 @@ int fl_tls_setup(const struct fl_tls_opts *o, bool insecure, const char *addr, s
 	if (!fl_tls_insecure_ok(addr))
 		return fl_error_set(err, -EACCES, "--insecure refused for %s: it is only for tests on "
 				    "loopback or in a network namespace of their own", addr);
+	fl_log(FL_LOG_WARN, "tls", "insecure: the links on %s are neither authenticated nor encrypted "
+	       "(tests only)", addr);
 	return 0;
 }
 

@@ -63,8 +63,8 @@ uint64_t fl_tls_attach_token(const uint8_t *mig_secret, const uint8_t *chan_secr
 uint64_t fl_tls_rdma_token(const uint8_t *mig_secret, uint32_t channel, uint32_t index);
 
 /* The agents' rule: with credentials in o, a context; without, *out NULL
- * only when insecure is asked for and addr is one a test may use; else
- * -EACCES with the line that says what to give. */
+ * only when insecure is asked for and addr is one a test may use (a
+ * warning is logged); else -EACCES with the line that says what to give. */
 int fl_tls_setup(const struct fl_tls_opts *o, bool insecure, const char *addr, struct fl_tls **out,
 		 struct fl_error *err);
 
