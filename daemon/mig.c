@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/report.h"
@@ -261,13 +262,29 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 		return rc;
 	}
 	struct fl_migration_opts o;
-	char listen[128];
+	char listen[128], reach[160], accept_sock[400], mid[96];
+	static int seq;
 	fl_migration_opts_default(&o);
 	snprintf(listen, sizeof(listen), "%s:%d", local_ip, d->c.agent_port);
 	const char *port = strrchr(d->c.listen, ':');
 	snprintf(g->self, sizeof(g->self), "%s:%s", local_ip, port ? port + 1 : "7700");
-	o.id = jstr(req, "id");
-	o.id_prefix = name;
+	if (jstr(req, "id"))
+		snprintf(mid, sizeof(mid), "%s", jstr(req, "id"));
+	else {	/* ours, so the agent's socket can be named before it starts */
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		snprintf(mid, sizeof(mid), "%.40s-%04d%02d%02d-%02d%02d%02d-%d", name, tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	}
+	o.id = mid;
+	/* One port: with TLS, the destination's agent dials this daemon's port
+	 * and names the migration (SNI); the connection is passed to the
+	 * source agent. Insecure (tests) has no name to route by: its port. */
+	snprintf(accept_sock, sizeof(accept_sock), "%s/%s.accept.sock", d->c.state_dir, mid);
+	snprintf(reach, sizeof(reach), "%s", d->tls ? g->self : listen);
+	if (d->tls)
+		o.source.accept_sock = accept_sock;
 	o.status_dir = d->c.state_dir;
 	o.vmm = g->vmm;
 	o.verify = !qemu;	/* a QEMU guest checks itself */
@@ -279,7 +296,7 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	dmn_conf_tls(&d->c, &o.source.tls);
 	o.source.insecure = d->c.insecure;
 	o.source.encrypt_data = d->c.encrypt_data;
-	o.dest.source = listen;
+	o.dest.source = reach;
 	g->remote = (struct fl_migration_remote){ remote_start, remote_poll, g };
 	o.remote_dest = &g->remote;
 	o.progress = on_progress;
@@ -303,7 +320,7 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	snprintf(g->state, sizeof(g->state), "running");
 	snprintf(id, idlen, "%s", g->id);
 	add(d, g);
-	fl_log(FL_LOG_INFO, "faultlined", "migration %s: %s to %s (agent on %s)", g->id, name, g->peer, listen);
+	fl_log(FL_LOG_INFO, "faultlined", "migration %s: %s to %s (its links through %s)", g->id, name, g->peer, reach);
 	return 0;
 }
 

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "faultline/log.h"
@@ -63,6 +65,54 @@ static json_object *dispatch(struct dmn *d, json_object *req)
 	return r;
 }
 
+/* One port: a TLS ClientHello naming "faultline.ID" is a link of migration
+ * ID's agents; pass the socket, untouched, to its source agent. True when
+ * the connection was taken care of (passed, or refused and closed). */
+static bool route(struct dmn *d, int fd, const char *who)
+{
+	uint8_t buf[16384 + 5];
+	char name[256];
+	int rc = -EAGAIN;
+
+	for (int i = 0; i < 5000 && rc == -EAGAIN; i++) {	/* a hello within 5 s */
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 1) < 0 && errno != EINTR)
+			break;
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0)
+			break;
+		if (n > 0)
+			rc = fl_tls_peek_sni(buf, (size_t)n, name, sizeof(name));
+	}
+	if (rc != 1 || strncmp(name, "faultline.", 10))
+		return false;	/* the daemons' own requests; the handshake judges the rest */
+	const char *id = name + 10;
+	char path[600];
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(path, sizeof(path), "%s/%s.accept.sock", d->c.state_dir, id);
+	int u = strchr(id, '/') || strlen(path) >= sizeof(a.sun_path) ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (u >= 0) {
+		strcpy(a.sun_path, path);
+		char one = 1, cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+		struct iovec iov = { &one, 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+		if (connect(u, (struct sockaddr *)&a, sizeof(a)) || sendmsg(u, &m, MSG_NOSIGNAL) != 1) {
+			close(u);
+			u = -1;
+		} else
+			close(u);
+	}
+	if (u < 0)
+		fl_log(FL_LOG_WARN, "faultlined", "refused %s: a link of migration %.96s, which no agent here serves", who, id);
+	close(fd);
+	return true;
+}
+
 struct conn {
 	struct dmn *d;
 	int fd;
@@ -89,6 +139,8 @@ static void *peer_main(void *p)
 		close(fd);
 		return NULL;
 	}
+	if (d->tls && route(d, fd, who))
+		return NULL;	/* an agent's link: passed on (or refused) */
 	if (d->tls && fl_tls_handshake(d->tls, fd, true, NULL, true, secret, &fd, &e)) {
 		fl_log(FL_LOG_WARN, "faultlined", "refused %s: %s", who, e.text);
 		return NULL;

@@ -45,6 +45,11 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 	rc = fl_tls_setup(&o->tls, o->insecure, o->source, &d->tls, &e);
 	if (rc)
 		return dst_fail(d, rc, "%s", e.text);
+	if (d->tls && o->id) {	/* a daemon owning the source's port routes by it */
+		char sni[160];
+		snprintf(sni, sizeof(sni), "faultline.%s", o->id);
+		fl_tls_set_sni(d->tls, sni);
+	}
 	dst_status(d);
 	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
 	if (d->ctl < 0) {

@@ -46,6 +46,59 @@ static int check_peer_table(struct src *s, const struct fl_hello *peer, char *wh
 	return 0;
 }
 
+int src_handoff_listen(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (strlen(path) >= sizeof(a.sun_path)) {
+		if (fd >= 0)
+			close(fd);
+		return -ENAMETOOLONG;
+	}
+	strcpy(a.sun_path, path);
+	unlink(path);
+	mode_t old = umask(077);	/* the daemon (root) only */
+	int rc = fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 16) ? -errno : 0;
+	umask(old);
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* The next connection within timeout_ms: from our TCP port, or one the
+ * daemon that owns the port passed us (a UNIX connection each, carrying
+ * the TCP socket). -ETIMEDOUT, or -errno. */
+int src_accept(struct src *s, int timeout_ms)
+{
+	if (!s->o->accept_sock)
+		return fl_transport_tcp_accept(s->lfd, timeout_ms);
+	struct pollfd p = { .fd = s->lfd, .events = POLLIN };
+	int r = poll(&p, 1, timeout_ms);
+	if (r <= 0)
+		return r < 0 ? -errno : -ETIMEDOUT;
+	int u = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (u < 0)
+		return -errno;
+	char byte;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct timeval tv = { 2, 0 };	/* the daemon sends at once */
+	setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ssize_t n = recvmsg(u, &m, MSG_CMSG_CLOEXEC);
+	close(u);
+	struct cmsghdr *c = n == 1 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		return -EINTR;	/* nothing passed: look again */
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+	return fd;
+}
+
 void src_peer_name(int fd, char *out, size_t len)
 {
 	struct sockaddr_storage ss;
@@ -82,7 +135,7 @@ int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_he
 		if (now >= deadline)
 			return src_fail(s, -ETIMEDOUT, "no destination connected to %s within %d ms%s%s", o->listen,
 				    o->accept_timeout_ms, why[0] ? "; last one refused: " : "", why);
-		int fd = fl_transport_tcp_accept(s->lfd, (int)((deadline - now) / 1000000) + 1);
+		int fd = src_accept(s, (int)((deadline - now) / 1000000) + 1);
 		if (fd == -ETIMEDOUT || fd == -EINTR || fd == -ECONNABORTED)
 			continue;
 		if (fd < 0)

@@ -59,7 +59,9 @@ static int prepare(struct src *s)
 	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff, &s->sent_bytes,
 				       s->o->sendfile };
 
-	s->lfd = fl_transport_tcp_listen(o->listen, 16);
+	s->lfd = o->accept_sock ? src_handoff_listen(o->accept_sock) : fl_transport_tcp_listen(o->listen, 16);
+	if (s->lfd < 0 && o->accept_sock)
+		return src_fail(s, s->lfd, "cannot listen on %s: %s", o->accept_sock, strerror(-s->lfd));
 	if (s->lfd < 0)
 		return src_fail(s, s->lfd, "%s", fl_error_text(fl_transport_error()));
 	if (o->transport && !strcmp(o->transport, "rdma")) {
@@ -317,6 +319,8 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 		close(s->ctl);
 	if (s->lfd >= 0)
 		close(s->lfd);
+	if (s->lfd >= 0 && o->accept_sock)
+		unlink(o->accept_sock);
 	fl_rdma_server_destroy(s->rdma);	/* before the mappings it registered go */
 	/* Release the RAM files only now: the destination has every page. */
 	for (uint32_t i = 0; i < s->hello.nregions; i++) {

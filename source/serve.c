@@ -44,7 +44,7 @@ void *src_acceptor_main(void *p)
 	struct src *s = p;
 
 	while (!s->stop) {
-		int fd = fl_transport_tcp_accept(s->lfd, 200);
+		int fd = src_accept(s, 200);
 		if (fd == -ETIMEDOUT || fd == -EINTR || fd == -ECONNABORTED)
 			continue;
 		if (fd < 0)

@@ -91,6 +91,9 @@ void *src_acceptor_main(void *p);
 /* link.c */
 int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_hello *peer);
 void src_peer_name(int fd, char *out, size_t len);
+/* connections: accepted on our port, or passed to us by the daemon */
+int src_handoff_listen(const char *path);
+int src_accept(struct src *s, int timeout_ms);
 int src_peer_error(struct src *s, const uint8_t *buf, uint32_t len, const char *when);
 int src_read_dest_quiet(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, int wait_ms,
 			   int quiet_ms);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct fl_tls {
 	 * an ERROR) must reach the peer before the process may exit */
 	pthread_cond_t idle;
 	int relays;
+	char sni[256];			/* client handshakes name it */
 	char identity[128];
 	uint8_t key[PSK_MAX];
 	size_t key_len;		/* 0: x509 */
@@ -257,6 +259,32 @@ static void handshake_why(SSL *ssl, const struct fl_tls *t, char *out, size_t le
 		snprintf(out, len, "%s", r);
 }
 
+/* OpenSSL writes to the socket with write(): a peer that hung up would
+ * raise SIGPIPE in a process that did not ignore it (an embedder). The
+ * thread blocks it while it speaks TLS and drops what it raised. */
+static void sigpipe_block(sigset_t *old, bool *was_pending)
+{
+	sigset_t s, p;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &s, old);
+	sigpending(&p);
+	*was_pending = sigismember(&p, SIGPIPE);
+}
+
+static void sigpipe_restore(const sigset_t *old, bool was_pending)
+{
+	sigset_t s;
+	struct timespec zero = { 0, 0 };
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGPIPE);
+	while (!was_pending && sigtimedwait(&s, NULL, &zero) > 0)
+		;
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 static void set_timeouts(int fd, int ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
@@ -297,6 +325,11 @@ static void *relay_main(void *p)
 {
 	struct relay *r = p;
 	static const size_t cap = 64 * 1024;
+	sigset_t pipe;
+
+	sigemptyset(&pipe);	/* for this thread's life: a SIGPIPE it raises stays with it */
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 	char *down = malloc(cap), *up = malloc(cap);
 	size_t dlen = 0, doff = 0, ulen = 0, uoff = 0;
 	int done = !down || !up;
@@ -432,6 +465,8 @@ int fl_tls_handshake(struct fl_tls *t, int fd, bool server, const char *peer_hos
 		goto fail;
 	}
 	SSL_set_app_data(ssl, t);
+	if (!server && t->sni[0])
+		SSL_set_tlsext_host_name(ssl, t->sni);
 	if (!server && peer_host && !t->key_len) {
 		/* the server's certificate must name the host we dialled */
 		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
@@ -443,7 +478,11 @@ int fl_tls_handshake(struct fl_tls *t, int fd, bool server, const char *peer_hos
 			X509_VERIFY_PARAM_set1_host(vp, peer_host, 0);
 	}
 	set_timeouts(fd, t->timeout_ms);
+	sigset_t old;
+	bool was_pending;
+	sigpipe_block(&old, &was_pending);
 	int r = server ? SSL_accept(ssl) : SSL_connect(ssl);
+	sigpipe_restore(&old, was_pending);
 	if (r != 1) {
 		int e = SSL_get_error(ssl, r);
 		if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ) && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -479,6 +518,80 @@ fail:
 	SSL_free(ssl);
 	close(fd);
 	return rc;
+}
+
+void fl_tls_set_sni(struct fl_tls *t, const char *name)
+{
+	snprintf(t->sni, sizeof(t->sni), "%s", name ? name : "");
+}
+
+static uint32_t be(const uint8_t *p, int n)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+int fl_tls_peek_sni(const uint8_t *buf, size_t len, char *out, size_t outlen)
+{
+	/* record: handshake(22), version, length; then ClientHello(1), length */
+	if (len >= 1 && buf[0] != 22)
+		return -EPROTO;
+	if (len < 9)
+		return -EAGAIN;
+	size_t rec = be(buf + 3, 2);
+	if (buf[1] != 3 || buf[5] != 1 || rec < 4)
+		return -EPROTO;
+	size_t hs = be(buf + 6, 3);
+	if (hs + 4 > rec)
+		return -EPROTO;	/* a hello split over records: not ours */
+	if (len < 5 + rec)
+		return -EAGAIN;
+	const uint8_t *p = buf + 9, *end = buf + 9 + hs;
+	if (end - p < 35)	/* client version, random, the session id's length */
+		return -EPROTO;
+	p += 34;
+	size_t n = *p++;	/* session id */
+	if ((size_t)(end - p) < n + 2)
+		return -EPROTO;
+	p += n;
+	n = be(p, 2);	/* cipher suites */
+	p += 2;
+	if ((size_t)(end - p) < n + 1)
+		return -EPROTO;
+	p += n;
+	n = *p++;	/* compression methods */
+	if ((size_t)(end - p) < n)
+		return -EPROTO;
+	p += n;
+	if (end - p < 2)
+		return 0;	/* no extensions */
+	size_t ext = be(p, 2);
+	p += 2;
+	if ((size_t)(end - p) < ext)
+		return -EPROTO;
+	end = p + ext;
+	while (end - p >= 4) {
+		uint32_t type = be(p, 2);
+		size_t el = be(p + 2, 2);
+		p += 4;
+		if ((size_t)(end - p) < el)
+			return -EPROTO;
+		if (type == 0) {	/* server_name: list length, type 0 (host), length, name */
+			if (el < 5 || p[2] != 0)
+				return -EPROTO;
+			size_t nl = be(p + 3, 2);
+			if (nl + 5 > el || nl == 0 || nl >= outlen)
+				return -EPROTO;
+			memcpy(out, p + 5, nl);
+			out[nl] = 0;
+			return memchr(out, 0, nl) ? -EPROTO : 1;
+		}
+		p += el;
+	}
+	return 0;
 }
 
 uint64_t fl_tls_attach_token(const uint8_t *mig_secret, const uint8_t *chan_secret)

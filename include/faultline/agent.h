@@ -67,6 +67,11 @@ struct fl_source_opts {
 	struct fl_tls_opts tls;
 	bool insecure;
 	bool encrypt_data;		/* data channels stay encrypted (default on; both ends must turn it off) */
+	/* A daemon owns the port: it routes each connection of this migration
+	 * here (a UNIX socket, one TCP socket passed per connection with
+	 * SCM_RIGHTS) and the agent listens on no TCP port (listen still names
+	 * the address, for RDMA). NULL: listen on listen. */
+	const char *accept_sock;
 };
 
 #define FL_DEST_MAX_FOLLOWERS 7

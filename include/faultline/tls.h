@@ -51,6 +51,15 @@ int fl_tls_handshake(struct fl_tls *t, int fd, bool server, const char *peer_hos
  * the client's handshake returned. */
 const char *fl_tls_peer_ended(struct fl_tls *t);
 
+/* Client handshakes from t name this server (TLS SNI): a daemon that
+ * owns the port routes the connection by it (fl_tls_peek_sni) before any
+ * TLS is spoken, to the agent of that migration. */
+void fl_tls_set_sni(struct fl_tls *t, const char *name);
+/* The server name of a TLS ClientHello at the start of buf (peeked, not
+ * read): 1 with it in out, 0 when the hello names none, -EAGAIN when buf
+ * holds too little of it yet, -EPROTO when buf is no TLS handshake. */
+int fl_tls_peek_sni(const uint8_t *buf, size_t len, char *out, size_t outlen);
+
 /* A data channel's proof that it belongs to the migration whose control
  * link derived mig_secret: bound to the channel's own connection secret,
  * so it is worthless on any other connection. */

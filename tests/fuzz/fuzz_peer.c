@@ -1,7 +1,8 @@
 /* libFuzzer: what one faultlined reads from another (after the TLS
  * handshake proved it, but a peer can still be wrong): a request line
- * (first byte even) or an answer to `report` (first byte odd), whose
- * report is bytes of another process's memory. */
+ * (first byte 0 mod 3), an answer to `report` (1 mod 3), whose report is
+ * bytes of another process's memory, or (2 mod 3) the first bytes of a
+ * connection, read for a TLS server name before anything is proven. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +17,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	const char *line = (const char *)data + 1;
 	size_t len = size - 1;
-	if (!(data[0] & 1)) {
+	if (data[0] % 3 == 2) {
+		char name[256];
+		int rc = fl_tls_peek_sni((const uint8_t *)line, len, name, sizeof(name));
+		if (rc == 1 && strlen(name) >= sizeof(name))
+			abort();
+		return 0;
+	}
+	if (data[0] % 3 == 0) {
 		json_object *req = NULL;
 		struct fl_error e = { 0 };
 		if (!dmn_peer_parse(line, len, &req, &e) && !req)

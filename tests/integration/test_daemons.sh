@@ -62,6 +62,9 @@ id=$(jget id < "$W/mig.out")
 line=$(cat "$W/A/lib/$id.result.json")
 assert_migration "$line"
 echo "ok: g1 moved from $IPA to $IPB with one command ($id)"
+ip netns exec $A ss -ltn | grep -q ":7701 " && fail "a source agent listened on a port of its own"
+grep -q "its links through $IPA:7700" "$W/A.log" || fail "the agents' links did not go through the daemon's port"
+echo "ok: one port: the agents' links came through $IPA:7700 (routed by TLS server name)"
 
 # both hosts know it, and still do after a restart
 on A "$FL" list | grep -q "$id" || fail "faultline list on A lacks $id"

@@ -164,6 +164,48 @@ static void test_plain_client_gets_nothing(void **st)
 	close(sp[1]);
 }
 
+struct hello_cap {
+	int fd;
+	uint8_t buf[4096];
+	ssize_t n;
+};
+
+static void *capture(void *p)
+{
+	struct hello_cap *h = p;
+
+	h->n = read(h->fd, h->buf, sizeof(h->buf));	/* the ClientHello, then we hang up */
+	close(h->fd);
+	return NULL;
+}
+
+/* A daemon routes a link by the server name in its ClientHello. */
+static void test_peek_sni(void **st)
+{
+	struct fl_tls *t = psk_ctx(1, 1000);
+	struct hello_cap h = { 0 };
+	int sp[2], out;
+	uint8_t sec[FL_TLS_SECRET_LEN];
+	struct fl_error e = { 0 };
+	pthread_t th;
+	char name[256];
+
+	(void)st;
+	fl_tls_set_sni(t, "faultline.g1-20261202-1");
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	h.fd = sp[0];
+	pthread_create(&th, NULL, capture, &h);
+	assert_true(fl_tls_handshake(t, sp[1], false, NULL, true, sec, &out, &e) < 0);
+	pthread_join(th, NULL);
+	assert_true(h.n > 100);
+	assert_int_equal(fl_tls_peek_sni(h.buf, (size_t)h.n, name, sizeof(name)), 1);
+	assert_string_equal(name, "faultline.g1-20261202-1");
+	assert_int_equal(fl_tls_peek_sni(h.buf, 50, name, sizeof(name)), -EAGAIN);	/* not all there yet */
+	assert_int_equal(fl_tls_peek_sni((const uint8_t *)"FL\1\0", 4, name, sizeof(name)), -EPROTO);
+	assert_int_equal(fl_tls_peek_sni(h.buf, (size_t)h.n, name, 8), -EPROTO);	/* no room for it */
+	fl_tls_destroy(t);
+}
+
 static void test_token(void **st)
 {
 	uint8_t a[FL_TLS_SECRET_LEN] = { 1 }, b[FL_TLS_SECRET_LEN] = { 2 }, c[FL_TLS_SECRET_LEN] = { 3 };
@@ -207,7 +249,7 @@ int main(void)
 		cmocka_unit_test(test_psk_encrypted), cmocka_unit_test(test_psk_auth_only),
 		cmocka_unit_test(test_wrong_key), cmocka_unit_test(test_silent_peer),
 		cmocka_unit_test(test_plain_client_gets_nothing), cmocka_unit_test(test_token),
-		cmocka_unit_test(test_setup_rules),
+		cmocka_unit_test(test_setup_rules), cmocka_unit_test(test_peek_sni),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
