@@ -101,7 +101,13 @@ static bool route(struct dmn *d, int fd, const char *who)
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd, sizeof(fd));
-		if (connect(u, (struct sockaddr *)&a, sizeof(a)) || sendmsg(u, &m, MSG_NOSIGNAL) != 1) {
+		/* the agent may still be starting (its socket comes after it
+		 * proved the VM and mapped its RAM): up to 10 s */
+		int c_rc = -1;
+		for (int i = 0; i < 500 && (c_rc = connect(u, (struct sockaddr *)&a, sizeof(a))) &&
+				(errno == ENOENT || errno == ECONNREFUSED); i++)
+			usleep(20000);
+		if (c_rc || sendmsg(u, &m, MSG_NOSIGNAL) != 1) {
 			close(u);
 			u = -1;
 		} else

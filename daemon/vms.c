@@ -98,6 +98,43 @@ int dmn_vm_add(const struct dmn_conf *c, const struct dmn_vm *vm, struct fl_erro
 	return rc ? fl_error_set(err, rc, "cannot save VM %s in %s", vm->name, dir) : 0;
 }
 
+/* By convention, without registering: run_dir/vms/NAME.shim with NAME.qmp
+ * (a QEMU) or NAME.ctl (a guest-sim), and for a destination NAME.uri
+ * holding HOST:PORT. */
+static int vm_by_convention(const struct dmn_conf *c, const char *name, struct dmn_vm *vm)
+{
+	char base[240], p[250];	/* every path fits the VM's fields */
+	struct stat st;
+
+	memset(vm, 0, sizeof(*vm));
+	if ((size_t)snprintf(base, sizeof(base), "%s/vms/%s", c->run_dir, name) >= sizeof(base))
+		return -ENAMETOOLONG;
+	snprintf(p, sizeof(p), "%s.shim", base);
+	if (stat(p, &st) || !S_ISSOCK(st.st_mode))
+		return -ENOENT;
+	snprintf(vm->name, sizeof(vm->name), "%s", name);
+	snprintf(vm->shim, sizeof(vm->shim), "%s", p);
+	snprintf(p, sizeof(p), "%s.qmp", base);
+	if (!stat(p, &st) && S_ISSOCK(st.st_mode)) {
+		snprintf(vm->kind, sizeof(vm->kind), "qemu");
+		snprintf(vm->qmp, sizeof(vm->qmp), "%s", p);
+	} else {
+		snprintf(p, sizeof(p), "%s.ctl", base);
+		if (stat(p, &st) || !S_ISSOCK(st.st_mode))
+			return -ENOENT;
+		snprintf(vm->kind, sizeof(vm->kind), "guest-sim");
+		snprintf(vm->ctl, sizeof(vm->ctl), "%s", p);
+	}
+	snprintf(p, sizeof(p), "%s.uri", base);
+	FILE *f = fopen(p, "re");
+	if (f) {
+		if (fgets(vm->uri, sizeof(vm->uri), f))
+			vm->uri[strcspn(vm->uri, " \r\n")] = 0;
+		fclose(f);
+	}
+	return 0;
+}
+
 int dmn_vm_get(const struct dmn_conf *c, const char *name, struct dmn_vm *vm, struct fl_error *err)
 {
 	char path[400];
@@ -106,8 +143,11 @@ int dmn_vm_get(const struct dmn_conf *c, const char *name, struct dmn_vm *vm, st
 		return fl_error_set(err, -EINVAL, "VM name '%s': 1 to 63 of A-Z a-z 0-9 . _ -", name);
 	vm_path(c, name, path, sizeof(path));
 	json_object *j = json_object_from_file(path);
+	if (!j && !vm_by_convention(c, name, vm))
+		return 0;
 	if (!j)
-		return fl_error_set(err, -ENOENT, "no VM named %s on this host (faultline vm list)", name);
+		return fl_error_set(err, -ENOENT, "no VM named %s on this host (faultline vm list; or "
+				    "%s/vms/%s.shim with .qmp or .ctl)", name, c->run_dir, name);
 	int rc = dmn_vm_from_json(j, vm, err);
 	json_object_put(j);
 	return rc;
@@ -117,6 +157,22 @@ json_object *dmn_vm_list(const struct dmn_conf *c)
 {
 	char dir[300];
 	json_object *a = json_object_new_array();
+
+	/* found by convention in run_dir/vms */
+	snprintf(dir, sizeof(dir), "%s/vms", c->run_dir);
+	DIR *rp = opendir(dir);
+	for (struct dirent *e; rp && (e = readdir(rp));) {
+		size_t l = strlen(e->d_name);
+		char name[64];
+		struct dmn_vm vm;
+		if (l < 6 || l - 5 >= sizeof(name) || strcmp(e->d_name + l - 5, ".shim"))
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(l - 5), e->d_name);
+		if (good_name(name) && !vm_by_convention(c, name, &vm))
+			json_object_array_add(a, dmn_vm_to_json(&vm));
+	}
+	if (rp)
+		closedir(rp);
 
 	snprintf(dir, sizeof(dir), "%s/vms", c->state_dir);
 	DIR *dp = opendir(dir);

@@ -110,16 +110,39 @@ on A "$FL" migrate g4 --to $IPB --no-precopy >"$W/g4.out" 2>"$W/g4.err" &
 cli=$!
 for i in $(seq 100); do grep -q "progress: postcopy" "$W/g4.err" && break; sleep 0.1; done
 grep -q "progress: postcopy" "$W/g4.err" || fail "g4 never reached post-copy: $(cat "$W/g4.err")"
+# while it runs: unauthenticated clients at A's port, a plain one (HELLO,
+# page requests) and a TLS one naming the migration without a certificate
+id4=$(grep -o "migration g4-[^:]*" "$W/g4.err" | head -n 1 | cut -d' ' -f2)
+ip netns exec $B "$FAKE" connect $IPA:7700 channels 4 >/dev/null 2>&1 && fail "a plain client was served pages"
+echo | ip netns exec $B timeout 5 openssl s_client -connect $IPA:7700 -servername "faultline.$id4" \
+	-CAfile "$W/pki/ca-cert.pem" >/dev/null 2>&1
 kill -TERM "$PA"
 sleep 1
 kill -0 "$PA" 2>/dev/null || fail "faultlined on A stopped during post-copy"
 grep -q "not stopping: a migration is in post-copy" "$W/A.log" || fail "A did not say why it stays"
 wait $cli || fail "the migration in post-copy failed: $(cat "$W/g4.err")"
-id4=$(grep -o "migration g4-[^:]*" "$W/g4.err" | head -n 1 | cut -d' ' -f2)
 assert_migration "$(cat "$W/A/lib/$id4.result.json")"
+grep "refused" "$W/A.log" | grep -q "$IPB" || fail "A did not log the unauthenticated clients: $(cat "$W/A.log")"
+echo "A logged: $(grep refused "$W/A.log" | grep "$IPB" | head -n 2 | tr '\n' ' ')"
+[ "$(grep -c refused "$W/A.log")" -ge 2 ] || fail "A logged $(grep -c refused "$W/A.log") refusals, want 2"
 echo "ok: SIGTERM in post-copy refused ($(grep -o 'not stopping[^;]*' "$W/A.log" | head -n 1)); g4 completed"
 fld_conf B $IPB "$W/pki"
 fld_restart B $B
+
+# found by convention, not registered: run_dir/vms/NAME.shim with .ctl (and .uri)
+mkdir -p "$W/g6A" "$W/g6B" "$W/A/run/vms" "$W/B/run/vms"
+ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/g6A/ FAULTLINE_SHIM_SOCK=$W/A/run/vms/g6.shim \
+	"$SIM" --ram "$W/g6A/ram0" --ctl "$W/A/run/vms/g6.ctl" --size 64M --rate 3000 >/dev/null 2>&1 &
+echo $! >> "$W/pids"
+ip netns exec $B env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/g6B/ FAULTLINE_SHIM_SOCK=$W/B/run/vms/g6.shim \
+	"$SIM" --ram "$W/g6B/ram0" --ctl "$W/B/run/vms/g6.ctl" --size 64M --incoming $IPB:7806 >/dev/null 2>&1 &
+echo $! >> "$W/pids"
+echo "$IPB:7806" > "$W/B/run/vms/g6.uri"
+for i in $(seq 100); do [ -S "$W/A/run/vms/g6.ctl" ] && [ -S "$W/B/run/vms/g6.shim" ] && break; sleep 0.05; done
+on B "$FL" vm list | grep -q "^g6 .*incoming" || fail "B does not list g6 found by convention: $(on B "$FL" vm list)"
+on A "$FL" migrate g6 --to $IPB --json >"$W/g6.out" 2>"$W/g6.err" || fail "g6 by convention: $(cat "$W/g6.err")"
+assert_migration "$(cat "$W/A/lib/$(jget id < "$W/g6.out").result.json")"
+echo "ok: g6 found by convention in /run/faultline/vms on both hosts, migrated"
 
 # refusals: a VM B does not wait for; a daemon with another CA's certificate
 on A "$FL" migrate nosuch --to $IPB 2>"$W/e1" && fail "migrating an unknown VM succeeded"
