@@ -12,6 +12,10 @@
 #include "faultline/log.h"
 #include "daemon.h"
 
+#ifndef FL_PREFIX
+#define FL_PREFIX "/usr/local"
+#endif
+
 struct ctx {
 	struct dmn_conf *c;
 	struct fl_error *err;
@@ -65,6 +69,8 @@ static int handler(void *user, const char *sec, const char *key, const char *v)
 		bad = set_str(c->state_dir, sizeof(c->state_dir), v);
 	else if (IS("daemon", "run_dir"))
 		bad = set_str(c->run_dir, sizeof(c->run_dir), v);
+	else if (IS("daemon", "shim_lib"))
+		bad = set_str(c->shim_lib, sizeof(c->shim_lib), v);
 	else if (IS("daemon", "log_level")) {
 		static const char *const lv[] = { "error", "warn", "info", "debug" };
 		bad = -1;
@@ -103,6 +109,7 @@ int dmn_conf_load(const char *path, struct dmn_conf *c, struct fl_error *err)
 	snprintf(c->listen, sizeof(c->listen), "0.0.0.0:%d", DMN_DEFAULT_PORT);
 	snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/faultline");
 	snprintf(c->run_dir, sizeof(c->run_dir), "/run/faultline");
+	snprintf(c->shim_lib, sizeof(c->shim_lib), "%s/lib/libfaultline-shim.so", FL_PREFIX);
 	c->encrypt_data = true;
 	c->log_level = FL_LOG_INFO;
 	FILE *f = fopen(path, "re");

@@ -28,6 +28,7 @@ struct dmn_conf {
 	char x509_dir[256], psk_file[256];
 	bool encrypt_data, insecure;
 	char allow[512];		/* peers allowed to connect: addresses or a.b.c.d/n, comma-separated; empty: any proven */
+	char shim_lib[256];		/* preloaded into a destination QEMU the daemon starts */
 	double precopy_mbps, postcopy_mbps;
 	int log_level;			/* enum fl_log_level */
 };
@@ -47,6 +48,15 @@ json_object *dmn_vm_to_json(const struct dmn_vm *vm);
 int dmn_vm_add(const struct dmn_conf *c, const struct dmn_vm *vm, struct fl_error *err);
 int dmn_vm_get(const struct dmn_conf *c, const char *name, struct dmn_vm *vm, struct fl_error *err);
 json_object *dmn_vm_list(const struct dmn_conf *c);
+
+/* qemu_argv.c: a destination QEMU from the source's command line */
+int dmn_qemu_argv(json_object *src, const char *name, const struct dmn_conf *c, char ***out,
+		  char *ram_dir, size_t rdlen, char *qmp, size_t qlen, struct fl_error *err);
+void dmn_qemu_argv_free(char **argv);
+/* start it, wait for its sockets, register it as NAME (its device state on
+ * ip, a free port); 0 or -errno + err */
+int dmn_qemu_start(const struct dmn_conf *c, const char *name, json_object *src_argv, const char *ip,
+		   struct dmn_vm *vm, struct fl_error *err);
 
 /* mig.c: migrations this daemon runs (either end) */
 struct dmn;

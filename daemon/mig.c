@@ -18,6 +18,7 @@
 #include "core/util.h"
 #include "faultline/agent.h"
 #include "faultline/log.h"
+#include "faultline/shimctl.h"
 #include "faultline/vmm.h"
 #include "daemon.h"
 
@@ -201,6 +202,36 @@ static void *source_main(void *p)
 	return NULL;
 }
 
+/* The source QEMU's command line (its process: the shim says which) sent
+ * to the destination's daemon, which starts a QEMU like it there. */
+static int start_remote_qemu(struct dmn *d, const char *peer, const struct dmn_vm *vm, struct fl_error *err)
+{
+	struct fl_shim_table t;
+	char path[64];
+	int rc = fl_shimctl_info(vm->shim, 2000, &t, err);
+
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)t.pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return fl_error_set(err, -errno, "cannot read the command line of VM %s (pid %d)", vm->name, (int)t.pid);
+	static char buf[1 << 16];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	json_object *req = json_object_new_object(), *argv = json_object_new_array(), *rep = NULL;
+	for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+		json_object_array_add(argv, json_object_new_string(buf + i));
+	json_object_object_add(req, "op", json_object_new_string("start-vm"));
+	json_object_object_add(req, "vm", json_object_new_string(vm->name));
+	json_object_object_add(req, "argv", argv);
+	rc = dmn_peer_call(d, peer, req, &rep, NULL, 0, err);
+	json_object_put(req);
+	json_object_put(rep);
+	return rc;
+}
+
 static const char *jstr(json_object *j, const char *k)
 {
 	json_object *x;
@@ -236,6 +267,13 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	json_object_object_add(probe, "op", json_object_new_string("probe"));
 	json_object_object_add(probe, "vm", json_object_new_string(name));
 	rc = dmn_peer_call(d, g->peer, probe, &rep, local_ip, sizeof(local_ip), err);
+	if (rc == -EREMOTEIO && !strcmp(vm.kind, "qemu") && strstr(err->text, "no VM named")) {
+		/* not waiting there: its daemon starts one from our command line */
+		memset(err, 0, sizeof(*err));
+		rc = start_remote_qemu(d, g->peer, &vm, err);
+		if (!rc)
+			rc = dmn_peer_call(d, g->peer, probe, &rep, local_ip, sizeof(local_ip), err);
+	}
 	json_object_put(probe);
 	if (rc) {
 		free(g);

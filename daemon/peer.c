@@ -58,6 +58,18 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 		rc = fl_error_set(err, -EINVAL, "peer request: no op");
 	else if (!strcmp(json_object_get_string(op), "probe"))
 		rc = str_field(j, "vm", 63, err);
+	else if (!strcmp(json_object_get_string(op), "start-vm")) {
+		json_object *a;
+		rc = str_field(j, "vm", 63, err);
+		if (!rc && (!json_object_object_get_ex(j, "argv", &a) || !json_object_is_type(a, json_type_array) ||
+			    !json_object_array_length(a) || json_object_array_length(a) > 512))
+			rc = fl_error_set(err, -EINVAL, "peer request: 'argv' must be 1 to 512 strings");
+		for (size_t i = 0; !rc && i < json_object_array_length(a); i++) {
+			json_object *x = json_object_array_get_idx(a, i);
+			if (!json_object_is_type(x, json_type_string) || strlen(json_object_get_string(x)) > 4096)
+				rc = fl_error_set(err, -EINVAL, "peer request: argv[%zu] is no string of at most 4096", i);
+		}
+	}
 	else if (!strcmp(json_object_get_string(op), "report") || !strcmp(json_object_get_string(op), "abort") ||
 		 !strcmp(json_object_get_string(op), "force-complete") || !strcmp(json_object_get_string(op), "vm-status") ||
 		 !strcmp(json_object_get_string(op), "vm-quit"))

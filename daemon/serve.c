@@ -26,7 +26,7 @@ static json_object *error_reply(const char *text)
 	return r;
 }
 
-static json_object *dispatch(struct dmn *d, json_object *req)
+static json_object *dispatch(struct dmn *d, json_object *req, const char *local_ip)
 {
 	const char *op = json_object_get_string(json_object_object_get(req, "op"));
 	struct fl_error e = { 0 };
@@ -41,6 +41,19 @@ static json_object *dispatch(struct dmn *d, json_object *req)
 		json_object_object_add(r, "kind", json_object_new_string(vm.kind));
 		if (vm.uri[0])
 			json_object_object_add(r, "uri", json_object_new_string(vm.uri));
+	} else if (!strcmp(op, "start-vm")) {
+		/* the source's command line, rewritten for this host */
+		struct dmn_vm vm;
+		const char *name = json_object_get_string(json_object_object_get(req, "vm"));
+		if (!dmn_vm_get(&d->c, name, &vm, &e))
+			return error_reply("a VM of that name is here already");
+		if (dmn_qemu_start(&d->c, name, json_object_object_get(req, "argv"), local_ip, &vm, &e))
+			return error_reply(e.text);
+		fl_log(FL_LOG_INFO, "faultlined", "started the destination QEMU of %s (%s, device state on %s)",
+		       name, vm.qmp, vm.uri);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+		json_object_object_add(r, "uri", json_object_new_string(vm.uri));
 	} else if (!strcmp(op, "incoming")) {
 		if (dmn_mig_start_dest(d, req, &r, &e))
 			return error_reply(e.text);
@@ -145,6 +158,12 @@ static void *peer_main(void *p)
 		close(fd);
 		return NULL;
 	}
+	char local[INET6_ADDRSTRLEN] = "";	/* where the peer reached us */
+	sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		inet_ntop(ss.ss_family, ss.ss_family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+								 : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr,
+			  local, sizeof(local));
 	if (d->tls && route(d, fd, who))
 		return NULL;	/* an agent's link: passed on (or refused) */
 	if (d->tls && fl_tls_handshake(d->tls, fd, true, NULL, true, secret, &fd, &e)) {
@@ -160,7 +179,7 @@ static void *peer_main(void *p)
 		fl_log(FL_LOG_WARN, "faultlined", "peer %s: %s", who, e.text);
 		rep = error_reply(e.text);
 	} else
-		rep = dispatch(d, req);
+		rep = dispatch(d, req, local);
 	dmn_write_json(fd, rep);
 	json_object_put(rep);
 	json_object_put(req);

@@ -132,6 +132,7 @@ two_hosts() {
 		[ -n "${PA:-}" ] && kill "$PA" 2>/dev/null
 		[ -n "${PB:-}" ] && kill "$PB" 2>/dev/null
 		qemu_stop_all
+		pkill -f "mem-path=$W/.*/faultline-incoming-" 2>/dev/null	# QEMUs a daemon started
 		sleep 0.3
 		ip netns del $A 2>/dev/null; ip netns del $B 2>/dev/null
 		[ -n "${FL_KEEP:-}" ] || rm -rf "$W"
@@ -150,6 +151,7 @@ fld_conf() {
 	[daemon]
 	listen = $2:7700
 	log_level = info
+	shim_lib = $SHIM
 	[tls]
 	$(case $3 in psk:*) echo "psk_file = ${3#psk:}";; *) echo "x509_dir = $3";; esac)
 	[peers]

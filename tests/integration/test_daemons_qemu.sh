@@ -50,4 +50,31 @@ grep -q '^CORRUPT' "$W/q1dst.serial" && { grep -m3 '^CORRUPT' "$W/q1dst.serial";
 grep -E '^(HB|VERIFY)' "$W/q1dst.serial" | grep -qv 'corrupt=0' && fail "the guest counted corruption"
 on B "$FL" list | grep -q "$id" || fail "B does not list $id"
 echo "ok: a QEMU guest moved between two hosts' daemons with one command ($id), no corruption"
+
+# a QEMU the destination does not wait for: its daemon starts one from the
+# source's command line (its own RAM files, monitor, shim; -incoming defer)
+QEMU_NETNS=$A qemu_vm q2src "$W/ram" 1 256M
+for i in $(seq 240); do grep -q "HB seq=5 " "$W/q2src.serial" 2>/dev/null && break; sleep 0.25; done
+grep -q "HB seq=5 " "$W/q2src.serial" || fail "q2 did not boot"
+on A "$FL" vm add q2 --qmp "$W/q2src.qmp" --shim "$W/q2src.shim" || fail "vm add q2 on A"
+on A "$FL" migrate q2 --to $IPB --json >"$W/mig2.out" 2>"$W/mig2.err" || {
+	cat "$W/mig2.err" "$W/B.log"; cat "$W/B/lib/q2.qemu.log" 2>/dev/null; fail "faultline migrate q2 --to $IPB failed"; }
+grep "started the destination QEMU of q2" "$W/B.log" || fail "B did not say it started q2's QEMU"
+id2=$(jget id < "$W/mig2.out")
+line=$(cat "$W/A/lib/$id2.result.json")
+[ "$(echo "$line" | jget state)" = completed ] || fail "q2: state is not completed: $line"
+[ "$(echo "$line" | jget qemu_dst_status)" = running ] || fail "q2 does not run on the destination: $line"
+dser="$W/q2src.serial.q2-incoming"
+last_src=$(grep -o 'HB seq=[0-9]*' "$W/q2src.serial" | tail -n 1 | cut -d= -f2)
+for i in $(seq 200); do
+	[ "$(grep -c '^HB' "$dser" 2>/dev/null)" -ge 10 ] && grep -q '^VERIFY' "$dser" && break
+	sleep 0.1
+done
+first_dst=$(grep -o 'HB seq=[0-9]*' "$dser" | head -n 1 | cut -d= -f2)
+echo "q2: source's last heartbeat $last_src, destination's first $first_dst; $(grep '^HB' "$dser" | tail -n 1)"
+[ -n "$first_dst" ] && [ "$first_dst" -gt "$last_src" ] || fail "q2: the destination's guest did not continue the source's"
+grep -q '^VERIFY' "$dser" || fail "q2: no full self-check ran on the destination"
+grep -q '^CORRUPT' "$dser" && fail "q2: the guest found corrupt pages"
+grep -E '^(HB|VERIFY)' "$dser" | grep -qv 'corrupt=0' && fail "q2: the guest counted corruption"
+echo "ok: the destination's daemon started q2's QEMU from the source's command line; no corruption"
 echo "PASS"
