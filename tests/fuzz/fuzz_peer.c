@@ -29,6 +29,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct fl_error e = { 0 };
 		if (!dmn_peer_parse(line, len, &req, &e) && !req)
 			abort();	/* success means a request */
+		json_object *op = req ? json_object_object_get(req, "op") : NULL;
+		if (op && !strcmp(json_object_get_string(op), "start-vm")) {
+			/* the command line a destination QEMU is made from (not run) */
+			static struct dmn_conf c = { .run_dir = "/run/faultline", .state_dir = "/var/lib/faultline" };
+			char **argv, ram[600], qmp[256];
+			if (!dmn_qemu_argv(json_object_object_get(req, "argv"), "vm", &c, &argv, ram, sizeof(ram), qmp,
+					   sizeof(qmp), &e))
+				dmn_qemu_argv_free(argv);
+		}
 		json_object_put(req);
 		return 0;
 	}
