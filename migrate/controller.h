@@ -35,6 +35,7 @@ struct fl_migration {
 	json_object *timeline;		/* [t_ms, phase, present pages, bytes, faults] every 100 ms */
 	uint8_t psk[32];		/* both agents' key when none was given */
 	bool remote_guest;		/* the remote destination asked its guest */
+	uint64_t next_remote_ns;	/* its report is asked for every 250 ms, not every poll */
 };
 
 /* observe.c */

@@ -299,8 +299,9 @@ static void reap(struct fl_migration *m)
 	if (m->s_exit < 0 && mig_reap(m, true, &st))
 		m->s_exit = exit_code(st, m->srep);
 	const struct fl_migration_remote *rd = m->o.remote_dest;
-	int rc = 0;
-	if (m->d_exit < 0 && rd) {
+	int rc = 1;
+	if (m->d_exit < 0 && rd && fl_now_ns() >= m->next_remote_ns) {
+		m->next_remote_ns = fl_now_ns() + 250000000ull;	/* a TLS connection each */
 		rc = rd->poll(rd->arg, m->id, m->drep, &st, &m->guest);
 		if (rc < 0 && !fl_state_is_terminal(m->drep->state) && m->drep->switch_ns)
 			return;	/* after the switch: keep asking, the guest is there */
