@@ -103,6 +103,18 @@ on B "$FL" abort "$id5" 2>"$W/abort.err" || fail "abort $id5 from the destinatio
 wait $cli && fail "the migration aborted from B reported success"
 "$FL" vmctl "$W/g5A.ctl" query | grep -q '"state":"running"' || fail "g5 is not running on A after the abort"
 echo "ok: abort from the destination host: $(grep -i "cancel\|abort" "$W/g5.err" | tail -n 1)"
+# force-complete from the destination host: pre-copy ends, post-copy finishes it
+vm_pair g7 7807
+on A "$FL" migrate g7 --to $IPB --json >"$W/g7.out" 2>"$W/g7.err" &
+cli=$!
+for i in $(seq 200); do grep -q "progress: precopy" "$W/g7.err" && break; sleep 0.1; done
+id7=$(grep -o "migration g7-[^:]*" "$W/g7.err" | head -n 1 | cut -d' ' -f2)
+on B "$FL" force-complete "$id7" 2>"$W/fc.err" || fail "force-complete $id7 from B failed: $(cat "$W/fc.err")"
+wait $cli || fail "g7 after force-complete failed: $(cat "$W/g7.err")"
+line=$(cat "$W/A/lib/$id7.result.json")
+assert_migration "$line"
+[ "$(echo "$line" | jget switch_reason)" = forced ] || fail "g7 switched for '$(echo "$line" | jget switch_reason)', not forced"
+echo "ok: force-complete from the destination host: switch forced, completed"
 fld_conf B $IPB "$W/pki" 40 0
 fld_restart B $B
 vm_pair g4 7804
