@@ -16,10 +16,10 @@ two_hosts
 make_pki "$W/pki" "faultline two-host CA" "$IPA,$IPB"
 make_pki "$W/rogue" "some other CA" "$IPA,$IPB"
 
-vm_pair() {	# vm_pair NAME PORT: a running guest-sim on A, its destination waiting on B, both registered
+vm_pair() {	# vm_pair NAME PORT [RATE]: a running guest-sim on A, its destination waiting on B, both registered
 	mkdir -p "$W/$1A" "$W/$1B"
 	ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1A/ FAULTLINE_SHIM_SOCK=$W/$1A.shim \
-		"$SIM" --ram "$W/$1A/ram0" --ctl "$W/$1A.ctl" --size 64M --rate 3000 >/dev/null 2>&1 &
+		"$SIM" --ram "$W/$1A/ram0" --ctl "$W/$1A.ctl" --size 64M --rate ${3:-3000} >/dev/null 2>&1 &
 	echo $! >> "$W/pids"
 	ip netns exec $B env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1B/ FAULTLINE_SHIM_SOCK=$W/$1B.shim \
 		"$SIM" --ram "$W/$1B/ram0" --ctl "$W/$1B.ctl" --size 64M --incoming $IPB:$2 >/dev/null 2>&1 &
@@ -78,7 +78,7 @@ echo "ok: list/show on both hosts, and after B's daemon restarted"
 # phase lasts.
 fld_conf B $IPB "$W/pki" 0 40
 fld_restart B $B
-vm_pair g3 7803
+vm_pair g3 7803 100	# a slow writer: pre-copy lasts (a fast one is switched at once)
 on A "$FL" migrate g3 --to $IPB >"$W/g3.out" 2>"$W/g3.err" &
 cli=$!
 for i in $(seq 200); do grep -q "progress: precopy" "$W/g3.err" && break; sleep 0.1; done
@@ -92,7 +92,7 @@ grep -q "stopping: migrations still in pre-copy are cancelled" "$W/A.log" || fai
 echo "ok: SIGTERM in pre-copy: cancelled, g3 runs on A ($(grep -o 'cancelled[^"]*' "$W/A.log" | tail -n 1))"
 fld A $A
 # an operator on the destination host aborts; its daemon asks the source's
-vm_pair g5 7805
+vm_pair g5 7805 100
 on A "$FL" migrate g5 --to $IPB >"$W/g5.out" 2>"$W/g5.err" &
 cli=$!
 for i in $(seq 200); do grep -q "progress: precopy" "$W/g5.err" && break; sleep 0.1; done
@@ -104,7 +104,7 @@ wait $cli && fail "the migration aborted from B reported success"
 "$FL" vmctl "$W/g5A.ctl" query | grep -q '"state":"running"' || fail "g5 is not running on A after the abort"
 echo "ok: abort from the destination host: $(grep -i "cancel\|abort" "$W/g5.err" | tail -n 1)"
 # force-complete from the destination host: pre-copy ends, post-copy finishes it
-vm_pair g7 7807
+vm_pair g7 7807 100
 on A "$FL" migrate g7 --to $IPB --json >"$W/g7.out" 2>"$W/g7.err" &
 cli=$!
 for i in $(seq 200); do grep -q "progress: precopy" "$W/g7.err" && break; sleep 0.1; done
