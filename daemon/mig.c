@@ -471,6 +471,9 @@ int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, str
 	char *status = fl_migration_status_path(d->c.state_dir, g->id, "dest");
 	g->pid = fork();
 	if (g->pid == 0) {
+		sigset_t none;	/* the daemon blocks SIGTERM for its signalfd; the agent must not */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		struct fl_dest_opts o;
 		fl_dest_opts_default(&o);
 		o.source = source;

@@ -122,6 +122,9 @@ int dmn_qemu_start(const struct dmn_conf *c, const char *name, json_object *src_
 			dup2(fd, 2);
 		}
 		setsid();
+		sigset_t none;	/* the daemon's blocked SIGTERM would outlive exec */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		putenv(pre);
 		putenv(shim_env);
 		putenv(ram_env);

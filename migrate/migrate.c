@@ -159,6 +159,11 @@ static pid_t spawn_agent(struct fl_migration *m, bool src)
 
 	if (pid != 0)
 		return pid;
+	/* the agent is ours: the signals the embedder blocked (a daemon waiting
+	 * on a signalfd) must reach it, or SIGTERM could never stop it */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	int rc = enter_netns(ns);
 	if (rc) {
 		fl_report_init(r, src ? "source" : "dest", m->id);
