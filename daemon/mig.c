@@ -406,11 +406,14 @@ static void *dest_wait_main(void *p)
 		;
 	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 	/* the guest, here now, reads every page against what it wrote (a
-	 * QEMU guest checks itself) */
-	if (g->rep->state == FL_STATE_COMPLETED && !g->vmm &&
-	    (dmn_vm_get(&g->d->c, g->vm, &vm, &e) ||
-	     fl_vmm_guestsim_create(vm.ctl, vm.ctl, vm.uri[0] ? vm.uri : "-", &v, &e) ||
-	     fl_vmm_guest_check(v, true, &gc, &e)) && e.code != -ENOTSUP)
+	 * QEMU guest checks itself); it may still be taking its device state:
+	 * asked again for up to 5 s */
+	int rc = -EAGAIN;
+	if (g->rep->state == FL_STATE_COMPLETED && !g->vmm && !dmn_vm_get(&g->d->c, g->vm, &vm, &e) &&
+	    !fl_vmm_guestsim_create(vm.ctl, vm.ctl, vm.uri[0] ? vm.uri : "-", &v, &e))
+		for (int i = 0; i < 10 && (rc = fl_vmm_guest_check(v, true, &gc, &e)) && rc != -ENOTSUP; i++)
+			usleep(500000);
+	if (g->rep->state == FL_STATE_COMPLETED && rc && e.code != -ENOTSUP)
 		fl_log(FL_LOG_WARN, "faultlined", "migration %s: the guest could not check itself: %s", g->id, e.text);
 	fl_vmm_destroy(v);
 	fl_log(code ? FL_LOG_WARN : FL_LOG_INFO, "faultlined", "incoming migration %s of %s: %s%s%s", g->id,

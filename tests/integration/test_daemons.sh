@@ -13,6 +13,7 @@ command -v openssl >/dev/null || { echo "SKIP: no openssl command"; exit 77; }
 command -v nsenter >/dev/null || { echo "SKIP: no nsenter"; exit 77; }
 command -v systemd-analyze >/dev/null || fail "no systemd-analyze (scripts/install-deps installs systemd)"
 two_hosts
+fail() { echo "FAIL: $*"; echo "-- A's log"; tail -n 15 "$W/A.log" 2>/dev/null; echo "-- B's log"; tail -n 15 "$W/B.log" 2>/dev/null; exit 1; }
 make_pki "$W/pki" "faultline two-host CA" "$IPA,$IPB"
 make_pki "$W/rogue" "some other CA" "$IPA,$IPB"
 
