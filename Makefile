@@ -90,8 +90,8 @@ tests/unit/test_%: tests/unit/test_%.c libfaultline.a
 
 bench-build: $(BENCH)
 
-bench/fl-bench: bench/fl-bench.c libfaultline.a
-	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL)
+bench/fl-bench: bench/fl-bench.c bench/floors.c bench/bench.h libfaultline.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/fl-bench.c bench/floors.c libfaultline.a $(SAN) $(LDLIBS_ALL)
 
 # libFuzzer targets: the library rebuilt with clang and the sanitizers.
 FUZZ_CC ?= clang
