@@ -138,12 +138,13 @@ static json_object *handle(struct dmn *d, json_object *req)
 
 static void *api_main(void *p)
 {
-	struct dmn *d = ((void **)p)[0];
-	int fd = (int)(intptr_t)((void **)p)[1];
+	struct dmn_conn *c = p;
+	struct dmn *d = c->d;
+	int fd = c->fd;
 	char line[8192];
 	json_object *r;
 
-	free(p);
+	free(c);
 	if (!may_operate(fd)) {
 		r = reply(false, "error", json_object_new_string("permission denied: root or group faultline"));
 	} else {
@@ -161,21 +162,5 @@ static void *api_main(void *p)
 
 void dmn_api_accepted(struct dmn *d, int fd)
 {
-	void **a = malloc(2 * sizeof(void *));
-	pthread_t th;
-	pthread_attr_t at;
-
-	if (!a) {
-		close(fd);
-		return;
-	}
-	a[0] = d;
-	a[1] = (void *)(intptr_t)fd;
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &at, api_main, a)) {
-		close(fd);
-		free(a);
-	}
-	pthread_attr_destroy(&at);
+	dmn_conn_thread(d, fd, api_main);
 }

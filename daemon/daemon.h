@@ -98,6 +98,14 @@ struct dmn {
 	volatile int stop;
 };
 
+/* One connection served by its own detached thread: fn gets a malloc'd
+ * struct dmn_conn it frees; the fd is closed here when no thread starts. */
+struct dmn_conn {
+	struct dmn *d;
+	int fd;
+};
+int dmn_conn_thread(struct dmn *d, int fd, void *(*fn)(void *));
+
 /* line I/O with a deadline, for both sockets */
 int dmn_read_line(int fd, char *buf, size_t cap, int timeout_ms);
 int dmn_write_json(int fd, json_object *j);

@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -46,6 +48,29 @@ int dmn_read_line(int fd, char *buf, size_t cap, int timeout_ms)
 		}
 		n += (size_t)r;
 	}
+}
+
+int dmn_conn_thread(struct dmn *d, int fd, void *(*fn)(void *))
+{
+	struct dmn_conn *c = malloc(sizeof(*c));
+	pthread_t th;
+	pthread_attr_t a;
+	int rc;
+
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	*c = (struct dmn_conn){ d, fd };
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	rc = -pthread_create(&th, &a, fn, c);
+	pthread_attr_destroy(&a);
+	if (rc) {
+		close(fd);
+		free(c);
+	}
+	return rc;
 }
 
 int dmn_write_json(int fd, json_object *j)

@@ -132,14 +132,9 @@ static bool route(struct dmn *d, int fd, const char *who)
 	return true;
 }
 
-struct conn {
-	struct dmn *d;
-	int fd;
-};
-
 static void *peer_main(void *p)
 {
-	struct conn *c = p;
+	struct dmn_conn *c = p;
 	struct dmn *d = c->d;
 	int fd = c->fd;
 	char who[INET6_ADDRSTRLEN + 8] = "?";
@@ -190,20 +185,5 @@ static void *peer_main(void *p)
 
 void dmn_peer_accepted(struct dmn *d, int fd)
 {
-	struct conn *c = malloc(sizeof(*c));
-	pthread_t th;
-	pthread_attr_t a;
-
-	if (!c) {
-		close(fd);
-		return;
-	}
-	*c = (struct conn){ d, fd };
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &a, peer_main, c)) {
-		close(fd);
-		free(c);
-	}
-	pthread_attr_destroy(&a);
+	dmn_conn_thread(d, fd, peer_main);
 }
