@@ -14,7 +14,7 @@ LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/
 	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/tcp_serve.c transport/tls.c transport/rdma.c transport/rdma_server.c \
 	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
-	dest/run.c dest/link.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/sched.c dest/precopy.c \
+	dest/run.c dest/link.c dest/recover.c dest/ctl.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/sched.c dest/precopy.c \
 	migrate/migrate.c migrate/files.c migrate/observe.c migrate/result.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 

@@ -211,6 +211,15 @@ json_object *fl_report_object(const struct fl_report *r)
 		json_object_object_add(o, "rt_fallback", json_object_new_boolean(1));
 	if (r->rejected_peers)
 		json_object_object_add(o, "rejected_peers", u64(r->rejected_peers));
+	if (r->recoveries || r->lost_ns) {	/* post-copy paused on a lost link */
+		json_object_object_add(o, "recoveries", u64(r->recoveries));
+		json_object_object_add(o, "paused_ms", json_object_new_double((double)r->paused_ns / 1e6));
+		json_object_object_add(o, "paused_max_ms", json_object_new_double((double)r->paused_max_ns / 1e6));
+		if (r->resume_fault_ns > r->resumed_ns && r->resumed_ns)
+			json_object_object_add(o, "resume_to_fault_ms",
+					       json_object_new_double((double)(r->resume_fault_ns - r->resumed_ns) / 1e6));
+		json_object_object_add(o, "link_lost", json_object_new_string(r->link_lost));
+	}
 	if (r->nplacement) {
 		json_object *a = json_object_new_array();
 		for (uint32_t i = 0; i < r->nplacement; i++) {
@@ -362,13 +371,14 @@ void fl_report_sanitize(struct fl_report *r)
 	END(r->sha256);
 	END(r->switch_reason);
 	END(r->dirty_backend);
+	END(r->link_lost);
 	if (r->nblocktime > sizeof(r->blocktime) / sizeof(r->blocktime[0]))
 		r->nblocktime = sizeof(r->blocktime) / sizeof(r->blocktime[0]);
 	if (r->nplacement > FL_REPORT_MAX_CELLS)
 		r->nplacement = FL_REPORT_MAX_CELLS;
 	for (uint32_t i = 0; i < FL_REPORT_MAX_CELLS; i++)
 		END(r->placement[i].name);
-	if ((unsigned)r->state > (unsigned)FL_STATE_CANCELLED)
+	if ((unsigned)r->state >= (unsigned)FL_STATE__COUNT)
 		r->state = FL_STATE_FAILED;
 #undef END
 }

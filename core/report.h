@@ -80,6 +80,13 @@ struct fl_report {
 	uint32_t nplacement;
 	int placement_low;		/* a cell is below placement_min */
 	double placement_min;
+	/* post-copy recovery: links lost and restored */
+	uint64_t recoveries;		/* pauses that ended in a resume */
+	uint64_t paused_ns, paused_max_ns;	/* time paused: in all, the longest */
+	uint64_t lost_ns;		/* the current pause began (0: none) */
+	uint64_t resumed_ns;		/* the last resume: every link back */
+	uint64_t resume_fault_ns;	/* the first fault read answered after it */
+	char link_lost[160];		/* why the last pause began */
 };
 
 /* A report that came from elsewhere (another host's daemon) made safe to

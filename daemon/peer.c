@@ -183,7 +183,7 @@ int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object
 	close(fd);
 	if (n < 0) {
 		free(line);
-		if (n == -ECONNRESET && fl_tls_peer_ended(d->tls))
+		if ((n == -ECONNRESET || n == -EPIPE) && fl_tls_peer_ended(d->tls))
 			return fl_error_set(err, -EACCES, "daemon at %s refused us: %s", addr, fl_tls_peer_ended(d->tls));
 		return fl_error_set(err, n, "daemon at %s: %s", addr, n == -ETIMEDOUT ? "no answer within 30 s"
 							     : strerror(-n));

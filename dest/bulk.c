@@ -69,6 +69,34 @@ struct bslot {
 	char *buf;
 };
 
+/* Post-copy paused on a lost link: the reads in flight are lost with it;
+ * their pages go back to the scheduler (claimed again after the resume:
+ * a reply of the lost link never lands), and the thread waits, touching
+ * no channel, until the main thread has new ones. 0 to go on with the
+ * channel now in d->bconn[idx], -1 to stop. */
+static int park(struct dst *d, struct bslot *slots, int depth, int *inflight)
+{
+	for (int i = 0; i < depth; i++) {
+		struct bslot *s = &slots[i];
+		if (!s->used)
+			continue;
+		for (uint32_t k = 0; k < s->np; k++)
+			if (!fl_bitmap_test(&d->received, s->r->gbase + s->page + k))
+				fl_bitmap_clear(&d->requested, s->r->gbase + s->page + k);
+		__atomic_sub_fetch(&d->bulk_wire, (uint64_t)s->np * s->r->ps, __ATOMIC_RELAXED);
+		s->used = 0;
+	}
+	*inflight = 0;
+	pthread_mutex_lock(&d->lock);
+	d->bulk_parked++;
+	pthread_cond_broadcast(&d->cond);
+	while (d->paused && !d->stop_bulk && !d->err)
+		pthread_cond_wait(&d->cond, &d->lock);
+	d->bulk_parked--;
+	int go = !d->stop_bulk && !d->err;
+	pthread_mutex_unlock(&d->lock);
+	return go ? 0 : -1;
+}
 
 void *dst_bulk_main(void *p)
 {
@@ -94,6 +122,18 @@ void *dst_bulk_main(void *p)
 		goto out;
 	}
 	while (!d->stop_bulk) {
+		if (d->paused) {
+			if (park(d, slots, depth, &inflight))
+				goto out;
+			c = d->bconn[a->idx];
+			if (d->ops->reg && d->ops->reg(c, mem, per * (size_t)d->nslices)) {
+				dst_set_error(d, -ENOMEM, "cannot register bulk buffers: %s",
+					      fl_error_text(fl_transport_error()));
+				goto out;
+			}
+			more = 1;
+			heard = fl_now_ns();
+		}
 		/* Faults go first: while the guest faults, bulk keeps only
 		 * ~PREEMPT_NS of the link on the wire (may_post). */
 		int hold = 0;
@@ -114,14 +154,19 @@ void *dst_bulk_main(void *p)
 			int rc = d->ops->post_read(c, (uint64_t)i, s->r->src_idx, s->page, s->np,
 						   dst_read_target(d, s->r, s->page, s->buf));
 			if (rc) {
-				dst_set_error(d, rc, "bulk channel to the source lost: %s", strerror(-rc));
+				if (dst_link_lost(d, rc, "bulk channel to the source lost: %s", strerror(-rc)) > 0) {
+					for (uint32_t k = 0; k < s->np; k++)	/* claimed, never posted */
+						if (!fl_bitmap_test(&d->received, s->r->gbase + s->page + k))
+							fl_bitmap_clear(&d->requested, s->r->gbase + s->page + k);
+					break;
+				}
 				goto out;
 			}
 			s->used = 1;
 			inflight++;
 			__atomic_add_fetch(&d->bulk_wire, (uint64_t)s->np * s->r->ps, __ATOMIC_RELAXED);
 		}
-		if (!inflight && !hold && !paced)
+		if (!inflight && !hold && !paced && !d->paused)
 			break;
 		struct fl_tcompl comp[8];
 		int tmo = hold ? 1 : paced ? (int)(paced / 1000000) + 1 : 100;
@@ -132,16 +177,22 @@ void *dst_bulk_main(void *p)
 			usleep(paced ? (useconds_t)(paced / 1000 < 20000 ? paced / 1000 : 20000) : hold ? 200 : 50);
 			continue;
 		}
+		if (d->paused)
+			continue;	/* another channel failed: park first */
 		if (n < 0) {
-			dst_set_error(d, n, "bulk channel to the source lost: %s", n == -EREMOTEIO ?
-				  fl_error_text(fl_transport_error()) : strerror(-n));
+			if (dst_link_lost(d, n, "bulk channel to the source lost: %s", n == -EREMOTEIO ?
+					  fl_error_text(fl_transport_error()) : strerror(-n)) > 0)
+				continue;
 			goto out;
 		}
+		/* with recovery on, a stall ends in a reconnect, soon */
+		uint64_t deadline = d->o->recover_timeout_ms > 0 ? LINK_STALL_NS : REPLY_DEADLINE_NS;
 		if (n > 0)
 			heard = fl_now_ns();
-		else if (fl_now_ns() - heard > REPLY_DEADLINE_NS) {
-			dst_set_error(d, -ETIMEDOUT, "the source answered no bulk read for %llu ms",
-				  REPLY_DEADLINE_NS / 1000000);
+		else if (fl_now_ns() - heard > deadline) {
+			if (dst_link_lost(d, -ETIMEDOUT, "the source answered no bulk read for %llu ms",
+					  (unsigned long long)(deadline / 1000000)) > 0)
+				continue;
 			goto out;
 		}
 		for (int i = 0; i < n; i++) {
@@ -164,6 +215,10 @@ void *dst_bulk_main(void *p)
 		}
 	}
 out:;	/* a label takes a statement; gnu11 clang insists */
+	pthread_mutex_lock(&d->lock);	/* the main thread waits for live threads to park */
+	d->bulk_live--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
 	/* Wall time of the pull: first bulk thread's start to the last one's end. */
 	uint64_t end = fl_now_ns(), cur = __atomic_load_n(&d->bulk_end, __ATOMIC_RELAXED);
 	while (end > cur && !__atomic_compare_exchange_n(&d->bulk_end, &cur, end, 0,

@@ -42,6 +42,10 @@ _Static_assert(FL_PROTO_MAX_REGIONS <= FL_REPORT_MAX_CELLS, "a report cell per r
 #define PREEMPT_NS 1000000ull		/* a fault waits behind at most ~1 ms of bulk */
 #define FAULT_QUIET_NS 10000000ull	/* no fault for 10 ms: the pull runs free */
 #define REPLY_DEADLINE_NS (30000ull * 1000000)	/* a read unanswered this long: the source is lost */
+/* With recovery on, a read unanswered this long pauses post-copy and
+ * reconnects: cheap if the link was only slow, and a dead link is left
+ * seconds sooner than TCP would tell. */
+#define LINK_STALL_NS (5000ull * 1000000)
 
 
 
@@ -155,6 +159,18 @@ struct dst {
 	/* Bounce buffers come in one slice per host node when cells are
 	 * placed: a page is read into a buffer on its cell's node. */
 	int nslices;
+	/* post-copy recovery (recover.c): a lost link sets paused; the fault
+	 * thread and the live bulk threads park (touch no channel) and the
+	 * main thread replaces every channel, then clears paused */
+	volatile int paused;
+	int fault_parked;		/* the fault thread's: it posts nothing */
+	int bulk_live, bulk_parked;	/* bulk threads running; of them, parked (lock) */
+	volatile int recover_now;	/* the operator: try again at once */
+	char source_addr[256];		/* where the source is (the main thread's) */
+	char next_addr[256];		/* recover --address, for the next attempt (lock) */
+	int csock;			/* operator socket */
+	pthread_t ctl_th;
+	int ctl_started;
 	struct fl_tls *tls;		/* NULL only when insecure (tests) */
 	uint8_t secret[FL_TLS_SECRET_LEN];	/* the control link's */
 };
@@ -207,11 +223,18 @@ int dst_attach_ram(struct dst *d);
 int dst_register_ram(struct dst *d);
 void dst_verify_placement(struct dst *d);
 int dst_match_peer(struct dst *d);
+/* recover.c */
+int dst_link_lost(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int dst_recover(struct dst *d, uint8_t *buf, size_t cap);
+int dst_start_ctl(struct dst *d);
+void dst_stop_ctl(struct dst *d);
 /* link.c */
 int dst_read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what,
 		 int timeout_ms);
 void dst_heartbeat(struct dst *d);
 int dst_hello(struct dst *d, uint8_t *buf, size_t cap);
+void dst_host_of(const char *addr, char *host, size_t len);
+int dst_connect_data(struct dst *d);
 
 #pragma GCC visibility pop
 

@@ -124,8 +124,8 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 		if (!d->slots[i].used && free_slot < 0 && i / sps == sl)
 			free_slot = i;	/* a buffer on the cell's node */
 	}
-	if (free_slot < 0)
-		return 0;
+	if (free_slot < 0 || d->fault_parked)
+		return 0;	/* no slot, or no link: it waits in the backlog */
 	if (d->zc && !fl_bitmap_set(&d->requested, g))
 		return 0;	/* the puller is reading it into place: wait for that */
 	struct fslot *s = &d->slots[free_slot];
@@ -134,8 +134,12 @@ static int handle_fault(struct dst *d, int view, const struct fl_uffd_event *e, 
 	 * p50 84 vs 108 us); the claim above keeps the pull off the page. */
 	int rc = d->ops->post_read(d->fconn, (uint64_t)free_slot, r->src_idx, page, 1,
 				   d->pinned ? dst_read_target(d, r, page, s->buf) : s->buf);
-	if (rc)
-		return rc;
+	if (rc) {
+		if (d->zc)
+			fl_bitmap_clear(&d->requested, g);
+		rc = dst_link_lost(d, rc, "fault channel to the source lost: %s", strerror(-rc));
+		return rc > 0 ? 0 : rc;
+	}
 	s->used = 1;
 	__atomic_store_n(&d->last_fault_ns, fl_now_ns(), __ATOMIC_RELAXED);
 	s->gpage = g;
@@ -192,10 +196,12 @@ static int fault_completions(struct dst *d)
 	int n = d->ops->poll(d->fconn, c, 16, 0);
 
 	if (n < 0) {
-		dst_set_error(d, n, "fault channel to the source lost: %s", n == -EREMOTEIO ?
-			  fl_error_text(fl_transport_error()) : strerror(-n));
-		return n;
+		int rc = dst_link_lost(d, n, "fault channel to the source lost: %s", n == -EREMOTEIO ?
+				       fl_error_text(fl_transport_error()) : strerror(-n));
+		return rc > 0 ? 0 : n;
 	}
+	if (n > 0 && d->rep->resumed_ns && !d->rep->resume_fault_ns)
+		d->rep->resume_fault_ns = fl_now_ns();	/* faults flow again after a pause */
 	for (int i = 0; i < n; i++) {
 		struct fslot *s = &d->slots[c[i].wr_id];
 		struct dregion *r = dst_region_of_gpage(d, s->gpage);
@@ -229,15 +235,48 @@ static int fault_completions(struct dst *d)
 	return n > 0 ? drain_backlog(d) : 0;
 }
 
-/* Is a fault read older than the reply deadline? */
-static bool fault_overdue(struct dst *d)
+/* Is a fault read older than the deadline? */
+static bool fault_overdue(struct dst *d, uint64_t deadline_ns)
 {
 	uint64_t now = fl_now_ns();
 
 	for (int i = 0; i < FAULT_SLOTS; i++)
-		if (d->slots[i].used && now - d->slots[i].posted > REPLY_DEADLINE_NS)
+		if (d->slots[i].used && now - d->slots[i].posted > deadline_ns)
 			return true;
 	return false;
+}
+
+/* Post-copy paused on a lost link: touch no channel from here (the main
+ * thread replaces them); faults on pages here are still served. */
+static void park(struct dst *d)
+{
+	__atomic_store_n(&d->fault_parked, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&d->lock);
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Links back: the reads that were in flight go out again on the new fault
+ * channel (their pages are still missing; a reply of the lost link never
+ * lands). */
+static void unpark(struct dst *d)
+{
+	__atomic_store_n(&d->fault_parked, 0, __ATOMIC_RELEASE);
+	for (int i = 0; i < FAULT_SLOTS; i++) {
+		struct fslot *s = &d->slots[i];
+		if (!s->used)
+			continue;
+		struct dregion *r = dst_region_of_gpage(d, s->gpage);
+		uint64_t page = s->gpage - r->gbase;
+		int rc = d->ops->post_read(d->fconn, (uint64_t)i, r->src_idx, page, 1,
+					   d->pinned ? dst_read_target(d, r, page, s->buf) : s->buf);
+		if (rc) {
+			if (dst_link_lost(d, rc, "fault channel to the source lost again: %s", strerror(-rc)) > 0)
+				park(d);
+			return;
+		}
+		s->posted = fl_now_ns();
+	}
 }
 
 void *dst_fault_main(void *p)
@@ -251,18 +290,22 @@ void *dst_fault_main(void *p)
 		d->rep->rt_fallback = 1;
 
 	while (!d->stop_fault) {
+		if (d->gate_open && d->paused && !d->fault_parked)
+			park(d);
+		else if (d->gate_open && !d->paused && d->fault_parked)
+			unpark(d);
 		/* The views' uffds, the wake eventfd, then (once the gate is
-		 * open) the fault channel. */
+		 * open and while a link is up) the fault channel. */
 		struct pollfd pfd[MAX_VIEWS + 2];
 		int nv = d->nviews;
 		for (int i = 0; i < nv; i++)
 			pfd[i] = (struct pollfd){ .fd = d->v[i].gone ? -1 : d->v[i].uffd, .events = POLLIN };
 		pfd[nv] = (struct pollfd){ .fd = d->wake_fd, .events = POLLIN };
-		pfd[nv + 1] = (struct pollfd){ .fd = d->ops->event_fd(d->fconn), .events = POLLIN };
-		int np = d->gate_open ? nv + 2 : nv + 1;
+		bool linked = d->gate_open && !d->fault_parked;
+		pfd[nv + 1] = (struct pollfd){ .fd = linked ? d->ops->event_fd(d->fconn) : -1, .events = POLLIN };
+		int np = linked ? nv + 2 : nv + 1;
 		/* A reply is due while faults are in flight: keep spinning for it. */
-		unsigned spin = !d->gate_open ? 0 : d->ops->outstanding(d->fconn) ? d->o->fault_spin_us
-										   : d->o->spin_us;
+		unsigned spin = !linked ? 0 : d->ops->outstanding(d->fconn) ? d->o->fault_spin_us : d->o->spin_us;
 		int pr = fl_uffd_poll_adaptive(pfd, np, spin, 20);
 		if (pr < 0) {
 			dst_set_error(d, -errno, "poll: %s", strerror(errno));
@@ -325,13 +368,16 @@ void *dst_fault_main(void *p)
 				dst_set_error(d, rc, "serving held faults: %s", strerror(-rc));
 				break;
 			}
+			if (d->fault_parked)
+				continue;
 			if (fault_completions(d) < 0)
 				break;
-			if (d->ops->outstanding(d->fconn) && fault_overdue(d)) {
-				dst_set_error(d, -ETIMEDOUT, "the source answered no fault read for %llu ms",
-					  REPLY_DEADLINE_NS / 1000000);
+			/* with recovery on, a stall ends in a reconnect, soon */
+			uint64_t deadline = d->o->recover_timeout_ms > 0 ? LINK_STALL_NS : REPLY_DEADLINE_NS;
+			if (!d->paused && d->ops->outstanding(d->fconn) && fault_overdue(d, deadline) &&
+			    dst_link_lost(d, -ETIMEDOUT, "the source answered no fault read for %llu ms",
+					  (unsigned long long)(deadline / 1000000)) <= 0)
 				break;
-			}
 		}
 	}
 out:

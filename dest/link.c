@@ -78,6 +78,9 @@ int dst_hello(struct dst *d, uint8_t *buf, size_t cap)
 		       (d->o->encrypt_data ? 0 : FL_CAP_CLEAR_DATA);
 	int n = fl_proto_hello_encode(buf, cap, &d->mine);
 	int rc = fl_proto_write_frame(d->ctl, FL_MSG_HELLO, buf, (uint32_t)n);
+	if (rc && fl_tls_peer_ended(d->tls))	/* TLS 1.3: a rejected certificate shows after the handshake */
+		return dst_fail(d, rc, "the source refused us after the TLS handshake (%s) while we sent our "
+				"hello", fl_tls_peer_ended(d->tls));
 	if (rc)
 		return dst_fail(d, rc, "sending hello: %s", strerror(-rc));
 	rc = dst_read_ctl(d, &h, buf, cap, "the source's hello", d->o->handshake_timeout_ms);
@@ -89,4 +92,35 @@ int dst_hello(struct dst *d, uint8_t *buf, size_t cap)
 	if (rc)
 		return dst_fail(d, rc, "source hello: %s", fl_proto_strerror(rc));
 	return dst_match_peer(d);
+}
+
+/* HOST of HOST:PORT ([v6]:PORT too): the name a TLS peer must prove. */
+void dst_host_of(const char *addr, char *host, size_t len)
+{
+	snprintf(host, len, "%s", addr);
+	char *colon = strrchr(host, ':');
+	if (colon)
+		*colon = 0;
+	if (host[0] == '[' && colon && colon[-1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+}
+
+/* The fault channel and the bulk channels, registered where the transport
+ * needs it: at READY, and again after a lost link. 0 or -errno (the text
+ * in fl_transport_error()). */
+int dst_connect_data(struct dst *d)
+{
+	int rc = d->ops->connect(d->source_addr, &d->topts, d->peer.session, FL_CHAN_FAULT, 0, &d->peer,
+				 &d->fconn);
+
+	for (int i = 0; !rc && i < d->nbulk; i++)
+		rc = d->ops->connect(d->source_addr, &d->topts, d->peer.session, FL_CHAN_BULK, (uint32_t)i,
+				     &d->peer, &d->bconn[i]);
+	if (!rc && d->ops->reg)
+		rc = d->ops->reg(d->fconn, d->fmem, d->fmem_len);
+	if (!rc && d->pinned)
+		rc = dst_register_ram(d);
+	return rc;
 }

@@ -27,6 +27,7 @@ void fl_dest_opts_default(struct fl_dest_opts *o)
 	o->placement_min = 0.99;
 	fl_tls_opts_default(&o->tls);
 	o->encrypt_data = true;
+	o->recover_timeout_ms = 600000;
 }
 
 /* Up to READY: nothing of the VM's memory is touched until the shim has
@@ -59,14 +60,7 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 	}
 	if (d->tls) {	/* the source proves itself before it hears a word */
 		char host[256];
-		snprintf(host, sizeof(host), "%s", o->source);
-		char *colon = strrchr(host, ':');
-		if (colon)
-			*colon = 0;
-		if (host[0] == '[' && colon && colon[-1] == ']') {
-			memmove(host, host + 1, strlen(host));
-			host[strlen(host) - 1] = 0;
-		}
+		dst_host_of(o->source, host, sizeof(host));
 		rc = fl_tls_handshake(d->tls, d->ctl, false, host, true, d->secret, &d->ctl, &e);
 		if (rc) {
 			d->ctl = -1;
@@ -87,15 +81,7 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 		rc = dst_preflight(d);
 	if (rc)
 		return rc;
-	rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_FAULT, 0, &d->peer,
-			     &d->fconn);
-	for (int i = 0; !rc && i < d->nbulk; i++)
-		rc = d->ops->connect(o->source, &d->topts, d->peer.session, FL_CHAN_BULK,
-				     (uint32_t)i, &d->peer, &d->bconn[i]);
-	if (!rc && d->ops->reg)
-		rc = d->ops->reg(d->fconn, d->fmem, d->fmem_len);
-	if (!rc && d->pinned)
-		rc = dst_register_ram(d);
+	rc = dst_connect_data(d);
 	if (rc)
 		return dst_fail(d, rc, "data channel: %s", fl_error_text(fl_transport_error()));
 	/* Faults are read (and held) from now on. */
@@ -200,8 +186,14 @@ static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hd
 		struct bulk_arg *a = malloc(sizeof(*a));
 		if (a)
 			*a = (struct bulk_arg){ d, i };
+		pthread_mutex_lock(&d->lock);
+		d->bulk_live++;	/* before it runs: it leaves with a decrement */
+		pthread_mutex_unlock(&d->lock);
 		if (!a || pthread_create(&d->bulk_th[i], NULL, dst_bulk_main, a)) {
 			free(a);
+			pthread_mutex_lock(&d->lock);
+			d->bulk_live--;
+			pthread_mutex_unlock(&d->lock);
 			return dst_fail(d, -EAGAIN, "cannot start bulk thread");
 		}
 		d->nbulk_started++;
@@ -216,7 +208,8 @@ static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hd
 	return 0;
 }
 
-/* Every page, an error, or the source going away. */
+/* Every page, an error, or the source going away: a lost link in
+ * post-copy pauses and recovers (recover.c) unless recovery is off. */
 static int wait_all(struct dst *d, uint8_t *buf, size_t cap)
 {
 	const struct fl_dest_opts *o = d->o;
@@ -225,7 +218,7 @@ static int wait_all(struct dst *d, uint8_t *buf, size_t cap)
 
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
-		if (!d->err && __atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) < d->total) {
+		if (!d->err && !d->paused && __atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) < d->total) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += 200 * 1000000;
@@ -241,12 +234,32 @@ static int wait_all(struct dst *d, uint8_t *buf, size_t cap)
 			return dst_fail(d, err, "%s", d->rep->error.text);
 		if (__atomic_load_n(&d->nreceived, __ATOMIC_ACQUIRE) >= d->total)
 			return 0;
+		if (d->paused) {
+			rc = dst_recover(d, buf, cap);
+			if (rc)
+				return rc;
+			continue;
+		}
 		struct pollfd p = { .fd = d->ctl, .events = POLLIN };
 		if (poll(&p, 1, 0) > 0) {
-			rc = dst_read_ctl(d, &h, buf, cap, "pages", o->handshake_timeout_ms);
-			if (!rc)
-				return dst_fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
-					  fl_proto_type_name(h.type));
+			rc = fl_proto_read_frame_timed(d->ctl, &h, buf, cap, o->handshake_timeout_ms);
+			if (rc) {
+				if (dst_link_lost(d, rc, "control link to the source lost: %s", fl_proto_strerror(rc)) > 0)
+					continue;
+				return dst_fail(d, rc, "control link to the source lost during post-copy: %s",
+						fl_proto_strerror(rc));
+			}
+			if (h.type == FL_MSG_ERROR) {
+				struct fl_msg_error e;
+				fl_proto_error_decode(buf, h.len, &e);	/* e.text is defined even if malformed */
+				int saved = d->ctl;
+				d->ctl = -1;	/* don't echo an error back */
+				rc = dst_fail(d, -EREMOTEIO, "source: %s", e.text);
+				d->ctl = saved;
+				return rc;
+			}
+			return dst_fail(d, -EBADMSG, "unexpected %s from the source during post-copy",
+					fl_proto_type_name(h.type));
 		}
 		dst_heartbeat(d);
 		dst_status(d);
@@ -295,7 +308,11 @@ static int run(struct dst *d)
 
 	if (!buf)
 		return dst_fail(d, -ENOMEM, "out of memory");
-	rc = prepare(d, buf, 65536);
+	rc = dst_start_ctl(d);
+	if (rc)
+		rc = dst_fail(d, rc, "cannot open the operator socket %s: %s", d->o->ctl_sock, strerror(-rc));
+	if (!rc)
+		rc = prepare(d, buf, 65536);
 	if (!rc)
 		rc = precopy(d, buf, 65536, &h);
 	if (!rc)
@@ -336,7 +353,8 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	fl_report_init(rep, "dest", o->id);
 	d->o = o;
 	d->rep = rep;
-	d->uffd = d->ctl = d->shim_conn = -1;
+	d->uffd = d->ctl = d->shim_conn = d->csock = -1;
+	snprintf(d->source_addr, sizeof(d->source_addr), "%s", o->source);
 	d->nslices = 1;
 	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->yield_bulk = o->bulk_yield;
@@ -360,8 +378,12 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 				!strcmp(o->transport, "rdma") ? " (built without rdma-core)" : "")
 		 : run(d);
 
+	dst_stop_ctl(d);
 	d->stop_bulk = 1;
 	d->stop_fault = 1;
+	pthread_mutex_lock(&d->lock);	/* parked threads wake and leave */
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
 	if (d->wake_fd >= 0)
 		dst_wake_fault_thread(d);
 	for (int i = 0; i < d->nbulk_started; i++)

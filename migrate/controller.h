@@ -15,7 +15,7 @@
 struct fl_migration {
 	struct fl_migration_opts o;
 	char id[96];
-	char *spath, *dpath, *ctl;	/* status files, operator socket */
+	char *spath, *dpath, *ctl, *dctl;	/* status files, operator sockets */
 	struct fl_report *srep, *drep;	/* shared with the agents' processes */
 	pid_t sp, dp;
 	int s_exit, d_exit;		/* -1 while running */

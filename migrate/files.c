@@ -31,3 +31,8 @@ char *fl_migration_ctl_path(const char *dir, const char *id)
 {
 	return path_in(dir, id, "source.sock");
 }
+
+char *fl_migration_dest_ctl_path(const char *dir, const char *id)
+{
+	return path_in(dir, id, "dest.sock");
+}

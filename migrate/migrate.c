@@ -111,13 +111,16 @@ int fl_migration_create(const struct fl_migration_opts *given, struct fl_migrati
 	m->spath = fl_migration_status_path(o->status_dir, m->id, "source");
 	m->dpath = fl_migration_status_path(o->status_dir, m->id, "dest");
 	m->ctl = fl_migration_ctl_path(o->status_dir, m->id);
-	if (!m->spath || !m->dpath || !m->ctl) {
+	m->dctl = fl_migration_dest_ctl_path(o->status_dir, m->id);
+	if (!m->spath || !m->dpath || !m->ctl || !m->dctl) {
 		fl_migration_destroy(m);
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	}
 	o->source.status_path = m->spath;
 	o->source.ctl_sock = m->ctl;
 	o->dest.status_path = m->dpath;
+	if (!o->remote_dest)	/* a remote destination's is on its host */
+		o->dest.ctl_sock = m->dctl;
 	if (o->vmm) {
 		o->source.stop_vm = fl_vmm_stop;
 		o->source.vm_state = fl_vmm_state;
@@ -366,7 +369,7 @@ int fl_migration_wait(struct fl_migration *m)
 int fl_migration_request(const char *dir, const char *id, const char *verb, char *reply, size_t len,
 			 struct fl_error *err)
 {
-	char *sock = fl_migration_ctl_path(dir, id);
+	char *sock = !strncmp(verb, "recover", 7) ? fl_migration_dest_ctl_path(dir, id) : fl_migration_ctl_path(dir, id);
 	int rc = sock ? fl_proto_line_call(sock, verb, reply, len, 10000) : -ENOMEM;
 
 	free(sock);
@@ -414,5 +417,6 @@ void fl_migration_destroy(struct fl_migration *m)
 	free(m->spath);
 	free(m->dpath);
 	free(m->ctl);
+	free(m->dctl);
 	free(m);
 }

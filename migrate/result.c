@@ -125,7 +125,7 @@ void mig_finish(struct fl_migration *m)
 		"fault_p999_us", "fault_max_us", "fault_local", "fault_local_p50_us", "fault_local_p99_us",
 		"fault_log2_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages",
 		"punched_pages", "switch_need_pages", "switch_stale_pages", "followers", "followers_lost", "follower_faults", "placement", "placement_min",
-		"placement_low" };
+		"placement_low", "recoveries", "paused_ms", "paused_max_ms", "resume_to_fault_ms", "link_lost" };
 	copy_keys(out, dj, from_dst, sizeof(from_dst) / sizeof(from_dst[0]));
 	/* pages pre-copied: the destination counts what it pulled, including a
 	 * round the source cut short; the rounds and the switch are the source's */
@@ -263,6 +263,12 @@ char *fl_migration_summary(const struct fl_migration *m)
 			bulk_s > 0 ? (double)dr->bulk_bytes * 8 / 1e6 / bulk_s : 0,
 			(unsigned long long)sr->precopy_rounds, (unsigned long long)dr->precopy_pages,
 			sr->switch_reason[0] ? sr->switch_reason : "?", (unsigned long long)sr->final_dirty_pages);
+		if (dr->recoveries)
+			fprintf(f, "link: lost and recovered %llu time(s) in post-copy (last: %s); paused %.1f ms in "
+				"all, %.1f ms at most; faults flowed %.1f ms after the last resume\n",
+				(unsigned long long)dr->recoveries, dr->link_lost, (double)dr->paused_ns / 1e6,
+				(double)dr->paused_max_ns / 1e6,
+				dr->resume_fault_ns > dr->resumed_ns ? ms(dr->resumed_ns, dr->resume_fault_ns) : 0);
 		if (g && g->verified)
 			fprintf(f, "guest: max stall %.1f ms, corrupt pages %lld; RAM checksum %s\n", g->max_stall_ms,
 				(long long)g->corrupt,

@@ -214,27 +214,112 @@ int src_read_dest(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap,
 	"only this host has; the source VM stays paused and is never resumed (its copy is stale): " \
 	"the guest runs on neither host"
 
-/* Until COMPLETE: the destination sends PROGRESS while it works. */
+/* The link to the destination is lost in post-copy: pause (the VM stays
+ * paused here with its RAM) and wait for it to attach a new one. */
+static void pause_link(struct src *s, const char *why)
+{
+	if (s->ctl >= 0)
+		close(s->ctl);
+	s->ctl = -1;
+	s->rep->lost_ns = fl_now_ns();
+	snprintf(s->rep->link_lost, sizeof(s->rep->link_lost), "%.159s", why);
+	fl_state_transition(&s->sm, FL_STATE_POSTCOPY_PAUSED);
+	src_status(s, 0);
+	fl_log(FL_LOG_WARN, "source", "post-copy paused: %s; the VM stays paused here with its RAM; "
+	       "waiting up to %d s for the destination to reconnect", why, s->o->recover_timeout_ms / 1000);
+}
+
+/* A new control link from the destination (proven by the acceptor): our
+ * HELLO answers it, and post-copy goes on. */
+static void resume_link(struct src *s, int fd, uint8_t *buf, size_t cap)
+{
+	if (s->ctl >= 0)	/* it reconnected before we saw the old link die */
+		pause_link(s, "the destination attached a new control link");
+	fl_state_transition(&s->sm, FL_STATE_POSTCOPY_RECOVER);
+	int n = fl_proto_hello_encode(buf, cap, &s->hello);
+	int rc = fl_proto_write_frame(fd, FL_MSG_HELLO, buf, (uint32_t)n);
+	if (rc) {
+		close(fd);
+		fl_state_transition(&s->sm, FL_STATE_POSTCOPY_PAUSED);
+		return;
+	}
+	uint64_t now = fl_now_ns(), paused = now - s->rep->lost_ns;
+	s->ctl = fd;
+	s->heard_ns = now;
+	s->rep->recoveries++;
+	s->rep->paused_ns += paused;
+	if (paused > s->rep->paused_max_ns)
+		s->rep->paused_max_ns = paused;
+	s->rep->lost_ns = 0;
+	s->rep->resumed_ns = now;
+	fl_state_transition(&s->sm, FL_STATE_POSTCOPY);
+	src_status(s, 0);
+	fl_log(FL_LOG_WARN, "source", "the destination reconnected after %.1f s; post-copy resumed",
+	       (double)paused / 1e9);
+}
+
+/* A control link the destination attached again, waiting up to ms. */
+static int take_resume(struct src *s, int ms)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->resume_fd < 0 && ms > 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)ms * 1000000;
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&s->resume_cond, &s->lock, &ts);
+	}
+	int fd = s->resume_fd;
+	s->resume_fd = -1;
+	pthread_mutex_unlock(&s->lock);
+	return fd;
+}
+
+/* Until COMPLETE: the destination sends PROGRESS while it works. A lost
+ * link pauses (recover_timeout_ms > 0) until it attaches a new one. */
 int src_wait_complete(struct src *s, uint8_t *buf, size_t cap, struct fl_complete *done)
 {
+	const int limit = s->o->recover_timeout_ms;
 	struct fl_msg_hdr h;
+	char why[200];
 
 	for (;;) {
+		int fd = take_resume(s, s->ctl < 0 ? 200 : 0);
+		if (fd >= 0) {
+			resume_link(s, fd, buf, cap);
+			continue;
+		}
+		if (s->ctl < 0) {
+			if (fl_now_ns() - s->rep->lost_ns < (uint64_t)limit * 1000000ull)
+				continue;
+			return src_fail(s, -ETIMEDOUT, "the destination did not reconnect within %d s after the "
+					"link was lost (%s); %s", limit / 1000, s->rep->link_lost, LOST_AFTER_SWITCH);
+		}
 		int rc = src_read_dest(s, &h, buf, cap, 200);
 		if (rc == -EAGAIN || (!rc && h.type == FL_MSG_ROUND_DONE))
 			continue;	/* a round the destination was finishing at the switch */
-		if (rc == -ETIMEDOUT)
-			return src_fail(s, rc, "destination silent for %d ms during post-copy; %s",
-				    s->o->peer_timeout_ms, LOST_AFTER_SWITCH);
 		if (!rc && h.type == FL_MSG_ERROR)
 			return src_peer_error(s, buf, h.len, "during post-copy; " LOST_AFTER_SWITCH);
 		if (!rc && h.type != FL_MSG_COMPLETE)
 			rc = -EBADMSG;
 		if (!rc)
 			rc = fl_proto_complete_decode(buf, h.len, done);
-		if (rc)
-			return src_fail(s, rc, "destination lost during post-copy (%s); %s", fl_proto_strerror(rc),
-				    LOST_AFTER_SWITCH);
-		return 0;
+		if (!rc)
+			return 0;
+		bool link = rc != -EBADMSG && rc != -EPROTO && rc != -EMSGSIZE;	/* else: it spoke nonsense */
+		if (link && limit > 0) {
+			if (rc == -ETIMEDOUT)
+				snprintf(why, sizeof(why), "the destination was silent for %d ms", s->o->peer_timeout_ms);
+			else
+				snprintf(why, sizeof(why), "control link lost: %s", fl_proto_strerror(rc));
+			pause_link(s, why);
+			continue;
+		}
+		if (rc == -ETIMEDOUT)
+			return src_fail(s, rc, "destination silent for %d ms during post-copy; %s",
+				    s->o->peer_timeout_ms, LOST_AFTER_SWITCH);
+		return src_fail(s, rc, "destination lost during post-copy (%s); %s", fl_proto_strerror(rc),
+			    LOST_AFTER_SWITCH);
 	}
 }

@@ -22,6 +22,7 @@ void fl_source_opts_default(struct fl_source_opts *o)
 	o->id = "migration";
 	o->handshake_timeout_ms = FL_HANDSHAKE_TIMEOUT_MS;
 	o->peer_timeout_ms = FL_PEER_TIMEOUT_MS;
+	o->recover_timeout_ms = 600000;
 }
 
 /* The VM vouched for (src_check_vm), its RAM mapped, the control and
@@ -279,8 +280,9 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 	fl_report_init(rep, "source", o->id);
 	s->o = o;
 	s->rep = rep;
-	s->lfd = s->ctl = s->uffd = s->csock = s->shim_conn = -1;
+	s->lfd = s->ctl = s->uffd = s->csock = s->shim_conn = s->resume_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->resume_cond, NULL);
 	pthread_cond_init(&s->servers_gone, NULL);
 	fl_state_init(&s->sm);
 	/* TCP data channels are served whatever the transport: a destination
@@ -317,6 +319,8 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 	pthread_mutex_unlock(&s->lock);
 	if (s->ctl >= 0)
 		close(s->ctl);
+	if (s->resume_fd >= 0)
+		close(s->resume_fd);
 	if (s->lfd >= 0)
 		close(s->lfd);
 	if (s->lfd >= 0 && o->accept_sock)

@@ -81,6 +81,15 @@ void *src_acceptor_main(void *p)
 			       rc == -EPERM ? "it proved no session of ours" : fl_proto_strerror(rc));
 			continue;
 		}
+		if (at.channel == FL_CHAN_CONTROL) {	/* the destination is back: the main thread takes it */
+			pthread_mutex_lock(&s->lock);
+			if (s->resume_fd >= 0)
+				close(s->resume_fd);	/* an older attempt it gave up on */
+			s->resume_fd = fd;
+			pthread_cond_broadcast(&s->resume_cond);
+			pthread_mutex_unlock(&s->lock);
+			continue;
+		}
 		pthread_mutex_lock(&s->lock);
 		if (s->nservers >= MAX_CHANNELS) {
 			pthread_mutex_unlock(&s->lock);

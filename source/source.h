@@ -66,6 +66,10 @@ struct src {
 	uint64_t heard_ns;			/* last frame from the destination */
 	pthread_t ctl_th;
 	int ctl_started;
+	/* post-copy recovery: a destination that lost its link attaches a new
+	 * control link (CONTROL channel), handed from the acceptor here */
+	int resume_fd;				/* lock */
+	pthread_cond_t resume_cond;
 	/* authentication: NULL only when insecure (tests) */
 	struct fl_tls *tls;
 	uint8_t secret[FL_TLS_SECRET_LEN];	/* the control link's: data channels prove it */

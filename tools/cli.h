@@ -29,13 +29,15 @@ enum { CLI_OPT_NUMA_MAP = 300, CLI_OPT_GUEST_CPUS, CLI_OPT_PLACEMENT_MIN, CLI_OP
 	"         [--no-numa-workers] [--precopy-mbps N] [--postcopy-mbps N] [--no-bulk-yield]\n"
 bool cli_numa_option(int c, const char *arg, struct fl_dest_opts *d);
 /* Who may connect: the same options for either agent or both (NULL: not this one). */
-enum { CLI_OPT_TLS_DIR = 320, CLI_OPT_PSK_FILE, CLI_OPT_INSECURE, CLI_OPT_NO_ENCRYPT_DATA };
+enum { CLI_OPT_TLS_DIR = 320, CLI_OPT_PSK_FILE, CLI_OPT_INSECURE, CLI_OPT_NO_ENCRYPT_DATA, CLI_OPT_RECOVER_TIMEOUT };
 #define CLI_LINK_OPTIONS \
 	{ "tls-dir", 1, 0, CLI_OPT_TLS_DIR }, { "psk-file", 1, 0, CLI_OPT_PSK_FILE }, \
-	{ "insecure", 0, 0, CLI_OPT_INSECURE }, { "no-encrypt-data", 0, 0, CLI_OPT_NO_ENCRYPT_DATA }
+	{ "insecure", 0, 0, CLI_OPT_INSECURE }, { "no-encrypt-data", 0, 0, CLI_OPT_NO_ENCRYPT_DATA }, \
+	{ "recover-timeout", 1, 0, CLI_OPT_RECOVER_TIMEOUT }
 #define CLI_LINK_USAGE \
 	"         [--tls-dir DIR (ca-cert.pem, server-/client-cert.pem, -key.pem) | --psk-file FILE]\n" \
-	"         [--no-encrypt-data] [--insecure (tests: loopback or a network namespace)]\n"
+	"         [--no-encrypt-data] [--insecure (tests: loopback or a network namespace)]\n" \
+	"         [--recover-timeout SECONDS (post-copy waits this long for a lost link; 600; 0: fail)]\n"
 bool cli_link_option(int c, const char *arg, struct fl_source_opts *s, struct fl_dest_opts *d);
 int cli_demo(int argc, char **argv);
 /* cli_daemon.c: this host's faultlined as the server */

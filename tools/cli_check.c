@@ -57,6 +57,17 @@ bool cli_link_option(int c, const char *arg, struct fl_source_opts *s, struct fl
 		if (d)
 			d->encrypt_data = false;
 		return true;
+	case CLI_OPT_RECOVER_TIMEOUT: {
+		char *end;
+		double sec = strtod(arg, &end);
+		if (*end || end == arg || sec < 0 || sec > 86400)
+			return false;	/* reported as an incomplete option */
+		if (s)
+			s->recover_timeout_ms = (int)(sec * 1000);
+		if (d)
+			d->recover_timeout_ms = (int)(sec * 1000);
+		return true;
+	}
 	}
 	return false;
 }

@@ -104,16 +104,22 @@ int cli_status(int argc, char **argv)
 /* abort / force-complete: one line to the source agent's operator socket. */
 int cli_operator(const char *verb, int argc, char **argv)
 {
-	const char *dir = NULL, *id = NULL;
-	char reply[512];
+	const char *dir = NULL, *id = NULL, *addr = NULL;
+	char reply[512], line[320];
+	bool recover = !strcmp(verb, "recover");
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--status-dir") && i + 1 < argc)
 			dir = argv[++i];
+		else if (recover && !strcmp(argv[i], "--address") && i + 1 < argc)
+			addr = argv[++i];
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: faultline %s ID [--status-dir DIR]\n%s\n", verb,
+			printf("usage: faultline %s ID [--status-dir DIR]%s\n%s\n", verb,
+			       recover ? " [--address HOST:PORT]" : "",
 			       !strcmp(verb, "abort")
 				       ? "Stop a migration before switchover; the VM keeps running on the source."
+			       : recover ? "Run on the destination host. A post-copy paused on a lost link reconnects\n"
+					   "now instead of at its next backoff; --address: the source is now reached there."
 				       : "End pre-copy now and switch to post-copy.");
 			return 0;
 		} else if (argv[i][0] == '-') {
@@ -126,6 +132,11 @@ int cli_operator(const char *verb, int argc, char **argv)
 	}
 	if (!id)
 		return usage_error(verb, "need the migration ID");
+	if (addr && (!strchr(addr, ':') || strlen(addr) > 256))
+		return usage_error(verb, "--address is HOST:PORT");
+	snprintf(line, sizeof(line), "%s%s%s", verb, addr ? " " : "", addr ? addr : "");
+	if (recover && !dir)	/* the destination agent's socket, on this host */
+		dir = DEFAULT_STATUS_DIR;
 	/* with a daemon here, it answers: from the destination host it asks
 	 * the source's daemon */
 	if (!dir) {
@@ -141,7 +152,7 @@ int cli_operator(const char *verb, int argc, char **argv)
 		dir = DEFAULT_STATUS_DIR;
 	}
 	struct fl_error e = { 0 };
-	if (fl_migration_request(dir, id, verb, reply, sizeof(reply), &e)) {
+	if (fl_migration_request(dir, id, line, reply, sizeof(reply), &e)) {
 		fprintf(stderr, "faultline %s: %s\n", verb, e.text);
 		return 1;
 	}

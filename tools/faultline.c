@@ -228,6 +228,7 @@ static int cmd_dest(int argc, char **argv)
 	    o.bulk_pages < 1 || o.bulk_pages > 64)
 		die_usage("dest", "--bulk-conns 1..8, --bulk-depth 1..64, --bulk-pages 1..64");
 	o.status_path = fl_migration_status_path(sdir, o.id ? o.id : "migration", "dest");
+	o.ctl_sock = fl_migration_dest_ctl_path(sdir, o.id ? o.id : "migration");
 	struct fl_report *r = fl_report_create();
 	if (!r) {
 		fprintf(stderr, "faultline dest: out of memory\n");
@@ -540,6 +541,7 @@ static void usage(FILE *f)
 		"  status    state and progress of migrations on this host (also: list)\n"
 		"  abort     stop a migration before switchover (the VM stays on the source)\n"
 		"  force-complete  end pre-copy now, switch to post-copy\n"
+		"  recover   ID [--address HOST:PORT]: a post-copy paused on a lost link reconnects now\n"
 		"  caps      userfaultfd features of this kernel\n"
 		"  check     the destination's preflight alone (NUMA memory, huge pages, CPUs, VFIO)\n"
 		"  vmctl     send a command to a guest-sim VM\n"
@@ -596,7 +598,7 @@ int main(int argc, char **argv)
 		return cmd_qmp(argc, argv);
 	if (!strcmp(cmd, "check"))
 		return cli_check(argc, argv);
-	if (!strcmp(cmd, "abort") || !strcmp(cmd, "force-complete"))
+	if (!strcmp(cmd, "abort") || !strcmp(cmd, "force-complete") || !strcmp(cmd, "recover"))
 		return cli_operator(cmd, argc, argv);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);

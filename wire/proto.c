@@ -155,7 +155,7 @@ int fl_proto_attach_decode(const uint8_t *in, size_t n, struct fl_attach *a)
 	a->session = get64(in);
 	a->channel = get32(in + 8);
 	a->index = get32(in + 12);
-	if (a->channel != FL_CHAN_FAULT && a->channel != FL_CHAN_BULK)
+	if (a->channel != FL_CHAN_FAULT && a->channel != FL_CHAN_BULK && a->channel != FL_CHAN_CONTROL)
 		return -EBADMSG;
 	return 0;
 }

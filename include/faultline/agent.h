@@ -72,6 +72,10 @@ struct fl_source_opts {
 	 * SCM_RIGHTS) and the agent listens on no TCP port (listen still names
 	 * the address, for RDMA). NULL: listen on listen. */
 	const char *accept_sock;
+	/* Post-copy: a destination whose link was lost may reconnect (and
+	 * prove the same migration) this long; the VM stays paused here with
+	 * its RAM. 0: a lost link fails the migration. Default 600000. */
+	int recover_timeout_ms;
 };
 
 #define FL_DEST_MAX_FOLLOWERS 7
@@ -115,6 +119,13 @@ struct fl_dest_opts {
 	struct fl_tls_opts tls;		/* as the source's */
 	bool insecure;
 	bool encrypt_data;
+	/* Post-copy that survives a lost link: every channel failing pauses
+	 * the migration (faulting vCPUs wait) and the agent reconnects with
+	 * backoff for this long (default 600000; 0: a lost link fails it). */
+	int recover_timeout_ms;
+	/* operator socket: "recover [HOST:PORT]" (reconnect now, optionally
+	 * to another address of the source), "status"; NULL: none */
+	const char *ctl_sock;
 };
 
 void fl_source_opts_default(struct fl_source_opts *o);

@@ -107,8 +107,11 @@ void fl_migration_destroy(struct fl_migration *m);
  * operator socket); DIR is made 0700. Caller frees; NULL on error. */
 char *fl_migration_status_path(const char *dir, const char *id, const char *role);
 char *fl_migration_ctl_path(const char *dir, const char *id);
-/* One operator request ("abort", "force-complete") to the source agent of
- * migration id: 0 with the agent's answer in reply, or -errno with err. */
+/* DIR/ID.dest.sock: the destination agent's ("recover"). */
+char *fl_migration_dest_ctl_path(const char *dir, const char *id);
+/* One operator request ("abort", "force-complete" to the source agent;
+ * "recover [HOST:PORT]" to the destination's) of migration id: 0 with the
+ * agent's answer in reply, or -errno with err. */
 int fl_migration_request(const char *dir, const char *id, const char *verb, char *reply, size_t len,
 			 struct fl_error *err);
 

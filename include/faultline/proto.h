@@ -42,7 +42,9 @@ enum fl_msg_type {
 #define FL_CAP_PRECOPY (1u << 3)	/* dest can take pre-copy (punches stale pages) */
 #define FL_CAP_CLEAR_DATA (1u << 4)	/* data channels drop TLS after the handshake */
 
-enum fl_channel { FL_CHAN_FAULT = 1, FL_CHAN_BULK = 2 };
+/* CONTROL: a destination re-attaching its control link after a lost one
+ * (post-copy recovery); the source answers with its HELLO. */
+enum fl_channel { FL_CHAN_FAULT = 1, FL_CHAN_BULK = 2, FL_CHAN_CONTROL = 3 };
 
 struct fl_msg_hdr {
 	uint16_t type;

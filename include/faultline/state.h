@@ -15,6 +15,11 @@ enum fl_state {
 	FL_STATE_COMPLETED,
 	FL_STATE_FAILED,
 	FL_STATE_CANCELLED,
+	/* post-copy with a link down: faulting vCPUs wait, nothing is dropped,
+	 * the destination's received bitmap stays the truth (appended: the
+	 * numbers above are unchanged) */
+	FL_STATE_POSTCOPY_PAUSED,
+	FL_STATE_POSTCOPY_RECOVER,	/* reconnecting, re-handshaking */
 	FL_STATE__COUNT
 };
 

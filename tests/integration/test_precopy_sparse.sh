@@ -14,7 +14,7 @@ for zc in "" "--zero-copy --sendfile"; do
 for pattern in stride:2 subset:50; do
 	out=$("$FL" demo --json --size 256M --rate-limit 1gbit --vcpu-rate 11000 --pattern "$pattern" --max-rounds 4 \
 		--downtime-ms 1 --warmup 1 --workdir "$W/run" $zc 2>"$W/err") || {
-		tail -n 5 "$W/err"; fail "$pattern $zc: faultline demo exited nonzero"; }
+		tail -n 15 "$W/err"; fail "$pattern $zc: faultline demo exited nonzero"; }
 	line=$(echo "$out" | tail -n 1)
 	assert_migration "$line"
 	rounds=$(echo "$line" | jget precopy_rounds)

@@ -40,6 +40,38 @@ static void test_pure_postcopy(void **st)
 	assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY), 0);
 }
 
+/* A lost link pauses post-copy; recovery resumes it (as often as links
+ * drop), or gives up; a paused migration neither completes nor is
+ * cancelled: the guest already runs on the destination. */
+static void test_pause_recover(void **st)
+{
+	struct fl_sm sm;
+
+	(void)st;
+	fl_state_init(&sm);
+	assert_int_equal(fl_state_transition(&sm, FL_STATE_PREPARING), 0);
+	assert_int_equal(fl_state_transition(&sm, FL_STATE_PRECOPY), 0);
+	assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY_PAUSED), -EINVAL);	/* before the switch: none */
+	assert_int_equal(fl_state_transition(&sm, FL_STATE_SWITCHOVER), 0);
+	assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY_PAUSED), 0);
+		assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY_RECOVER), 0);
+		if (i == 1)	/* the re-handshake failed: paused again */
+			assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY_PAUSED), 0);
+		else
+			assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY), 0);
+	}
+	assert_false(fl_state_legal(FL_STATE_POSTCOPY_PAUSED, FL_STATE_POSTCOPY));	/* only through recover */
+	assert_false(fl_state_legal(FL_STATE_POSTCOPY_PAUSED, FL_STATE_COMPLETED));
+	assert_false(fl_state_legal(FL_STATE_POSTCOPY_PAUSED, FL_STATE_CANCELLED));
+	assert_false(fl_state_legal(FL_STATE_POSTCOPY_RECOVER, FL_STATE_CANCELLED));
+	assert_int_equal(fl_state_transition(&sm, FL_STATE_POSTCOPY_PAUSED), 0);
+	assert_int_equal(fl_state_fail(&sm, -ETIMEDOUT), 0);	/* the recover timeout */
+	assert_string_equal(fl_state_name(FL_STATE_POSTCOPY_PAUSED), "postcopy-paused");
+	assert_string_equal(fl_state_name(FL_STATE_POSTCOPY_RECOVER), "postcopy-recover");
+}
+
 static void test_illegal(void **st)
 {
 	struct fl_sm sm;
@@ -77,6 +109,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_happy_path), cmocka_unit_test(test_pure_postcopy),
+		cmocka_unit_test(test_pause_recover),
 		cmocka_unit_test(test_illegal), cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
