@@ -10,11 +10,11 @@ WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissin
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
-LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c core/pace.c \
+LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c core/pace.c core/persist.c \
 	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/tcp_serve.c transport/tls.c transport/rdma.c transport/rdma_server.c \
 	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
-	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/ctl.c \
-	dest/run.c dest/link.c dest/recover.c dest/ctl.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/sched.c dest/precopy.c \
+	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/restart.c source/ctl.c \
+	dest/run.c dest/link.c dest/recover.c dest/restart.c dest/ctl.c dest/setup.c dest/place.c dest/fault.c dest/bulk.c dest/sched.c dest/precopy.c \
 	migrate/migrate.c migrate/files.c migrate/observe.c migrate/result.c
 LIB_OBJ = $(LIB_SRC:.c=.o)
 
@@ -40,7 +40,7 @@ libfaultline.so: $(LIB_OBJ) libfaultline.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libfaultline.map -o $@ $(LIB_OBJ) \
 		$(SAN) $(LDLIBS_ALL)
 
-%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h core/report.h core/pace.h dest/dest.h dest/sched.h source/source.h transport/rdma_int.h transport/int.h vmm/driver.h migrate/controller.h config.mk
+%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h core/report.h core/pace.h core/persist.h dest/dest.h dest/sched.h source/source.h transport/rdma_int.h transport/int.h vmm/driver.h migrate/controller.h config.mk
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 # The shim carries its own copy of the uffd layer, hidden, so nothing it
@@ -100,7 +100,7 @@ FUZZ_FLAGS = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Iinclude -I. \
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,tests/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_OBJ = $(patsubst %.c,tests/fuzz/obj/%.o,$(LIB_SRC))
 
-tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h core/report.h core/pace.h dest/dest.h dest/sched.h source/source.h transport/rdma_int.h transport/int.h vmm/driver.h migrate/controller.h config.mk
+tests/fuzz/obj/%.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h core/report.h core/pace.h core/persist.h dest/dest.h dest/sched.h source/source.h transport/rdma_int.h transport/int.h vmm/driver.h migrate/controller.h config.mk
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 

@@ -220,6 +220,10 @@ json_object *fl_report_object(const struct fl_report *r)
 					       json_object_new_double((double)(r->resume_fault_ns - r->resumed_ns) / 1e6));
 		json_object_object_add(o, "link_lost", json_object_new_string(r->link_lost));
 	}
+	if (r->restarts) {	/* an agent died and another took over */
+		json_object_object_add(o, "restarts", u64(r->restarts));
+		json_object_object_add(o, "restart_pages", u64(r->restart_pages));
+	}
 	if (r->nplacement) {
 		json_object *a = json_object_new_array();
 		for (uint32_t i = 0; i < r->nplacement; i++) {

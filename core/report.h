@@ -87,6 +87,8 @@ struct fl_report {
 	uint64_t resumed_ns;		/* the last resume: every link back */
 	uint64_t resume_fault_ns;	/* the first fault read answered after it */
 	char link_lost[160];		/* why the last pause began */
+	uint64_t restarts;		/* dest/source: agents that replaced one that died */
+	uint64_t restart_pages;		/* dest: pages found present by the last of them */
 };
 
 /* A report that came from elsewhere (another host's daemon) made safe to

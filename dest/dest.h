@@ -166,6 +166,7 @@ struct dst {
 	int fault_parked;		/* the fault thread's: it posts nothing */
 	int bulk_live, bulk_parked;	/* bulk threads running; of them, parked (lock) */
 	volatile int recover_now;	/* the operator: try again at once */
+	int resume;			/* this agent replaces one that died (restart.c) */
 	char source_addr[256];		/* where the source is (the main thread's) */
 	char next_addr[256];		/* recover --address, for the next attempt (lock) */
 	int csock;			/* operator socket */
@@ -228,12 +229,18 @@ int dst_link_lost(struct dst *d, int rc, const char *fmt, ...) __attribute__((fo
 int dst_recover(struct dst *d, uint8_t *buf, size_t cap);
 int dst_start_ctl(struct dst *d);
 void dst_stop_ctl(struct dst *d);
+/* run.c */
+int dst_start_bulk(struct dst *d);
+/* restart.c */
+int dst_restart(struct dst *d);
+void dst_persist(struct dst *d);
 /* link.c */
 int dst_read_ctl(struct dst *d, struct fl_msg_hdr *h, uint8_t *buf, size_t cap, const char *what,
 		 int timeout_ms);
 void dst_heartbeat(struct dst *d);
 int dst_hello(struct dst *d, uint8_t *buf, size_t cap);
 void dst_host_of(const char *addr, char *host, size_t len);
+int dst_tls_init(struct dst *d);
 int dst_connect_data(struct dst *d);
 
 #pragma GCC visibility pop

@@ -94,6 +94,23 @@ int dst_hello(struct dst *d, uint8_t *buf, size_t cap)
 	return dst_match_peer(d);
 }
 
+/* The TLS context of every link to the source (NULL when insecure), and
+ * the name a daemon owning the source's port routes this migration by. */
+int dst_tls_init(struct dst *d)
+{
+	struct fl_error e = { 0 };
+	int rc = fl_tls_setup(&d->o->tls, d->o->insecure, d->source_addr, &d->tls, &e);
+
+	if (rc)
+		return dst_fail(d, rc, "%s", e.text);
+	if (d->tls && d->o->id) {
+		char sni[160];
+		snprintf(sni, sizeof(sni), "faultline.%s", d->o->id);
+		fl_tls_set_sni(d->tls, sni);
+	}
+	return 0;
+}
+
 /* HOST of HOST:PORT ([v6]:PORT too): the name a TLS peer must prove. */
 void dst_host_of(const char *addr, char *host, size_t len)
 {

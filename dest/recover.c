@@ -120,6 +120,11 @@ static int reattach(struct dst *d, uint8_t *buf, size_t cap, char *why, size_t w
 		rc = fl_proto_hello_decode(buf, h.len, &again);
 	if (!rc && again.session != d->peer.session)
 		rc = -ESTALE;
+	for (uint32_t i = 0; !rc && i < d->nr; i++)	/* the same RAM, maybe registered anew (RDMA) */
+		if (again.nregions != d->peer.nregions ||
+		    strcmp(again.regions[d->r[i].src_idx].name, d->peer.regions[d->r[i].src_idx].name) ||
+		    again.regions[d->r[i].src_idx].length != d->peer.regions[d->r[i].src_idx].length)
+			rc = -ESTALE;
 	if (rc) {
 		snprintf(why, wl, "%s", rc == -ESTALE ? "another source agent answers there (not this migration's)"
 					: rc == -ETIMEDOUT ? "the source did not answer the re-attach"
@@ -127,6 +132,7 @@ static int reattach(struct dst *d, uint8_t *buf, size_t cap, char *why, size_t w
 		close(fd);
 		return rc;
 	}
+	d->peer = again;	/* every thread that reads it is parked */
 	d->ctl = fd;
 	return 0;
 }

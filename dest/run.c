@@ -43,14 +43,9 @@ static int prepare(struct dst *d, uint8_t *buf, size_t cap)
 	if (rc)
 		return rc;
 	struct fl_error e = { 0 };
-	rc = fl_tls_setup(&o->tls, o->insecure, o->source, &d->tls, &e);
+	rc = dst_tls_init(d);
 	if (rc)
-		return dst_fail(d, rc, "%s", e.text);
-	if (d->tls && o->id) {	/* a daemon owning the source's port routes by it */
-		char sni[160];
-		snprintf(sni, sizeof(sni), "faultline.%s", o->id);
-		fl_tls_set_sni(d->tls, sni);
-	}
+		return rc;
 	dst_status(d);
 	d->ctl = fl_transport_tcp_connect(o->source, o->connect_timeout_ms);
 	if (d->ctl < 0) {
@@ -179,9 +174,32 @@ static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hd
 	/* The puller fetches only what is not current here. */
 	for (uint64_t w = 0; w < (d->total + 63) / 64; w++)
 		d->requested.words[w] |= ~d->need.words[w];
+	/* A restarted agent can rejoin from here on: what it needs is kept
+	 * before the first page is resolved, and the shim hears the gate open
+	 * (a VM whose agent dies after it is never taken for untouched). */
+	dst_persist(d);
+	fl_shimctl_gate(d->shim_conn);
+	for (int vi = 1; vi < d->nviews; vi++)
+		fl_shimctl_gate(d->v[vi].conn);
 	/* From here pages get resolved: the VM is served, no longer untouched. */
 	__atomic_store_n(&d->gate_open, 1, __ATOMIC_RELEASE);
 	dst_wake_fault_thread(d);	/* held faults are answered now, not at its next poll timeout */
+	rc = dst_start_bulk(d);
+	if (rc)
+		return rc;
+	rc = dst_resolve_clean_all(d);
+	if (rc) {
+		rc = rc == -ESRCH ? dst_fail(d, rc, "the destination VM process (pid %d) exited during post-copy",
+					 d->shim.pid)
+				  : dst_fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* The pullers, one per bulk channel. */
+int dst_start_bulk(struct dst *d)
+{
 	for (int i = 0; i < d->nbulk; i++) {
 		struct bulk_arg *a = malloc(sizeof(*a));
 		if (a)
@@ -197,13 +215,6 @@ static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hd
 			return dst_fail(d, -EAGAIN, "cannot start bulk thread");
 		}
 		d->nbulk_started++;
-	}
-	rc = dst_resolve_clean_all(d);
-	if (rc) {
-		rc = rc == -ESRCH ? dst_fail(d, rc, "the destination VM process (pid %d) exited during post-copy",
-					 d->shim.pid)
-				  : dst_fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
-		return rc;
 	}
 	return 0;
 }
@@ -297,6 +308,8 @@ static int complete(struct dst *d, uint8_t *buf, size_t cap)
 	if (rc)	/* the VM runs here regardless: only the source's cleanup is late */
 		fl_log(FL_LOG_WARN, "dest", "could not tell the source we completed: %s", strerror(-rc));
 	fl_state_transition(&d->sm, FL_STATE_COMPLETED);
+	if (d->o->state_path)	/* nothing to rejoin any more */
+		unlink(d->o->state_path);
 	return 0;
 }
 
@@ -311,12 +324,15 @@ static int run(struct dst *d)
 	rc = dst_start_ctl(d);
 	if (rc)
 		rc = dst_fail(d, rc, "cannot open the operator socket %s: %s", d->o->ctl_sock, strerror(-rc));
-	if (!rc)
+	if (!rc && d->resume) {	/* replacing an agent that died in post-copy */
+		rc = dst_restart(d);
+	} else if (!rc) {
 		rc = prepare(d, buf, 65536);
-	if (!rc)
-		rc = precopy(d, buf, 65536, &h);
-	if (!rc)
-		rc = switch_over(d, buf, &h);
+		if (!rc)
+			rc = precopy(d, buf, 65536, &h);
+		if (!rc)
+			rc = switch_over(d, buf, &h);
+	}
 	if (!rc)
 		rc = wait_all(d, buf, 65536);
 	if (!rc)
@@ -338,7 +354,7 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 	}
 	o->spin_us = fl_numa_spin_budget(o->spin_us, 100);
 	o->fault_spin_us = fl_numa_spin_budget(o->fault_spin_us, 500);
-	if (!o->source || !o->shim_sock) {
+	if ((!o->source && !o->resume) || !o->shim_sock) {
 		fl_report_init(rep, "dest", o->id ? o->id : "?");
 		fl_error_set(&rep->error, -EINVAL, "destination options: %s missing",
 			 !o->source ? "the source address" : "the VM's shim socket");
@@ -350,11 +366,18 @@ int fl_dest_run(const struct fl_dest_opts *given, struct fl_report *rep)
 		fl_report_init(rep, "dest", o->id);
 		return fl_error_set(&rep->error, -ENOMEM, "out of memory");
 	}
-	fl_report_init(rep, "dest", o->id);
+	/* an agent replacing one that died goes on with the controller's
+	 * report of the run (shared memory): times and latencies so far */
+	bool same = o->resume && !strcmp(rep->role, "dest") && !strcmp(rep->id, o->id ? o->id : "");
+	if (same)
+		memset(&rep->error, 0, sizeof(rep->error));
+	else
+		fl_report_init(rep, "dest", o->id);
+	d->resume = o->resume;
 	d->o = o;
 	d->rep = rep;
 	d->uffd = d->ctl = d->shim_conn = d->csock = -1;
-	snprintf(d->source_addr, sizeof(d->source_addr), "%s", o->source);
+	snprintf(d->source_addr, sizeof(d->source_addr), "%s", o->source ? o->source : "");
 	d->nslices = 1;
 	d->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->yield_bulk = o->bulk_yield;

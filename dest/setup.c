@@ -38,7 +38,8 @@ static int add_follower(struct dst *d, const char *sock)
 	}
 	int conn = -1;
 	struct fl_error e = { 0 };
-	rc = fl_shimctl_claim(sock, d->o->shim_timeout_ms, FL_SHIM_OP_CLAIM_DEST, t, &fd, &conn, &e);
+	rc = fl_shimctl_claim(sock, d->o->shim_timeout_ms, d->resume ? FL_SHIM_OP_RESUME_DEST : FL_SHIM_OP_CLAIM_DEST, t,
+			      &fd, &conn, &e);
 	if (rc) {
 		rc = dst_fail(d, rc, "follower %s: %s", sock, e.text);
 		goto out;
@@ -186,7 +187,12 @@ int dst_describe_regions(struct dst *d)
 	if (d->shim.role != FL_SHIM_ROLE_DEST)
 		return dst_fail(d, -EINVAL, "VM pid %d was not started as a migration destination "
 			    "(no -incoming, FAULTLINE_SHIM_ROLE != dest)", d->shim.pid);
-	if (d->shim.state != FL_SHIM_PRISTINE || d->shim.holder)
+	if (d->resume && !d->shim.holder && d->shim.state != FL_SHIM_SERVED)
+		return dst_fail(d, -EPERM, "VM pid %d has no post-copy to resume: its memory is %s (agent pid "
+				"%d)%s", d->shim.pid, fl_shimctl_state_name(d->shim.state), d->shim.last_holder,
+				d->shim.state == FL_SHIM_PRISTINE ? "; no agent opened its gate: start the "
+				"migration over" : "");
+	if (!d->resume && (d->shim.state != FL_SHIM_PRISTINE || d->shim.holder))
 		return dst_fail(d, d->shim.holder ? -EBUSY : -EPERM,
 			    "VM pid %d is not an untouched incoming migration: its memory is %s "
 			    "(agent pid %d); its RAM is left as it is",
@@ -251,7 +257,8 @@ int dst_claim_vm(struct dst *d)
 	if (!t)
 		return dst_fail(d, -ENOMEM, "out of memory");
 	struct fl_error e = { 0 };
-	rc = fl_shimctl_claim(d->o->shim_sock, d->o->shim_timeout_ms, FL_SHIM_OP_CLAIM_DEST, t, &d->uffd,
+	rc = fl_shimctl_claim(d->o->shim_sock, d->o->shim_timeout_ms,
+			      d->resume ? FL_SHIM_OP_RESUME_DEST : FL_SHIM_OP_CLAIM_DEST, t, &d->uffd,
 			      &d->shim_conn, &e);
 	if (rc) {
 		rc = dst_fail(d, rc, "%s", e.text);
@@ -303,8 +310,9 @@ int dst_attach_ram(struct dst *d)
 		d->r[i].foff = s->offset;
 		/* Start from holes: a page left in the file by anything before us
 		 * would fault MINOR and be taken for pre-copied content. The shim
-		 * vouched that no guest has used this memory. */
-		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s->offset,
+		 * vouched that no guest has used this memory. (Resumed: what is
+		 * here is the truth, kept.) */
+		if (!d->resume && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s->offset,
 			      (off_t)s->length) < 0) {
 			int pe = errno;
 			off_t data = lseek(fd, (off_t)s->offset, SEEK_DATA);

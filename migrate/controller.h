@@ -36,6 +36,8 @@ struct fl_migration {
 	uint8_t psk[32];		/* both agents' key when none was given */
 	bool remote_guest;		/* the remote destination asked its guest */
 	uint64_t next_remote_ns;	/* its report is asked for every 250 ms, not every poll */
+	char *srestart, *drestart;	/* the agents' restart files */
+	int s_restarts, d_restarts;	/* agents started to replace one that died */
 };
 
 /* observe.c */

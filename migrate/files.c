@@ -32,6 +32,14 @@ char *fl_migration_ctl_path(const char *dir, const char *id)
 	return path_in(dir, id, "source.sock");
 }
 
+char *fl_migration_restart_path(const char *dir, const char *id, const char *role)
+{
+	char suffix[32];
+
+	snprintf(suffix, sizeof(suffix), "%s.restart", role);
+	return path_in(dir, id, suffix);
+}
+
 char *fl_migration_dest_ctl_path(const char *dir, const char *id)
 {
 	return path_in(dir, id, "dest.sock");

@@ -112,15 +112,20 @@ int fl_migration_create(const struct fl_migration_opts *given, struct fl_migrati
 	m->dpath = fl_migration_status_path(o->status_dir, m->id, "dest");
 	m->ctl = fl_migration_ctl_path(o->status_dir, m->id);
 	m->dctl = fl_migration_dest_ctl_path(o->status_dir, m->id);
-	if (!m->spath || !m->dpath || !m->ctl || !m->dctl) {
+	m->srestart = fl_migration_restart_path(o->status_dir, m->id, "source");
+	m->drestart = fl_migration_restart_path(o->status_dir, m->id, "dest");
+	if (!m->spath || !m->dpath || !m->ctl || !m->dctl || !m->srestart || !m->drestart) {
 		fl_migration_destroy(m);
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	}
 	o->source.status_path = m->spath;
 	o->source.ctl_sock = m->ctl;
 	o->dest.status_path = m->dpath;
-	if (!o->remote_dest)	/* a remote destination's is on its host */
+	o->source.state_path = m->srestart;
+	if (!o->remote_dest) {	/* a remote destination's are on its host */
 		o->dest.ctl_sock = m->dctl;
+		o->dest.state_path = m->drestart;
+	}
 	if (o->vmm) {
 		o->source.stop_vm = fl_vmm_stop;
 		o->source.vm_state = fl_vmm_state;
@@ -299,12 +304,43 @@ static int exit_code(int st, struct fl_report *r)
 	return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
+#define MAX_RESTARTS 3
+
+/* An agent killed (or crashed) after the switch while its partner still
+ * works: another takes over (the shim kept the VM's userfaultfd, the
+ * restart file the migration, the partner waits paused). */
+static bool respawn(struct fl_migration *m, bool src, int st)
+{
+	struct fl_report *r = src ? m->srep : m->drep;
+	int *n = src ? &m->s_restarts : &m->d_restarts;
+
+	if (!WIFSIGNALED(st) || !r->switch_ns || *n >= MAX_RESTARTS || (src ? m->d_exit : m->s_exit) >= 0 ||
+	    (src ? m->o.source.recover_timeout_ms : m->o.dest.recover_timeout_ms) <= 0 ||
+	    !(src ? m->o.source.state_path : m->o.dest.state_path))
+		return false;
+	if (src)
+		m->o.source.resume = true;
+	else
+		m->o.dest.resume = true;
+	pid_t p = spawn_agent(m, src);
+	if (p < 0)
+		return false;
+	fl_log(FL_LOG_WARN, "migrate", "the %s agent died in post-copy (signal %d): agent pid %d takes over",
+	       src ? "source" : "destination", WTERMSIG(st), (int)p);
+	if (src)
+		m->sp = p;
+	else
+		m->dp = p;
+	(*n)++;
+	return true;
+}
+
 static void reap(struct fl_migration *m)
 {
 	int st;
 
 	/* our two children only: the embedder's own are not ours to reap */
-	if (m->s_exit < 0 && mig_reap(m, true, &st))
+	if (m->s_exit < 0 && mig_reap(m, true, &st) && !respawn(m, true, st))
 		m->s_exit = exit_code(st, m->srep);
 	const struct fl_migration_remote *rd = m->o.remote_dest;
 	int rc = 1;
@@ -321,7 +357,7 @@ static void reap(struct fl_migration *m)
 		}
 		m->remote_guest = rc == 0 && m->guest.queried;
 	}
-	if (m->d_exit < 0 && (rd ? rc <= 0 : mig_reap(m, false, &st))) {
+	if (m->d_exit < 0 && (rd ? rc <= 0 : mig_reap(m, false, &st)) && (rd || !respawn(m, false, st))) {
 		m->d_exit = rd ? st : exit_code(st, m->drep);
 		m->t_done = fl_now_ns();
 		/* A destination that failed before switchover: the source has
@@ -418,5 +454,7 @@ void fl_migration_destroy(struct fl_migration *m)
 	free(m->dpath);
 	free(m->ctl);
 	free(m->dctl);
+	free(m->srestart);
+	free(m->drestart);
 	free(m);
 }

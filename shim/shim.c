@@ -38,6 +38,7 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fl_shim_table g_tab;
 static const char *g_ram, *g_sock;
 static int g_uffd = -1;
+static int g_gate;	/* an agent opened the gate: the guest may depend on its pages */
 static int g_listening;
 static int g_enabled;
 
@@ -119,10 +120,10 @@ static int decide(uint32_t op, pid_t agent)
 		return g_tab.error ? g_tab.error : -ENOENT;
 	if (g_tab.holder)
 		return -EBUSY;
-	if (op == FL_SHIM_OP_CLAIM_DEST) {
+	if (op == FL_SHIM_OP_CLAIM_DEST || op == FL_SHIM_OP_RESUME_DEST) {
 		if (g_tab.role != FL_SHIM_ROLE_DEST)
 			return -EINVAL;
-		if (g_tab.state != FL_SHIM_PRISTINE)
+		if (g_tab.state != (op == FL_SHIM_OP_CLAIM_DEST ? FL_SHIM_PRISTINE : FL_SHIM_SERVED))
 			return -EPERM;
 	} else if (op == FL_SHIM_OP_CLAIM_SOURCE) {
 		/* a destination that completed is an ordinary VM now */
@@ -134,7 +135,7 @@ static int decide(uint32_t op, pid_t agent)
 	g_tab.holder = agent;
 	g_tab.last_holder = agent;
 	g_tab.claims++;
-	if (op == FL_SHIM_OP_CLAIM_DEST)
+	if (op != FL_SHIM_OP_CLAIM_SOURCE)
 		g_tab.state = FL_SHIM_CLAIMED;
 	return 0;
 }
@@ -196,15 +197,27 @@ static void serve_client(int c)
 	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	char how = 0;
 	ssize_t n;
-	do
-		n = recv(c, &how, 1, 0);
-	while (n < 0 && errno == EINTR);
+	for (;;) {
+		do
+			n = recv(c, &how, 1, 0);
+		while (n < 0 && errno == EINTR);
+		if (n != 1 || how != FL_SHIM_GATE_OPEN)
+			break;
+		pthread_mutex_lock(&g_lock);	/* the guest may depend on this agent's pages from now */
+		g_gate = 1;
+		pthread_mutex_unlock(&g_lock);
+	}
 	pthread_mutex_lock(&g_lock);
 	g_tab.holder = 0;
-	if (req.op == FL_SHIM_OP_CLAIM_DEST)
+	/* a resumed post-copy opened the gate long ago */
+	if (req.op == FL_SHIM_OP_RESUME_DEST)
+		g_gate = 1;
+	if (req.op != FL_SHIM_OP_CLAIM_SOURCE)
 		g_tab.state = n == 1 && how == FL_SHIM_RELEASE_UNTOUCHED ? FL_SHIM_PRISTINE
 			    : n == 1 && how == FL_SHIM_RELEASE_COMPLETE ? FL_SHIM_COMPLETE
-			    : FL_SHIM_SERVED;
+			    : g_gate ? FL_SHIM_SERVED : FL_SHIM_PRISTINE;
+	if (g_tab.state == FL_SHIM_PRISTINE)
+		g_gate = 0;
 	pthread_mutex_unlock(&g_lock);
 }
 

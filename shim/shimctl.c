@@ -181,6 +181,9 @@ int fl_shimctl_claim(const char *path, int timeout_ms, enum fl_shim_op op, struc
 	if (rc == -EBUSY)
 		fl_error_set(err, rc, "VM pid %d: its memory is held by another faultline agent "
 			 "(pid %d)", t->pid, t->holder);
+	else if (rc == -EPERM && op == FL_SHIM_OP_RESUME_DEST)
+		fl_error_set(err, rc, "VM pid %d has no post-copy to resume: its memory is %s (agent pid %d)",
+			     t->pid, fl_shimctl_state_name(t->state), t->last_holder);
 	else if (rc == -EPERM)
 		fl_error_set(err, rc, "VM pid %d is not an untouched incoming migration: its "
 			 "memory was %s (agent pid %d); refusing to write to it", t->pid,
@@ -188,7 +191,7 @@ int fl_shimctl_claim(const char *path, int timeout_ms, enum fl_shim_op op, struc
 	else if (rc == -EINVAL)
 		fl_error_set(err, rc, "VM pid %d was started as a migration %s, not a %s", t->pid,
 			 t->role == FL_SHIM_ROLE_DEST ? "destination" : "source",
-			 op == FL_SHIM_OP_CLAIM_DEST ? "destination (no -incoming, FAULTLINE_SHIM_ROLE != dest)"
+			 op != FL_SHIM_OP_CLAIM_SOURCE ? "destination (no -incoming, FAULTLINE_SHIM_ROLE != dest)"
 						     : "source");
 	else
 		fl_error_set(err, rc, "shim pid %d has no userfaultfd: %s", t->pid,
@@ -199,6 +202,15 @@ int fl_shimctl_claim(const char *path, int timeout_ms, enum fl_shim_op op, struc
 	close(*conn);
 	*conn = -1;
 	return rc;
+}
+
+int fl_shimctl_gate(int conn)
+{
+	char g = FL_SHIM_GATE_OPEN;
+
+	if (conn < 0)
+		return 0;
+	return send(conn, &g, 1, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
 void fl_shimctl_release(int conn, char how)

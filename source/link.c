@@ -216,7 +216,7 @@ int src_read_dest(struct src *s, struct fl_msg_hdr *h, uint8_t *buf, size_t cap,
 
 /* The link to the destination is lost in post-copy: pause (the VM stays
  * paused here with its RAM) and wait for it to attach a new one. */
-static void pause_link(struct src *s, const char *why)
+void src_pause_link(struct src *s, const char *why)
 {
 	if (s->ctl >= 0)
 		close(s->ctl);
@@ -234,7 +234,7 @@ static void pause_link(struct src *s, const char *why)
 static void resume_link(struct src *s, int fd, uint8_t *buf, size_t cap)
 {
 	if (s->ctl >= 0)	/* it reconnected before we saw the old link die */
-		pause_link(s, "the destination attached a new control link");
+		src_pause_link(s, "the destination attached a new control link");
 	fl_state_transition(&s->sm, FL_STATE_POSTCOPY_RECOVER);
 	int n = fl_proto_hello_encode(buf, cap, &s->hello);
 	int rc = fl_proto_write_frame(fd, FL_MSG_HELLO, buf, (uint32_t)n);
@@ -313,7 +313,7 @@ int src_wait_complete(struct src *s, uint8_t *buf, size_t cap, struct fl_complet
 				snprintf(why, sizeof(why), "the destination was silent for %d ms", s->o->peer_timeout_ms);
 			else
 				snprintf(why, sizeof(why), "control link lost: %s", fl_proto_strerror(rc));
-			pause_link(s, why);
+			src_pause_link(s, why);
 			continue;
 		}
 		if (rc == -ETIMEDOUT)

@@ -33,7 +33,7 @@ static int prepare(struct src *s)
 	int rc;
 
 	fl_state_transition(&s->sm, FL_STATE_PREPARING);
-	rc = src_check_vm(s);
+	rc = o->resume ? 0 : src_check_vm(s);	/* resumed: paused since the switch */
 	if (!rc)
 		rc = src_load_regions(s);
 	if (rc)
@@ -57,6 +57,8 @@ static int prepare(struct src *s)
 	s->hello.caps = FL_CAP_ZERO_MASK | FL_CAP_DIRTY_RLE;
 	if (getrandom(&s->hello.session, sizeof(s->hello.session), 0) != sizeof(s->hello.session))
 		s->hello.session = fl_now_ns() ^ ((uint64_t)getpid() << 32);
+	if (o->resume && (rc = src_restore(s)))
+		return rc;
 	s->tsrc = (struct fl_tsource){ &s->hello, s->base, s->fds, s->foff, &s->sent_bytes,
 				       s->o->sendfile };
 
@@ -200,6 +202,8 @@ static int switch_over(struct src *s, uint8_t *buf, size_t cap)
 	}
 	int n = fl_proto_switchover_encode(buf, cap, &so);
 	if (!rc)
+		src_persist(s);	/* an agent replacing us can rejoin from here */
+	if (!rc)
 		rc = fl_proto_write_frame(s->ctl, FL_MSG_SWITCHOVER, buf, (uint32_t)n);
 	if (rc) {
 		/* The destination never opened its gate: it has not run the
@@ -217,6 +221,8 @@ static int finish(struct src *s, uint8_t *buf, size_t cap)
 	int rc;
 
 	fl_state_transition(&s->sm, FL_STATE_POSTCOPY);
+	if (s->ctl < 0)	/* a restarted agent: the destination must come back */
+		src_pause_link(s, "the source agent was restarted");
 	src_status(s, 0);
 	struct fl_complete done;
 	rc = src_wait_complete(s, buf, cap, &done);
@@ -229,6 +235,8 @@ static int finish(struct src *s, uint8_t *buf, size_t cap)
 		src_checksum(s);
 	s->rep->done_ns = fl_now_ns();
 	fl_state_transition(&s->sm, FL_STATE_COMPLETED);
+	if (o->state_path)	/* nothing to rejoin any more */
+		unlink(o->state_path);
 	return 0;
 }
 
@@ -241,12 +249,15 @@ static int run(struct src *s)
 	if (!buf)
 		return src_fail(s, -ENOMEM, "out of memory");
 	rc = prepare(s);
-	if (!rc)
+	if (!rc && s->o->resume) {	/* replacing an agent that died in post-copy */
+		rc = src_rejoin(s);
+	} else if (!rc) {
 		rc = handshake(s, buf, 65536, &peer);
-	if (!rc)
-		rc = precopy(s, buf, 65536, &peer);
-	if (!rc)
-		rc = switch_over(s, buf, 65536);
+		if (!rc)
+			rc = precopy(s, buf, 65536, &peer);
+		if (!rc)
+			rc = switch_over(s, buf, 65536);
+	}
 	if (!rc)
 		rc = finish(s, buf, 65536);
 	src_status(s, s->rep->total_pages);
@@ -277,7 +288,12 @@ int fl_source_run(const struct fl_source_opts *given, struct fl_report *rep)
 		fl_report_init(rep, "source", o->id);
 		return fl_error_set(&rep->error, -ENOMEM, "out of memory");
 	}
-	fl_report_init(rep, "source", o->id);
+	/* an agent replacing one that died goes on with the controller's
+	 * report of the run (shared memory) */
+	if (o->resume && !strcmp(rep->role, "source") && !strcmp(rep->id, o->id ? o->id : ""))
+		memset(&rep->error, 0, sizeof(rep->error));
+	else
+		fl_report_init(rep, "source", o->id);
 	s->o = o;
 	s->rep = rep;
 	s->lfd = s->ctl = s->uffd = s->csock = s->shim_conn = s->resume_fd = -1;

@@ -108,6 +108,11 @@ int src_send_dirty(struct src *s, const struct fl_bitmap *bm, uint8_t *buf, size
 int src_wait_round_done(struct src *s, uint32_t round, struct fl_round *out, uint8_t *buf,
 			   size_t cap);
 int src_precopy(struct src *s, uint8_t *buf, size_t cap);
+/* restart.c */
+void src_persist(struct src *s);
+int src_restore(struct src *s);
+int src_rejoin(struct src *s);
+void src_pause_link(struct src *s, const char *why);
 /* ctl.c */
 int src_start_ctl(struct src *s);
 int src_cancel(struct src *s);

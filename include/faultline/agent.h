@@ -76,6 +76,11 @@ struct fl_source_opts {
 	 * prove the same migration) this long; the VM stays paused here with
 	 * its RAM. 0: a lost link fails the migration. Default 600000. */
 	int recover_timeout_ms;
+	/* as the destination's: state_path kept from the switchover; resume:
+	 * this agent replaces one that died in post-copy (the VM is paused
+	 * here with its RAM files) and waits for the destination */
+	const char *state_path;
+	bool resume;
 };
 
 #define FL_DEST_MAX_FOLLOWERS 7
@@ -126,6 +131,13 @@ struct fl_dest_opts {
 	/* operator socket: "recover [HOST:PORT]" (reconnect now, optionally
 	 * to another address of the source), "status"; NULL: none */
 	const char *ctl_sock;
+	/* Restart: from the switchover to COMPLETE the agent keeps what it
+	 * needs to rejoin the migration in state_path (0600: it holds the
+	 * link's secret); resume: this agent replaces one that died in
+	 * post-copy (the shim hands over the VM's userfaultfd again, the
+	 * pages present in the RAM files are the received set). */
+	const char *state_path;
+	bool resume;
 };
 
 void fl_source_opts_default(struct fl_source_opts *o);

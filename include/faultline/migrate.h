@@ -107,6 +107,8 @@ void fl_migration_destroy(struct fl_migration *m);
  * operator socket); DIR is made 0700. Caller frees; NULL on error. */
 char *fl_migration_status_path(const char *dir, const char *id, const char *role);
 char *fl_migration_ctl_path(const char *dir, const char *id);
+/* DIR/ID.ROLE.restart: what an agent replacing a dead one needs (0600). */
+char *fl_migration_restart_path(const char *dir, const char *id, const char *role);
 /* DIR/ID.dest.sock: the destination agent's ("recover"). */
 char *fl_migration_dest_ctl_path(const char *dir, const char *id);
 /* One operator request ("abort", "force-complete" to the source agent;

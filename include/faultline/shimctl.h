@@ -17,7 +17,7 @@
 #include "faultline/error.h"
 
 #define FL_SHIM_MAGIC 0x4d494853u	/* "SHIM" */
-#define FL_SHIM_VERSION 2
+#define FL_SHIM_VERSION 3	/* 3: the gate byte, RESUME_DEST */
 #define FL_SHIM_MAX_REGIONS 64
 #define FL_SHIM_PATH_MAX 256
 
@@ -27,6 +27,9 @@ enum fl_shim_op {
 	FL_SHIM_OP_INFO = 1,		/* the table; nothing handed over */
 	FL_SHIM_OP_CLAIM_DEST = 2,	/* destination agent or follower: the fd */
 	FL_SHIM_OP_CLAIM_SOURCE = 3,	/* source agent (dirty tracking): the fd */
+	/* a destination agent restarted mid-post-copy: the fd of a VM whose
+	 * earlier agent opened the gate and did not complete (SERVED) */
+	FL_SHIM_OP_RESUME_DEST = 4,
 };
 
 /* What has become of the process's guest memory. */
@@ -39,7 +42,13 @@ enum fl_shim_state {
 	FL_SHIM_COMPLETE = 3,	/* migrated in: every page present, an ordinary VM */
 };
 
-/* Release bytes (anything else, or a closed connection: SERVED). */
+/* Sent while holding the fd, before the first fault is resolved: from
+ * here the guest may depend on what the agent places, and an agent that
+ * ends without a release byte leaves the VM SERVED (before it: PRISTINE,
+ * a retry may start over). */
+#define FL_SHIM_GATE_OPEN 'G'
+/* Release bytes (anything else, or a closed connection: SERVED once the
+ * gate was opened, else PRISTINE). */
 #define FL_SHIM_RELEASE_UNTOUCHED 'U'	/* no page was written, punched or resolved */
 #define FL_SHIM_RELEASE_COMPLETE 'C'	/* every page present, ranges unregistered */
 
@@ -83,6 +92,8 @@ int fl_shimctl_exchange_fd(int s, const char *path, uint32_t op, struct fl_shim_
 			   int *conn, struct fl_error *err);
 /* Every field an agent relies on: 0 or -errno with the reason in why. */
 int fl_shimctl_table_check(const struct fl_shim_table *t, char *why, size_t wl);
+/* The gate opens (FL_SHIM_GATE_OPEN): 0 or -errno. */
+int fl_shimctl_gate(int conn);
 /* how: FL_SHIM_RELEASE_* or 0 (served). Closes conn; -1 is ignored. */
 void fl_shimctl_release(int conn, char how);
 /* Name of a state, for messages. */

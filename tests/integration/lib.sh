@@ -84,9 +84,10 @@ assert_migration() {
 	[ "$st" = completed ] || fail "state is '$st'"
 	[ "$cp" = 0 ] || fail "corrupt_pages=$cp"
 	[ "$cm" = true ] || fail "RAM checksum differs: source $src, destination $dst"
-	cl=$(echo "$line" | jget clean_pages)
-	# every page placed exactly once: fetched, zero, removed, or current from pre-copy
-	[ $((pc + zp + rm_ + cl)) -eq "$tot" ] || fail "placed $((pc + zp + rm_ + cl)) of $tot pages"
+	cl=$(echo "$line" | jget clean_pages); rp=$(echo "$line" | jget restart_pages)
+	# every page placed exactly once: fetched, zero, removed, current from
+	# pre-copy, or found present by an agent that replaced one that died
+	[ $((pc + zp + rm_ + cl + ${rp:-0})) -eq "$tot" ] || fail "placed $((pc + zp + rm_ + cl + ${rp:-0})) of $tot pages"
 }
 
 # qemu_vm NAME RAMDIR NODES MEM [EXTRA...]: an unmodified QEMU (TCG) with the
