@@ -38,6 +38,8 @@ struct fl_migration {
 	uint64_t next_remote_ns;	/* its report is asked for every 250 ms, not every poll */
 	char *srestart, *drestart;	/* the agents' restart files */
 	int s_restarts, d_restarts;	/* agents started to replace one that died */
+	int attempts;			/* runs of both agents (a retry after a lost pre-copy) */
+	uint64_t first_loss_ns, retry_at_ns;
 };
 
 /* observe.c */

@@ -230,6 +230,7 @@ int fl_migration_start(struct fl_migration *m)
 		o->source.tls.psk_len = o->dest.tls.psk_len = sizeof(m->psk);
 		o->source.encrypt_data = o->dest.encrypt_data = false;
 	}
+	m->attempts = 1;
 	m->sp = spawn_agent(m, true);
 	if (m->sp < 0) {
 		fl_error_set(&m->err, -errno, "cannot start the source agent: %s", strerror(errno));
@@ -368,6 +369,72 @@ static void reap(struct fl_migration *m)
 	}
 }
 
+/* Why a run that ended before the switch may simply run again: the link
+ * (or an agent) was lost, not a refusal (preflight, a wrong VM, the
+ * operator's abort). */
+static bool transient(const struct fl_report *r)
+{
+	switch (r->error.code) {
+	case 0: case -ETIMEDOUT: case -ECONNRESET: case -ECONNREFUSED: case -ECONNABORTED: case -EPIPE:
+	case -ENETUNREACH: case -EHOSTUNREACH: case -ENETDOWN: case -ENOTCONN: case -EREMOTEIO:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Both agents ended before the switch over a lost link or a killed agent:
+ * the VM never stopped on the source and the destination was never
+ * served, so the migration starts over, with backoff, for as long as the
+ * recover timeout allows. true while a retry is pending or started. */
+static bool retry_precopy(struct fl_migration *m)
+{
+	const struct fl_report *s = m->srep, *d = m->drep;
+	uint64_t now = fl_now_ns();
+
+	if (m->retry_at_ns) {
+		if (now < m->retry_at_ns)
+			return true;
+		m->retry_at_ns = 0;
+		m->s_exit = m->d_exit = -1;
+		m->o.source.resume = m->o.dest.resume = false;
+		m->sp = spawn_agent(m, true);
+		m->dp = m->sp > 0 ? spawn_agent(m, false) : -1;
+		if (m->sp > 0 && m->dp > 0) {
+			m->attempts++;
+			return true;
+		}
+		if (m->sp > 0) {	/* nothing switched: the VM keeps running */
+			kill(m->sp, SIGTERM);
+			waitpid(m->sp, NULL, 0);
+		}
+		m->s_exit = m->d_exit = 1;
+		fl_error_set(&m->err, -EAGAIN, "cannot start the agents again");
+		return false;
+	}
+	bool killed = m->s_exit >= 128 || m->d_exit >= 128;
+	if (m->o.remote_dest || m->o.source.recover_timeout_ms <= 0 || s->switch_ns || d->switch_ns ||
+	    s->state == FL_STATE_CANCELLED || m->s_exit == 0 || (!killed && (!transient(s) || !transient(d))))
+		return false;
+	if (m->o.vmm) {	/* the guest must still run on the source */
+		char st[64] = "";
+		if (fl_vmm_state(m->o.vmm, st, sizeof(st)) || strcmp(st, "running"))
+			return false;
+	}
+	if (!m->first_loss_ns)
+		m->first_loss_ns = now;
+	if (now - m->first_loss_ns >= (uint64_t)m->o.source.recover_timeout_ms * 1000000ull)
+		return false;
+	int wait_ms = 500 * (m->attempts < 4 ? m->attempts : 4);
+	const char *why = s->error.code ? s->error.text : d->error.code ? d->error.text : "an agent was killed";
+	if (m->attempts == 1 || m->attempts % 10 == 0)	/* a long outage: a line now and then */
+		fl_log(FL_LOG_WARN, "migrate", "attempt %d ended before the switch (%s)%s; trying again in %.1f s",
+	       m->attempts, why, strstr(why, "keeps running") ? "" : ": the VM keeps running on the source",
+	       wait_ms / 1000.0);
+	m->retry_at_ns = now + (uint64_t)wait_ms * 1000000ull;
+	return true;
+}
+
 int fl_migration_poll(struct fl_migration *m, int timeout_ms)
 {
 	uint64_t until = fl_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
@@ -378,7 +445,7 @@ int fl_migration_poll(struct fl_migration *m, int timeout_ms)
 		return fl_error_set(&m->err, -EINVAL, "migration %s was not started", m->id);
 	for (;;) {
 		reap(m);
-		if (m->s_exit >= 0 && m->d_exit >= 0) {
+		if (m->s_exit >= 0 && m->d_exit >= 0 && !retry_precopy(m)) {
 			mig_finish(m);
 			m->finished = true;
 			return 0;

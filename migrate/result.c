@@ -132,6 +132,8 @@ void mig_finish(struct fl_migration *m)
 	static const char *const from_src[] = { "precopy_rounds", "switch_reason", "dirty_rate_mbps",
 		"link_mbps", "final_dirty_pages", "dirty_backend" };
 	copy_keys(out, sj, from_src, sizeof(from_src) / sizeof(from_src[0]));
+	if (m->attempts > 1)	/* runs that ended before the switch and started over */
+		json_object_object_add(out, "attempts", json_object_new_int(m->attempts));
 	if (sr->restarts)	/* the destination's are "restarts" */
 		json_object_object_add(out, "source_restarts", json_object_new_int64((int64_t)sr->restarts));
 	bool verified = g && g->verified;

@@ -70,7 +70,7 @@ static int cmd_source(int argc, char **argv)
 		{ "spin-us", 1, 0, 'p' }, { "no-precopy", 0, 0, 'P' }, { "max-rounds", 1, 0, 'M' },
 		{ "max-precopy-ms", 1, 0, 'B' }, { "downtime-ms", 1, 0, 'D' },
 		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' },
-		{ "sendfile", 0, 0, 'n' }, CLI_LINK_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
+		{ "sendfile", 0, 0, 'n' }, { "resume", 0, 0, 'Z' }, CLI_LINK_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
 	struct fl_source_opts o;
 	const char *vm_ctl = NULL, *vm_uri = NULL;
@@ -93,6 +93,7 @@ static int cmd_source(int argc, char **argv)
 		case 'u': vm_uri = cli_addr("--vm-uri", optarg); break;
 		case 'k': o.checksum = true; break;
 		case 'n': o.sendfile = true; break;
+		case 'Z': o.resume = true; break;
 		case 'R': o.rt_priority = (int)cli_int("--rt-priority", optarg, 0, 99); break;
 		case 'p': o.spin_us = (unsigned)cli_int("--spin-us", optarg, 0, 100000); break;
 		case 'P': o.precopy = false; break;
@@ -112,9 +113,11 @@ static int cmd_source(int argc, char **argv)
 			       "         [--accept-timeout MS] [--handshake-timeout MS] [--peer-timeout MS]\n"
 			       "         [--spin-us N] [--rt-priority N] [--sendfile]\n"
 			       "         [--no-precopy] [--max-rounds N] [--max-precopy-ms MS] [--downtime-ms MS]\n"
-			       "         [--id ID] [--status-dir DIR] [--json]\n"
+			       "         [--id ID] [--status-dir DIR] [--json] [--resume]\n"
 			       CLI_LINK_USAGE
 			       "Serve the VM's RAM to a destination agent; stop the VM at switchover.\n"
+			       "--resume: take over migration ID from a source agent that died in post-copy\n"
+			       "(its restart file in the status directory; the VM stays paused).\n"
 			       "--sendfile: page runs of tmpfs RAM files go out with sendfile, not copied (pread, write).\n");
 			return 0;
 		default:
@@ -141,6 +144,7 @@ static int cmd_source(int argc, char **argv)
 	if (o.max_rounds < 1 || o.max_precopy_ms < 0 || o.downtime_ms < 0)
 		die_usage("source", "--max-rounds >= 1, --max-precopy-ms and --downtime-ms >= 0");
 	o.status_path = fl_migration_status_path(sdir, o.id ? o.id : "migration", "source");
+	o.state_path = fl_migration_restart_path(sdir, o.id ? o.id : "migration", "source");
 	o.ctl_sock = fl_migration_ctl_path(sdir, o.id ? o.id : "migration");
 	struct fl_report *r = fl_report_create();
 	if (!r) {
@@ -161,7 +165,7 @@ static int cmd_dest(int argc, char **argv)
 		{ "bulk-conns", 1, 0, 'b' }, { "bulk-depth", 1, 0, 'D' }, { "bulk-pages", 1, 0, 'P' },
 		{ "spin-us", 1, 0, 'p' }, { "connect-timeout", 1, 0, 'T' }, { "id", 1, 0, 'i' },
 		{ "status-dir", 1, 0, 'd' }, { "json", 0, 0, 'j' }, { "rt-priority", 1, 0, 'R' },
-		{ "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' },
+		{ "follower", 1, 0, 'F' }, { "zero-copy", 0, 0, 'z' }, { "resume", 0, 0, 'Z' },
 		{ "handshake-timeout", 1, 0, 'H' }, { "peer-timeout", 1, 0, 'E' },
 		CLI_NUMA_OPTIONS, CLI_LINK_OPTIONS, { "help", 0, 0, 'h' }, { 0 }
 	};
@@ -195,7 +199,12 @@ static int cmd_dest(int argc, char **argv)
 		case CLI_OPT_TLS_DIR:
 		case CLI_OPT_PSK_FILE:
 		case CLI_OPT_INSECURE:
-		case CLI_OPT_NO_ENCRYPT_DATA: cli_link_option(c, optarg, NULL, &o); break;
+		case CLI_OPT_NO_ENCRYPT_DATA:
+		case CLI_OPT_RECOVER_TIMEOUT:
+			if (!cli_link_option(c, optarg, NULL, &o))
+				die_usage("dest", "bad option");
+			break;
+		case 'Z': o.resume = true; break;
 		case 'F':
 			if (o.nfollowers >= FL_DEST_MAX_FOLLOWERS)
 				die_usage("dest", "too many --follower");
@@ -210,25 +219,29 @@ static int cmd_dest(int argc, char **argv)
 			       "         [--connect-timeout MS] [--handshake-timeout MS] [--peer-timeout MS]\n"
 			       "         [--rt-priority N]\n"
 			       "         [--follower SOCK]... [--zero-copy] [--id ID] [--status-dir DIR] [--json]\n"
+			       "         [--resume]\n"
 			       CLI_NUMA_USAGE
 			       CLI_LINK_USAGE
 			       "Serve the destination VM's page faults and pull all of its RAM.\n"
 			       "--zero-copy: receive (tcp) or READ (rdma) straight into the RAM file's page cache, then CONTINUE.\n"
 			       "--follower: the shim socket of another process mapping the same RAM files\n"
-			       "(a vhost-user/DPDK backend); its faults are served too.\n");
+			       "(a vhost-user/DPDK backend); its faults are served too.\n"
+			       "--resume: take over migration ID from a destination agent that died in post-copy\n"
+			       "(its restart file in the status directory names the source; --source not needed).\n");
 			return 0;
 		default: die_usage("dest", "bad option");
 		}
 	}
 	if (optind < argc)
 		die_usage("dest", "unexpected argument");
-	if (!o.source || !o.shim_sock)
+	if ((!o.source && !o.resume) || !o.shim_sock)
 		die_usage("dest", "--source HOST:PORT and --shim SOCK are required");
 	if (o.bulk_conns < 1 || o.bulk_conns > 8 || o.bulk_depth < 1 || o.bulk_depth > 64 ||
 	    o.bulk_pages < 1 || o.bulk_pages > 64)
 		die_usage("dest", "--bulk-conns 1..8, --bulk-depth 1..64, --bulk-pages 1..64");
 	o.status_path = fl_migration_status_path(sdir, o.id ? o.id : "migration", "dest");
 	o.ctl_sock = fl_migration_dest_ctl_path(sdir, o.id ? o.id : "migration");
+	o.state_path = fl_migration_restart_path(sdir, o.id ? o.id : "migration", "dest");
 	struct fl_report *r = fl_report_create();
 	if (!r) {
 		fprintf(stderr, "faultline dest: out of memory\n");

@@ -55,11 +55,13 @@ grep -q "keeps running on the source" "$W/err" && fail "claims the stale source 
 [ "$(memory d2)" = untouched ] || fail "the new destination was touched: '$(memory d2)'"
 echo "ok: stale source refused: $(grep -m1 'paused after' "$W/err" | cut -c1-120)..."
 
-# 5. A post-copy that fails (destination agent killed) leaves the destination
-# served-but-incomplete: a retry there is refused, RAM left as it is.
+# 5. A post-copy that fails (destination agent killed, recovery off: with it
+# another agent takes over, test_recover_agents) leaves the destination
+# served-but-incomplete: a fresh start there is refused, RAM left as it is.
 sim_vm s3 512M --vcpus 2
 sim_vm d3 512M --incoming 127.0.0.1:7515
 "$FL" migrate --listen 127.0.0.1:7516 --src-shim "$W/s3.shim" --dst-shim "$W/d3.shim" --no-precopy \
+	--recover-timeout 0 \
 	--vm-ctl "$W/s3.ctl" --vm-uri 127.0.0.1:7515 --dst-vm-ctl "$W/d3.ctl" --status-dir "$W" --id killme \
 	>/dev/null 2>"$W/err3" &
 mp=$!
