@@ -186,6 +186,7 @@ struct bulk_arg {
 
 /* place.c */
 int dst_set_error(struct dst *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int dst_vm_lost(struct dst *d);
 void dst_status(struct dst *d);
 struct dregion *dst_region_of_vaddr(struct dst *d, const struct dview *v, uint64_t a,
 				       uint64_t *page);

@@ -223,10 +223,8 @@ static int fault_completions(struct dst *d)
 				continue;
 			rc = resolve_present(d, &d->v[vi], r, page,
 					     vi || d->pinned ? FL_UFFD_EV_MINOR : s->want[vi] - 1u);
-			if (rc == -ESRCH) {
-				dst_set_error(d, rc, "the destination VM process exited during post-copy");
-				return rc;
-			}
+			if (rc == -ESRCH)
+				return dst_vm_lost(d);
 		}
 		fl_hist_add(&d->rep->fault_lat, fl_now_ns() - s->t0);
 		fl_report_blocked(d->rep, s->tid, fl_now_ns() - s->t0);

@@ -22,6 +22,23 @@ int dst_set_error(struct dst *d, int rc, const char *fmt, ...)
 	return rc;
 }
 
+/* The destination VM died after it ran the guest: the guest is lost. Say
+ * what each host holds; resuming the stale source is the operator's call,
+ * never ours. */
+int dst_vm_lost(struct dst *d)
+{
+	uint64_t now = fl_now_ns(), sw = d->rep->switch_ns;
+	double ran = sw && now > sw ? (double)(now - sw) / 1e9 : 0;
+
+	return dst_set_error(d, -ESRCH, "the destination VM process (pid %d) exited during post-copy: the "
+			     "guest is lost. It ran here %.1f s since the switchover, with %llu of %llu pages "
+			     "here; the source holds all of its RAM as of the switchover (the VM paused there), "
+			     "stale by those %.1f s of guest time. faultline does not resume it: that is the "
+			     "operator's call", (int)d->shim.pid, ran,
+			     (unsigned long long)__atomic_load_n(&d->nreceived, __ATOMIC_RELAXED),
+			     (unsigned long long)d->total, ran);
+}
+
 struct dregion *dst_region_of_vaddr(struct dst *d, const struct dview *v, uint64_t a,
 				       uint64_t *page)
 {
@@ -156,10 +173,8 @@ int dst_place(struct dst *d, struct dregion *r, uint64_t page, uint32_t npages,
 		 * the placement check can only see pages that are placed. */
 		int rc = z && !wake_each && !r->huge ? 0 : place_run(d, r, page + i, j - i,
 								     buf + (size_t)i * r->ps, z, wake_each);
-		if (rc == -ESRCH) {
-			dst_set_error(d, rc, "the destination VM process exited during post-copy");
-			return rc;
-		}
+		if (rc == -ESRCH)
+			return dst_vm_lost(d);
 		if (rc) {
 			dst_set_error(d, rc, "placing pages at %s+%llu: %s", d->mine.regions[r - d->r].name,
 				  (unsigned long long)(page + i), strerror(-rc));

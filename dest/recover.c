@@ -157,6 +157,15 @@ int dst_recover(struct dst *d, uint8_t *buf, size_t cap)
 	       "vCPUs wait for them); reconnecting to %s for up to %d s", d->rep->link_lost,
 	       (unsigned long long)missing, d->source_addr, limit / 1000);
 	dst_status(d);
+	/* a thread blocked reading a reply the dead link cut off would wait
+	 * for TCP's retransmissions: every channel fails now instead */
+	if (d->ops->cancel) {
+		if (d->fconn)
+			d->ops->cancel(d->fconn);
+		for (int i = 0; i < d->nbulk; i++)
+			if (d->bconn[i])
+				d->ops->cancel(d->bconn[i]);
+	}
 	rc = wait_parked(d);
 	if (rc)
 		return dst_fail(d, rc, "%s", d->rep->error.text);

@@ -189,8 +189,7 @@ static int switch_over(struct dst *d, const uint8_t *buf, const struct fl_msg_hd
 		return rc;
 	rc = dst_resolve_clean_all(d);
 	if (rc) {
-		rc = rc == -ESRCH ? dst_fail(d, rc, "the destination VM process (pid %d) exited during post-copy",
-					 d->shim.pid)
+		rc = rc == -ESRCH ? dst_fail(d, dst_vm_lost(d), "%s", d->rep->error.text)
 				  : dst_fail(d, rc, "mapping pages kept from pre-copy: %s", strerror(-rc));
 		return rc;
 	}
@@ -283,8 +282,7 @@ static int complete(struct dst *d, uint8_t *buf, size_t cap)
 	int rc, n;
 
 	if (!dst_vm_alive(d)) {	/* pages "placed" into a dead process are not a migration */
-		return dst_fail(d, -ESRCH, "the destination VM process (pid %d) exited during post-copy",
-			  d->shim.pid);
+		return dst_fail(d, dst_vm_lost(d), "%s", d->rep->error.text);
 	}
 	fl_state_transition(&d->sm, FL_STATE_POST_MIGRATING);
 	d->rep->done_ns = fl_now_ns();

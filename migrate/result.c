@@ -125,7 +125,7 @@ void mig_finish(struct fl_migration *m)
 		"fault_p999_us", "fault_max_us", "fault_local", "fault_local_p50_us", "fault_local_p99_us",
 		"fault_log2_us", "bulk_mbps", "clean_pages", "precopy_bytes", "precopy_pages",
 		"punched_pages", "switch_need_pages", "switch_stale_pages", "followers", "followers_lost", "follower_faults", "placement", "placement_min",
-		"placement_low", "recoveries", "paused_ms", "paused_max_ms", "resume_to_fault_ms", "link_lost", "restarts", "restart_pages" };
+		"placement_low", "recoveries", "paused_ms", "paused_max_ms", "resume_to_fault_ms", "resume_fault_mono_ms", "link_lost", "restarts", "restart_pages" };
 	copy_keys(out, dj, from_dst, sizeof(from_dst) / sizeof(from_dst[0]));
 	/* pages pre-copied: the destination counts what it pulled, including a
 	 * round the source cut short; the rounds and the switch are the source's */

@@ -363,6 +363,12 @@ static void tcp_close(struct fl_tconn *c)
 	free(c);
 }
 
+static void tcp_cancel(struct fl_tconn *c)
+{
+	if (c)
+		shutdown(c->fd, SHUT_RDWR);
+}
+
 const struct fl_transport_ops fl_transport_tcp = {
 	.name = "tcp",
 	.connect = tcp_connect,
@@ -372,4 +378,5 @@ const struct fl_transport_ops fl_transport_tcp = {
 	.outstanding = tcp_outstanding,
 	.serve = tp_tcp_serve,
 	.close = tcp_close,
+	.cancel = tcp_cancel,
 };

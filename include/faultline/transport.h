@@ -75,6 +75,10 @@ struct fl_transport_ops {
 	 * -errno. */
 	int (*serve)(int fd, const struct fl_tsource *src, unsigned spin_us, volatile int *stop);
 	void (*close)(struct fl_tconn *c);
+	/* Optional: make every call blocked on the connection (a reply cut
+	 * off mid-frame by a dead link) return at once with an error; the
+	 * connection stays allocated until close. Any thread may call it. */
+	void (*cancel)(struct fl_tconn *c);
 	/* Optional (RDMA): make [addr, addr+len) a valid target of post_read
 	 * for the connection's life. The memory must stay mapped until close. */
 	int (*reg)(struct fl_tconn *c, void *addr, size_t len);

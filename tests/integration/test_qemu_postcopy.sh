@@ -10,6 +10,10 @@
 #           torn, and some of its faults must have been served by faultline.
 #  forced:  a slow-dirtying guest; the operator forces the switch mid-round
 #           ("forced").
+#  recover: during post-copy the destination agent is killed (another takes
+#           over: the shim hands it the guest's userfaultfd again) and then
+#           the agents' port is dropped by iptables for 8 s (both ends
+#           pause, the destination reconnects): completed all the same.
 #  killed:  the destination QEMU is killed during post-copy: a clear error,
 #           and the source (stale by then) is not resumed.
 # Both: completed, the guest's heartbeats continue on the destination, its
@@ -122,6 +126,36 @@ wait $mp || { cat "$W/fo.err"; fail "fo: faultline qemu migrate failed"; }
 line=$(tail -n 1 "$W/fo.out")
 check_guest fo "$line"
 [ "$(echo "$line" | jget switch_reason)" = forced ] || fail "fo: switch_reason $(echo "$line" | jget switch_reason), want forced"
+qemu_stop_all
+fi
+
+# --- recover: an agent killed and the link lost, in post-copy ---
+if command -v iptables >/dev/null; then
+port=7480
+cap $port 100mbit
+boot_pair rk
+"$FL" qemu migrate --src-qmp "$W/rk-src.qmp" --dst-qmp "$W/rk-dst.qmp" --src-shim "$W/rk-src.shim" \
+	--dst-shim "$W/rk-dst.shim" --listen 127.0.0.1:$port --qemu-uri tcp:127.0.0.1:$((port + 1)) \
+	--no-precopy --status-dir "$W" --id rk --json >"$W/rk.out" 2>"$W/rk.err" &
+mp=$!
+for i in $(seq 300); do grep -qs '"state":"postcopy"' "$W/rk.dest.json" && break; sleep 0.05; done
+for i in $(seq 100); do grep -q '^HB' "$W/rk-dst.serial" 2>/dev/null && break; sleep 0.05; done
+grep -q '^HB' "$W/rk-dst.serial" || fail "rk: the guest never ran on the destination"
+kill -9 "$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$W/rk.dest.json")" || fail "rk: no destination agent to kill"
+for i in $(seq 100); do grep -q "takes over" "$W/rk.err" && break; sleep 0.05; done
+sleep 2
+iptables -A INPUT -p tcp --dport $port -j DROP && iptables -A INPUT -p tcp --sport $port -j DROP ||
+	fail "rk: iptables cannot drop the port"
+sleep 8
+iptables -F
+wait $mp || { grep -v '^progress' "$W/rk.err" | tail -n 15; fail "rk: faultline qemu migrate failed"; }
+mp=
+line=$(tail -n 1 "$W/rk.out")
+check_guest rk "$line"
+grep -q "takes over" "$W/rk.err" || fail "rk: no agent took over from the killed one"
+[ "$(echo "$line" | jget recoveries)" -ge 2 ] || fail "rk: recoveries $(echo "$line" | jget recoveries), want 2 (restart, link)"
+echo "ok: rk: destination agent killed, then the port dropped 8 s, in post-copy: recoveries" \
+	"$(echo "$line" | jget recoveries), paused $(echo "$line" | jget paused_ms) ms in all"
 qemu_stop_all
 fi
 
