@@ -39,6 +39,7 @@ struct fl_migration {
 	char *srestart, *drestart;	/* the agents' restart files */
 	int s_restarts, d_restarts;	/* agents started to replace one that died */
 	int attempts;			/* runs of both agents (a retry after a lost pre-copy) */
+	bool s_stopped;			/* we sent the source agent SIGTERM */
 	uint64_t first_loss_ns, retry_at_ns;
 };
 

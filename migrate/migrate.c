@@ -364,22 +364,26 @@ static void reap(struct fl_migration *m)
 		/* A destination that failed before switchover: the source has
 		 * not stopped the VM and may stop waiting for it. */
 		enum fl_state s = m->srep->state;
-		if (m->d_exit && m->s_exit < 0 && (s == FL_STATE_QUEUED || s == FL_STATE_PREPARING))
+		if (m->d_exit && m->s_exit < 0 && (s == FL_STATE_QUEUED || s == FL_STATE_PREPARING)) {
 			kill(m->sp, SIGTERM);
+			m->s_stopped = true;	/* our signal: no agent died */
+		}
 	}
 }
 
-/* Why a run that ended before the switch may simply run again: the link
- * (or an agent) was lost, not a refusal (preflight, a wrong VM, the
- * operator's abort). */
-static bool transient(const struct fl_report *r)
+/* An agent's own cause of failure: 1 a lost link, 0 none of its own (no
+ * error, or it relays the other end's ERROR), -1 a refusal (preflight, a
+ * wrong VM, the operator's abort). */
+static int cause_kind(const struct fl_report *r)
 {
 	switch (r->error.code) {
-	case 0: case -ETIMEDOUT: case -ECONNRESET: case -ECONNREFUSED: case -ECONNABORTED: case -EPIPE:
-	case -ENETUNREACH: case -EHOSTUNREACH: case -ENETDOWN: case -ENOTCONN: case -EREMOTEIO:
-		return true;
+	case 0: case -EREMOTEIO:
+		return 0;
+	case -ETIMEDOUT: case -ECONNRESET: case -ECONNREFUSED: case -ECONNABORTED: case -EPIPE:
+	case -ENETUNREACH: case -EHOSTUNREACH: case -ENETDOWN: case -ENOTCONN:
+		return 1;
 	default:
-		return false;
+		return -1;
 	}
 }
 
@@ -397,6 +401,7 @@ static bool retry_precopy(struct fl_migration *m)
 			return true;
 		m->retry_at_ns = 0;
 		m->s_exit = m->d_exit = -1;
+		m->s_stopped = false;
 		m->o.source.resume = m->o.dest.resume = false;
 		m->sp = spawn_agent(m, true);
 		m->dp = m->sp > 0 ? spawn_agent(m, false) : -1;
@@ -412,9 +417,13 @@ static bool retry_precopy(struct fl_migration *m)
 		fl_error_set(&m->err, -EAGAIN, "cannot start the agents again");
 		return false;
 	}
-	bool killed = m->s_exit >= 128 || m->d_exit >= 128;
+	/* an agent killed from outside (or crashed), not stopped by us */
+	bool killed = (m->s_exit >= 128 && !m->s_stopped) || m->d_exit >= 128;
+	int cs = cause_kind(s), cd = cause_kind(d);
+	/* a lost link or agent, and no refusal on either side */
+	bool lost = (killed || cs > 0 || cd > 0) && (killed || (cs >= 0 && cd >= 0));
 	if (m->o.remote_dest || m->o.source.recover_timeout_ms <= 0 || s->switch_ns || d->switch_ns ||
-	    s->state == FL_STATE_CANCELLED || m->s_exit == 0 || (!killed && (!transient(s) || !transient(d))))
+	    s->state == FL_STATE_CANCELLED || m->s_exit == 0 || !lost)
 		return false;
 	if (m->o.vmm) {	/* the guest must still run on the source */
 		char st[64] = "";
