@@ -54,8 +54,8 @@ CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_util.c \
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
 
-DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/api.c daemon/qemu_argv.c
-daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h libfaultline.a
+DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/incoming.c daemon/api.c daemon/qemu_argv.c
+daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h daemon/mig.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h

@@ -67,6 +67,9 @@ json_object *dmn_mig_progress(struct dmn *d, const char *id);
 bool dmn_mig_source_daemon(struct dmn *d, const char *id, char *addr, size_t len);
 json_object *dmn_mig_vm(struct dmn *d, const char *id, bool quit);
 bool dmn_mig_in_postcopy(struct dmn *d);
+/* at start: incoming migrations a killed daemon left in post-copy are
+ * taken back (their orphaned agents ended, new ones take over); count */
+int dmn_mig_adopt(struct dmn *d);
 void dmn_mig_abort_all(struct dmn *d);
 void dmn_mig_wait_all(struct dmn *d);
 

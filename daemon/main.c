@@ -89,6 +89,7 @@ int main(int argc, char **argv)
 	int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
 	fl_log(FL_LOG_INFO, "faultlined", "listening on %s (peers) and %s/faultlined.sock (operators); "
 	       "migrations' agents on port %d; state in %s", d.c.listen, d.c.run_dir, d.c.agent_port, d.c.state_dir);
+	dmn_mig_adopt(&d);
 	sd_notify(0, "READY=1");
 	uint64_t refused_at = 0;
 	for (;;) {

@@ -20,34 +20,9 @@
 #include "faultline/log.h"
 #include "faultline/shimctl.h"
 #include "faultline/vmm.h"
-#include "daemon.h"
+#include "daemon/mig.h"
 
-struct dmn_mig {
-	struct dmn_mig *next;
-	char id[96], vm[64], peer[160];	/* peer: the other end's daemon */
-	bool source, done;
-	struct dmn *d;
-	char self[160];			/* source end: our daemon as the peer reaches it */
-	/* source end */
-	struct fl_migration *m;
-	struct fl_vmm *vmm;
-	struct fl_migration_remote remote;
-	struct fl_vmm_remote_dest rdest;	/* a QEMU: the destination's through its daemon */
-	struct fl_migration_progress last;
-	bool have_last;
-	char state[16];
-	char *summary;			/* once done */
-	char error[FL_ERROR_TEXT];
-	pthread_t th;
-	bool th_started;
-	/* destination end */
-	pid_t pid;
-	struct fl_report *rep;
-	int exit;
-	struct fl_guest_check guest;
-};
-
-static struct dmn_mig *find(struct dmn *d, const char *id)
+struct dmn_mig *dmn_mig_find(struct dmn *d, const char *id)
 {
 	for (struct dmn_mig *g = d->migs; g; g = g->next)
 		if (!strcmp(g->id, id))
@@ -55,7 +30,7 @@ static struct dmn_mig *find(struct dmn *d, const char *id)
 	return NULL;
 }
 
-static void add(struct dmn *d, struct dmn_mig *g)
+void dmn_mig_add(struct dmn *d, struct dmn_mig *g)
 {
 	pthread_mutex_lock(&d->lock);
 	g->next = d->migs;
@@ -232,7 +207,7 @@ static int start_remote_qemu(struct dmn *d, const char *peer, const struct dmn_v
 	return rc;
 }
 
-static const char *jstr(json_object *j, const char *k)
+const char *dmn_jstr(json_object *j, const char *k)
 {
 	json_object *x;
 
@@ -242,7 +217,7 @@ static const char *jstr(json_object *j, const char *k)
 
 int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen, struct fl_error *err)
 {
-	const char *name = jstr(req, "vm"), *to = jstr(req, "to");
+	const char *name = dmn_jstr(req, "vm"), *to = dmn_jstr(req, "to");
 	struct dmn_vm vm;
 	json_object *x;
 
@@ -279,7 +254,7 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 		free(g);
 		return rc;
 	}
-	const char *uri = jstr(rep, "uri"), *kind = jstr(rep, "kind");
+	const char *uri = dmn_jstr(rep, "uri"), *kind = dmn_jstr(rep, "kind");
 	bool qemu = !strcmp(vm.kind, "qemu");
 	if (!uri || !kind || strcmp(kind, vm.kind))
 		rc = fl_error_set(err, -EINVAL, "VM %s: the destination host has it as %s%s, without the address "
@@ -300,14 +275,14 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 		return rc;
 	}
 	struct fl_migration_opts o;
-	char listen[128], reach[160], accept_sock[400], mid[96];
+	char *listen = g->listen, *reach = g->reach, *accept_sock = g->accept_sock, mid[96];
 	static int seq;
 	fl_migration_opts_default(&o);
-	snprintf(listen, sizeof(listen), "%s:%d", local_ip, d->c.agent_port);
+	snprintf(listen, sizeof(g->listen), "%s:%d", local_ip, d->c.agent_port);
 	const char *port = strrchr(d->c.listen, ':');
 	snprintf(g->self, sizeof(g->self), "%s:%s", local_ip, port ? port + 1 : "7700");
-	if (jstr(req, "id"))
-		snprintf(mid, sizeof(mid), "%s", jstr(req, "id"));
+	if (dmn_jstr(req, "id"))
+		snprintf(mid, sizeof(mid), "%s", dmn_jstr(req, "id"));
 	else {	/* ours, so the agent's socket can be named before it starts */
 		time_t now = time(NULL);
 		struct tm tm;
@@ -319,15 +294,16 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	/* One port: with TLS, the destination's agent dials this daemon's port
 	 * and names the migration (SNI); the connection is passed to the
 	 * source agent. Insecure (tests) has no name to route by: its port. */
-	snprintf(accept_sock, sizeof(accept_sock), "%s/%s.accept.sock", d->c.state_dir, mid);
-	snprintf(reach, sizeof(reach), "%s", d->tls ? g->self : listen);
+	snprintf(accept_sock, sizeof(g->accept_sock), "%s/%s.accept.sock", d->c.state_dir, mid);
+	snprintf(reach, sizeof(g->reach), "%s", d->tls ? g->self : listen);
 	if (d->tls)
 		o.source.accept_sock = accept_sock;
 	o.status_dir = d->c.state_dir;
 	o.vmm = g->vmm;
 	o.verify = !qemu;	/* a QEMU guest checks itself */
 	o.source.listen = listen;
-	o.source.shim_sock = vm.shim;
+	snprintf(g->shim, sizeof(g->shim), "%s", vm.shim);
+	o.source.shim_sock = g->shim;
 	o.source.checksum = true;
 	if (json_object_object_get_ex(req, "precopy", &x) && !json_object_get_boolean(x))
 		o.source.precopy = false;
@@ -357,7 +333,7 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	g->th_started = true;
 	snprintf(g->state, sizeof(g->state), "running");
 	snprintf(id, idlen, "%s", g->id);
-	add(d, g);
+	dmn_mig_add(d, g);
 	fl_log(FL_LOG_INFO, "faultlined", "migration %s: %s to %s (its links through %s)", g->id, name, g->peer, reach);
 	return 0;
 }
@@ -367,7 +343,7 @@ json_object *dmn_mig_progress(struct dmn *d, const char *id)
 	json_object *j = NULL;
 
 	pthread_mutex_lock(&d->lock);
-	struct dmn_mig *g = find(d, id);
+	struct dmn_mig *g = dmn_mig_find(d, id);
 	if (g && g->source) {
 		j = json_object_new_object();
 		json_object_object_add(j, "ok", json_object_new_boolean(1));
@@ -391,130 +367,11 @@ json_object *dmn_mig_progress(struct dmn *d, const char *id)
 	return j;
 }
 
-/* ---- destination end ---- */
-
-static void *dest_wait_main(void *p)
-{
-	struct dmn_mig *g = p;
-	int st = 0;
-	struct dmn_vm vm;
-	struct fl_error e = { 0 };
-	struct fl_vmm *v = NULL;
-	struct fl_guest_check gc = { 0 };
-
-	while (waitpid(g->pid, &st, 0) < 0 && errno == EINTR)
-		;
-	int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-	/* the guest, here now, reads every page against what it wrote (a
-	 * QEMU guest checks itself); it may still be taking its device state:
-	 * asked again for up to 5 s */
-	int rc = -EAGAIN;
-	if (g->rep->state == FL_STATE_COMPLETED && !g->vmm && !dmn_vm_get(&g->d->c, g->vm, &vm, &e) &&
-	    !fl_vmm_guestsim_create(vm.ctl, vm.ctl, vm.uri[0] ? vm.uri : "-", &v, &e))
-		for (int i = 0; i < 10 && (rc = fl_vmm_guest_check(v, true, &gc, &e)) && rc != -ENOTSUP; i++)
-			usleep(500000);
-	if (g->rep->state == FL_STATE_COMPLETED && rc && e.code != -ENOTSUP)
-		fl_log(FL_LOG_WARN, "faultlined", "migration %s: the guest could not check itself: %s", g->id, e.text);
-	fl_vmm_destroy(v);
-	fl_log(code ? FL_LOG_WARN : FL_LOG_INFO, "faultlined", "incoming migration %s of %s: %s%s%s", g->id,
-	       g->vm, fl_state_name(g->rep->state), g->rep->error.code ? ": " : "", g->rep->error.text);
-	pthread_mutex_lock(&g->d->lock);
-	g->guest = gc;
-	g->exit = code;
-	g->done = true;
-	pthread_mutex_unlock(&g->d->lock);
-	/* A QEMU's monitor takes one client: keep it a minute for the source
-	 * daemon's last questions (where the guest runs), then let it go. */
-	for (int i = 0; g->vmm && i < 600 && !g->d->stop; i++)
-		usleep(100000);
-	pthread_mutex_lock(&g->d->lock);
-	fl_vmm_destroy(g->vmm);
-	g->vmm = NULL;
-	pthread_mutex_unlock(&g->d->lock);
-	return NULL;
-}
-
-int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, struct fl_error *err)
-{
-	const char *id = jstr(req, "id"), *name = jstr(req, "vm"), *source = jstr(req, "source");
-	const char *from = jstr(req, "from");
-	struct dmn_vm vm;
-	struct fl_vmm *v = NULL;
-	int rc = dmn_vm_get(&d->c, name, &vm, err);
-
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&d->lock);
-	bool dup = find(d, id) != NULL;
-	pthread_mutex_unlock(&d->lock);
-	if (dup)
-		return fl_error_set(err, -EEXIST, "migration %s is known here already", id);
-	if (!strcmp(vm.kind, "qemu")) {	/* device state only, listening; its cells' nodes */
-		char quri[160];
-		snprintf(quri, sizeof(quri), "tcp:%s", vm.uri);
-		rc = fl_vmm_qemu_incoming(vm.qmp, quri, &v, err);
-		if (rc)
-			return rc;
-	}
-	struct dmn_mig *g = calloc(1, sizeof(*g));
-	void *shared = mmap(NULL, sizeof(struct fl_report), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (!g || shared == MAP_FAILED) {
-		free(g);
-		fl_vmm_destroy(v);
-		return fl_error_set(err, -ENOMEM, "out of memory");
-	}
-	g->d = d;
-	g->vmm = v;
-	g->rep = shared;
-	g->exit = -1;
-	snprintf(g->id, sizeof(g->id), "%s", id);
-	snprintf(g->vm, sizeof(g->vm), "%s", name);
-	snprintf(g->peer, sizeof(g->peer), "%s", from ? from : "");
-	fl_report_init(g->rep, "dest", g->id);
-	char *status = fl_migration_status_path(d->c.state_dir, g->id, "dest");
-	g->pid = fork();
-	if (g->pid == 0) {
-		sigset_t none;	/* the daemon blocks SIGTERM for its signalfd; the agent must not */
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		struct fl_dest_opts o;
-		fl_dest_opts_default(&o);
-		o.source = source;
-		o.shim_sock = vm.shim;
-		o.id = g->id;
-		o.status_path = status;
-		dmn_conf_tls(&d->c, &o.tls);
-		o.insecure = d->c.insecure;
-		o.encrypt_data = d->c.encrypt_data;
-		o.precopy_mbps = d->c.precopy_mbps;
-		o.postcopy_mbps = d->c.postcopy_mbps;
-		if (v && fl_vmm_numa_map(v)) {	/* from the destination QEMU's backends */
-			o.numa_map = fl_vmm_numa_map(v);
-			o.numa_map_lenient = true;
-		}
-		_exit(fl_dest_run(&o, g->rep) ? 1 : 0);
-	}
-	free(status);
-	if (g->pid < 0) {
-		munmap(shared, sizeof(struct fl_report));
-		fl_vmm_destroy(v);
-		free(g);
-		return fl_error_set(err, -errno, "cannot start the destination agent: %s", strerror(errno));
-	}
-	add(d, g);
-	if (pthread_create(&g->th, NULL, dest_wait_main, g) == 0)
-		g->th_started = true;
-	fl_log(FL_LOG_INFO, "faultlined", "incoming migration %s of %s from %s", g->id, name, source);
-	*reply = json_object_new_object();
-	json_object_object_add(*reply, "ok", json_object_new_boolean(1));
-	return 0;
-}
-
 json_object *dmn_mig_report(struct dmn *d, const char *id)
 {
 	static const char hx[] = "0123456789abcdef";
 	pthread_mutex_lock(&d->lock);
-	struct dmn_mig *g = find(d, id);
+	struct dmn_mig *g = dmn_mig_find(d, id);
 	if (!g || g->source) {
 		pthread_mutex_unlock(&d->lock);
 		return NULL;
@@ -556,7 +413,7 @@ json_object *dmn_mig_vm(struct dmn *d, const char *id, bool quit)
 {
 	/* held through the monitor call: the reaper lets the monitor go under it */
 	pthread_mutex_lock(&d->lock);
-	struct dmn_mig *g = find(d, id);
+	struct dmn_mig *g = dmn_mig_find(d, id);
 	struct fl_vmm *v = g && !g->source ? g->vmm : NULL;
 	if (!v) {
 		pthread_mutex_unlock(&d->lock);
@@ -582,7 +439,7 @@ json_object *dmn_mig_vm(struct dmn *d, const char *id, bool quit)
 bool dmn_mig_source_daemon(struct dmn *d, const char *id, char *addr, size_t len)
 {
 	pthread_mutex_lock(&d->lock);
-	struct dmn_mig *g = find(d, id);
+	struct dmn_mig *g = dmn_mig_find(d, id);
 	bool ok = g && !g->source && g->peer[0];
 	if (ok)
 		snprintf(addr, len, "%s", g->peer);

@@ -172,6 +172,9 @@ static pid_t spawn_agent(struct fl_migration *m, bool src)
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* nothing of the embedder's: a daemon's listening sockets held by an
+	 * agent that outlives it would keep a restarted daemon off its port */
+	close_range(3, ~0u, 0);
 	int rc = enter_netns(ns);
 	if (rc) {
 		fl_report_init(r, src ? "source" : "dest", m->id);
