@@ -7,7 +7,11 @@
 #     starts one that takes over the guest's userfaultfd from the shim);
 #  2. the destination agent is killed: its daemon starts one that takes over;
 #  3. the source agent is killed: the source's daemon starts one that maps
-#     the paused VM's RAM files again.
+#     the paused VM's RAM files again;
+#  4. the source's daemon is killed: its agent goes on without it (the
+#     destination's links still reach it through the port, routed to its
+#     socket by a restarted daemon); the operator's command loses its
+#     daemon, the destination completes.
 # Each completes: the guest's self-check clean, the RAM checksum equal to
 # the source's at switchover, each page placed once.
 . "$(dirname "$0")/lib.sh"
@@ -80,4 +84,19 @@ grep -q "its agent died in post-copy" "$W/B.log" || fail "B did not replace the 
 start r3 7823
 kill -9 "$(agent_pid A source)" || fail "no source agent to kill"
 finish r3 "source agent killed in post-copy"
+
+# 4. the source's daemon killed: the migration finishes without it
+start r4 7824
+kill -9 "$PA"
+wait "$PA" 2>/dev/null
+fld A $A
+wait $cli && fail "r4: the operator's command did not notice its daemon died"
+for i in $(seq 300); do grep -q "incoming migration $mid of r4: completed" "$W/B.log" && break; sleep 0.1; done
+grep -q "incoming migration $mid of r4: completed" "$W/B.log" || fail "r4 did not complete on B"
+v=$("$FL" vmctl "$W/r4B.ctl" verify)
+[ "$(echo "$v" | jget corrupt_pages)" = 0 ] && [ "$(echo "$v" | jget corrupt_reads)" = 0 ] ||
+	fail "r4: the guest found corruption: $v"
+[ "$(echo "$v" | jget sha256_switchover)" = "$(sha256sum < "$W/r4A/ram0" | cut -d' ' -f1)" ] ||
+	fail "r4: the destination's RAM at the switch differs from the source's"
+echo "ok: source daemon killed in post-copy: the destination completed; guest self-check clean, RAM as the source's"
 echo "PASS"
