@@ -3,8 +3,6 @@
  * and "status". */
 #define _GNU_SOURCE
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include "dest.h"
 
 static void answer(struct dst *d, char *cmd, char *reply, size_t rl)
@@ -61,22 +59,11 @@ static void *ctl_main(void *p)
 
 int dst_start_ctl(struct dst *d)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-
 	if (!d->o->ctl_sock)
 		return 0;
-	if (strlen(d->o->ctl_sock) >= sizeof(a.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(a.sun_path, d->o->ctl_sock);
-	d->csock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	d->csock = fl_proto_line_listen(d->o->ctl_sock);
 	if (d->csock < 0)
-		return -errno;
-	unlink(d->o->ctl_sock);
-	mode_t old = umask(077);	/* root's, as the agent */
-	int rc = bind(d->csock, (struct sockaddr *)&a, sizeof(a));
-	umask(old);
-	if (rc < 0 || listen(d->csock, 4) < 0)
-		return -errno;
+		return d->csock;
 	if (pthread_create(&d->ctl_th, NULL, ctl_main, d))
 		return -EAGAIN;
 	d->ctl_started = 1;

@@ -49,22 +49,11 @@ static void *ctl_main(void *p)
 
 int src_start_ctl(struct src *s)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-
 	if (!s->o->ctl_sock)
 		return 0;
-	if (strlen(s->o->ctl_sock) >= sizeof(a.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(a.sun_path, s->o->ctl_sock);
-	s->csock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	s->csock = fl_proto_line_listen(s->o->ctl_sock);
 	if (s->csock < 0)
-		return -errno;
-	unlink(s->o->ctl_sock);
-	mode_t old = umask(077);
-	int rc = bind(s->csock, (struct sockaddr *)&a, sizeof(a));
-	umask(old);
-	if (rc < 0 || listen(s->csock, 4) < 0)
-		return -errno;
+		return s->csock;
 	if (pthread_create(&s->ctl_th, NULL, ctl_main, s))
 		return -EAGAIN;
 	s->ctl_started = 1;

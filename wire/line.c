@@ -1,16 +1,38 @@
 /* One-line exchanges on a UNIX socket: a command line out, one reply line
- * back within a deadline. The source agent's operator socket and
- * guest-sim's control socket speak it. */
+ * back within a deadline. The agents' operator sockets and guest-sim's
+ * control socket speak it. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "faultline/proto.h"
+
+int fl_proto_line_listen(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	mode_t old = umask(077);
+	int rc = bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4) < 0 ? -errno : 0;
+	umask(old);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
 
 int fl_proto_line_call(const char *sock, const char *cmd, char *reply, size_t len, int timeout_ms)
 {

@@ -178,5 +178,8 @@ const char *fl_proto_strerror(int err);
  * within timeout_ms: the operator and guest-sim control sockets. 0 or
  * -errno (-ETIMEDOUT: silent; -ECONNRESET: closed without a word). */
 int fl_proto_line_call(const char *sock, const char *cmd, char *reply, size_t len, int timeout_ms);
+/* The answering side: a listening UNIX socket at path (replacing a stale
+ * one), 0600: root's, as the agents'. The fd or -errno. */
+int fl_proto_line_listen(const char *path);
 
 #endif

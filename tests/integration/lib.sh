@@ -183,6 +183,21 @@ fld() {
 	# ip netns exec, unshare and sh each exec the next: one pid, the daemon's
 	eval "P$1=$pid"
 }
+# vm_pair NAME PORT [RATE [SIZE]]: on two_hosts, a running guest-sim on A,
+# its destination waiting on B (device state at IPB:PORT), both registered
+# with their daemons
+vm_pair() {
+	mkdir -p "$W/$1A" "$W/$1B"
+	ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1A/ FAULTLINE_SHIM_SOCK=$W/$1A.shim \
+		"$SIM" --ram "$W/$1A/ram0" --ctl "$W/$1A.ctl" --size ${4:-64M} --rate ${3:-3000} >/dev/null 2>&1 &
+	echo $! >> "$W/pids"
+	ip netns exec $B env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1B/ FAULTLINE_SHIM_SOCK=$W/$1B.shim \
+		"$SIM" --ram "$W/$1B/ram0" --ctl "$W/$1B.ctl" --size ${4:-64M} --incoming $IPB:$2 >/dev/null 2>&1 &
+	echo $! >> "$W/pids"
+	for i in $(seq 100); do [ -S "$W/$1A.ctl" ] && [ -S "$W/$1B.shim" ] && break; sleep 0.05; done
+	on A "$FL" vm add $1 --ctl "$W/$1A.ctl" --shim "$W/$1A.shim" || fail "vm add $1 on A"
+	on B "$FL" vm add $1 --ctl "$W/$1B.ctl" --shim "$W/$1B.shim" --uri $IPB:$2 || fail "vm add $1 on B"
+}
 # on HOST CMD...: in that host's network and mount namespaces
 on() {
 	local h=$1; shift

@@ -17,18 +17,6 @@ fail() { echo "FAIL: $*"; echo "-- A's log"; tail -n 15 "$W/A.log" 2>/dev/null; 
 make_pki "$W/pki" "faultline two-host CA" "$IPA,$IPB"
 make_pki "$W/rogue" "some other CA" "$IPA,$IPB"
 
-vm_pair() {	# vm_pair NAME PORT [RATE]: a running guest-sim on A, its destination waiting on B, both registered
-	mkdir -p "$W/$1A" "$W/$1B"
-	ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1A/ FAULTLINE_SHIM_SOCK=$W/$1A.shim \
-		"$SIM" --ram "$W/$1A/ram0" --ctl "$W/$1A.ctl" --size 64M --rate ${3:-3000} >/dev/null 2>&1 &
-	echo $! >> "$W/pids"
-	ip netns exec $B env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1B/ FAULTLINE_SHIM_SOCK=$W/$1B.shim \
-		"$SIM" --ram "$W/$1B/ram0" --ctl "$W/$1B.ctl" --size 64M --incoming $IPB:$2 >/dev/null 2>&1 &
-	echo $! >> "$W/pids"
-	for i in $(seq 100); do [ -S "$W/$1A.ctl" ] && [ -S "$W/$1B.shim" ] && break; sleep 0.05; done
-	on A "$FL" vm add $1 --ctl "$W/$1A.ctl" --shim "$W/$1A.shim" || fail "vm add $1 on A"
-	on B "$FL" vm add $1 --ctl "$W/$1B.ctl" --shim "$W/$1B.shim" --uri $IPB:$2 || fail "vm add $1 on B"
-}
 fld_conf A $IPA "$W/pki"
 fld_conf B $IPB "$W/pki"
 fld A $A

@@ -23,21 +23,9 @@ two_hosts
 fail() { echo "FAIL: $*"; echo "-- A's log"; tail -n 15 "$W/A.log" 2>/dev/null; echo "-- B's log"; tail -n 15 "$W/B.log" 2>/dev/null; exit 1; }
 make_pki "$W/pki" "faultline two-host CA" "$IPA,$IPB"
 
-vm_pair() {	# vm_pair NAME PORT: a running guest-sim on A, its destination waiting on B, both registered
-	mkdir -p "$W/$1A" "$W/$1B"
-	ip netns exec $A env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1A/ FAULTLINE_SHIM_SOCK=$W/$1A.shim \
-		"$SIM" --ram "$W/$1A/ram0" --ctl "$W/$1A.ctl" --size 128M --rate 3000 >/dev/null 2>&1 &
-	echo $! >> "$W/pids"
-	ip netns exec $B env LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/$1B/ FAULTLINE_SHIM_SOCK=$W/$1B.shim \
-		"$SIM" --ram "$W/$1B/ram0" --ctl "$W/$1B.ctl" --size 128M --incoming $IPB:$2 >/dev/null 2>&1 &
-	echo $! >> "$W/pids"
-	for i in $(seq 100); do [ -S "$W/$1A.ctl" ] && [ -S "$W/$1B.shim" ] && break; sleep 0.05; done
-	on A "$FL" vm add $1 --ctl "$W/$1A.ctl" --shim "$W/$1A.shim" || fail "vm add $1 on A"
-	on B "$FL" vm add $1 --ctl "$W/$1B.ctl" --shim "$W/$1B.shim" --uri $IPB:$2 || fail "vm add $1 on B"
-}
 # start NAME PORT: the migration in the background, until it is in post-copy
 start() {
-	vm_pair "$1" "$2"
+	vm_pair "$1" "$2" 3000 128M
 	sleep 0.5
 	on A "$FL" migrate "$1" --to $IPB --no-precopy --json >"$W/$1.out" 2>"$W/$1.err" &
 	cli=$!
