@@ -135,8 +135,11 @@ int cli_operator(const char *verb, int argc, char **argv)
 	if (addr && (!strchr(addr, ':') || strlen(addr) > 256))
 		return usage_error(verb, "--address is HOST:PORT");
 	snprintf(line, sizeof(line), "%s%s%s", verb, addr ? " " : "", addr ? addr : "");
-	if (recover && !dir)	/* the destination agent's socket, on this host */
-		dir = DEFAULT_STATUS_DIR;
+	char *daemon_dir = NULL;
+	if (recover && !dir) {	/* the destination agent's socket, on this host: its daemon's, or ours */
+		daemon_dir = cli_daemon_state_dir();
+		dir = daemon_dir ? daemon_dir : DEFAULT_STATUS_DIR;
+	}
 	/* with a daemon here, it answers: from the destination host it asks
 	 * the source's daemon */
 	if (!dir) {
@@ -152,7 +155,9 @@ int cli_operator(const char *verb, int argc, char **argv)
 		dir = DEFAULT_STATUS_DIR;
 	}
 	struct fl_error e = { 0 };
-	if (fl_migration_request(dir, id, line, reply, sizeof(reply), &e)) {
+	int rc = fl_migration_request(dir, id, line, reply, sizeof(reply), &e);
+	free(daemon_dir);
+	if (rc) {
 		fprintf(stderr, "faultline %s: %s\n", verb, e.text);
 		return 1;
 	}

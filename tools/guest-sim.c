@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,7 @@ struct vcpu {
 	int tid;		/* for the agent's per-vCPU blocktime */
 	uint64_t rng;
 	uint64_t cursor;	/* --pattern stride */
+	volatile uint64_t touching;	/* page index + 1 while it reads or writes one, else 0 */
 };
 static struct vcpu vc[MAX_VCPU];
 static uint64_t g_corrupt;	/* atomic */
@@ -157,6 +159,7 @@ static void *vcpu_main(void *p)
 		uint64_t idx = pick(c);
 		pthread_mutex_t *l = &plock[idx % 256];
 		pthread_mutex_lock(l);
+		c->touching = idx + 1;
 		uint32_t v = ver[idx];
 		if (!check_page(idx, v)) {
 			c->corrupt++;
@@ -174,6 +177,7 @@ static void *vcpu_main(void *p)
 			memcpy(ram + idx * PS, buf, PS);
 			__atomic_store_n(&ver[idx], v + 1, __ATOMIC_RELEASE);
 		}
+		c->touching = 0;
 		pthread_mutex_unlock(l);
 		uint64_t t = now_rt();
 		if (c->resumed && !c->switch_gap_ns && c->last_ns)
@@ -195,13 +199,27 @@ static void *vcpu_main(void *p)
 	return NULL;
 }
 
-static void pause_all(void)
+/* 0 once every vCPU waits; -1 (and no pause) when one has not within
+ * 30 s: it is stuck touching a page (a fault nobody answers), which the
+ * caller reports instead of hanging. */
+static int pause_all(void)
 {
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
 	pthread_mutex_lock(&pause_lock);
 	paused_req = 1;
-	while (npaused < cfg.vcpus)
-		pthread_cond_wait(&pause_cond, &pause_lock);
+	int rc = 0;
+	while (npaused < cfg.vcpus && rc == 0)
+		rc = pthread_cond_timedwait(&pause_cond, &pause_lock, &until);
+	bool all = npaused >= cfg.vcpus;
+	if (!all) {
+		paused_req = 0;
+		pthread_cond_broadcast(&pause_cond);
+	}
 	pthread_mutex_unlock(&pause_lock);
+	return all ? 0 : -1;
 }
 
 static void resume_all(void)
@@ -391,8 +409,16 @@ static void verify(char *reply, size_t rl)
 	uint64_t buf[PS / 8];
 
 	int was_paused = paused_req;
-	if (!frozen && !was_paused)
-		pause_all();
+	if (!frozen && !was_paused && pause_all()) {
+		int n = snprintf(reply, rl, "{\"error\":\"a vCPU did not pause within 30 s:");
+		for (int i = 0; i < cfg.vcpus && n < (int)rl - 64; i++)
+			if (vc[i].touching)
+				n += snprintf(reply + n, rl - (size_t)n, " vCPU %d (tid %d) is touching page %llu;", i,
+					      vc[i].tid, (unsigned long long)(vc[i].touching - 1));
+		snprintf(reply + n, rl - (size_t)n, " a fault nobody answers?\"}");
+		EVP_MD_CTX_free(ctx);
+		return;
+	}
 	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 	for (uint64_t i = 0; i < cfg.npages; i++) {
 		if (!check_page(i, ver[i])) {
@@ -461,6 +487,8 @@ static void *ctl_main(void *arg)
 		if (c < 0)
 			continue;
 		char cmd[512] = "", reply[1200];
+		struct timeval tv = { 2, 0 };	/* a client that sends nothing does not hold us */
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		ssize_t n = read(c, cmd, sizeof(cmd) - 1);
 		if (n > 0) {
 			cmd[n] = 0;

@@ -100,6 +100,11 @@ static int gs_guest_check(struct fl_vmm *v, bool verify, struct fl_guest_check *
 	rc = call_json(v->dst_ctl, "verify", 120000, &q, err);	/* reads every page */
 	if (rc)
 		return rc;
+	if (str(q, "error")) {	/* it could not stop to look: say why */
+		rc = fl_error_set(err, -EIO, "VM control socket %s: %s", v->dst_ctl, str(q, "error"));
+		json_object_put(q);
+		return rc;
+	}
 	g->verified = true;
 	g->corrupt = (int64_t)num(q, "corrupt_pages") + (int64_t)num(q, "corrupt_reads");
 	json_object *x;

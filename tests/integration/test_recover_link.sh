@@ -35,6 +35,15 @@ run() {
 		grep -qs '"state":"postcopy-paused"\|"state":"postcopy-recover"' "$W/st/rec-$name.dest.json" && seen=1
 		sleep 0.1
 	done
+	if [ -n "$seen" ] && [ $phase = postcopy ] && [ "$down" -ge 60 ]; then
+		# the operator, on the destination host, while it is paused
+		"$FL" recover "rec-$name" --status-dir "$W/st" >"$W/rec.out" 2>&1 ||
+			fail "$name: faultline recover failed: $(cat "$W/rec.out")"
+		grep -q "reconnecting" "$W/rec.out" || fail "$name: recover said $(cat "$W/rec.out")"
+		"$FL" recover "rec-$name" --status-dir "$W/st" --address nocolon >/dev/null 2>&1
+		[ $? = 2 ] || fail "$name: recover --address without a port was not refused as a bad command line"
+		echo "ok: $name: faultline recover while paused: $(cat "$W/rec.out")"
+	fi
 	case $how in
 	link) ip -n "$ns_dst" link set "$dev" up ;;
 	drop) ip netns exec "$ns_dst" iptables -F ;;
@@ -42,6 +51,7 @@ run() {
 	wait $pid; local rc=$?
 	line=$(tail -n 1 "$W/out")
 	[ $rc = 0 ] || { tail -n 15 "$W/err"; fail "$name: faultline demo exited $rc"; }
+	"$FL" recover "rec-$name" --status-dir "$W/st" >/dev/null 2>&1 && fail "$name: recover of a finished migration succeeded"
 	assert_migration "$line"
 	local rec=$(echo "$line" | jget recoveries)
 	echo "$name: down ${down}s by $how in $phase: recoveries=${rec:-0} attempts=$(echo "$line" | jget attempts)" \
