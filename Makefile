@@ -145,6 +145,7 @@ bench: deps
 	./bench/qemu-compare
 	./bench/vm-rdma
 	./bench/vm-numa
+	./bench/recover
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \

@@ -26,7 +26,9 @@ run() {
 	done
 	sleep 0.3
 	seen=$(sed -n 's/.*"state":"\([a-z-]*\)".*/\1/p' "$W/st/kill-$name.dest.json")
-	for c in $(pgrep -P $pid); do [ "$(ip netns identify "$c")" = "fl-$pid-$who" ] && victim=$c; done
+	for c in $(pgrep -P $pid); do	# the agent, not the VM beside it
+		[ "$(ip netns identify "$c")" = "fl-$pid-$who" ] && [ "$(cat /proc/$c/comm)" = faultline ] && victim=$c
+	done
 	[ -n "$victim" ] || { kill $pid; fail "$name: no $who agent to kill"; }
 	kill -9 "$victim"
 	wait $pid; local rc=$?
