@@ -71,6 +71,8 @@ static int handler(void *user, const char *sec, const char *key, const char *v)
 		bad = set_str(c->run_dir, sizeof(c->run_dir), v);
 	else if (IS("daemon", "shim_lib"))
 		bad = set_str(c->shim_lib, sizeof(c->shim_lib), v);
+	else if (IS("daemon", "recover_timeout"))
+		bad = set_num(&c->recover_timeout_s, v, 0, 86400);
 	else if (IS("daemon", "log_level")) {
 		static const char *const lv[] = { "error", "warn", "info", "debug" };
 		bad = -1;
@@ -112,6 +114,7 @@ int dmn_conf_load(const char *path, struct dmn_conf *c, struct fl_error *err)
 	snprintf(c->shim_lib, sizeof(c->shim_lib), "%s/lib/libfaultline-shim.so", FL_PREFIX);
 	c->encrypt_data = true;
 	c->log_level = FL_LOG_INFO;
+	c->recover_timeout_s = 600;
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return fl_error_set(err, -errno, "cannot read %s: %s", path, strerror(errno));

@@ -30,6 +30,7 @@ struct dmn_conf {
 	char allow[512];		/* peers allowed to connect: addresses or a.b.c.d/n, comma-separated; empty: any proven */
 	char shim_lib[256];		/* preloaded into a destination QEMU the daemon starts */
 	double precopy_mbps, postcopy_mbps;
+	double recover_timeout_s;	/* a lost link or agent may be waited for this long (600) */
 	int log_level;			/* enum fl_log_level */
 };
 int dmn_conf_load(const char *path, struct dmn_conf *c, struct fl_error *err);

@@ -79,6 +79,7 @@ static pid_t spawn(struct dmn_mig *g, const struct dmn_vm *vm, bool resume)
 		o.encrypt_data = d->c.encrypt_data;
 		o.precopy_mbps = d->c.precopy_mbps;
 		o.postcopy_mbps = d->c.postcopy_mbps;
+		o.recover_timeout_ms = (int)(d->c.recover_timeout_s * 1000);
 		if (g->vmm && fl_vmm_numa_map(g->vmm)) {	/* from the destination QEMU's backends */
 			o.numa_map = fl_vmm_numa_map(g->vmm);
 			o.numa_map_lenient = true;

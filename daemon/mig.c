@@ -310,6 +310,7 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	dmn_conf_tls(&d->c, &o.source.tls);
 	o.source.insecure = d->c.insecure;
 	o.source.encrypt_data = d->c.encrypt_data;
+	o.source.recover_timeout_ms = (int)(d->c.recover_timeout_s * 1000);
 	o.dest.source = reach;
 	g->remote = (struct fl_migration_remote){ remote_start, remote_poll, g };
 	o.remote_dest = &g->remote;

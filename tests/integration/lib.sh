@@ -153,6 +153,7 @@ fld_conf() {
 	listen = $2:7700
 	log_level = info
 	shim_lib = $SHIM
+	recover_timeout = 600
 	[tls]
 	$(case $3 in psk:*) echo "psk_file = ${3#psk:}";; *) echo "x509_dir = $3";; esac)
 	[peers]
