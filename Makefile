@@ -49,14 +49,16 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
-CLI_SRC = tools/faultline.c tools/cli_migrate.c tools/cli_util.c \
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
+XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null)
+CLI_SRC = tools/faultline.c tools/cli_virt.c tools/virt_xml.c tools/cli_migrate.c tools/cli_util.c \
 	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c tools/cli_daemon.c
-tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h libfaultline.a
-	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL)
+tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h tools/virt.h libfaultline.a tools/faultline-libvirt-hook
+	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_LIBVIRT) $(XML_LIBS)
 
-DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/incoming.c daemon/api.c daemon/qemu_argv.c
-daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h daemon/mig.h libfaultline.a
-	$(CC) $(CFLAGS_ALL) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD)
+DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/incoming.c daemon/api.c daemon/qemu_argv.c daemon/virt_in.c daemon/virt_out.c
+daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h daemon/mig.h daemon/virt.h libfaultline.a
+	$(CC) $(CFLAGS_ALL) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD) $(LIBS_LIBVIRT)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)
@@ -115,7 +117,7 @@ tests/fuzz/obj/daemon/%.o: daemon/%.c daemon/daemon.h $(wildcard include/faultli
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 tests/fuzz/bin/fuzz_peer: tests/fuzz/fuzz_peer.c $(FUZZ_OBJ) $(FUZZ_DAEMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DAEMON_OBJ) $(FUZZ_OBJ) $(LDLIBS_ALL) $(LIBS_INIH)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DAEMON_OBJ) $(FUZZ_OBJ) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_LIBVIRT)
 
 tests/fuzz/mkseeds: tests/fuzz/mkseeds.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(LDLIBS_ALL)

@@ -15,12 +15,16 @@
 
 #include "faultline/log.h"
 #include "daemon.h"
+#include "daemon/virt.h"
 
 int dmn_api_listen(struct dmn *d, struct fl_error *err)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 
+	char vms[300];
 	mkdir(d->c.run_dir, 0755);
+	snprintf(vms, sizeof(vms), "%s/vms", d->c.run_dir);
+	mkdir(vms, 0700);	/* the VMs' shim and monitor sockets (QEMU binds them before its shim runs) */
 	if ((size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s/faultlined.sock", d->c.run_dir) >= sizeof(a.sun_path))
 		return fl_error_set(err, -ENAMETOOLONG, "run_dir %s: path too long", d->c.run_dir);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -132,8 +136,10 @@ static json_object *handle(struct dmn *d, json_object *req)
 			return reply(false, "error", json_object_new_string(e.text));
 		return r;
 	}
+	if (!strcmp(op, "virt-hook"))	/* libvirt's hook; `started` is held until pre-copy is done */
+		return dmn_virt_hook(d, req);
 	return reply(false, "error", json_object_new_string("unknown request (info, vm-add, vm-list, migrate, "
-							    "status, abort, force-complete)"));
+							    "status, abort, force-complete, virt-hook)"));
 }
 
 static void *api_main(void *p)

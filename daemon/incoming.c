@@ -20,6 +20,7 @@
 #include "faultline/agent.h"
 #include "faultline/log.h"
 #include "daemon/mig.h"
+#include "daemon/virt.h"
 
 #define MAX_RESTARTS 3
 
@@ -128,7 +129,7 @@ static void *wait_main(void *p)
 	    !fl_vmm_guestsim_create(vm.ctl, vm.ctl, vm.uri[0] ? vm.uri : "-", &v, &e))
 		for (int i = 0; i < 10 && (rc = fl_vmm_guest_check(v, true, &gc, &e)) && rc != -ENOTSUP; i++)
 			usleep(500000);
-	if (g->rep->state == FL_STATE_COMPLETED && rc && e.code != -ENOTSUP)
+	if (v && rc && e.code != -ENOTSUP)
 		fl_log(FL_LOG_WARN, "faultlined", "migration %s: the guest could not check itself: %s", g->id, e.text);
 	fl_vmm_destroy(v);
 	fl_log(code ? FL_LOG_WARN : FL_LOG_INFO, "faultlined", "incoming migration %s of %s: %s%s%s", g->id,
@@ -139,8 +140,10 @@ static void *wait_main(void *p)
 	g->done = true;
 	pthread_mutex_unlock(&g->d->lock);
 	/* A QEMU's monitor takes one client: keep it a minute for the source
-	 * daemon's last questions (where the guest runs), then let it go. */
-	for (int i = 0; g->vmm && i < 600 && !g->d->stop; i++)
+	 * daemon's last questions (where the guest runs), then let it go;
+	 * at once when it was told the guest runs here after a completed
+	 * migration (the VM may leave again soon: the monitor is its). */
+	for (int i = 0; g->vmm && !g->vm_released && i < 600 && !g->d->stop; i++)
 		usleep(100000);
 	pthread_mutex_lock(&g->d->lock);
 	fl_vmm_destroy(g->vmm);
@@ -195,7 +198,11 @@ int dmn_mig_start_dest(struct dmn *d, json_object *req, json_object **reply, str
 	pthread_mutex_unlock(&d->lock);
 	if (dup)
 		return fl_error_set(err, -EEXIST, "migration %s is known here already", id);
-	if (!strcmp(vm.kind, "qemu")) {	/* device state only, listening; its cells' nodes */
+	if (!strcmp(vm.kind, "qemu") && dmn_virt_incoming(id)) {	/* libvirt listens itself */
+		rc = fl_vmm_qemu_watch(vm.qmp, &v, err);
+		if (rc)
+			return rc;
+	} else if (!strcmp(vm.kind, "qemu")) {	/* device state only, listening; its cells' nodes */
 		char quri[160];
 		snprintf(quri, sizeof(quri), "tcp:%s", vm.uri);
 		rc = fl_vmm_qemu_incoming(vm.qmp, quri, &v, err);

@@ -21,6 +21,7 @@
 #include "faultline/shimctl.h"
 #include "faultline/vmm.h"
 #include "daemon/mig.h"
+#include "daemon/virt.h"
 
 struct dmn_mig *dmn_mig_find(struct dmn *d, const char *id)
 {
@@ -236,9 +237,51 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 		snprintf(g->peer, sizeof(g->peer), "%s", to);
 	else
 		snprintf(g->peer, sizeof(g->peer), "%s:%d", to, DMN_DEFAULT_PORT);
+	char mid[96];
+	static int seq;
+	if (dmn_jstr(req, "id"))
+		snprintf(mid, sizeof(mid), "%s", dmn_jstr(req, "id"));
+	else {	/* ours, so the agent's socket can be named before it starts */
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		snprintf(mid, sizeof(mid), "%.40s-%04d%02d%02d-%02d%02d%02d-%d", name, tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	}
+	snprintf(g->id, sizeof(g->id), "%s", mid);
+	json_object *lv = NULL;
+	json_object_object_get_ex(req, "libvirt", &lv);
+	bool qemu = !strcmp(vm.kind, "qemu");
+	char local_ip[64] = "";
+	if (lv && json_object_is_type(lv, json_type_object)) {
+		/* libvirt starts the destination QEMU; its daemon waits for it */
+		json_object *ann = json_object_new_object(), *rep = NULL;
+		json_object_object_add(ann, "op", json_object_new_string("virt-expect"));
+		json_object_object_add(ann, "id", json_object_new_string(mid));
+		json_object_object_add(ann, "vm", json_object_new_string(name));
+		rc = qemu ? dmn_peer_call(d, g->peer, ann, &rep, local_ip, sizeof(local_ip), err)
+			  : fl_error_set(err, -EINVAL, "VM %s is no QEMU: libvirt cannot migrate it", name);
+		json_object_put(ann);
+		json_object_put(rep);
+		if (!rc)
+			rc = dmn_virt_out_create(g, lv, &g->virt, &g->mgr, err);
+		if (!rc)
+			rc = fl_vmm_qemu_create(vm.qmp, NULL, "libvirt", json_object_object_get_ex(lv, "suspend", &x) &&
+						json_object_get_boolean(x), &g->vmm, err);
+		if (!rc) {
+			g->rdest = (struct fl_vmm_remote_dest){ remote_vm_status, remote_vm_quit, g };
+			fl_vmm_set_remote_dest(g->vmm, &g->rdest);
+			fl_vmm_set_manager(g->vmm, &g->mgr);
+		}
+		if (rc) {
+			dmn_virt_out_destroy(g->virt);
+			free(g);
+			return rc;
+		}
+		goto opts;
+	}
 	/* the destination must be waiting for this VM before anything starts */
 	json_object *probe = json_object_new_object(), *rep = NULL;
-	char local_ip[64] = "";
 	json_object_object_add(probe, "op", json_object_new_string("probe"));
 	json_object_object_add(probe, "vm", json_object_new_string(name));
 	rc = dmn_peer_call(d, g->peer, probe, &rep, local_ip, sizeof(local_ip), err);
@@ -255,7 +298,6 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 		return rc;
 	}
 	const char *uri = dmn_jstr(rep, "uri"), *kind = dmn_jstr(rep, "kind");
-	bool qemu = !strcmp(vm.kind, "qemu");
 	if (!uri || !kind || strcmp(kind, vm.kind))
 		rc = fl_error_set(err, -EINVAL, "VM %s: the destination host has it as %s%s, without the address "
 				  "its device state goes to (faultline vm add ... --uri there)", name,
@@ -274,22 +316,13 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 		free(g);
 		return rc;
 	}
+opts:;
 	struct fl_migration_opts o;
-	char *listen = g->listen, *reach = g->reach, *accept_sock = g->accept_sock, mid[96];
-	static int seq;
+	char *listen = g->listen, *reach = g->reach, *accept_sock = g->accept_sock;
 	fl_migration_opts_default(&o);
 	snprintf(listen, sizeof(g->listen), "%s:%d", local_ip, d->c.agent_port);
 	const char *port = strrchr(d->c.listen, ':');
 	snprintf(g->self, sizeof(g->self), "%s:%s", local_ip, port ? port + 1 : "7700");
-	if (dmn_jstr(req, "id"))
-		snprintf(mid, sizeof(mid), "%s", dmn_jstr(req, "id"));
-	else {	/* ours, so the agent's socket can be named before it starts */
-		time_t now = time(NULL);
-		struct tm tm;
-		localtime_r(&now, &tm);
-		snprintf(mid, sizeof(mid), "%.40s-%04d%02d%02d-%02d%02d%02d-%d", name, tm.tm_year + 1900,
-			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
-	}
 	o.id = mid;
 	/* One port: with TLS, the destination's agent dials this daemon's port
 	 * and names the migration (SNI); the connection is passed to the
@@ -328,6 +361,7 @@ int dmn_mig_start_source(struct dmn *d, json_object *req, char *id, size_t idlen
 	if (rc) {
 		fl_migration_destroy(g->m);
 		fl_vmm_destroy(g->vmm);
+		dmn_virt_out_destroy(g->virt);
 		free(g);
 		return rc;
 	}
@@ -424,6 +458,8 @@ json_object *dmn_mig_vm(struct dmn *d, const char *id, bool quit)
 	char st[64];
 	bool resumed = false;
 	int rc = quit ? fl_vmm_dest_quit(v) : fl_vmm_dest_status(v, st, sizeof(st), &resumed);
+	if (!quit && !rc && g->rep->state == FL_STATE_COMPLETED && strcmp(st, "inmigrate"))
+		g->vm_released = true;	/* the source's last question was answered */
 	pthread_mutex_unlock(&d->lock);
 	json_object_object_add(r, "ok", json_object_new_boolean(!quit || rc == 0));
 	if (quit && rc)

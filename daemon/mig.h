@@ -24,6 +24,8 @@ struct dmn_mig {
 	struct fl_vmm *vmm;
 	struct fl_migration_remote remote;
 	struct fl_vmm_remote_dest rdest;	/* a QEMU: the destination's through its daemon */
+	struct virt_out *virt;		/* libvirt drives QEMU's migration */
+	struct fl_vmm_manager mgr;
 	struct fl_migration_progress last;
 	bool have_last;
 	char state[16];
@@ -41,6 +43,7 @@ struct dmn_mig {
 	 * replaces one that died as for the first */
 	char listen[128], accept_sock[400], reach[160], shim[256];
 	int restarts;			/* agents started to replace one that died */
+	bool vm_released;		/* destination: its QEMU's monitor may go */
 };
 
 /* under d->lock */

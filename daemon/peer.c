@@ -74,7 +74,17 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 		 !strcmp(json_object_get_string(op), "force-complete") || !strcmp(json_object_get_string(op), "vm-status") ||
 		 !strcmp(json_object_get_string(op), "vm-quit"))
 		rc = str_field(j, "id", 95, err);
-	else if (!strcmp(json_object_get_string(op), "incoming")) {
+	else if (!strcmp(json_object_get_string(op), "virt-expect")) {
+		rc = str_field(j, "id", 95, err);
+		if (!rc)
+			rc = str_field(j, "vm", 63, err);
+	} else if (!strcmp(json_object_get_string(op), "virt-ready"))
+		rc = str_field(j, "id", 95, err);
+	else if (!strcmp(json_object_get_string(op), "virt-release")) {
+		rc = str_field(j, "id", 95, err);
+		if (!rc)
+			rc = bool_field(j, "proceed", err);
+	} else if (!strcmp(json_object_get_string(op), "incoming")) {
 		rc = str_field(j, "id", 95, err);
 		if (!rc)
 			rc = str_field(j, "vm", 63, err);

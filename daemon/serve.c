@@ -15,6 +15,7 @@
 
 #include "faultline/log.h"
 #include "daemon.h"
+#include "daemon/virt.h"
 
 
 static json_object *error_reply(const char *text)
@@ -70,6 +71,25 @@ static json_object *dispatch(struct dmn *d, json_object *req, const char *local_
 		r = dmn_mig_vm(d, json_object_get_string(json_object_object_get(req, "id")), !strcmp(op, "vm-quit"));
 		if (!r)
 			return error_reply("no QEMU of that migration here");
+	} else if (!strcmp(op, "virt-expect")) {
+		if (dmn_virt_expect(json_object_get_string(json_object_object_get(req, "id")),
+				    json_object_get_string(json_object_object_get(req, "vm")), &e))
+			return error_reply(e.text);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+	} else if (!strcmp(op, "virt-ready")) {
+		bool ready;
+		if (!dmn_virt_ready(json_object_get_string(json_object_object_get(req, "id")), &ready))
+			return error_reply("no libvirt migration of that id announced here");
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+		json_object_object_add(r, "ready", json_object_new_boolean(ready));
+	} else if (!strcmp(op, "virt-release")) {
+		if (dmn_virt_release(json_object_get_string(json_object_object_get(req, "id")),
+				     json_object_get_boolean(json_object_object_get(req, "proceed")), &e))
+			return error_reply(e.text);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
 	} else if (!strcmp(op, "report")) {
 		r = dmn_mig_report(d, json_object_get_string(json_object_object_get(req, "id")));
 		if (!r)

@@ -261,6 +261,8 @@ int fl_migration_start(struct fl_migration *m)
 nostart:
 	if (!m->err.code)
 		fl_error_set(&m->err, -ENOMEM, "out of memory");
+	if (o->vmm)
+		fl_vmm_cancel(o->vmm);	/* a migration libvirt began must not go on */
 	snprintf(m->state, sizeof(m->state), "failed");
 	m->finished = true;
 	return m->err.code;

@@ -44,6 +44,14 @@ int cli_demo(int argc, char **argv);
 int cli_vm(int argc, char **argv);
 int cli_daemon_migrate(int argc, char **argv);
 char *cli_daemon_state_dir(void);	/* NULL: no daemon here */
+struct json_object;
+/* one request, one reply within timeout_s: 0, or -errno with err */
+int cli_daemon_call_timeout(struct json_object *req, struct json_object **rep, int timeout_s, char *err, size_t el);
+/* a daemon's migration followed to its end (progress on stderr); the exit status */
+int cli_daemon_follow(const char *mid, const char *cmd, bool json, int timeout_s, const char *action,
+		      char state_out[32]);
+/* cli_virt.c: faultline virt ... (libvirt) */
+int cli_virt(int argc, char **argv);
 /* abort / force-complete through it: 0, -ENOENT/-ECONNREFUSED (no daemon), or -errno with err */
 int cli_daemon_request(const char *op, const char *id, char *answer, size_t alen, char *err, size_t el);
 /* cli_status.c: status/list/show, abort, force-complete. */

@@ -21,8 +21,8 @@ static const char *sock_path(void)
 	return s && *s ? s : "/run/faultline/faultlined.sock";
 }
 
-/* One request, one reply (60 s at most). 0, or -errno with err. */
-static int cli_daemon_call(json_object *req, json_object **rep, char *err, size_t el)
+/* One request, one reply (timeout_s at most). 0, or -errno with err. */
+int cli_daemon_call_timeout(json_object *req, json_object **rep, int timeout_s, char *err, size_t el)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -46,8 +46,8 @@ static int cli_daemon_call(json_object *req, json_object **rep, char *err, size_
 	size_t n = 0;
 	for (;;) {
 		struct pollfd p = { fd, POLLIN, 0 };
-		if (poll(&p, 1, 60000) <= 0) {
-			snprintf(err, el, "faultlined did not answer within 60 s");
+		if (poll(&p, 1, timeout_s * 1000) <= 0) {
+			snprintf(err, el, "faultlined did not answer within %d s", timeout_s);
 			close(fd);
 			return -ETIMEDOUT;
 		}
@@ -74,6 +74,11 @@ static int cli_daemon_call(json_object *req, json_object **rep, char *err, size_
 		return -EREMOTEIO;
 	}
 	return 0;
+}
+
+static int cli_daemon_call(json_object *req, json_object **rep, char *err, size_t el)
+{
+	return cli_daemon_call_timeout(req, rep, 60, err, el);
 }
 
 int cli_daemon_request(const char *op, const char *id, char *answer, size_t alen, char *err, size_t el)
@@ -220,6 +225,20 @@ int cli_daemon_migrate(int argc, char **argv)
 	snprintf(mid, sizeof(mid), "%s", json_object_get_string(json_object_object_get(rep, "id")));
 	json_object_put(rep);
 	fprintf(stderr, "migration %s: %s to %s\n", mid, name, to);
+	return cli_daemon_follow(mid, "migrate", json, 0, NULL, NULL);
+}
+
+/* Progress until the migration ends; at timeout_s (0: never) the action
+ * (abort or force-complete) is asked once. Returns the exit status; the
+ * final state in state (if not NULL). */
+int cli_daemon_follow(const char *mid, const char *cmd, bool json, int timeout_s, const char *action,
+		      char state_out[32])
+{
+	json_object *req, *rep = NULL;
+	char err[512];
+	int rc;
+	uint64_t t0 = cli_now_ns();
+	bool acted = false;
 	bool tty = isatty(2);
 	for (int n = 0;; n++) {
 		usleep(250000);
@@ -229,8 +248,16 @@ int cli_daemon_migrate(int argc, char **argv)
 		rc = cli_daemon_call(req, &rep, err, sizeof(err));
 		json_object_put(req);
 		if (rc) {
-			fprintf(stderr, "faultline migrate: %s (the migration goes on: faultline show %s)\n", err, mid);
+			fprintf(stderr, "faultline %s: %s (the migration goes on: faultline show %s)\n", cmd, err, mid);
 			return 1;
+		}
+		if (timeout_s && action && !acted && cli_now_ns() - t0 >= (uint64_t)timeout_s * 1000000000ull) {
+			char ans[512], e2[512];
+			acted = true;
+			if (cli_daemon_request(action, mid, ans, sizeof(ans), e2, sizeof(e2)))
+				fprintf(stderr, "faultline %s: --timeout %d s: %s: %s\n", cmd, timeout_s, action, e2);
+			else
+				fprintf(stderr, "%s--timeout %d s: %s: %s\n", isatty(2) ? "\n" : "", timeout_s, action, ans);
 		}
 		json_object *x;
 		bool done = json_object_object_get_ex(rep, "done", &x) && json_object_get_boolean(x);
@@ -251,9 +278,11 @@ int cli_daemon_migrate(int argc, char **argv)
 		if (json_object_object_get_ex(rep, "summary", &x))
 			fputs(json_object_get_string(x), stderr);
 		if (json_object_object_get_ex(rep, "error", &x))
-			fprintf(stderr, "faultline migrate: %s\n", json_object_get_string(x));
+			fprintf(stderr, "faultline %s: %s\n", cmd, json_object_get_string(x));
 		if (json)
 			printf("{\"id\":\"%s\",\"state\":\"%s\"}\n", mid, state);
+		if (state_out)
+			snprintf(state_out, 32, "%s", state);
 		rc = strcmp(state, "completed") ? 1 : 0;
 		json_object_put(rep);
 		return rc;

@@ -555,6 +555,7 @@ static void usage(FILE *f)
 		"  abort     stop a migration before switchover (the VM stays on the source)\n"
 		"  force-complete  end pre-copy now, switch to post-copy\n"
 		"  recover   ID [--address HOST:PORT]: a post-copy paused on a lost link reconnects now\n"
+		"  virt      prepare|migrate|list|show|abort|force-complete|recover|hook: libvirt domains\n"
 		"  caps      userfaultfd features of this kernel\n"
 		"  check     the destination's preflight alone (NUMA memory, huge pages, CPUs, VFIO)\n"
 		"  vmctl     send a command to a guest-sim VM\n"
@@ -595,6 +596,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "vm"))
 		return cli_vm(argc, argv);
+	if (!strcmp(cmd, "virt"))
+		return cli_virt(argc, argv);
 	if (!strcmp(cmd, "status") || !strcmp(cmd, "list") || !strcmp(cmd, "show"))
 		return cli_status(argc, argv);
 	if (!strcmp(cmd, "demo"))

@@ -30,6 +30,9 @@ struct fl_vmm {
 	struct fl_qmp *watch;		/* the destination's monitor, held from prepare */
 	bool resumed;			/* a RESUME event was seen on watch */
 	struct fl_vmm_remote_dest remote;	/* the destination on another host */
+	struct fl_vmm_manager mgr;	/* libvirt drives QEMU's migration */
+	bool mgr_went, mgr_begun;	/* go(true) was said; begin succeeded */
+	bool watch_only;		/* destination: no migrate-incoming of ours */
 	char numa_map[1024];
 };
 

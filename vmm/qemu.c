@@ -15,11 +15,59 @@
 /* Start QEMU's own migration (device state only, x-ignore-shared) and
  * return at the STOP event: the moment the final dirty set is taken. A VM
  * that was already paused has no STOP to wait for. */
+/* A managed migration (libvirt): let it run on to the switchover and
+ * return at the source's STOP, or when the manager says it failed. */
+static int mgr_stop(struct fl_vmm *v, char *err, size_t el)
+{
+	struct fl_error e = { 0 };
+	struct fl_qmp *q = NULL;
+	json_object *st = NULL;
+	bool running = false;
+	char why[FL_ERROR_TEXT];
+	int rc = fl_qmp_connect(v->src_qmp, 5000, &q, &e);	/* before go: no STOP missed */
+
+	if (!rc)
+		rc = fl_qmp_execute(q, "query-status", NULL, &st, 5000);
+	if (rc) {
+		snprintf(err, el, "QEMU at %s: %s", v->src_qmp, fl_error_text(q ? fl_qmp_error(q) : &e));
+		goto out;
+	}
+	fl_qmp_get_bool(st, "running", &running);
+	rc = v->mgr.go(v->mgr.arg, true, &e);
+	v->mgr_went = true;
+	if (rc) {
+		snprintf(err, el, "%s: %s", v->mgr.name, e.text);
+		goto out;
+	}
+	for (int i = 0; running; i++) {
+		rc = fl_qmp_wait_event(q, "STOP", 500, NULL);
+		if (rc != -ETIMEDOUT)
+			break;
+		if (v->mgr.failed(v->mgr.arg, why, sizeof(why)) == 1) {
+			snprintf(err, el, "%s's migration failed before the switchover: %s", v->mgr.name, why);
+			rc = -EIO;
+			break;
+		}
+		if (i >= 2 * 3600) {	/* an hour without a switchover */
+			snprintf(err, el, "%s did not stop the source within an hour", v->mgr.name);
+			break;
+		}
+	}
+	if (rc && !err[0])
+		snprintf(err, el, "QEMU at %s: %s", v->src_qmp, fl_error_text(fl_qmp_error(q)));
+out:
+	json_object_put(st);
+	fl_qmp_destroy(q);
+	return rc;
+}
+
 static int q_stop(struct fl_vmm *v, char *err, size_t el)
 {
 	struct fl_error e = { 0 };
 	struct fl_qmp *q = NULL;
 	json_object *st = NULL;
+	if (v->mgr.go)
+		return mgr_stop(v, err, el);
 	int rc = fl_qmp_connect(v->src_qmp, 5000, &q, &e);
 
 	if (rc)
@@ -147,6 +195,10 @@ static int q_prepare(struct fl_vmm *v, struct fl_error *err)
 	}
 	if (v->dst_qmp[0])	/* else its own host's daemon sets it up */
 		rc = q_incoming(v, err);
+	if (!rc && v->mgr.begin) {	/* the destination QEMU exists once it returns */
+		rc = v->mgr.begin(v->mgr.arg, err);
+		v->mgr_begun = !rc;
+	}
 out:
 	fl_qmp_destroy(s);
 	return rc;
@@ -162,7 +214,7 @@ int q_incoming(struct fl_vmm *v, struct fl_error *err)
 
 	if (!rc)
 		rc = fl_qmp_set_capability(d, "x-ignore-shared", true);
-	if (!rc) {
+	if (!rc && !v->watch_only) {
 		json_object *args = json_object_new_object();
 		json_object_object_add(args, "uri", json_object_new_string(v->uri));
 		rc = fl_qmp_execute(d, "migrate-incoming", args, NULL, 5000);
@@ -327,10 +379,49 @@ static int q_vcpu_threads(struct fl_vmm *v, int *tids, int max)
 
 /* faultline carried the RAM, but QEMU must have carried the device state
  * and run the guest (or left it paused, as asked). */
+/* A managed migration: its manager's account (the source QEMU may be gone
+ * already: libvirt ends it once the destination runs), then where the
+ * guest runs. */
+static int mgr_finish(struct fl_vmm *v, bool ram_ok, json_object *out, struct fl_error *err)
+{
+	struct fl_error e = { 0 };
+	int rc = 0;
+
+	if (v->mgr_begun && !v->mgr_went) {	/* it must not switch over without us */
+		v->mgr.go(v->mgr.arg, false, &e);
+		v->mgr_went = true;
+	}
+	int mrc = v->mgr_begun ? v->mgr.end(v->mgr.arg, out, &e) : -ECANCELED;
+	json_object_object_add(out, "qemu_status", json_object_new_string(mrc ? "failed" : "completed"));
+	char dst[32];
+	bool resumed = false;
+	for (int i = 0; i < 50; i++) {
+		if (q_dest_status(v, dst, sizeof(dst), &resumed))
+			snprintf(dst, sizeof(dst), "unreachable");
+		if (strcmp(dst, "inmigrate"))
+			break;
+		usleep(100000);
+	}
+	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
+	if (ram_ok && v->mgr_begun && mrc)
+		rc = fl_error_set(err, mrc, "%s: %s", v->mgr.name, e.text);
+	else if (ram_ok && (v->src_was_running && !v->leave_paused) != !strcmp(dst, "running"))
+		rc = fl_error_set(err, -EIO, "%s completed but the destination is %s", v->mgr.name, dst);
+	if (!ram_ok || rc)
+		settle(v, out);
+	else
+		json_object_object_add(out, "guest_on", json_object_new_string("destination"));
+	fl_qmp_destroy(v->watch);
+	v->watch = NULL;
+	return rc;
+}
+
 static int q_finish(struct fl_vmm *v, bool ram_ok, json_object *out, struct fl_error *err)
 {
 	int rc = 0;
 
+	if (v->mgr.end)
+		return mgr_finish(v, ram_ok, out, err);
 	if (ram_ok) {
 		qemu_result(v, out);
 		json_object *x;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <json-c/json.h>
 
 #include "driver.h"
 
@@ -70,6 +71,47 @@ int fl_vmm_qemu_create(const char *src_qmp, const char *dst_qmp, const char *uri
 void fl_vmm_set_remote_dest(struct fl_vmm *v, const struct fl_vmm_remote_dest *r)
 {
 	v->remote = *r;
+}
+
+void fl_vmm_set_manager(struct fl_vmm *v, const struct fl_vmm_manager *m)
+{
+	v->mgr = *m;
+}
+
+void fl_vmm_cancel(struct fl_vmm *v)
+{
+	struct fl_error e = { 0 };
+	json_object *scratch;
+
+	if (!v->mgr_begun || v->mgr_went)
+		return;
+	v->mgr.go(v->mgr.arg, false, &e);
+	v->mgr_went = true;
+	scratch = json_object_new_object();
+	v->mgr.end(v->mgr.arg, scratch, &e);
+	json_object_put(scratch);
+	v->mgr_begun = false;
+}
+
+int fl_vmm_qemu_watch(const char *dst_qmp, struct fl_vmm **out, struct fl_error *err)
+{
+	struct fl_vmm *v = calloc(1, sizeof(*v));
+	int rc;
+
+	*out = NULL;
+	if (!v)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	v->ops = &vmm_qemu_ops;
+	v->watch_only = true;
+	rc = copy(v->dst_qmp, sizeof(v->dst_qmp), dst_qmp, "QMP socket path", err);
+	if (!rc)
+		rc = q_incoming(v, err);
+	if (rc) {
+		fl_vmm_destroy(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
 }
 
 int fl_vmm_qemu_incoming(const char *dst_qmp, const char *uri, struct fl_vmm **out, struct fl_error *err)

@@ -37,10 +37,32 @@ struct fl_vmm_remote_dest {
 };
 void fl_vmm_set_remote_dest(struct fl_vmm *v, const struct fl_vmm_remote_dest *r);
 
+/* A QEMU whose migration someone else drives (libvirt): faultline never
+ * issues `migrate`. begin starts the manager's migration (at prepare: the
+ * destination QEMU exists once it returns), go lets it run on to the
+ * switchover once pre-copy is done (proceed false: cancel it), failed
+ * says whether it already ended badly (1, why in the text), end waits
+ * for it and adds its account to the summary (0: it succeeded). */
+struct fl_vmm_manager {
+	const char *name;
+	int (*begin)(void *arg, struct fl_error *err);
+	int (*go)(void *arg, bool proceed, struct fl_error *err);
+	int (*failed)(void *arg, char *why, size_t len);
+	int (*end)(void *arg, struct json_object *out, struct fl_error *err);
+	void *arg;
+};
+void fl_vmm_set_manager(struct fl_vmm *v, const struct fl_vmm_manager *m);
+/* Nothing of ours started after all: a manager's migration begun at
+ * prepare is cancelled and waited for. */
+void fl_vmm_cancel(struct fl_vmm *v);
+
 /* The destination host's half, for its daemon: the destination QEMU set
  * up for device state only and listening on uri; its monitor kept to see
  * whether it resumes. fl_vmm_numa_map gives the cells' nodes. */
 int fl_vmm_qemu_incoming(const char *dst_qmp, const char *uri, struct fl_vmm **out, struct fl_error *err);
+/* The same for a destination whose manager (libvirt) issues
+ * migrate-incoming itself: x-ignore-shared set, the monitor watched. */
+int fl_vmm_qemu_watch(const char *dst_qmp, struct fl_vmm **out, struct fl_error *err);
 int fl_vmm_dest_status(struct fl_vmm *v, char *st, size_t len, bool *resumed);
 int fl_vmm_dest_quit(struct fl_vmm *v);
 /* "guest-sim", "QEMU": for messages */

@@ -1,0 +1,200 @@
+/* A libvirt-driven migration arriving here (faultline virt migrate). The
+ * source's daemon announces it (virt-expect) before libvirt starts; the
+ * libvirt hook (faultline virt hook, run by libvirtd) asks us at
+ * `migrate begin` whether the domain may come and at `started` holds
+ * libvirt's Prepare, with the destination QEMU up and waiting, until the
+ * source's daemon says faultline's pre-copy is done (virt-release): then
+ * libvirt starts QEMU's device-state migration and the STOP it causes on
+ * the source is the switchover. A domain carried by faultline that
+ * nobody announced is refused at `migrate begin`: libvirt alone would
+ * leave its RAM behind. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "faultline/log.h"
+#include "daemon/mig.h"
+#include "daemon/virt.h"
+
+enum { VI_EXPECTED, VI_MIGRATING, VI_READY, VI_GO, VI_CANCELLED };
+
+struct virt_in {
+	struct virt_in *next;
+	char id[96], domain[64];
+	int state;
+};
+
+static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static struct virt_in *ins;
+
+/* Held hooks give up after this long without a word from the source. */
+#define HOOK_HOLD_S (6 * 3600)
+
+static struct virt_in *by_id(const char *id)
+{
+	for (struct virt_in *v = ins; v; v = v->next)
+		if (!strcmp(v->id, id))
+			return v;
+	return NULL;
+}
+
+static struct virt_in *by_domain(const char *dom)
+{
+	for (struct virt_in *v = ins; v; v = v->next)
+		if (!strcmp(v->domain, dom) && v->state < VI_GO)
+			return v;
+	return NULL;
+}
+
+static void drop(struct virt_in *gone)
+{
+	for (struct virt_in **p = &ins; *p; p = &(*p)->next)
+		if (*p == gone) {
+			*p = gone->next;
+			free(gone);
+			return;
+		}
+}
+
+int dmn_virt_expect(const char *id, const char *domain, struct fl_error *err)
+{
+	pthread_mutex_lock(&lk);
+	struct virt_in *old = by_domain(domain);
+	if (old && old->state == VI_READY) {	/* an earlier attempt: its hook lets go */
+		old->state = VI_CANCELLED;
+		pthread_cond_broadcast(&cv);
+	} else if (old) {
+		drop(old);
+	}
+	struct virt_in *v = by_id(id) ? NULL : calloc(1, sizeof(*v));
+	if (v) {
+		snprintf(v->id, sizeof(v->id), "%s", id);
+		snprintf(v->domain, sizeof(v->domain), "%s", domain);
+		v->next = ins;
+		ins = v;
+	}
+	pthread_mutex_unlock(&lk);
+	if (!v)
+		return fl_error_set(err, -EEXIST, "migration %s is announced here already", id);
+	fl_log(FL_LOG_INFO, "faultlined", "libvirt migration %s of domain %s announced", id, domain);
+	return 0;
+}
+
+bool dmn_virt_ready(const char *id, bool *ready)
+{
+	pthread_mutex_lock(&lk);
+	struct virt_in *v = by_id(id);
+	*ready = v && v->state == VI_READY;
+	pthread_mutex_unlock(&lk);
+	return v != NULL;
+}
+
+int dmn_virt_release(const char *id, bool proceed, struct fl_error *err)
+{
+	pthread_mutex_lock(&lk);
+	struct virt_in *v = by_id(id);
+	if (v) {
+		v->state = proceed && v->state == VI_READY ? VI_GO : VI_CANCELLED;
+		pthread_cond_broadcast(&cv);
+	}
+	bool went = v && v->state == VI_GO;
+	pthread_mutex_unlock(&lk);
+	if (!v)
+		return fl_error_set(err, -ENOENT, "no libvirt migration %s here", id);
+	if (proceed && !went)
+		return fl_error_set(err, -ESTALE, "libvirt migration %s was not ready to go on", id);
+	return 0;
+}
+
+bool dmn_virt_incoming(const char *id)
+{
+	pthread_mutex_lock(&lk);
+	struct virt_in *v = by_id(id);
+	bool ok = v && v->state == VI_READY;
+	pthread_mutex_unlock(&lk);
+	return ok;
+}
+
+static json_object *answer(bool ok, const char *error)
+{
+	json_object *r = json_object_new_object();
+
+	json_object_object_add(r, "ok", json_object_new_boolean(ok));
+	if (error)
+		json_object_object_add(r, "error", json_object_new_string(error));
+	return r;
+}
+
+/* `started`: the destination QEMU runs, waiting for device state. It is
+ * registered here, then libvirt waits until the source says go. */
+static json_object *started(struct dmn *d, struct virt_in *v, json_object *req)
+{
+	struct dmn_vm vm = { 0 };
+	struct fl_error e = { 0 };
+	const char *qmp = dmn_jstr(req, "qmp"), *shim = dmn_jstr(req, "shim");
+	char id[96], err[FL_ERROR_TEXT];
+
+	snprintf(id, sizeof(id), "%s", v->id);
+	snprintf(vm.name, sizeof(vm.name), "%s", v->domain);
+	snprintf(vm.kind, sizeof(vm.kind), "qemu");
+	snprintf(vm.qmp, sizeof(vm.qmp), "%s", qmp ? qmp : "");
+	snprintf(vm.shim, sizeof(vm.shim), "%s", shim ? shim : "");
+	if (!qmp || !shim || dmn_vm_add(&d->c, &vm, &e)) {
+		snprintf(err, sizeof(err), "domain %.60s: %.180s", vm.name, qmp && shim ? e.text :
+			 "the hook gave no faultline monitor or shim socket");
+		v->state = VI_CANCELLED;
+		drop(v);
+		pthread_mutex_unlock(&lk);
+		return answer(false, err);
+	}
+	v->state = VI_READY;
+	pthread_cond_broadcast(&cv);
+	fl_log(FL_LOG_INFO, "faultlined", "libvirt migration %s: the destination QEMU of %s is up; held until "
+	       "pre-copy is done", id, vm.name);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += HOOK_HOLD_S;
+	while (v->state == VI_READY && !d->stop)
+		if (pthread_cond_timedwait(&cv, &lk, &until) == ETIMEDOUT)
+			break;
+	bool go = v->state == VI_GO;
+	drop(v);
+	pthread_mutex_unlock(&lk);
+	fl_log(go ? FL_LOG_INFO : FL_LOG_WARN, "faultlined", "libvirt migration %s: %s", id,
+	       go ? "libvirt goes on to the switchover" : "cancelled before the switchover");
+	snprintf(err, sizeof(err), "faultline: migration %s of %s was cancelled before the switchover "
+		 "(the guest stays on its source)", id, vm.name);
+	return answer(go, go ? NULL : err);
+}
+
+json_object *dmn_virt_hook(struct dmn *d, json_object *req)
+{
+	const char *dom = dmn_jstr(req, "domain"), *ev = dmn_jstr(req, "event");
+	char err[FL_ERROR_TEXT];
+
+	if (!dom || !ev)
+		return answer(false, "virt-hook: give domain and event");
+	pthread_mutex_lock(&lk);
+	struct virt_in *v = by_domain(dom);
+	if (!strcmp(ev, "migrate")) {
+		if (!v) {
+			pthread_mutex_unlock(&lk);
+			snprintf(err, sizeof(err), "faultline: domain %s keeps its RAM in files faultline carries; "
+				 "libvirt alone would leave its RAM behind: migrate it with `faultline virt migrate`",
+				 dom);
+			return answer(false, err);
+		}
+		v->state = VI_MIGRATING;
+		pthread_mutex_unlock(&lk);
+		return answer(true, NULL);
+	}
+	if (!strcmp(ev, "started") && v && v->state == VI_MIGRATING)
+		return started(d, v, req);	/* unlocks */
+	pthread_mutex_unlock(&lk);
+	return answer(true, NULL);	/* a domain started here, not arriving */
+}

@@ -1,0 +1,74 @@
+#!/bin/bash
+# libvirt-driven migration (faultline virt) between two libvirtd "hosts"
+# (network, mount and UTS namespaces each, a faultlined beside each): a
+# domain prepared with `faultline virt prepare`, migrated live with
+# `faultline virt migrate`: faultline pre-copies its RAM while libvirt's
+# Prepare is held in the destination's `started` hook, libvirt carries the
+# device state, the source's STOP is the switchover, faultline serves
+# post-copy. The guest checks every page; its heartbeats must continue on
+# the destination.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_virt.sh"
+need_root
+need_libvirt
+workdir
+G=$("$TOP/tests/vm/build-guest" 2>"$W/build.err") || { cat "$W/build.err"; fail "cannot build the test guest"; }
+virt_hosts
+VF() { vh "$1" env FAULTLINE_DAEMON_SOCK=/run/faultline/faultlined.sock "$FL" virt "${@:2}"; }
+
+# ---- prepare: refusals, the diff, --apply
+virt_domain A g1 256
+VF A prepare g1 > "$W/prep.out" 2>&1 && fail "an unprepared domain passed the check: $(cat "$W/prep.out")"
+grep -q "is not prepared for faultline" "$W/prep.out" || fail "prepare did not say what is missing: $(cat "$W/prep.out")"
+grep -q "^+.*<access mode=\"shared\"/>" "$W/prep.out" || fail "the diff has no shared memory: $(cat "$W/prep.out")"
+VF A prepare g1 --apply --shim-lib "$SHIM" > "$W/prep2.out" 2>&1 || fail "prepare --apply: $(cat "$W/prep2.out")"
+VF A prepare g1 --shim-lib "$SHIM" > "$W/prep3.out" 2>&1 || fail "prepared, yet: $(cat "$W/prep3.out")"
+grep -q "is prepared for faultline" "$W/prep3.out" || fail "prepare: $(cat "$W/prep3.out")"
+sed 's|</devices>|<hostdev mode="subsystem" type="pci" managed="yes"><source><address domain="0" bus="3" slot="0" function="0"/></source></hostdev></devices>|' \
+	"$W/g1.xml" > "$W/hostdev.xml"
+VF A prepare --xml "$W/hostdev.xml" > "$W/hd.out" 2>&1 && fail "a domain with a host device passed"
+grep -q "host device" "$W/hd.out" || fail "no line about the host device: $(cat "$W/hd.out")"
+echo "ok: prepare: the change shown, applied, host devices refused"
+
+vh A virsh -q start g1 >/dev/null || fail "g1 does not start"
+wait_hb "$W/g1.serial" 5
+VF A migrate g1 "$DST" --postcopy > "$W/pc.out" 2>&1 && fail "--postcopy was accepted"
+grep -q "faultline is the post-copy" "$W/pc.out" || fail "--postcopy: $(cat "$W/pc.out")"
+
+# ---- plain libvirt on a faultline domain: refused by the hook, the guest stays
+vh A virsh migrate g1 "$DST" --live --p2p --migrateuri tcp://$IPB > "$W/plain.out" 2>&1 &&
+	fail "libvirt alone migrated a faultline domain (its RAM would be left behind)"
+grep -q "faultline virt migrate" "$W/plain.out" || fail "the refusal does not say why: $(cat "$W/plain.out")"
+vh A virsh -q domstate g1 | grep -q running || fail "g1 does not run on the source after the refusal"
+echo "ok: --postcopy refused; plain virsh migrate refused by the hook, the guest runs on"
+
+# ---- live migration; the destination left paused (--suspend) so that its
+# RAM file can be compared with the source's at switchover, then resumed
+last=$(last_hb "$W/g1.serial")
+VF A migrate g1 "$DST" --suspend --json > "$W/mig.out" 2> "$W/mig.err" || {
+	cat "$W/mig.err" "$W/A.log" "$W/B.log"; fail "faultline virt migrate g1 failed"; }
+cat "$W/mig.err"
+id=$(jget id < "$W/mig.out")
+res=$(cat "$W/A/lib/$id.result.json")
+[ "$(echo "$res" | jget state)" = completed ] || fail "state: $res"
+[ "$(jget dest_state < "$W/mig.out")" = paused ] || fail "not paused on the destination: $(cat "$W/mig.out")"
+[ "$(jget source_state < "$W/mig.out")" = "shut off" ] || fail "the source is $(jget source_state < "$W/mig.out")"
+src_sha=$(echo "$res" | jget src_sha256)
+dst_sha=$(vh B sh -c 'sha256sum /var/lib/libvirt/qemu/ram/libvirt/qemu/*-g1/pc.ram' | cut -c1-64)
+[ -n "$src_sha" ] && [ "$src_sha" = "$dst_sha" ] || fail "RAM differs: source at switchover $src_sha, destination $dst_sha"
+echo "ok: the destination's RAM file is the source's at switchover ($dst_sha)"
+vh B virsh -q resume g1 >/dev/null || fail "cannot resume g1 on B"
+guest_ok "$W/g1.serial" "$last"
+echo "ok: live migration A -> B through libvirt, RAM by faultline ($id)"
+
+# ---- and back, running on at once
+last=$(last_hb "$W/g1.serial")
+VF B migrate g1 "$SRC" --json > "$W/back.out" 2> "$W/back.err" || {
+	cat "$W/back.err" "$W/A.log" "$W/B.log"; fail "faultline virt migrate g1 back failed"; }
+id=$(jget id < "$W/back.out")
+[ "$(jget dest_state < "$W/back.out")" = running ] || fail "not running on A: $(cat "$W/back.out")"
+[ "$(cat "$W/B/lib/$id.result.json" | jget state)" = completed ] || fail "back: not completed"
+guest_ok "$W/g1.serial" "$last"
+echo "ok: B -> A ($id)"
+vh A virsh -q destroy g1 >/dev/null
+echo PASS

@@ -1,0 +1,540 @@
+/* faultline virt: libvirt domains migrated by libvirt (device state) and
+ * faultline (RAM) together, through this host's faultlined. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <json-c/json.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+#include "tools/virt.h"
+
+#ifndef FL_PREFIX
+#define FL_PREFIX "/usr/local"
+#endif
+
+static void quiet(void *arg, virErrorPtr e)
+{
+	(void)arg;
+	(void)e;
+}
+
+static int fail(const char *cmd, const char *what)
+{
+	fprintf(stderr, "faultline virt %s: %s\n", cmd, what);
+	return 1;
+}
+
+static int lv_fail(const char *cmd, const char *what)
+{
+	fprintf(stderr, "faultline virt %s: %s: %s\n", cmd, what, virGetLastErrorMessage());
+	return 1;
+}
+
+/* qemu.conf's memory_backing_dir (libvirt's default if unset) */
+static void backing_dir(const char *conf, char *dir, size_t len)
+{
+	FILE *f = fopen(conf, "re");
+	char line[1024];
+
+	snprintf(dir, len, "/var/lib/libvirt/qemu/ram");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t"), *q;
+		if (strncmp(p, "memory_backing_dir", 18))
+			continue;
+		if ((p = strchr(p, '"')) && (q = strchr(p + 1, '"'))) {
+			*q = 0;
+			snprintf(dir, len, "%s", p + 1);
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* old and new XML as a unified diff on stdout (diff(1)) */
+static void print_diff(const char *old, const char *new)
+{
+	char a[] = "/tmp/faultline-virt-XXXXXX", b[] = "/tmp/faultline-virt-XXXXXX";
+	int fa = mkstemp(a), fb = mkstemp(b);
+
+	if (fa >= 0 && fb >= 0 && write(fa, old, strlen(old)) >= 0 && write(fb, new, strlen(new)) >= 0) {
+		char *argv[] = { "diff", "-u", "--label", "current", "--label", "for faultline", a, b, NULL };
+		fflush(stdout);
+		cli_run(argv, false);
+	}
+	if (fa >= 0) {
+		close(fa);
+		unlink(a);
+	}
+	if (fb >= 0) {
+		close(fb);
+		unlink(b);
+	}
+}
+
+static int prepare(int argc, char **argv)
+{
+	const char *uri = NULL, *dom_name = NULL, *xml_file = NULL, *conf = "/etc/libvirt/qemu.conf";
+	const char *run_dir = "/run/faultline";
+	char shim_lib[512], dir[512], why[2048], err[256];
+	bool apply = false;
+
+	snprintf(shim_lib, sizeof(shim_lib), "%s/lib/libfaultline-shim.so", FL_PREFIX);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--uri") && i + 1 < argc)
+			uri = argv[++i];
+		else if (!strcmp(argv[i], "--apply"))
+			apply = true;
+		else if (!strcmp(argv[i], "--xml") && i + 1 < argc)
+			xml_file = argv[++i];
+		else if (!strcmp(argv[i], "--qemu-conf") && i + 1 < argc)
+			conf = argv[++i];
+		else if (!strcmp(argv[i], "--shim-lib") && i + 1 < argc)
+			snprintf(shim_lib, sizeof(shim_lib), "%s", argv[++i]);
+		else if (!strcmp(argv[i], "--run-dir") && i + 1 < argc)
+			run_dir = argv[++i];
+		else if (argv[i][0] != '-' && !dom_name)
+			dom_name = argv[i];
+		else {
+			fprintf(stderr, "usage: faultline virt prepare DOMAIN [--uri URI] [--apply] [--xml FILE]\n"
+					"         [--qemu-conf FILE] [--shim-lib PATH] [--run-dir DIR]\n");
+			return 2;
+		}
+	}
+	if (!dom_name && !xml_file)
+		return fail("prepare", "give the domain (or --xml FILE)");
+	if (apply && xml_file)
+		return fail("prepare", "--apply edits a defined domain, not --xml FILE");
+	virConnectPtr c = NULL;
+	virDomainPtr dom = NULL;
+	char *xml = NULL;
+	int rc = 1;
+	if (xml_file) {
+		FILE *f = fopen(xml_file, "re");
+		size_t n = 0;
+		xml = calloc(1, 1 << 20);
+		if (f && xml)
+			n = fread(xml, 1, (1 << 20) - 1, f);
+		if (f)
+			fclose(f);
+		if (!n) {
+			fprintf(stderr, "faultline virt prepare: cannot read %s\n", xml_file);
+			goto out;
+		}
+	} else {
+		if (!(c = virConnectOpen(uri)))
+			return lv_fail("prepare", uri ? uri : "cannot reach libvirt here");
+		if (!(dom = virDomainLookupByName(c, dom_name))) {
+			fprintf(stderr, "faultline virt prepare: no domain %s here\n", dom_name);
+			goto out;
+		}
+		xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
+		if (!xml) {
+			lv_fail("prepare", "its XML");
+			goto out;
+		}
+	}
+	struct virt_info in;
+	int refusals = virt_xml_inspect(xml, &in, why, sizeof(why));
+	if (refusals) {
+		fputs(why, stderr);
+		goto out;
+	}
+	backing_dir(conf, dir, sizeof(dir));
+	struct statfs sf;
+	if (statfs(dir, &sf)) {
+		fprintf(stderr, "faultline virt prepare: memory_backing_dir %s (%s): %s\n", dir, conf, strerror(errno));
+		goto out;
+	}
+	if (sf.f_type != TMPFS_MAGIC && sf.f_type != HUGETLBFS_MAGIC) {
+		fprintf(stderr, "faultline virt prepare: memory_backing_dir %s (%s) is no tmpfs or hugetlbfs: "
+				"a shared file there cannot be registered with userfaultfd\n", dir, conf);
+		goto out;
+	}
+	struct virt_paths p = { run_dir, shim_lib, dir };
+	char *old = virt_xml_normal(xml), *new = virt_xml_prepare(xml, &p, err, sizeof(err));
+	if (!old || !new) {
+		fprintf(stderr, "faultline virt prepare: %s\n", new ? "out of memory" : err);
+		free(old);
+		free(new);
+		goto out;
+	}
+	if (!strcmp(old, new)) {
+		printf("domain %s is prepared for faultline\n", in.name);
+		rc = 0;
+	} else {
+		print_diff(old, new);
+		if (!apply) {
+			printf("domain %s is not prepared for faultline: `faultline virt prepare %s --apply` makes "
+			       "the change above\n", in.name, in.name);
+		} else if (snprintf(err, sizeof(err), "%s/vms", run_dir) > 0 && mkdir(run_dir, 0755) &&
+			   errno != EEXIST) {
+			fprintf(stderr, "faultline virt prepare: cannot create %s: %s\n", run_dir, strerror(errno));
+		} else if (mkdir(err, 0700) && errno != EEXIST) {
+			fprintf(stderr, "faultline virt prepare: cannot create %s: %s\n", err, strerror(errno));
+		} else if (!virDomainDefineXML(c, new)) {
+			lv_fail("prepare", "defining the edited domain");
+		} else {
+			printf("domain %s defined with the change above; %s\n", in.name,
+			       virDomainIsActive(dom) == 1 ? "it runs: shut it down and start it for the change to "
+							   "take effect" : "it takes effect when it starts");
+			rc = 0;
+		}
+	}
+	free(old);
+	free(new);
+out:
+	free(xml);
+	if (dom)
+		virDomainFree(dom);
+	if (c)
+		virConnectClose(c);
+	return rc;
+}
+
+/* HOST of scheme://[user@]HOST[:port]/path */
+static int uri_host(const char *uri, char *host, size_t len)
+{
+	const char *p = strstr(uri, "://");
+
+	if (!p)
+		return -EINVAL;
+	p += 3;
+	const char *at = strchr(p, '@'), *end = p + strcspn(p, "/?");
+	if (at && at < end)
+		p = at + 1;
+	size_t n = strcspn(p, ":/?");
+	if (*p == '[')
+		n = strcspn(p, "]") + 1;
+	if (!n || n >= len)
+		return -EINVAL;
+	memcpy(host, p, n);
+	host[n] = 0;
+	return 0;
+}
+
+static const char *dom_state(virConnectPtr c, const char *name, bool *persistent)
+{
+	static const char *const words[] = { "no state", "running", "blocked", "paused", "shutting down",
+					     "shut off", "crashed", "suspended" };
+	virDomainPtr d = c ? virDomainLookupByName(c, name) : NULL;
+	int st = -1, reason;
+
+	*persistent = false;
+	if (!d)
+		return "gone";
+	if (virDomainGetState(d, &st, &reason, 0) < 0)
+		st = -1;
+	*persistent = virDomainIsPersistent(d) == 1;
+	virDomainFree(d);
+	return st >= 0 && st < (int)(sizeof(words) / sizeof(words[0])) ? words[st] : "unknown";
+}
+
+static int migrate(int argc, char **argv)
+{
+	const char *uri = NULL, *name = NULL, *dest = NULL, *to = NULL, *mig_uri = NULL, *action = "abort";
+	const char *copy = NULL;
+	bool persistent = false, undefine = false, json = false, suspend = false;
+	long bandwidth = 0, timeout = 0;
+	char host[256], err[512], why[2048];
+
+	cli_args_command("virt migrate");
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--uri") && i + 1 < argc)
+			uri = argv[++i];
+		else if (!strcmp(argv[i], "--to") && i + 1 < argc)
+			to = argv[++i];
+		else if (!strcmp(argv[i], "--migrate-uri") && i + 1 < argc)
+			mig_uri = argv[++i];
+		else if (!strcmp(argv[i], "--persistent"))
+			persistent = true;
+		else if (!strcmp(argv[i], "--undefinesource"))
+			undefine = true;
+		else if (!strcmp(argv[i], "--suspend"))
+			suspend = true;
+		else if (!strcmp(argv[i], "--bandwidth") && i + 1 < argc)
+			bandwidth = cli_int("--bandwidth", argv[++i], 1, 1 << 20);
+		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+			timeout = cli_int("--timeout", argv[++i], 1, 7 * 86400);
+		else if (!strcmp(argv[i], "--timeout-action") && i + 1 < argc)
+			action = cli_oneof("--timeout-action", argv[++i], (const char *const[]){ "abort", "force-complete", NULL },
+					   "abort or force-complete");
+		else if (!strcmp(argv[i], "--copy-storage-all"))
+			copy = "all";
+		else if (!strcmp(argv[i], "--copy-storage-inc"))
+			copy = "inc";
+		else if (!strcmp(argv[i], "--json"))
+			json = true;
+		else if (!strcmp(argv[i], "--postcopy") || !strcmp(argv[i], "--postcopy-after-precopy"))
+			return fail("migrate", "--postcopy: faultline is the post-copy (QEMU refuses its own beside "
+					       "x-ignore-shared); leave the option out");
+		else if (argv[i][0] != '-' && !name)
+			name = argv[i];
+		else if (argv[i][0] != '-' && !dest)
+			dest = argv[i];
+		else {
+			fprintf(stderr, "usage: faultline virt migrate DOMAIN DEST-URI [--uri SRC-URI] [--to HOST[:PORT]]\n"
+					"         [--migrate-uri URI] [--persistent] [--undefinesource] [--suspend]\n"
+					"         [--bandwidth MiB/s]\n"
+					"         [--timeout S [--timeout-action abort|force-complete]]\n"
+					"         [--copy-storage-all|--copy-storage-inc] [--json]\n");
+			return 2;
+		}
+	}
+	if (!name || !dest)
+		return fail("migrate", "give the domain and the destination's libvirt URI");
+	if (uri_host(dest, host, sizeof(host)))
+		return fail("migrate", "the destination URI has no host (qemu+tcp://HOST/system, qemu+ssh://...)");
+	virSetErrorFunc(NULL, quiet);
+	virConnectPtr c = virConnectOpen(uri), dc = NULL;
+	if (!c)
+		return lv_fail("migrate", uri ? uri : "cannot reach libvirt here");
+	virDomainPtr dom = virDomainLookupByName(c, name);
+	char *xml = dom ? virDomainGetXMLDesc(dom, 0) : NULL;
+	int rc = 1;
+	if (!xml) {
+		fprintf(stderr, "faultline virt migrate: no domain %s here\n", name);
+		goto out;
+	}
+	if (virDomainIsActive(dom) != 1) {
+		fprintf(stderr, "faultline virt migrate: domain %s does not run (a shut-off domain moves with "
+				"--offline, not carried by faultline)\n", name);
+		goto out;
+	}
+	struct virt_info in;
+	if (virt_xml_inspect(xml, &in, why, sizeof(why))) {
+		fputs(why, stderr);
+		goto out;
+	}
+	if (!in.prepared) {
+		fprintf(stderr, "faultline virt migrate: domain %s is not prepared for faultline (faultline virt "
+				"prepare %s)%s\n", name, name, in.shared_file ? "" : ": its RAM is in no shared file");
+		goto out;
+	}
+	/* the destination: reachable, this CPU architecture, no domain of that name running */
+	if (!(dc = virConnectOpen(dest))) {
+		lv_fail("migrate", dest);
+		goto out;
+	}
+	char *caps = virConnectGetCapabilities(dc);
+	char want[64];
+	snprintf(want, sizeof(want), "<arch name='%s'>", in.arch);
+	if (!caps || !strstr(caps, want)) {
+		fprintf(stderr, "faultline virt migrate: the destination (%s) cannot run %s guests\n", dest, in.arch);
+		free(caps);
+		goto out;
+	}
+	free(caps);
+	virDomainPtr there = virDomainLookupByName(dc, name);
+	if (there && virDomainIsActive(there) == 1) {
+		fprintf(stderr, "faultline virt migrate: a domain %s runs on the destination already\n", name);
+		virDomainFree(there);
+		goto out;
+	}
+	if (there)
+		virDomainFree(there);
+	/* this host's daemon: the VM, then the migration */
+	json_object *req = json_object_new_object(), *rep = NULL;
+	json_object_object_add(req, "op", json_object_new_string("vm-add"));
+	json_object_object_add(req, "name", json_object_new_string(name));
+	json_object_object_add(req, "kind", json_object_new_string("qemu"));
+	json_object_object_add(req, "qmp", json_object_new_string(in.qmp));
+	json_object_object_add(req, "shim", json_object_new_string(in.shim));
+	int r = cli_daemon_call_timeout(req, &rep, 60, err, sizeof(err));
+	json_object_put(req);
+	json_object_put(rep);
+	if (r) {
+		fprintf(stderr, "faultline virt migrate: %s\n", err);
+		goto out;
+	}
+	char muri[300];
+	snprintf(muri, sizeof(muri), "tcp://%s", host);
+	json_object *lv = json_object_new_object();
+	json_object_object_add(lv, "dest_uri", json_object_new_string(dest));
+	json_object_object_add(lv, "migrate_uri", json_object_new_string(mig_uri ? mig_uri : muri));
+	json_object_object_add(lv, "persistent", json_object_new_boolean(persistent));
+	json_object_object_add(lv, "undefine_source", json_object_new_boolean(undefine));
+	json_object_object_add(lv, "suspend", json_object_new_boolean(suspend));
+	if (copy)
+		json_object_object_add(lv, "copy_storage", json_object_new_string(copy));
+	if (bandwidth)
+		json_object_object_add(lv, "bandwidth", json_object_new_int64(bandwidth));
+	req = json_object_new_object();
+	json_object_object_add(req, "op", json_object_new_string("migrate"));
+	json_object_object_add(req, "vm", json_object_new_string(name));
+	json_object_object_add(req, "to", json_object_new_string(to ? to : host));
+	json_object_object_add(req, "precopy", json_object_new_boolean(1));
+	json_object_object_add(req, "libvirt", lv);
+	r = cli_daemon_call_timeout(req, &rep, 180, err, sizeof(err));
+	json_object_put(req);
+	if (r) {
+		fprintf(stderr, "faultline virt migrate: %s (domain %s stays on this host)\n", err, name);
+		json_object_put(rep);
+		goto out;
+	}
+	char mid[128], state[32] = "unknown";
+	snprintf(mid, sizeof(mid), "%s", json_object_get_string(json_object_object_get(rep, "id")));
+	json_object_put(rep);
+	fprintf(stderr, "migration %s: domain %s to %s\n", mid, name, dest);
+	rc = cli_daemon_follow(mid, "virt migrate", false, (int)timeout, timeout ? action : NULL, state);
+	/* what libvirt says now, on both hosts */
+	bool sp, dp;
+	const char *s_st = dom_state(c, name, &sp), *d_st = dom_state(dc, name, &dp);
+	fprintf(stderr, "domain %s: %s on the destination%s, %s on the source%s\n", name, d_st,
+		dp ? " (defined)" : "", s_st, sp ? " (defined)" : "");
+	if (!rc && strcmp(d_st, suspend ? "paused" : "running")) {
+		fprintf(stderr, "faultline virt migrate: the migration completed but the domain is %s on the "
+				"destination\n", d_st);
+		rc = 1;
+	}
+	if (json)
+		printf("{\"id\":\"%s\",\"state\":\"%s\",\"domain\":\"%s\",\"dest_state\":\"%s\",\"source_state\":\"%s\","
+		       "\"dest_persistent\":%s,\"source_persistent\":%s}\n", mid, state, name, d_st, s_st,
+		       dp ? "true" : "false", sp ? "true" : "false");
+out:
+	free(xml);
+	if (dom)
+		virDomainFree(dom);
+	if (dc)
+		virConnectClose(dc);
+	virConnectClose(c);
+	return rc;
+}
+
+/* libvirt's hook (hooks/qemu.d/faultline): DOMAIN OP SUBOP EXTRA, the
+ * domain XML on stdin. Only faultline-prepared domains are ours; for the
+ * rest it says nothing and libvirt goes on. Printing nothing keeps the
+ * incoming XML as it is. */
+static int hook(int argc, char **argv)
+{
+	if (argc < 3)
+		return 0;
+	const char *dom = argv[1], *op = argv[2];
+	if (strcmp(op, "migrate") && strcmp(op, "started"))
+		return 0;
+	size_t cap = 1 << 22, n = 0;
+	char *xml = malloc(cap), why[2048], err[512];
+	ssize_t r;
+	while (xml && n + 1 < cap && (r = read(0, xml + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	if (!xml)
+		return 1;
+	xml[n] = 0;
+	struct virt_info in;
+	virt_xml_inspect(xml, &in, why, sizeof(why));
+	free(xml);
+	if (!in.prepared)
+		return 0;
+	json_object *req = json_object_new_object(), *rep = NULL;
+	json_object_object_add(req, "op", json_object_new_string("virt-hook"));
+	json_object_object_add(req, "domain", json_object_new_string(dom));
+	json_object_object_add(req, "event", json_object_new_string(op));
+	json_object_object_add(req, "qmp", json_object_new_string(in.qmp));
+	json_object_object_add(req, "shim", json_object_new_string(in.shim));
+	/* `started` is held for the whole pre-copy; the daemon answers it */
+	int rc = cli_daemon_call_timeout(req, &rep, 7 * 3600, err, sizeof(err));
+	json_object_put(req);
+	json_object_put(rep);
+	if (rc) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
+/* Nova's names for a migration's states */
+static const char *nova_word(const char *st)
+{
+	static const char *const map[][2] = {
+		{ "queued", "queued" }, { "preparing", "preparing" }, { "precopy", "running" },
+		{ "switchover", "running" }, { "postcopy", "running (post-copy)" },
+		{ "postcopy-paused", "running (post-copy, paused)" }, { "postcopy-recover", "running (post-copy, recovering)" },
+		{ "post-migrating", "post-migrating" }, { "completed", "completed" }, { "failed", "failed" },
+		{ "cancelled", "cancelled" },
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(st, map[i][0]))
+			return map[i][1];
+	return st;
+}
+
+static int list(int argc, char **argv)
+{
+	const char *uri = NULL;
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--uri") && i + 1 < argc)
+			uri = argv[++i];
+	virSetErrorFunc(NULL, quiet);
+	virConnectPtr c = virConnectOpen(uri);
+	if (!c)
+		return lv_fail("list", uri ? uri : "cannot reach libvirt here");
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(c, &doms, 0);
+	printf("%-24s %-10s %-9s %s\n", "DOMAIN", "STATE", "FAULTLINE", "MIGRATION (nova state)");
+	char *dir = cli_daemon_state_dir();
+	for (int i = 0; i < n; i++) {
+		bool pers;
+		const char *name = virDomainGetName(doms[i]);
+		char *xml = virDomainGetXMLDesc(doms[i], 0), why[2048], mig[256] = "-";
+		struct virt_info in = { 0 };
+		int refusals = xml ? virt_xml_inspect(xml, &in, why, sizeof(why)) : 0;
+		free(xml);
+		/* the newest migration of it this host's daemon ran */
+		char path[600], id[200] = "";
+		for (int k = 0; dir && k < 1; k++) {
+			snprintf(path, sizeof(path), "ls -t %s/%s-*.result.json 2>/dev/null | head -n 1", dir, name);
+			FILE *p = popen(path, "re");
+			if (p && fgets(path, sizeof(path), p)) {
+				path[strcspn(path, "\n")] = 0;
+				json_object *j = json_object_from_file(path);
+				const char *st = j ? cli_js(j, "state") : NULL;
+				char *b = strrchr(path, '/');
+				snprintf(id, sizeof(id), "%.190s", b ? b + 1 : path);
+				id[strcspn(id, ".")] = 0;
+				if (st)
+					snprintf(mig, sizeof(mig), "%s %s (%s)", id, st, nova_word(st));
+				json_object_put(j);
+			}
+			if (p)
+				pclose(p);
+		}
+		printf("%-24s %-10s %-9s %s\n", name, dom_state(c, name, &pers),
+		       refusals ? "refused" : in.prepared ? "prepared" : "no", mig);
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	free(dir);
+	virConnectClose(c);
+	return n < 0 ? 1 : 0;
+}
+
+int cli_virt(int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "";
+
+	if (!strcmp(sub, "prepare"))
+		return prepare(argc - 1, argv + 1);
+	if (!strcmp(sub, "migrate"))
+		return migrate(argc - 1, argv + 1);
+	if (!strcmp(sub, "hook"))
+		return hook(argc - 1, argv + 1);
+	if (!strcmp(sub, "list"))
+		return list(argc - 1, argv + 1);
+	if (!strcmp(sub, "show") || !strcmp(sub, "status"))
+		return cli_status(argc - 1, argv + 1);
+	if (!strcmp(sub, "abort") || !strcmp(sub, "force-complete") || !strcmp(sub, "recover"))
+		return cli_operator(sub, argc - 1, argv + 1);
+	fprintf(stderr, "usage: faultline virt prepare DOMAIN [--apply]   check (and edit) a domain for faultline\n"
+			"       faultline virt migrate DOMAIN DEST-URI ...  live: faultline's RAM, libvirt's device state\n"
+			"       faultline virt list | show ID | abort ID | force-complete ID | recover ID\n"
+			"       faultline virt hook DOMAIN OP SUBOP -      libvirt's hook (hooks/qemu.d/faultline)\n");
+	return 2;
+}

@@ -1,0 +1,29 @@
+/* faultline virt: libvirt domains (virt_xml.c: their XML; cli_virt.c:
+ * the commands). */
+#ifndef FL_TOOLS_VIRT_H
+#define FL_TOOLS_VIRT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct virt_info {
+	char name[64], arch[32];
+	bool shared_file;		/* memoryBacking: source file, access shared */
+	char qmp[256], shim[256], shim_lib[256], shim_ram[256];
+	bool prepared;			/* faultline can carry it */
+};
+/* What the XML says; returns how many things preclude live migration,
+ * one line each in why. */
+int virt_xml_inspect(const char *xml, struct virt_info *in, char *why, size_t wl);
+
+struct virt_paths {
+	const char *run_dir;		/* faultline's: the shim's and monitor's sockets in vms/ */
+	const char *shim_lib;
+	const char *backing_dir;	/* qemu.conf's memory_backing_dir */
+};
+/* The XML edited for faultline (malloc'd), or NULL with err. */
+char *virt_xml_prepare(const char *xml, const struct virt_paths *p, char *err, size_t el);
+/* The XML as virt_xml_prepare formats it, unedited: for the diff. */
+char *virt_xml_normal(const char *xml);
+
+#endif
