@@ -78,6 +78,13 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 		rc = str_field(j, "id", 95, err);
 		if (!rc)
 			rc = str_field(j, "vm", 63, err);
+	} else if (!strcmp(json_object_get_string(op), "virt-pull")) {
+		rc = str_field(j, "vm", 63, err);
+		if (!rc)
+			rc = str_field(j, "port", 5, err);
+		if (!rc && strspn(json_object_get_string(json_object_object_get(j, "port")), "0123456789") !=
+			   strlen(json_object_get_string(json_object_object_get(j, "port"))))
+			rc = fl_error_set(err, -EINVAL, "peer request: 'port' is a number");
 	} else if (!strcmp(json_object_get_string(op), "virt-ready"))
 		rc = str_field(j, "id", 95, err);
 	else if (!strcmp(json_object_get_string(op), "virt-release")) {

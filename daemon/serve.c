@@ -27,7 +27,7 @@ static json_object *error_reply(const char *text)
 	return r;
 }
 
-static json_object *dispatch(struct dmn *d, json_object *req, const char *local_ip)
+static json_object *dispatch(struct dmn *d, json_object *req, const char *local_ip, const char *who)
 {
 	const char *op = json_object_get_string(json_object_object_get(req, "op"));
 	struct fl_error e = { 0 };
@@ -74,6 +74,13 @@ static json_object *dispatch(struct dmn *d, json_object *req, const char *local_
 	} else if (!strcmp(op, "virt-expect")) {
 		if (dmn_virt_expect(json_object_get_string(json_object_object_get(req, "id")),
 				    json_object_get_string(json_object_object_get(req, "vm")), &e))
+			return error_reply(e.text);
+		r = json_object_new_object();
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+	} else if (!strcmp(op, "virt-pull")) {
+		/* a plain libvirt migration arriving there: we carry the RAM */
+		if (dmn_virt_pull(d, json_object_get_string(json_object_object_get(req, "vm")), who,
+				  json_object_get_string(json_object_object_get(req, "port")), &e))
 			return error_reply(e.text);
 		r = json_object_new_object();
 		json_object_object_add(r, "ok", json_object_new_boolean(1));
@@ -194,7 +201,7 @@ static void *peer_main(void *p)
 		fl_log(FL_LOG_WARN, "faultlined", "peer %s: %s", who, e.text);
 		rep = error_reply(e.text);
 	} else
-		rep = dispatch(d, req, local);
+		rep = dispatch(d, req, local, who);
 	dmn_write_json(fd, rep);
 	json_object_put(rep);
 	json_object_put(req);

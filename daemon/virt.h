@@ -17,6 +17,15 @@ struct virt_out;
 int dmn_virt_out_create(struct dmn_mig *g, json_object *lv, struct virt_out **out,
 			struct fl_vmm_manager *mgr, struct fl_error *err);
 void dmn_virt_out_destroy(struct virt_out *v);
+/* A plain libvirt migration of a faultline domain, seen by the
+ * destination's hook: its daemon (at who, port) asks us to carry the RAM
+ * as pure post-copy; we announce it there (virt-expect), in the
+ * background. */
+int dmn_virt_pull(struct dmn *d, const char *vm, const char *who, const char *port, struct fl_error *err);
+/* The running domain's live metadata names this daemon (the destination
+ * of a plain libvirt migration asks it); in the background, retried while
+ * libvirt holds the domain's job. */
+void dmn_virt_advertise(struct dmn *d, const char *domain);
 
 /* destination end: the peer's announcement, readiness and go/cancel */
 int dmn_virt_expect(const char *id, const char *domain, struct fl_error *err);

@@ -79,6 +79,7 @@ int dmn_virt_expect(const char *id, const char *domain, struct fl_error *err)
 		ins = v;
 	}
 	pthread_mutex_unlock(&lk);
+	pthread_cond_broadcast(&cv);	/* a hook may wait for it */
 	if (!v)
 		return fl_error_set(err, -EEXIST, "migration %s is announced here already", id);
 	fl_log(FL_LOG_INFO, "faultlined", "libvirt migration %s of domain %s announced", id, domain);
@@ -167,9 +168,38 @@ static json_object *started(struct dmn *d, struct virt_in *v, json_object *req)
 	pthread_mutex_unlock(&lk);
 	fl_log(go ? FL_LOG_INFO : FL_LOG_WARN, "faultlined", "libvirt migration %s: %s", id,
 	       go ? "libvirt goes on to the switchover" : "cancelled before the switchover");
+	if (go)
+		dmn_virt_advertise(d, vm.name);	/* once libvirt lets go of it */
 	snprintf(err, sizeof(err), "faultline: migration %s of %s was cancelled before the switchover "
 		 "(the guest stays on its source)", id, vm.name);
 	return answer(go, go ? NULL : err);
+}
+
+/* Ask the source's daemon (the domain's metadata names it) to carry a
+ * libvirt migration it did not start; it announces it here first. */
+static int pull(struct dmn *d, const char *dom, const char *src, char *err, size_t el)
+{
+	struct fl_error e = { 0 };
+	json_object *req, *rep = NULL;
+	const char *port = strrchr(d->c.listen, ':');
+
+	if (!src) {
+		snprintf(err, el, "faultline: domain %.60s keeps its RAM in files faultline carries and no faultlined "
+			 "on its host is named in its metadata: libvirt alone would leave its RAM behind "
+			 "(faultline virt migrate)", dom);
+		return -ENOENT;
+	}
+	req = json_object_new_object();
+	json_object_object_add(req, "op", json_object_new_string("virt-pull"));
+	json_object_object_add(req, "vm", json_object_new_string(dom));
+	json_object_object_add(req, "port", json_object_new_string(port ? port + 1 : "7700"));
+	int rc = dmn_peer_call(d, src, req, &rep, NULL, 0, &e);
+	json_object_put(req);
+	json_object_put(rep);
+	if (rc)
+		snprintf(err, el, "faultline: domain %.60s: its source's faultlined (%.100s) does not carry it: %.90s",
+			 dom, src, e.text);
+	return rc;
 }
 
 json_object *dmn_virt_hook(struct dmn *d, json_object *req)
@@ -182,12 +212,22 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 	pthread_mutex_lock(&lk);
 	struct virt_in *v = by_domain(dom);
 	if (!strcmp(ev, "migrate")) {
-		if (!v) {
+		if (!v) {	/* a plain libvirt migration: the source's daemon carries it, if it can */
 			pthread_mutex_unlock(&lk);
-			snprintf(err, sizeof(err), "faultline: domain %s keeps its RAM in files faultline carries; "
-				 "libvirt alone would leave its RAM behind: migrate it with `faultline virt migrate`",
-				 dom);
-			return answer(false, err);
+			if (pull(d, dom, dmn_jstr(req, "source_daemon"), err, sizeof(err)))
+				return answer(false, err);
+			pthread_mutex_lock(&lk);
+			struct timespec until;	/* its announcement comes within seconds */
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 30;
+			while (!(v = by_domain(dom)) && pthread_cond_timedwait(&cv, &lk, &until) != ETIMEDOUT)
+				;
+			if (!v) {
+				pthread_mutex_unlock(&lk);
+					snprintf(err, sizeof(err), "faultline: domain %.60s: the source's daemon did not "
+					 "announce the migration within 30 s (its log says why)", dom);
+				return answer(false, err);
+			}
 		}
 		v->state = VI_MIGRATING;
 		pthread_mutex_unlock(&lk);
@@ -196,5 +236,7 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 	if (!strcmp(ev, "started") && v && v->state == VI_MIGRATING)
 		return started(d, v, req);	/* unlocks */
 	pthread_mutex_unlock(&lk);
+	if (!strcmp(ev, "started"))	/* it runs here: where a plain migration finds us */
+		dmn_virt_advertise(d, dom);
 	return answer(true, NULL);	/* a domain started here, not arriving */
 }

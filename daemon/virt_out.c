@@ -23,6 +23,7 @@ struct virt_out {
 	struct dmn_mig *g;
 	char dest_uri[256], mig_uri[256], copy_storage[8];
 	bool persistent, undefine_source, suspend;
+	bool external;			/* libvirt's migration was started by someone else */
 	unsigned long long bandwidth;	/* MiB/s, 0: libvirt's default */
 	pthread_t th;
 	bool th_started;
@@ -109,9 +110,9 @@ static int begin(void *arg, struct fl_error *err)
 	struct virt_out *v = arg;
 	char why[FL_ERROR_TEXT];
 
-	if (pthread_create(&v->th, NULL, migrate_main, v))
+	if (!v->external && pthread_create(&v->th, NULL, migrate_main, v))
 		return fl_error_set(err, -EAGAIN, "cannot start a thread");
-	v->th_started = true;
+	v->th_started = !v->external;
 	for (int i = 0; i < 1200; i++) {	/* 2 minutes for libvirt's Prepare */
 		json_object *rep = NULL, *x;
 		struct fl_error e = { 0 };
@@ -180,7 +181,8 @@ int dmn_virt_out_create(struct dmn_mig *g, json_object *lv, struct virt_out **ou
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	v->g = g;
 	pthread_mutex_init(&v->lk, NULL);
-	rc = field(lv, "dest_uri", v->dest_uri, sizeof(v->dest_uri), true, err);
+	v->external = json_object_object_get_ex(lv, "external", &x) && json_object_get_boolean(x);
+	rc = field(lv, "dest_uri", v->dest_uri, sizeof(v->dest_uri), !v->external, err);
 	if (!rc)
 		rc = field(lv, "migrate_uri", v->mig_uri, sizeof(v->mig_uri), false, err);
 	if (!rc)
@@ -210,4 +212,107 @@ void dmn_virt_out_destroy(struct virt_out *v)
 		pthread_join(v->th, NULL);
 	pthread_mutex_destroy(&v->lk);
 	free(v);
+}
+
+struct pull {
+	struct dmn *d;
+	json_object *req;
+};
+
+static void *pull_main(void *p)
+{
+	struct pull *pl = p;
+	struct fl_error e = { 0 };
+	char id[96];
+	const char *vm = dmn_jstr(pl->req, "vm"), *to = dmn_jstr(pl->req, "to");
+
+	if (dmn_mig_start_source(pl->d, pl->req, id, sizeof(id), &e))
+		fl_log(FL_LOG_WARN, "faultlined", "a libvirt migration of %s to %s: %s", vm, to, e.text);
+	else
+		fl_log(FL_LOG_INFO, "faultlined", "migration %s: a libvirt migration of %s to %s, carried as pure "
+		       "post-copy", id, vm, to);
+	json_object_put(pl->req);
+	free(pl);
+	return NULL;
+}
+
+/* Started in the background: it announces itself to the destination
+ * (virt-expect) and then waits there for libvirt's Prepare, which waits
+ * for this answer. */
+int dmn_virt_pull(struct dmn *d, const char *vm, const char *who, const char *port, struct fl_error *err)
+{
+	struct pull *pl = calloc(1, sizeof(*pl));
+	json_object *lv = json_object_new_object();
+	char to[200];
+	pthread_t th;
+
+	if (!pl)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	snprintf(to, sizeof(to), strchr(who, ':') ? "[%s]:%s" : "%s:%s", who, port);
+	pl->d = d;
+	pl->req = json_object_new_object();
+	json_object_object_add(lv, "external", json_object_new_boolean(1));
+	json_object_object_add(pl->req, "vm", json_object_new_string(vm));
+	json_object_object_add(pl->req, "to", json_object_new_string(to));
+	json_object_object_add(pl->req, "precopy", json_object_new_boolean(0));
+	json_object_object_add(pl->req, "libvirt", lv);
+	if (pthread_create(&th, NULL, pull_main, pl)) {
+		json_object_put(pl->req);
+		free(pl);
+		return fl_error_set(err, -EAGAIN, "cannot start a thread");
+	}
+	pthread_detach(th);
+	return 0;
+}
+
+#define META_NS "https://faultline.dev/xmlns/libvirt/1"
+
+struct advert {
+	char domain[64], addr[300];
+};
+
+static void *advertise_main(void *p)
+{
+	struct advert *a = p;
+	virConnectPtr c = virConnectOpen("qemu:///system");
+	char xml[400];
+
+	snprintf(xml, sizeof(xml), "<host daemon='%s'/>", a->addr);
+	for (int i = 0; c && i < 60; i++) {	/* the hook that started it holds the job a while */
+		virDomainPtr dom = virDomainLookupByName(c, a->domain);
+		int rc = dom ? virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, "faultline", META_NS,
+						    VIR_DOMAIN_AFFECT_LIVE) : -1;
+		if (dom)
+			virDomainFree(dom);
+		if (rc == 0)
+			break;
+		sleep(2);
+	}
+	if (c)
+		virConnectClose(c);
+	free(a);
+	return NULL;
+}
+
+void dmn_virt_advertise(struct dmn *d, const char *domain)
+{
+	struct advert *a = calloc(1, sizeof(*a));
+	char host[256] = "";
+	const char *port = strrchr(d->c.listen, ':');
+	pthread_t th;
+
+	if (!a || !port)
+		goto fail;
+	snprintf(host, sizeof(host), "%.*s", (int)(port - d->c.listen), d->c.listen);
+	if (!strcmp(host, "0.0.0.0") || !strcmp(host, "[::]") || !host[0])
+		gethostname(host, sizeof(host) - 1);	/* listening everywhere: by name */
+	snprintf(a->domain, sizeof(a->domain), "%s", domain);
+	snprintf(a->addr, sizeof(a->addr), "%s%s", host, port);
+	virSetErrorFunc(NULL, quiet);
+	if (pthread_create(&th, NULL, advertise_main, a))
+		goto fail;
+	pthread_detach(th);
+	return;
+fail:
+	free(a);
 }

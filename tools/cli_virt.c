@@ -438,6 +438,8 @@ static int hook(int argc, char **argv)
 	json_object_object_add(req, "event", json_object_new_string(op));
 	json_object_object_add(req, "qmp", json_object_new_string(in.qmp));
 	json_object_object_add(req, "shim", json_object_new_string(in.shim));
+	if (in.daemon[0])
+		json_object_object_add(req, "source_daemon", json_object_new_string(in.daemon));
 	/* `started` is held for the whole pre-copy; the daemon answers it */
 	int rc = cli_daemon_call_timeout(req, &rep, 7 * 3600, err, sizeof(err));
 	json_object_put(req);

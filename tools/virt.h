@@ -10,6 +10,7 @@ struct virt_info {
 	char name[64], arch[32];
 	bool shared_file;		/* memoryBacking: source file, access shared */
 	char qmp[256], shim[256], shim_lib[256], shim_ram[256];
+	char daemon[160];		/* live metadata: its host's faultlined */
 	bool prepared;			/* faultline can carry it */
 };
 /* What the XML says; returns how many things preclude live migration,

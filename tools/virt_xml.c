@@ -16,6 +16,7 @@
 
 #define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
 #define MON_ID "faultline-qmp"
+#define META_NS "https://faultline.dev/xmlns/libvirt/1"
 
 static xmlDocPtr parse(const char *xml)
 {
@@ -94,6 +95,8 @@ int virt_xml_inspect(const char *xml, struct virt_info *in, char *why, size_t wl
 	text(x, "/domain/q:commandline/q:env[@name='FAULTLINE_SHIM_RAM']/@value", in->shim_ram, sizeof(in->shim_ram));
 	text(x, "/domain/q:commandline/q:env[@name='LD_PRELOAD']/@value", in->shim_lib, sizeof(in->shim_lib));
 	text(x, "/domain/q:commandline/q:arg[starts-with(@value,'socket,id=" MON_ID ",')]/@value", a, sizeof(a));
+	text(x, "/domain/metadata/*[local-name()='host' and namespace-uri()='" META_NS "']/@daemon", in->daemon,
+	     sizeof(in->daemon));
 	char *p = strstr(a, ",path=");
 	if (p) {
 		snprintf(in->qmp, sizeof(in->qmp), "%s", p + 6);

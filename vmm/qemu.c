@@ -24,6 +24,7 @@ static int mgr_stop(struct fl_vmm *v, char *err, size_t el)
 	json_object *st = NULL;
 	bool running = false;
 	char why[FL_ERROR_TEXT];
+	bool began = false;
 	int rc = fl_qmp_connect(v->src_qmp, 5000, &q, &e);	/* before go: no STOP missed */
 
 	if (!rc)
@@ -43,7 +44,16 @@ static int mgr_stop(struct fl_vmm *v, char *err, size_t el)
 		rc = fl_qmp_wait_event(q, "STOP", 500, NULL);
 		if (rc != -ETIMEDOUT)
 			break;
-		if (v->mgr.failed(v->mgr.arg, why, sizeof(why)) == 1) {
+		json_object *mig = NULL;	/* QEMU's own word: failed or cancelled before the STOP */
+		const char *qs = fl_qmp_execute(q, "query-migrate", NULL, &mig, 5000) ? NULL
+				 : fl_qmp_get_string(mig, "status");
+		if (qs && (!strcmp(qs, "setup") || !strcmp(qs, "active") || !strcmp(qs, "device")))
+			began = true;	/* an earlier attempt's "failed" is no news */
+		bool qfail = began && qs && (!strcmp(qs, "failed") || !strcmp(qs, "cancelled"));
+		if (qfail)
+			snprintf(why, sizeof(why), "QEMU's migration %s", qs);
+		json_object_put(mig);
+		if (qfail || v->mgr.failed(v->mgr.arg, why, sizeof(why)) == 1) {
 			snprintf(err, el, "%s's migration failed before the switchover: %s", v->mgr.name, why);
 			rc = -EIO;
 			break;

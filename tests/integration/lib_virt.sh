@@ -68,11 +68,17 @@ virt_host() {
 	for i in $(seq 600); do vh "$h" virsh -q -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.1; done
 	vh "$h" virsh -q -c qemu:///system version >/dev/null 2>&1 ||
 		fail "libvirtd on $h did not start: $(tail -n 5 "$d/libvirtd.out" "$d/libvirtd.log")"
-	vh "$h" "$FLD" >> "$W/$h.log" 2>&1 &
+	virt_fld "$h"
+}
+# virt_fld H: (again) the host's faultlined; sets P<H>
+virt_fld() {
+	local before; before=$(grep -c listening "$W/$1.log" 2>/dev/null)
+	local pid; eval "pid=\$H$1"
+	nsenter -t "$pid" -n -m -u -- "$FLD" >> "$W/$1.log" 2>&1 &	# nsenter execs it: \$! is the daemon
 	echo $! >> "$W/pids"
-	eval "P$h=$!"
-	for i in $(seq 100); do grep -q listening "$W/$h.log" && break; sleep 0.05; done
-	grep -q listening "$W/$h.log" || fail "faultlined on $h did not start: $(cat "$W/$h.log")"
+	eval "P$1=$!"
+	for i in $(seq 100); do [ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] && break; sleep 0.05; done
+	[ "$(grep -c listening "$W/$1.log")" -gt "${before:-0}" ] || fail "faultlined on $1 did not start: $(cat "$W/$1.log")"
 }
 # vh H CMD...: in that host's network, mount and UTS namespaces
 vh() {
@@ -80,8 +86,19 @@ vh() {
 	local pid; eval "pid=\$H$h"
 	nsenter -t "$pid" -n -m -u -- "$@"
 }
+# the domains (their QEMUs are libvirtd's children, not ours), then libvirtd
+virt_cleanup() {
+	local h p
+	for h in A B; do
+		eval "p=\${H$h:-}"
+		[ -n "$p" ] || continue
+		for dom in $(vh $h virsh -q list --name 2>/dev/null); do vh $h virsh -q destroy "$dom" >/dev/null 2>&1; done
+		[ -s "$W/$h/libvirtd.pid" ] && kill "$(cat "$W/$h/libvirtd.pid")" 2>/dev/null
+	done
+}
 virt_hosts() {
 	two_hosts
+	trap 'virt_cleanup; cleanup' EXIT
 	virt_host A $A $IPA
 	virt_host B $B $IPB
 	SRC=qemu+tcp://$IPA/system DST=qemu+tcp://$IPB/system

@@ -35,12 +35,16 @@ wait_hb "$W/g1.serial" 5
 VF A migrate g1 "$DST" --postcopy > "$W/pc.out" 2>&1 && fail "--postcopy was accepted"
 grep -q "faultline is the post-copy" "$W/pc.out" || fail "--postcopy: $(cat "$W/pc.out")"
 
-# ---- plain libvirt on a faultline domain: refused by the hook, the guest stays
+# ---- plain libvirt with no faultlined on the destination: refused by the
+# hook (RAM would be left behind), the guest runs on
+kill "$PB"; wait "$PB" 2>/dev/null
 vh A virsh migrate g1 "$DST" --live --p2p --migrateuri tcp://$IPB > "$W/plain.out" 2>&1 &&
-	fail "libvirt alone migrated a faultline domain (its RAM would be left behind)"
-grep -q "faultline virt migrate" "$W/plain.out" || fail "the refusal does not say why: $(cat "$W/plain.out")"
+	fail "libvirt migrated a faultline domain with no faultlined on the destination"
+grep -q "no faultlined on this host" "$W/plain.out" || fail "the refusal does not say why: $(cat "$W/plain.out")"
 vh A virsh -q domstate g1 | grep -q running || fail "g1 does not run on the source after the refusal"
-echo "ok: --postcopy refused; plain virsh migrate refused by the hook, the guest runs on"
+vh B virsh -q list --name | grep -q g1 && fail "g1 runs on B after the refusal"
+virt_fld B
+echo "ok: --postcopy refused; plain virsh migrate without faultlined there refused, the guest runs on"
 
 # ---- live migration; the destination left paused (--suspend) so that its
 # RAM file can be compared with the source's at switchover, then resumed
@@ -70,5 +74,24 @@ id=$(jget id < "$W/back.out")
 [ "$(cat "$W/B/lib/$id.result.json" | jget state)" = completed ] || fail "back: not completed"
 guest_ok "$W/g1.serial" "$last"
 echo "ok: B -> A ($id)"
-vh A virsh -q destroy g1 >/dev/null
+
+# ---- plain `virsh migrate --live --p2p` (as Nova does): the hook finds the
+# source's faultlined in the domain's metadata, which carries the RAM as
+# pure post-copy from the STOP on
+for i in $(seq 100); do vh A virsh metadata g1 https://faultline.dev/xmlns/libvirt/1 2>/dev/null | grep -q daemon && break; sleep 0.2; done
+vh A virsh metadata g1 https://faultline.dev/xmlns/libvirt/1 | grep -q "daemon=.$IPA:7700" ||
+	fail "A's daemon did not name itself in g1's metadata: $(vh A virsh metadata g1 https://faultline.dev/xmlns/libvirt/1 2>&1)"
+last=$(last_hb "$W/g1.serial")
+vh A virsh migrate g1 "$DST" --live --p2p --migrateuri tcp://$IPB > "$W/plainok.out" 2>&1 || {
+	cat "$W/plainok.out" "$W/A.log" "$W/B.log"; fail "plain virsh migrate of g1 failed"; }
+vh B virsh -q domstate g1 | grep -q running || fail "g1 does not run on B after virsh migrate"
+id=$(sed -n 's/.*migration \([^ :]*\): a libvirt migration of g1.*/\1/p' "$W/A.log" | tail -n 1)
+[ -n "$id" ] || fail "A's daemon did not carry the plain migration: $(tail "$W/A.log")"
+for i in $(seq 100); do [ -s "$W/A/lib/$id.result.json" ] && break; sleep 0.1; done
+res=$(cat "$W/A/lib/$id.result.json")
+[ "$(echo "$res" | jget state)" = completed ] || fail "plain: $res"
+[ "$(echo "$res" | jget precopy_pages)" = 0 ] || fail "plain: pre-copied pages: $res"
+guest_ok "$W/g1.serial" "$last"
+echo "ok: plain virsh migrate --live --p2p, carried by faultline as pure post-copy ($id, $(echo "$res" | jget postcopy_pages) pages in post-copy)"
+vh B virsh -q destroy g1 >/dev/null
 echo PASS
