@@ -20,7 +20,9 @@
 #include "daemon/mig.h"
 #include "daemon/virt.h"
 
-enum { VI_EXPECTED, VI_MIGRATING, VI_READY, VI_GO, VI_CANCELLED };
+/* VI_UNANNOUNCED: libvirt migrates it, nobody asked us to carry it; if a
+ * QEMU starts for it (no offline migration) it is refused there. */
+enum { VI_EXPECTED, VI_MIGRATING, VI_UNANNOUNCED, VI_READY, VI_GO, VI_CANCELLED };
 
 struct virt_in {
 	struct virt_in *next;
@@ -183,12 +185,6 @@ static int pull(struct dmn *d, const char *dom, const char *src, char *err, size
 	json_object *req, *rep = NULL;
 	const char *port = strrchr(d->c.listen, ':');
 
-	if (!src) {
-		snprintf(err, el, "faultline: domain %.60s keeps its RAM in files faultline carries and no faultlined "
-			 "on its host is named in its metadata: libvirt alone would leave its RAM behind "
-			 "(faultline virt migrate)", dom);
-		return -ENOENT;
-	}
 	req = json_object_new_object();
 	json_object_object_add(req, "op", json_object_new_string("virt-pull"));
 	json_object_object_add(req, "vm", json_object_new_string(dom));
@@ -212,6 +208,23 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 	pthread_mutex_lock(&lk);
 	struct virt_in *v = by_domain(dom);
 	if (!strcmp(ev, "migrate")) {
+		if (v && v->state == VI_UNANNOUNCED) {	/* an earlier one's */
+			drop(v);
+			v = NULL;
+		}
+		if (!v && !dmn_jstr(req, "source_daemon")) {
+			/* an offline migration (the definition only) has no live
+			 * metadata either: decided at `started`, if a QEMU starts */
+			v = calloc(1, sizeof(*v));
+			if (v) {
+				snprintf(v->domain, sizeof(v->domain), "%s", dom);
+				v->state = VI_UNANNOUNCED;
+				v->next = ins;
+				ins = v;
+			}
+			pthread_mutex_unlock(&lk);
+			return answer(v != NULL, v ? NULL : "out of memory");
+		}
 		if (!v) {	/* a plain libvirt migration: the source's daemon carries it, if it can */
 			pthread_mutex_unlock(&lk);
 			if (pull(d, dom, dmn_jstr(req, "source_daemon"), err, sizeof(err)))
@@ -224,7 +237,7 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 				;
 			if (!v) {
 				pthread_mutex_unlock(&lk);
-					snprintf(err, sizeof(err), "faultline: domain %.60s: the source's daemon did not "
+				snprintf(err, sizeof(err), "faultline: domain %.60s: the source's daemon did not "
 					 "announce the migration within 30 s (its log says why)", dom);
 				return answer(false, err);
 			}
@@ -235,6 +248,14 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 	}
 	if (!strcmp(ev, "started") && v && v->state == VI_MIGRATING)
 		return started(d, v, req);	/* unlocks */
+	if (!strcmp(ev, "started") && v && v->state == VI_UNANNOUNCED) {
+		drop(v);
+		pthread_mutex_unlock(&lk);
+		snprintf(err, sizeof(err), "faultline: domain %.60s keeps its RAM in files faultline carries and no "
+			 "faultlined on its host is named in its metadata: libvirt alone would leave its RAM "
+			 "behind (faultline virt migrate)", dom);
+		return answer(false, err);
+	}
 	pthread_mutex_unlock(&lk);
 	if (!strcmp(ev, "started"))	/* it runs here: where a plain migration finds us */
 		dmn_virt_advertise(d, dom);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tools/cli.h"
@@ -237,11 +238,44 @@ static const char *dom_state(virConnectPtr c, const char *name, bool *persistent
 	return st >= 0 && st < (int)(sizeof(words) / sizeof(words[0])) ? words[st] : "unknown";
 }
 
+/* A shut-off domain: its definition (and with --copy-storage-* its
+ * disks) by libvirt alone; there is no RAM to carry. */
+static int migrate_offline(virConnectPtr c, virDomainPtr dom, const char *dest, bool persistent, bool undefine,
+			   const char *copy, bool json)
+{
+	const char *name = virDomainGetName(dom);
+	unsigned int flags = VIR_MIGRATE_OFFLINE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST;
+	bool sp, dp;
+
+	(void)persistent;	/* an offline migration defines it there: always persistent */
+	if (virDomainIsActive(dom) == 1)
+		return fail("migrate", "--offline: the domain runs (shut it down, or migrate it live)");
+	if (virDomainIsPersistent(dom) != 1)
+		return fail("migrate", "--offline: the domain is transient: there is no definition to move");
+	if (undefine)
+		flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
+	if (copy)
+		flags |= !strcmp(copy, "all") ? VIR_MIGRATE_NON_SHARED_DISK : VIR_MIGRATE_NON_SHARED_INC;
+	if (virDomainMigrateToURI3(dom, dest, NULL, 0, flags) < 0)
+		return lv_fail("migrate", "--offline");
+	virConnectPtr dc = virConnectOpen(dest);
+	const char *s_st = dom_state(c, name, &sp), *d_st = dom_state(dc, name, &dp);
+	fprintf(stderr, "domain %s: %s on the destination%s, %s on the source%s\n", name, d_st,
+		dp ? " (defined)" : "", s_st, sp ? " (defined)" : "");
+	if (json)
+		printf("{\"state\":\"completed\",\"domain\":\"%s\",\"dest_state\":\"%s\",\"source_state\":\"%s\","
+		       "\"dest_persistent\":%s,\"source_persistent\":%s}\n", name, d_st, s_st, dp ? "true" : "false",
+		       sp ? "true" : "false");
+	if (dc)
+		virConnectClose(dc);
+	return dp ? 0 : 1;
+}
+
 static int migrate(int argc, char **argv)
 {
 	const char *uri = NULL, *name = NULL, *dest = NULL, *to = NULL, *mig_uri = NULL, *action = "abort";
 	const char *copy = NULL;
-	bool persistent = false, undefine = false, json = false, suspend = false;
+	bool persistent = false, undefine = false, json = false, suspend = false, offline = false;
 	long bandwidth = 0, timeout = 0;
 	char host[256], err[512], why[2048];
 
@@ -259,6 +293,8 @@ static int migrate(int argc, char **argv)
 			undefine = true;
 		else if (!strcmp(argv[i], "--suspend"))
 			suspend = true;
+		else if (!strcmp(argv[i], "--offline"))
+			offline = true;
 		else if (!strcmp(argv[i], "--bandwidth") && i + 1 < argc)
 			bandwidth = cli_int("--bandwidth", argv[++i], 1, 1 << 20);
 		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
@@ -284,7 +320,7 @@ static int migrate(int argc, char **argv)
 					"         [--migrate-uri URI] [--persistent] [--undefinesource] [--suspend]\n"
 					"         [--bandwidth MiB/s]\n"
 					"         [--timeout S [--timeout-action abort|force-complete]]\n"
-					"         [--copy-storage-all|--copy-storage-inc] [--json]\n");
+					"         [--copy-storage-all|--copy-storage-inc] [--offline] [--json]\n");
 			return 2;
 		}
 	}
@@ -303,9 +339,13 @@ static int migrate(int argc, char **argv)
 		fprintf(stderr, "faultline virt migrate: no domain %s here\n", name);
 		goto out;
 	}
+	if (offline) {
+		rc = migrate_offline(c, dom, dest, persistent, undefine, copy, json);
+		goto out;
+	}
 	if (virDomainIsActive(dom) != 1) {
-		fprintf(stderr, "faultline virt migrate: domain %s does not run (a shut-off domain moves with "
-				"--offline, not carried by faultline)\n", name);
+		fprintf(stderr, "faultline virt migrate: domain %s does not run: a shut-off domain moves with "
+				"--offline (its definition%s)\n", name, copy ? " and disks" : "");
 		goto out;
 	}
 	struct virt_info in;
@@ -518,6 +558,118 @@ static int list(int argc, char **argv)
 	return n < 0 ? 1 : 0;
 }
 
+/* Every running faultline-prepared domain off SRC, N at a time, each by
+ * `faultline virt migrate` (a child of ours); a summary table. Domains
+ * that cannot move say why and stay where they run. */
+static int drain(int argc, char **argv)
+{
+	const char *src = NULL, *dest = NULL;
+	long par = 1;
+
+	cli_args_command("virt drain");
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--to") && i + 1 < argc)
+			dest = argv[++i];
+		else if (!strcmp(argv[i], "--parallel") && i + 1 < argc)
+			par = cli_int("--parallel", argv[++i], 1, 16);
+		else if (argv[i][0] != '-' && !src)
+			src = argv[i];
+		else {
+			fprintf(stderr, "usage: faultline virt drain SRC-URI --to DEST-URI [--parallel N]\n");
+			return 2;
+		}
+	}
+	if (!src || !dest)
+		return fail("drain", "give the host's libvirt URI and --to DEST-URI");
+	virSetErrorFunc(NULL, quiet);
+	virConnectPtr c = virConnectOpen(src);
+	if (!c)
+		return lv_fail("drain", src);
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(c, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+	if (n < 0) {
+		virConnectClose(c);
+		return lv_fail("drain", "listing the domains");
+	}
+	struct job {
+		char name[64], out[64], err[64], result[300];
+		pid_t pid;
+		int status;
+	} *jobs = calloc((size_t)n + 1, sizeof(*jobs));
+	int running = 0, next = 0, done = 0, moved = 0;
+	for (int i = 0; jobs && i < n; i++) {
+		snprintf(jobs[i].name, sizeof(jobs[i].name), "%s", virDomainGetName(doms[i]));
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	virConnectClose(c);
+	if (!jobs)
+		return fail("drain", "out of memory");
+	fprintf(stderr, "draining %d running domain%s off %s to %s, %ld at a time\n", n, n == 1 ? "" : "s", src, dest,
+		par);
+	while (done < n) {
+		while (running < par && next < n) {
+			struct job *j = &jobs[next++];
+			snprintf(j->out, sizeof(j->out), "/tmp/faultline-drain-%d-%d.out", (int)getpid(), next);
+			snprintf(j->err, sizeof(j->err), "/tmp/faultline-drain-%d-%d.err", (int)getpid(), next);
+			j->pid = fork();
+			if (j->pid == 0) {
+				if (!freopen(j->out, "w", stdout) || !freopen(j->err, "w", stderr))
+					_exit(127);
+				char *a[] = { "faultline", "virt", "migrate", j->name, (char *)dest, "--uri", (char *)src,
+					      "--json", NULL };
+				execv("/proc/self/exe", a);
+				_exit(127);
+			}
+			if (j->pid < 0) {
+				snprintf(j->result, sizeof(j->result), "cannot start: %s", strerror(errno));
+				j->status = 1;
+				done++;
+				continue;
+			}
+			running++;
+		}
+		int st;
+		pid_t p = wait(&st);
+		if (p < 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			struct job *j = &jobs[i];
+			if (j->pid != p)
+				continue;
+			running--;
+			done++;
+			j->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+			/* the reason: its last line that names the problem */
+			FILE *f = fopen(j->err, "re");
+			char line[300];
+			while (f && fgets(line, sizeof(line), f))
+				if (!strncmp(line, "faultline", 9) || !strncmp(line, "domain ", 7))
+					snprintf(j->result, sizeof(j->result), "%s", line);
+			if (f)
+				fclose(f);
+			j->result[strcspn(j->result, "\n")] = 0;
+			f = fopen(j->out, "re");
+			if (f && fgets(line, sizeof(line), f) && !j->status) {
+				json_object *o = json_tokener_parse(line);
+				snprintf(j->result, sizeof(j->result), "%s", o ? cli_js(o, "id") ? cli_js(o, "id") : "" : "");
+				json_object_put(o);
+			}
+			if (f)
+				fclose(f);
+			unlink(j->out);
+			unlink(j->err);
+			moved += !j->status;
+		}
+	}
+	printf("%-24s %-8s %s\n", "DOMAIN", "RESULT", "MIGRATION / WHY NOT");
+	for (int i = 0; i < n; i++)
+		printf("%-24s %-8s %s\n", jobs[i].name, jobs[i].status ? "stays" : "moved", jobs[i].result);
+	printf("%d of %d moved\n", moved, n);
+	free(jobs);
+	return moved == n ? 0 : 1;
+}
+
 int cli_virt(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
@@ -530,12 +682,15 @@ int cli_virt(int argc, char **argv)
 		return hook(argc - 1, argv + 1);
 	if (!strcmp(sub, "list"))
 		return list(argc - 1, argv + 1);
+	if (!strcmp(sub, "drain"))
+		return drain(argc - 1, argv + 1);
 	if (!strcmp(sub, "show") || !strcmp(sub, "status"))
 		return cli_status(argc - 1, argv + 1);
 	if (!strcmp(sub, "abort") || !strcmp(sub, "force-complete") || !strcmp(sub, "recover"))
 		return cli_operator(sub, argc - 1, argv + 1);
 	fprintf(stderr, "usage: faultline virt prepare DOMAIN [--apply]   check (and edit) a domain for faultline\n"
 			"       faultline virt migrate DOMAIN DEST-URI ...  live: faultline's RAM, libvirt's device state\n"
+			"       faultline virt drain SRC-URI --to DEST-URI [--parallel N]  every prepared domain off a host\n"
 			"       faultline virt list | show ID | abort ID | force-complete ID | recover ID\n"
 			"       faultline virt hook DOMAIN OP SUBOP -      libvirt's hook (hooks/qemu.d/faultline)\n");
 	return 2;

@@ -94,4 +94,68 @@ res=$(cat "$W/A/lib/$id.result.json")
 guest_ok "$W/g1.serial" "$last"
 echo "ok: plain virsh migrate --live --p2p, carried by faultline as pure post-copy ($id, $(echo "$res" | jget postcopy_pages) pages in post-copy)"
 vh B virsh -q destroy g1 >/dev/null
+
+# ---- a guest dirtying faster than a 100 Mbit/s link: faultline switches
+# by itself (non-convergence) and serves the rest in post-copy
+ip netns exec $A tc qdisc add dev va-$$ root tbf rate 100mbit burst 256kb latency 200ms
+ip netns exec $B tc qdisc add dev vb-$$ root tbf rate 100mbit burst 256kb latency 200ms
+GUEST_ARGS=hot virt_domain A g2 256
+VF A prepare g2 --apply --shim-lib "$SHIM" >/dev/null || fail "prepare g2"
+vh A virsh -q start g2 >/dev/null || fail "g2 does not start"
+wait_hb "$W/g2.serial" 5
+grep -q "GUEST READY.*hot" "$W/g2.serial" || fail "g2 is not in hot mode"
+last=$(last_hb "$W/g2.serial")
+VF A migrate g2 "$DST" --json > "$W/nc.out" 2> "$W/nc.err" || { cat "$W/nc.err"; fail "non-converging: the migration failed"; }
+id=$(jget id < "$W/nc.out")
+res=$(cat "$W/A/lib/$id.result.json")
+[ "$(echo "$res" | jget state)" = completed ] || fail "non-converging: $res"
+[ "$(echo "$res" | jget switch_reason)" = non-convergence ] || fail "non-converging: switch $(echo "$res" | jget switch_reason)"
+[ "$(jget dest_state < "$W/nc.out")" = running ] || fail "non-converging: $(cat "$W/nc.out")"
+guest_ok "$W/g2.serial" "$last"
+echo "ok: non-converging guest (dirty $(echo "$res" | jget dirty_rate_mbps) vs link $(echo "$res" | jget link_mbps) Mbit/s): switched after $(echo "$res" | jget switch_at_ms) ms, $(echo "$res" | jget postcopy_pages) pages in post-copy"
+vh B virsh -q destroy g2 >/dev/null
+
+# ---- pre-copy that would take ~8 s on that link: --timeout 2 with
+# force-complete (--persistent --undefinesource), then back with abort,
+# then offline
+virt_domain A g3 256
+VF A prepare g3 --apply --shim-lib "$SHIM" >/dev/null || fail "prepare g3"
+vh A virsh -q start g3 >/dev/null || fail "g3 does not start"
+wait_hb "$W/g3.serial" 5
+last=$(last_hb "$W/g3.serial")
+VF A migrate g3 "$DST" --persistent --undefinesource --timeout 2 --timeout-action force-complete --json \
+	> "$W/fc.out" 2> "$W/fc.err" || { cat "$W/fc.err"; fail "force-complete: the migration failed"; }
+grep -q "timeout 2 s: force-complete" "$W/fc.err" || fail "the timeout action was not taken: $(cat "$W/fc.err")"
+id=$(jget id < "$W/fc.out")
+res=$(cat "$W/A/lib/$id.result.json")
+[ "$(echo "$res" | jget state)" = completed ] || fail "force-complete: $res"
+[ "$(echo "$res" | jget switch_reason)" = forced ] || fail "force-complete: switch $(echo "$res" | jget switch_reason)"
+[ "$(jget dest_state < "$W/fc.out")" = running ] || fail "force-complete: $(cat "$W/fc.out")"
+[ "$(jget dest_persistent < "$W/fc.out")" = true ] || fail "--persistent: not defined on B: $(cat "$W/fc.out")"
+[ "$(jget source_state < "$W/fc.out")" = gone ] || fail "--undefinesource: still on A: $(cat "$W/fc.out")"
+guest_ok "$W/g3.serial" "$last"
+echo "ok: --timeout 2 --timeout-action force-complete: switched (forced) at $(echo "$res" | jget switch_at_ms) ms, $(echo "$res" | jget postcopy_pages) pages in post-copy; defined on B only"
+
+VF B migrate g3 "$SRC" --timeout 2 --timeout-action abort --json > "$W/ab.out" 2> "$W/ab.err" &&
+	fail "abort: the migration completed"
+grep -q "timeout 2 s: abort" "$W/ab.err" || fail "abort: the timeout action was not taken: $(cat "$W/ab.err")"
+id=$(jget id < "$W/ab.out")
+[ "$(cat "$W/B/lib/$id.result.json" | jget state)" = cancelled ] || fail "abort: $(cat "$W/B/lib/$id.result.json")"
+vh B virsh -q domstate g3 | grep -q running || fail "abort: g3 does not run on B"
+vh A virsh -q list --name | grep -q g3 && fail "abort: g3 runs on A too"
+last=$(last_hb "$W/g3.serial")
+sleep 3
+[ "$(last_hb "$W/g3.serial")" -gt "$last" ] || fail "abort: g3's heartbeats stopped on B"
+grep -q '^CORRUPT' "$W/g3.serial" && fail "abort: the guest found corrupt pages"
+echo "ok: --timeout 2 --timeout-action abort: cancelled, the guest runs on at B only"
+VF B list > "$W/list.out" || fail "virt list"
+grep -E "^g3 +running +prepared +$id cancelled \(cancelled\)" "$W/list.out" || fail "virt list: $(cat "$W/list.out")"
+
+vh B virsh -q destroy g3 >/dev/null
+VF B migrate g3 "$SRC" --offline --undefinesource --json > "$W/off.out" 2> "$W/off.err" || {
+	cat "$W/off.err"; fail "offline migration of g3 failed"; }
+[ "$(jget dest_state < "$W/off.out")" = "shut off" ] && [ "$(jget dest_persistent < "$W/off.out")" = true ] ||
+	fail "offline: not defined on A: $(cat "$W/off.out")"
+[ "$(jget source_state < "$W/off.out")" = gone ] || fail "offline: still on B: $(cat "$W/off.out")"
+echo "ok: --offline --undefinesource: g3 defined on A, gone from B"
 echo PASS
