@@ -87,6 +87,9 @@ comma = ,
 tests/unit/test_rdma: tests/unit/test_rdma.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(RDMA_WRAP) $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
 
+tests/unit/test_virt_xml: tests/unit/test_virt_xml.c tools/virt_xml.c tools/virt.h
+	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) -o $@ $< tools/virt_xml.c $(SAN) $(XML_LIBS) $(LIBS_CMOCKA)
+
 tests/unit/test_%: tests/unit/test_%.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
 
@@ -118,6 +121,10 @@ tests/fuzz/obj/daemon/%.o: daemon/%.c daemon/daemon.h $(wildcard include/faultli
 tests/fuzz/bin/fuzz_peer: tests/fuzz/fuzz_peer.c $(FUZZ_OBJ) $(FUZZ_DAEMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DAEMON_OBJ) $(FUZZ_OBJ) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_LIBVIRT)
+
+tests/fuzz/bin/fuzz_virt_xml: tests/fuzz/fuzz_virt_xml.c tools/virt_xml.c tools/virt.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(XML_CFLAGS) -fsanitize=fuzzer -o $@ $< tools/virt_xml.c $(XML_LIBS)
 
 tests/fuzz/mkseeds: tests/fuzz/mkseeds.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(LDLIBS_ALL)
@@ -163,7 +170,9 @@ faultline.pc: faultline.pc.in config.mk
 
 install: all faultline.pc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/faultline
-	install -m 755 tools/faultline $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 tools/faultline tools/faultline-libvirt-hook $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)/etc/libvirt/hooks/qemu.d
+	ln -sf $(PREFIX)/bin/faultline-libvirt-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/faultline
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)/etc/faultline
 	install -m 755 daemon/faultlined $(DESTDIR)$(PREFIX)/sbin/
 	sed 's|@PREFIX@|$(PREFIX)|' daemon/faultlined.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/faultlined.service

@@ -1,0 +1,103 @@
+/* faultline virt's reading of domain XML: what is carried, what precludes
+ * live migration, and the edit `virt prepare` makes (idempotent). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "tools/virt.h"
+
+static const char *plain =
+	"<domain type='qemu'><name>vm1</name><memory unit='MiB'>256</memory>"
+	"<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>"
+	"<disk type='file' device='disk'><source file='/var/lib/libvirt/images/vm1.qcow2'/>"
+	"<target dev='vda'/></disk></devices></domain>";
+static const struct virt_paths paths = { "/run/faultline", "/usr/lib/libfaultline-shim.so", "/dev/shm/lv" };
+
+static void test_plain_not_prepared(void **st)
+{
+	struct virt_info in;
+	char why[1024];
+
+	(void)st;
+	assert_int_equal(virt_xml_inspect(plain, &in, why, sizeof(why)), 0);
+	assert_string_equal(in.name, "vm1");
+	assert_string_equal(in.arch, "x86_64");
+	assert_false(in.prepared);
+	assert_false(in.shared_file);
+}
+
+static void test_prepare_then_prepared(void **st)
+{
+	struct virt_info in;
+	char why[1024], err[256];
+	char *x = virt_xml_prepare(plain, &paths, err, sizeof(err));
+
+	(void)st;
+	assert_non_null(x);
+	assert_int_equal(virt_xml_inspect(x, &in, why, sizeof(why)), 0);
+	assert_true(in.prepared);
+	assert_true(in.shared_file);
+	assert_string_equal(in.qmp, "/run/faultline/vms/vm1.qmp");
+	assert_string_equal(in.shim, "/run/faultline/vms/vm1.shim");
+	assert_string_equal(in.shim_ram, "/dev/shm/lv/");
+	assert_string_equal(in.shim_lib, "/usr/lib/libfaultline-shim.so");
+	/* a second prepare changes nothing: no duplicate monitor or env */
+	char *y = virt_xml_prepare(x, &paths, err, sizeof(err));
+	assert_non_null(y);
+	assert_string_equal(x, y);
+	assert_non_null(strstr(y, "<disk"));	/* the rest is kept */
+	free(x);
+	free(y);
+}
+
+static void test_refusals(void **st)
+{
+	struct virt_info in;
+	char why[2048];
+	const char *xml =
+		"<domain type='kvm'><name>bad</name><devices>"
+		"<hostdev mode='subsystem' type='pci'><source><address bus='3'/></source></hostdev>"
+		"<interface type='hostdev'><source><address type='pci' bus='4'/></source></interface>"
+		"<disk type='file' device='cdrom'><source file='/iso/x.iso'/><target dev='hdc'/></disk>"
+		"<disk type='file' device='disk'><source file='/img/ro.raw'/><readonly/><target dev='vdb'/></disk>"
+		"<disk type='file' device='cdrom'><target dev='hdd'/></disk>"
+		"</devices></domain>";
+
+	(void)st;
+	assert_int_equal(virt_xml_inspect(xml, &in, why, sizeof(why)), 4);
+	assert_non_null(strstr(why, "host device"));
+	assert_non_null(strstr(why, "SR-IOV interface"));
+	assert_non_null(strstr(why, "/iso/x.iso as hdc"));
+	assert_non_null(strstr(why, "/img/ro.raw as vdb"));
+	assert_null(strstr(why, "hdd"));	/* an empty drive moves */
+}
+
+static void test_metadata_and_garbage(void **st)
+{
+	struct virt_info in;
+	char why[1024], err[256];
+	const char *xml = "<domain><name>m</name><metadata><faultline:host "
+			  "xmlns:faultline='https://faultline.dev/xmlns/libvirt/1' daemon='10.0.0.1:7700'/>"
+			  "<other:host xmlns:other='urn:x' daemon='evil'/></metadata></domain>";
+
+	(void)st;
+	virt_xml_inspect(xml, &in, why, sizeof(why));
+	assert_string_equal(in.daemon, "10.0.0.1:7700");
+	assert_int_equal(virt_xml_inspect("<domain", &in, why, sizeof(why)), 1);
+	assert_non_null(strstr(why, "does not parse"));
+	assert_null(virt_xml_prepare("<notadomain/>", &paths, err, sizeof(err)));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plain_not_prepared),
+		cmocka_unit_test(test_prepare_then_prepared),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_metadata_and_garbage),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
