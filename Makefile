@@ -51,9 +51,9 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
 XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null)
-CLI_SRC = tools/faultline.c tools/cli_virt.c tools/virt_xml.c tools/cli_migrate.c tools/cli_util.c \
+CLI_SRC = tools/faultline.c tools/cli_virt.c tools/virt_xml.c tools/virt_numa.c tools/cli_migrate.c tools/cli_util.c \
 	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c tools/cli_daemon.c
-tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h tools/virt.h libfaultline.a tools/faultline-libvirt-hook
+tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h tools/virt.h tools/virt_xml_int.h libfaultline.a tools/faultline-libvirt-hook
 	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_LIBVIRT) $(XML_LIBS)
 
 DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/incoming.c daemon/api.c daemon/qemu_argv.c daemon/virt_in.c daemon/virt_out.c
@@ -87,8 +87,8 @@ comma = ,
 tests/unit/test_rdma: tests/unit/test_rdma.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(RDMA_WRAP) $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
 
-tests/unit/test_virt_xml: tests/unit/test_virt_xml.c tools/virt_xml.c tools/virt.h
-	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) -o $@ $< tools/virt_xml.c $(SAN) $(XML_LIBS) $(LIBS_CMOCKA)
+tests/unit/test_virt_xml: tests/unit/test_virt_xml.c tools/virt_xml.c tools/virt_numa.c tools/virt.h tools/virt_xml_int.h
+	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) -o $@ $< tools/virt_xml.c tools/virt_numa.c $(SAN) $(XML_LIBS) $(LIBS_CMOCKA)
 
 tests/unit/test_%: tests/unit/test_%.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_CMOCKA)
@@ -122,9 +122,9 @@ tests/fuzz/bin/fuzz_peer: tests/fuzz/fuzz_peer.c $(FUZZ_OBJ) $(FUZZ_DAEMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DAEMON_OBJ) $(FUZZ_OBJ) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_LIBVIRT)
 
-tests/fuzz/bin/fuzz_virt_xml: tests/fuzz/fuzz_virt_xml.c tools/virt_xml.c tools/virt.h
+tests/fuzz/bin/fuzz_virt_xml: tests/fuzz/fuzz_virt_xml.c tools/virt_xml.c tools/virt_numa.c tools/virt.h tools/virt_xml_int.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(XML_CFLAGS) -fsanitize=fuzzer -o $@ $< tools/virt_xml.c $(XML_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(XML_CFLAGS) -fsanitize=fuzzer -o $@ $< tools/virt_xml.c tools/virt_numa.c $(XML_LIBS)
 
 tests/fuzz/mkseeds: tests/fuzz/mkseeds.c libfaultline.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< libfaultline.a $(LDLIBS_ALL)

@@ -147,14 +147,14 @@ static void *api_main(void *p)
 	struct dmn_conn *c = p;
 	struct dmn *d = c->d;
 	int fd = c->fd;
-	char line[8192];
+	char *line = malloc(DMN_LINE_MAX);	/* a migration's destination XML fits */
 	json_object *r;
 
 	free(c);
 	if (!may_operate(fd)) {
 		r = reply(false, "error", json_object_new_string("permission denied: root or group faultline"));
 	} else {
-		int n = dmn_read_line(fd, line, sizeof(line), 10000);
+		int n = line ? dmn_read_line(fd, line, DMN_LINE_MAX, 10000) : -ENOMEM;
 		json_object *req = n >= 0 ? json_tokener_parse(line) : NULL;
 		r = req && json_object_is_type(req, json_type_object) ? handle(d, req)
 			: reply(false, "error", json_object_new_string("not one JSON object on one line"));
@@ -162,6 +162,7 @@ static void *api_main(void *p)
 	}
 	dmn_write_json(fd, r);
 	json_object_put(r);
+	free(line);
 	close(fd);
 	return NULL;
 }

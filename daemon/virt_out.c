@@ -22,6 +22,7 @@
 struct virt_out {
 	struct dmn_mig *g;
 	char dest_uri[256], mig_uri[256], copy_storage[8];
+	char *dest_xml;			/* the domain as the destination defines it (NUMA rewritten) */
 	bool persistent, undefine_source, suspend;
 	bool external;			/* libvirt's migration was started by someone else */
 	unsigned long long bandwidth;	/* MiB/s, 0: libvirt's default */
@@ -60,6 +61,8 @@ static void *migrate_main(void *p)
 		flags |= VIR_MIGRATE_NON_SHARED_INC;
 	if (dom && v->mig_uri[0])
 		virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, v->mig_uri);
+	if (dom && v->dest_xml)
+		virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_DEST_XML, v->dest_xml);
 	if (dom && v->bandwidth)
 		virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH, v->bandwidth);
 	if (dom)
@@ -192,9 +195,12 @@ int dmn_virt_out_create(struct dmn_mig *g, json_object *lv, struct virt_out **ou
 	v->persistent = json_object_object_get_ex(lv, "persistent", &x) && json_object_get_boolean(x);
 	v->undefine_source = json_object_object_get_ex(lv, "undefine_source", &x) && json_object_get_boolean(x);
 	v->suspend = json_object_object_get_ex(lv, "suspend", &x) && json_object_get_boolean(x);
+	if (!rc && dmn_jstr(lv, "dest_xml") && !(v->dest_xml = strdup(dmn_jstr(lv, "dest_xml"))))
+		rc = fl_error_set(err, -ENOMEM, "out of memory");
 	if (json_object_object_get_ex(lv, "bandwidth", &x))
 		v->bandwidth = (unsigned long long)json_object_get_int64(x);
 	if (rc) {
+		free(v->dest_xml);
 		free(v);
 		return rc;
 	}
@@ -211,6 +217,7 @@ void dmn_virt_out_destroy(struct virt_out *v)
 	if (v->th_started)
 		pthread_join(v->th, NULL);
 	pthread_mutex_destroy(&v->lk);
+	free(v->dest_xml);
 	free(v);
 }
 

@@ -238,6 +238,41 @@ static const char *dom_state(virConnectPtr c, const char *name, bool *persistent
 	return st >= 0 && st < (int)(sizeof(words) / sizeof(words[0])) ? words[st] : "unknown";
 }
 
+/* After a NUMA-aware migration: the destination's pinning read back
+ * against the plan, and faultline's placement of each cell's pages. 0 when
+ * both hold. */
+static int numa_report(virConnectPtr dc, const char *name, const char *mid, const struct virt_numa *plan)
+{
+	virDomainPtr d = virDomainLookupByName(dc, name);
+	char *live = d ? virDomainGetXMLDesc(d, 0) : NULL, why[2048];
+	int bad = live ? virt_numa_verify(live, plan, why, sizeof(why)) : 1;
+
+	if (!live)
+		snprintf(why, sizeof(why), "cannot read the destination's domain\n");
+	for (int i = 0; i < plan->ncells; i++)
+		fprintf(stderr, "NUMA: guest cell %d (vCPUs %s) on destination node %d: pinned to CPUs %s, memory "
+			"bound there%s\n", plan->c[i].cell, plan->c[i].vcpus, plan->c[i].node, plan->c[i].cpuset,
+			bad ? "" : " (read back: as planned)");
+	if (bad)
+		fprintf(stderr, "faultline virt migrate: the destination's pinning is not as planned:\n%s", why);
+	/* faultline's own account: where each cell's pages were placed */
+	char *dir = cli_daemon_state_dir(), path[600];
+	snprintf(path, sizeof(path), "%s/%s.result.json", dir ? dir : ".", mid);
+	json_object *r = json_object_from_file(path), *pl;
+	if (r && json_object_object_get_ex(r, "placement", &pl) && json_object_is_type(pl, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(pl); i++) {
+			json_object *c = json_object_array_get_idx(pl, i);
+			fprintf(stderr, "NUMA: %s: node %.0f, %.1f%% of its pages on it\n", cli_js(c, "name"),
+				cli_jd(c, "node"), 100.0 * cli_jd(c, "ratio"));
+		}
+	json_object_put(r);
+	free(dir);
+	free(live);
+	if (d)
+		virDomainFree(d);
+	return bad;
+}
+
 /* A shut-off domain: its definition (and with --copy-storage-* its
  * disks) by libvirt alone; there is no RAM to carry. */
 static int migrate_offline(virConnectPtr c, virDomainPtr dom, const char *dest, bool persistent, bool undefine,
@@ -274,7 +309,7 @@ static int migrate_offline(virConnectPtr c, virDomainPtr dom, const char *dest, 
 static int migrate(int argc, char **argv)
 {
 	const char *uri = NULL, *name = NULL, *dest = NULL, *to = NULL, *mig_uri = NULL, *action = "abort";
-	const char *copy = NULL;
+	const char *copy = NULL, *numa_map = NULL;
 	bool persistent = false, undefine = false, json = false, suspend = false, offline = false;
 	long bandwidth = 0, timeout = 0;
 	char host[256], err[512], why[2048];
@@ -295,6 +330,8 @@ static int migrate(int argc, char **argv)
 			suspend = true;
 		else if (!strcmp(argv[i], "--offline"))
 			offline = true;
+		else if (!strcmp(argv[i], "--numa-map") && i + 1 < argc)
+			numa_map = argv[++i];
 		else if (!strcmp(argv[i], "--bandwidth") && i + 1 < argc)
 			bandwidth = cli_int("--bandwidth", argv[++i], 1, 1 << 20);
 		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
@@ -320,7 +357,8 @@ static int migrate(int argc, char **argv)
 					"         [--migrate-uri URI] [--persistent] [--undefinesource] [--suspend]\n"
 					"         [--bandwidth MiB/s]\n"
 					"         [--timeout S [--timeout-action abort|force-complete]]\n"
-					"         [--copy-storage-all|--copy-storage-inc] [--offline] [--json]\n");
+					"         [--copy-storage-all|--copy-storage-inc] [--offline] [--numa-map CELL:NODE,...]\n"
+					"         [--json]\n");
 			return 2;
 		}
 	}
@@ -335,6 +373,8 @@ static int migrate(int argc, char **argv)
 	virDomainPtr dom = virDomainLookupByName(c, name);
 	char *xml = dom ? virDomainGetXMLDesc(dom, 0) : NULL;
 	int rc = 1;
+	char *mxml = NULL, *dest_xml = NULL;
+	struct virt_numa plan = { 0 };
 	if (!xml) {
 		fprintf(stderr, "faultline virt migrate: no domain %s here\n", name);
 		goto out;
@@ -371,7 +411,22 @@ static int migrate(int argc, char **argv)
 		free(caps);
 		goto out;
 	}
+	/* a pinned or NUMA-tuned domain keeps its shape on the destination's nodes */
+	mxml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_MIGRATABLE | VIR_DOMAIN_XML_SECURE);
+	if (!mxml || virt_numa_plan(mxml, caps, numa_map, &plan, err, sizeof(err))) {
+		fprintf(stderr, "faultline virt migrate: %s\n", mxml ? err : "cannot read the domain's XML");
+		free(caps);
+		goto out;
+	}
 	free(caps);
+	if (plan.ncells && !(dest_xml = virt_numa_apply(mxml, &plan, err, sizeof(err)))) {
+		fprintf(stderr, "faultline virt migrate: %s\n", err);
+		goto out;
+	}
+	if (!plan.ncells && numa_map) {
+		fprintf(stderr, "faultline virt migrate: --numa-map: domain %s is neither pinned nor NUMA-tuned\n", name);
+		goto out;
+	}
 	virDomainPtr there = virDomainLookupByName(dc, name);
 	if (there && virDomainIsActive(there) == 1) {
 		fprintf(stderr, "faultline virt migrate: a domain %s runs on the destination already\n", name);
@@ -406,6 +461,8 @@ static int migrate(int argc, char **argv)
 		json_object_object_add(lv, "copy_storage", json_object_new_string(copy));
 	if (bandwidth)
 		json_object_object_add(lv, "bandwidth", json_object_new_int64(bandwidth));
+	if (dest_xml)
+		json_object_object_add(lv, "dest_xml", json_object_new_string(dest_xml));
 	req = json_object_new_object();
 	json_object_object_add(req, "op", json_object_new_string("migrate"));
 	json_object_object_add(req, "vm", json_object_new_string(name));
@@ -434,11 +491,18 @@ static int migrate(int argc, char **argv)
 				"destination\n", d_st);
 		rc = 1;
 	}
+	const char *numa = plan.ncells ? "false" : "null";
+	if (plan.ncells && !rc)
+		numa = numa_report(dc, name, mid, &plan) ? "false" : "true";
+	if (!strcmp(numa, "false"))
+		rc = 1;
 	if (json)
 		printf("{\"id\":\"%s\",\"state\":\"%s\",\"domain\":\"%s\",\"dest_state\":\"%s\",\"source_state\":\"%s\","
-		       "\"dest_persistent\":%s,\"source_persistent\":%s}\n", mid, state, name, d_st, s_st,
-		       dp ? "true" : "false", sp ? "true" : "false");
+		       "\"dest_persistent\":%s,\"source_persistent\":%s,\"numa_verified\":%s}\n", mid, state, name,
+		       d_st, s_st, dp ? "true" : "false", sp ? "true" : "false", numa);
 out:
+	free(mxml);
+	free(dest_xml);
 	free(xml);
 	if (dom)
 		virDomainFree(dom);

@@ -27,4 +27,28 @@ char *virt_xml_prepare(const char *xml, const struct virt_paths *p, char *err, s
 /* The XML as virt_xml_prepare formats it, unedited: for the diff. */
 char *virt_xml_normal(const char *xml);
 
+/* NUMA-aware migration (what Nova does, and checked after): each guest
+ * cell's vCPUs pinned to its destination node's CPUs, its memory bound
+ * there (numatune memnode), the emulator on the nodes used. */
+#define VIRT_MAX_CELLS 16
+struct virt_numa {
+	int ncells;
+	struct {
+		int cell, node;
+		char vcpus[128];	/* the guest's CPUs in this cell: 0-1,4 */
+		char cpuset[256];	/* the node's host CPUs on the destination */
+	} c[VIRT_MAX_CELLS];
+	char emulator[512];
+};
+/* The plan from the domain XML, the destination's capabilities and
+ * map ("CELL:NODE,..." or NULL: cell i on node i mod nodes). 0: a plan
+ * (ncells 0: the domain is neither pinned nor NUMA-tuned), or -errno
+ * with err. */
+int virt_numa_plan(const char *xml, const char *caps, const char *map, struct virt_numa *p, char *err, size_t el);
+/* The XML with its cputune and numatune rewritten by the plan (malloc'd). */
+char *virt_numa_apply(const char *xml, const struct virt_numa *p, char *err, size_t el);
+/* The destination domain's live XML against the plan: mismatches, one
+ * line each in why. */
+int virt_numa_verify(const char *xml, const struct virt_numa *p, char *why, size_t wl);
+
 #endif

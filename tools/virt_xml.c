@@ -13,18 +13,19 @@
 #include <string.h>
 
 #include "tools/virt.h"
+#include "tools/virt_xml_int.h"
 
 #define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
 #define MON_ID "faultline-qmp"
 #define META_NS "https://faultline.dev/xmlns/libvirt/1"
 
-static xmlDocPtr parse(const char *xml)
+xmlDocPtr virt_xml_parse(const char *xml)
 {
 	return xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
 			     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS);
 }
 
-static xmlXPathObjectPtr find(xmlXPathContextPtr x, const char *expr)
+xmlXPathObjectPtr virt_xml_find(xmlXPathContextPtr x, const char *expr)
 {
 	xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, x);
 
@@ -37,7 +38,7 @@ static xmlXPathObjectPtr find(xmlXPathContextPtr x, const char *expr)
 
 static int count(xmlXPathContextPtr x, const char *expr)
 {
-	xmlXPathObjectPtr o = find(x, expr);
+	xmlXPathObjectPtr o = virt_xml_find(x, expr);
 	int n = o ? o->nodesetval->nodeNr : 0;
 
 	xmlXPathFreeObject(o);
@@ -45,9 +46,9 @@ static int count(xmlXPathContextPtr x, const char *expr)
 }
 
 /* the first match's text (an attribute's value), or "" */
-static void text(xmlXPathContextPtr x, const char *expr, char *dst, size_t cap)
+void virt_xml_text(xmlXPathContextPtr x, const char *expr, char *dst, size_t cap)
 {
-	xmlXPathObjectPtr o = find(x, expr);
+	xmlXPathObjectPtr o = virt_xml_find(x, expr);
 	xmlChar *s = o ? xmlNodeGetContent(o->nodesetval->nodeTab[0]) : NULL;
 
 	snprintf(dst, cap, "%s", s ? (const char *)s : "");
@@ -64,7 +65,7 @@ static void add(char *why, size_t wl, int *n, const char *fmt, const char *a, co
 	(*n)++;
 }
 
-static xmlXPathContextPtr context(xmlDocPtr doc)
+xmlXPathContextPtr virt_xml_context(xmlDocPtr doc)
 {
 	xmlXPathContextPtr x = xmlXPathNewContext(doc);
 
@@ -75,8 +76,8 @@ static xmlXPathContextPtr context(xmlDocPtr doc)
 
 int virt_xml_inspect(const char *xml, struct virt_info *in, char *why, size_t wl)
 {
-	xmlDocPtr doc = parse(xml);
-	xmlXPathContextPtr x = doc ? context(doc) : NULL;
+	xmlDocPtr doc = virt_xml_parse(xml);
+	xmlXPathContextPtr x = doc ? virt_xml_context(doc) : NULL;
 	int n = 0;
 	char a[512], b[512];
 
@@ -87,15 +88,15 @@ int virt_xml_inspect(const char *xml, struct virt_info *in, char *why, size_t wl
 		snprintf(why, wl, "the domain XML does not parse\n");
 		return 1;
 	}
-	text(x, "/domain/name", in->name, sizeof(in->name));
-	text(x, "/domain/os/type/@arch", in->arch, sizeof(in->arch));
+	virt_xml_text(x, "/domain/name", in->name, sizeof(in->name));
+	virt_xml_text(x, "/domain/os/type/@arch", in->arch, sizeof(in->arch));
 	in->shared_file = count(x, "/domain/memoryBacking/source[@type='file']") &&
 			  count(x, "/domain/memoryBacking/access[@mode='shared']");
-	text(x, "/domain/q:commandline/q:env[@name='FAULTLINE_SHIM_SOCK']/@value", in->shim, sizeof(in->shim));
-	text(x, "/domain/q:commandline/q:env[@name='FAULTLINE_SHIM_RAM']/@value", in->shim_ram, sizeof(in->shim_ram));
-	text(x, "/domain/q:commandline/q:env[@name='LD_PRELOAD']/@value", in->shim_lib, sizeof(in->shim_lib));
-	text(x, "/domain/q:commandline/q:arg[starts-with(@value,'socket,id=" MON_ID ",')]/@value", a, sizeof(a));
-	text(x, "/domain/metadata/*[local-name()='host' and namespace-uri()='" META_NS "']/@daemon", in->daemon,
+	virt_xml_text(x, "/domain/q:commandline/q:env[@name='FAULTLINE_SHIM_SOCK']/@value", in->shim, sizeof(in->shim));
+	virt_xml_text(x, "/domain/q:commandline/q:env[@name='FAULTLINE_SHIM_RAM']/@value", in->shim_ram, sizeof(in->shim_ram));
+	virt_xml_text(x, "/domain/q:commandline/q:env[@name='LD_PRELOAD']/@value", in->shim_lib, sizeof(in->shim_lib));
+	virt_xml_text(x, "/domain/q:commandline/q:arg[starts-with(@value,'socket,id=" MON_ID ",')]/@value", a, sizeof(a));
+	virt_xml_text(x, "/domain/metadata/*[local-name()='host' and namespace-uri()='" META_NS "']/@daemon", in->daemon,
 	     sizeof(in->daemon));
 	char *p = strstr(a, ",path=");
 	if (p) {
@@ -110,12 +111,12 @@ int virt_xml_inspect(const char *xml, struct virt_info *in, char *why, size_t wl
 	if (count(x, "/domain/devices/interface[@type='hostdev']"))
 		add(why, wl, &n, "domain %s has an SR-IOV interface (type hostdev): it cannot be live-migrated%s\n",
 		    in->name, "");
-	xmlXPathObjectPtr o = find(x, "/domain/devices/disk[(@device='cdrom' or @device='floppy' or readonly)"
+	xmlXPathObjectPtr o = virt_xml_find(x, "/domain/devices/disk[(@device='cdrom' or @device='floppy' or readonly)"
 				      " and source/@file]");
 	for (int i = 0; o && i < o->nodesetval->nodeNr; i++) {
 		x->node = o->nodesetval->nodeTab[i];
-		text(x, "source/@file", a, sizeof(a));
-		text(x, "target/@dev", b, sizeof(b));
+		virt_xml_text(x, "source/@file", a, sizeof(a));
+		virt_xml_text(x, "target/@dev", b, sizeof(b));
 		add(why, wl, &n, "a read-only medium on local storage (%s as %s): eject or detach it first\n", a, b);
 	}
 	xmlXPathFreeObject(o);
@@ -191,7 +192,7 @@ static void env(xmlNodePtr cmd, xmlNsPtr ns, const char *k, const char *v)
 
 char *virt_xml_prepare(const char *xml, const struct virt_paths *p, char *err, size_t el)
 {
-	xmlDocPtr doc = parse(xml);
+	xmlDocPtr doc = virt_xml_parse(xml);
 	xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
 	xmlChar *out = NULL;
 	int len = 0;
@@ -238,9 +239,20 @@ char *virt_xml_prepare(const char *xml, const struct virt_paths *p, char *err, s
 	return r;
 }
 
+char *virt_xml_dump(xmlDocPtr doc)
+{
+	xmlChar *out = NULL;
+	int len = 0;
+
+	xmlDocDumpFormatMemory(doc, &out, &len, 1);
+	char *r = out ? strndup((const char *)out, (size_t)len) : NULL;
+	xmlFree(out);
+	return r;
+}
+
 char *virt_xml_normal(const char *xml)
 {
-	xmlDocPtr doc = parse(xml);
+	xmlDocPtr doc = virt_xml_parse(xml);
 	xmlChar *out = NULL;
 	int len = 0;
 

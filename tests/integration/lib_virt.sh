@@ -103,14 +103,16 @@ virt_hosts() {
 	virt_host B $B $IPB
 	SRC=qemu+tcp://$IPA/system DST=qemu+tcp://$IPB/system
 }
-# virt_domain H NAME [MEM_MIB]: the test guest (tests/vm) defined on H,
-# not yet prepared for faultline; its serial console in $W/NAME.serial
+# virt_domain H NAME [MEM_MIB [DISK]]: the test guest (tests/vm) defined
+# on H, not yet prepared for faultline; its serial console in
+# $W/NAME.serial; DISK: a qcow2 image (that host's path) as vda;
+# VIRT_EXTRA: elements after <vcpu> (cputune, numatune, cpu)
 virt_domain() {
 	cat > "$W/$2.xml" <<-EOF
 	<domain type='qemu'>
 	  <name>$2</name>
 	  <memory unit='MiB'>${3:-256}</memory>
-	  <vcpu>1</vcpu>
+	  <vcpu>1</vcpu>${VIRT_EXTRA:-}
 	  <os>
 	    <type arch='x86_64' machine='pc'>hvm</type>
 	    <kernel>$G/vmlinuz</kernel>
@@ -121,6 +123,7 @@ virt_domain() {
 	  <devices>
 	    <emulator>$(command -v qemu-system-x86_64)</emulator>
 	    <serial type='file'><source path='$W/$2.serial' append='on'/><target port='0'/></serial>
+	    ${4:+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$4'/><target dev='vda' bus='virtio'/></disk>}
 	    <memballoon model='none'/>
 	  </devices>
 	</domain>

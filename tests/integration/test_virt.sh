@@ -158,4 +158,50 @@ VF B migrate g3 "$SRC" --offline --undefinesource --json > "$W/off.out" 2> "$W/o
 	fail "offline: not defined on A: $(cat "$W/off.out")"
 [ "$(jget source_state < "$W/off.out")" = gone ] || fail "offline: still on B: $(cat "$W/off.out")"
 echo "ok: --offline --undefinesource: g3 defined on A, gone from B"
+
+# ---- block migration: a qcow2 disk on each host's own storage, copied by
+# libvirt (NBD) while faultline carries the RAM
+command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || fail "qemu-img/qemu-io missing (install-deps: qemu-utils)"
+img=/var/lib/libvirt/images/g4.qcow2
+for h in A B; do mkdir -p "$W/$h/libvirt-lib/images"; qemu-img create -q -f qcow2 "$W/$h/libvirt-lib/images/g4.qcow2" 64M; done
+qemu-io -c "write -P 0xab 0 8M" -c "write -P 0x5c 40M 3M" "$W/A/libvirt-lib/images/g4.qcow2" >/dev/null || fail "cannot write the test disk"
+virt_domain A g4 256 "$img"
+VF A prepare g4 --apply --shim-lib "$SHIM" >/dev/null || fail "prepare g4"
+vh A virsh -q start g4 >/dev/null || fail "g4 does not start"
+wait_hb "$W/g4.serial" 5
+last=$(last_hb "$W/g4.serial")
+VF A migrate g4 "$DST" --copy-storage-all --json > "$W/blk.out" 2> "$W/blk.err" || {
+	cat "$W/blk.err"; tail "$W/A/libvirtd.log" "$W/B/libvirtd.log"; fail "block migration of g4 failed"; }
+id=$(jget id < "$W/blk.out")
+[ "$(cat "$W/A/lib/$id.result.json" | jget state)" = completed ] || fail "block: $(cat "$W/A/lib/$id.result.json")"
+[ "$(jget dest_state < "$W/blk.out")" = running ] || fail "block: $(cat "$W/blk.out")"
+guest_ok "$W/g4.serial" "$last"
+qemu-img compare -U -q "$W/A/libvirt-lib/images/g4.qcow2" "$W/B/libvirt-lib/images/g4.qcow2" ||
+	fail "block: the destination's disk differs from the source's"
+qemu-io -U -r -c "read -P 0x5c 40M 3M" "$W/B/libvirt-lib/images/g4.qcow2" | grep -q "read 3145728" || fail "block: the data is not on B's disk"
+echo "ok: --copy-storage-all: the qcow2 disk copied by libvirt (identical), the RAM by faultline ($id)"
+vh B virsh -q destroy g4 >/dev/null
+
+# ---- a pinned, NUMA-tuned domain: its destination XML rewritten for B's
+# nodes (as Nova does) and read back after; faultline's placement per cell
+VIRT_EXTRA="<cputune><vcpupin vcpu='0' cpuset='1'/><emulatorpin cpuset='1'/></cputune><numatune><memnode cellid='0' mode='strict' nodeset='0'/></numatune><cpu><numa><cell id='0' cpus='0' memory='256' unit='MiB'/></numa></cpu>" \
+	virt_domain A g5 256
+VF A prepare g5 --apply --shim-lib "$SHIM" >/dev/null || fail "prepare g5"
+vh A virsh -q start g5 >/dev/null || fail "g5 does not start"
+wait_hb "$W/g5.serial" 5
+VF A migrate g5 "$DST" --numa-map 0:9 > "$W/nm.out" 2>&1 && fail "--numa-map to a node B lacks was accepted"
+grep -q "no such node" "$W/nm.out" || fail "--numa-map 0:9: $(cat "$W/nm.out")"
+last=$(last_hb "$W/g5.serial")
+VF A migrate g5 "$DST" --numa-map 0:0 --json > "$W/numa.out" 2> "$W/numa.err" || {
+	cat "$W/numa.err"; fail "NUMA-aware migration of g5 failed"; }
+grep "^NUMA" "$W/numa.err"
+[ "$(jget numa_verified < "$W/numa.out")" = true ] || fail "NUMA: not verified: $(cat "$W/numa.err")"
+cpus0=$(vh B virsh capabilities | tr -d '\n' | sed -n "s|.*<cell id='0'>.*<cpus num='[0-9]*'>\(.*\)</cpus>.*</cell>.*|\1|p" | grep -o "cpu id='[0-9]*'" | grep -o "[0-9]*" | paste -sd,)
+vh B virsh vcpupin g5 --live | tee "$W/pin.out"
+pinned=$(awk '$1 == "0" {print $2}' "$W/pin.out")
+[ -n "$cpus0" ] && [ "$pinned" != 1 ] || fail "NUMA: vCPU 0 still pinned as on the source ($pinned; node 0 has $cpus0)"
+grep -q "NUMA: ram-node0: node 0, 100.0% of its pages on it" "$W/numa.err" || fail "NUMA: placement: $(grep NUMA "$W/numa.err")"
+guest_ok "$W/g5.serial" "$last"
+echo "ok: NUMA-tuned domain: vCPU 0 pinned to $pinned on B (node 0: $cpus0; it was 1 on A), memory bound to node 0, placement verified"
+vh B virsh -q destroy g5 >/dev/null
 echo PASS

@@ -1,5 +1,6 @@
 /* faultline virt's reading of domain XML: what is carried, what precludes
  * live migration, and the edit `virt prepare` makes (idempotent). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,6 +92,67 @@ static void test_metadata_and_garbage(void **st)
 	assert_null(virt_xml_prepare("<notadomain/>", &paths, err, sizeof(err)));
 }
 
+static const char *numa_dom =
+	"<domain type='kvm'><name>n</name><vcpu>4</vcpu>"
+	"<cputune><vcpupin vcpu='0' cpuset='7'/><vcpupin vcpu='1' cpuset='7'/><emulatorpin cpuset='7'/></cputune>"
+	"<numatune><memory mode='strict' nodeset='3'/><memnode cellid='0' mode='strict' nodeset='3'/></numatune>"
+	"<cpu><numa><cell id='0' cpus='0-1' memory='512' unit='MiB'/><cell id='1' cpus='2,3' memory='512' "
+	"unit='MiB'/></numa></cpu></domain>";
+static const char *caps2 =
+	"<capabilities><host><topology><cells num='2'>"
+	"<cell id='0'><cpus num='2'><cpu id='0'/><cpu id='1'/></cpus></cell>"
+	"<cell id='1'><cpus num='2'><cpu id='2'/><cpu id='3'/></cpus></cell>"
+	"</cells></topology></host></capabilities>";
+
+static void test_numa_plan_apply_verify(void **st)
+{
+	struct virt_numa p;
+	char err[256], why[2048];
+
+	(void)st;
+	assert_int_equal(virt_numa_plan(numa_dom, caps2, NULL, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.ncells, 2);
+	assert_int_equal(p.c[0].node, 0);
+	assert_string_equal(p.c[0].cpuset, "0,1");
+	assert_int_equal(p.c[1].node, 1);
+	assert_string_equal(p.c[1].vcpus, "2,3");
+	assert_string_equal(p.emulator, "0,1,2,3");
+	char *x = virt_numa_apply(numa_dom, &p, err, sizeof(err));
+	assert_non_null(x);
+	assert_int_equal(virt_numa_verify(x, &p, why, sizeof(why)), 0);
+	assert_non_null(strstr(x, "<vcpupin vcpu=\"3\" cpuset=\"2,3\"/>"));
+	assert_null(strstr(x, "nodeset=\"3\""));	/* the source's binding is gone */
+	/* the source as it is does not match: 4 vCPUs, 2 cells, the emulator */
+	assert_int_equal(virt_numa_verify(numa_dom, &p, why, sizeof(why)), 7);
+	assert_non_null(strstr(why, "vCPU 0 is pinned to '7'"));
+	/* libvirt writes "0-1" for "0,1": the same set */
+	const char *back = "<domain><cputune><vcpupin vcpu='0' cpuset='0-1'/><vcpupin vcpu='1' cpuset='1,0'/>"
+			   "<vcpupin vcpu='2' cpuset='2-3'/><vcpupin vcpu='3' cpuset='2-3'/><emulatorpin cpuset='0-3'/>"
+			   "</cputune><numatune><memnode cellid='0' nodeset='0'/><memnode cellid='1' nodeset='1'/>"
+			   "</numatune></domain>";
+	assert_int_equal(virt_numa_verify(back, &p, why, sizeof(why)), 0);
+	free(x);
+}
+
+static void test_numa_map(void **st)
+{
+	struct virt_numa p;
+	char err[256];
+
+	(void)st;
+	assert_int_equal(virt_numa_plan(numa_dom, caps2, "0:1,1:0", &p, err, sizeof(err)), 0);
+	assert_int_equal(p.c[0].node, 1);
+	assert_string_equal(p.c[0].cpuset, "2,3");
+	assert_int_equal(virt_numa_plan(numa_dom, caps2, "0:5", &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "no such node"));
+	assert_int_equal(virt_numa_plan(numa_dom, caps2, "2:0", &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "no such cell"));
+	assert_int_equal(virt_numa_plan(numa_dom, caps2, "zero", &p, err, sizeof(err)), -EINVAL);
+	assert_int_equal(virt_numa_plan(plain, caps2, NULL, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.ncells, 0);	/* nothing pinned: nothing to keep */
+	assert_int_equal(virt_numa_plan(numa_dom, "<capabilities/>", NULL, &p, err, sizeof(err)), -ENODEV);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -98,6 +160,8 @@ int main(void)
 		cmocka_unit_test(test_prepare_then_prepared),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_metadata_and_garbage),
+		cmocka_unit_test(test_numa_plan_apply_verify),
+		cmocka_unit_test(test_numa_map),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
