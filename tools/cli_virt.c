@@ -734,6 +734,28 @@ static int drain(int argc, char **argv)
 	return moved == n ? 0 : 1;
 }
 
+/* faultline's account of one migration, then its state in Nova's words */
+static int show(int argc, char **argv)
+{
+	const char *id = argc > 1 && argv[1][0] != '-' ? argv[1] : NULL;
+	int rc = cli_status(argc, argv);
+	char *dir = cli_daemon_state_dir(), path[600];
+	static const char *const ends[] = { "result", "source", "dest" };
+
+	for (size_t i = 0; id && !rc && i < sizeof(ends) / sizeof(ends[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s.%s.json", dir ? dir : DEFAULT_STATUS_DIR, id, ends[i]);
+		json_object *j = json_object_from_file(path);
+		const char *st = j ? cli_js(j, "state") : NULL;
+		if (st)
+			printf("nova state: %s\n", nova_word(st));
+		json_object_put(j);
+		if (st)
+			break;
+	}
+	free(dir);
+	return rc;
+}
+
 int cli_virt(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
@@ -748,8 +770,8 @@ int cli_virt(int argc, char **argv)
 		return list(argc - 1, argv + 1);
 	if (!strcmp(sub, "drain"))
 		return drain(argc - 1, argv + 1);
-	if (!strcmp(sub, "show") || !strcmp(sub, "status"))
-		return cli_status(argc - 1, argv + 1);
+	if (!strcmp(sub, "show"))
+		return show(argc - 1, argv + 1);
 	if (!strcmp(sub, "abort") || !strcmp(sub, "force-complete") || !strcmp(sub, "recover"))
 		return cli_operator(sub, argc - 1, argv + 1);
 	fprintf(stderr, "usage: faultline virt prepare DOMAIN [--apply]   check (and edit) a domain for faultline\n"

@@ -63,6 +63,8 @@ dst_sha=$(vh B sh -c 'sha256sum /var/lib/libvirt/qemu/ram/libvirt/qemu/*-g1/pc.r
 echo "ok: the destination's RAM file is the source's at switchover ($dst_sha)"
 vh B virsh -q resume g1 >/dev/null || fail "cannot resume g1 on B"
 guest_ok "$W/g1.serial" "$last"
+VF A show "$id" > "$W/show.out" || fail "virt show $id"
+grep -q "^nova state: completed" "$W/show.out" || fail "virt show: $(cat "$W/show.out")"
 echo "ok: live migration A -> B through libvirt, RAM by faultline ($id)"
 
 # ---- and back, running on at once
