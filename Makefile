@@ -155,6 +155,7 @@ bench: deps
 	./bench/vm-rdma
 	./bench/vm-numa
 	./bench/recover
+	./bench/virt-compare
 
 clean:
 	rm -f $(LIB_OBJ) libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) \

@@ -159,12 +159,24 @@ static json_object *started(struct dmn *d, struct virt_in *v, json_object *req)
 	pthread_cond_broadcast(&cv);
 	fl_log(FL_LOG_INFO, "faultlined", "libvirt migration %s: the destination QEMU of %s is up; held until "
 	       "pre-copy is done", id, vm.name);
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += HOOK_HOLD_S;
-	while (v->state == VI_READY && !d->stop)
-		if (pthread_cond_timedwait(&cv, &lk, &until) == ETIMEDOUT)
-			break;
+	/* held until the source says go or cancel; given up (cancelled) if
+	 * its migration never reaches us or its agent here ends first */
+	for (int s = 0; v->state == VI_READY && !d->stop && s < HOOK_HOLD_S; s++) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		if (pthread_cond_timedwait(&cv, &lk, &until) != ETIMEDOUT)
+			continue;
+		pthread_mutex_lock(&d->lock);
+		struct dmn_mig *g = dmn_mig_find(d, id);
+		bool gone = g ? g->done : s >= 120;
+		pthread_mutex_unlock(&d->lock);
+		if (gone) {
+			fl_log(FL_LOG_WARN, "faultlined", "libvirt migration %s: %s", id,
+			       g ? "its agent here ended before the switchover" : "it never started here (2 minutes)");
+			v->state = VI_CANCELLED;
+		}
+	}
 	bool go = v->state == VI_GO;
 	drop(v);
 	pthread_mutex_unlock(&lk);

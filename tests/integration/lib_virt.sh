@@ -43,7 +43,7 @@ virt_host() {
 	security_driver = "none"
 	stdio_handler = "file"
 	EOF
-	fld_conf "$h" "$ip" "psk:$W/keys.psk"
+	fld_conf "$h" "$ip" "psk:$W/keys.psk" "${VIRT_POSTCOPY_MBPS:-0}" "${VIRT_PRECOPY_MBPS:-0}"
 	ip netns exec "$ns" unshare --mount --uts --propagation private sh -ec "
 		hostname lv-$h
 		mount --bind '$d/libvirt-etc' /etc/libvirt
