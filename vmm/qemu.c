@@ -265,6 +265,22 @@ int q_dest_quit(struct fl_vmm *v)
 	return qmp_simple(v->watch, v->dst_qmp, "quit");
 }
 
+/* The destination's run state once it has its device state (up to 5 s),
+ * into out as qemu_dst_status. */
+static void dest_settled(struct fl_vmm *v, char *dst, size_t len, json_object *out)
+{
+	bool resumed;
+
+	for (int i = 0; i < 50; i++) {	/* it may still be loading device state */
+		if (q_dest_status(v, dst, len, &resumed))
+			snprintf(dst, len, "unreachable");
+		if (strcmp(dst, "inmigrate"))
+			break;
+		usleep(100000);
+	}
+	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
+}
+
 /* QEMU's own account of its (device-state) migration, once it ends. */
 static void qemu_result(struct fl_vmm *v, json_object *out)
 {
@@ -296,15 +312,7 @@ static void qemu_result(struct fl_vmm *v, json_object *out)
 	fl_qmp_destroy(s);
 	/* and where the guest runs now */
 	char dst[32];
-	bool resumed;
-	for (int i = 0; i < 50; i++) {	/* it may still be loading device state */
-		if (q_dest_status(v, dst, sizeof(dst), &resumed))
-			snprintf(dst, sizeof(dst), "unreachable");
-		if (strcmp(dst, "inmigrate"))
-			break;
-		usleep(100000);
-	}
-	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
+	dest_settled(v, dst, sizeof(dst), out);
 }
 
 /* After a migration that did not fully succeed: the guest must end up
@@ -404,15 +412,7 @@ static int mgr_finish(struct fl_vmm *v, bool ram_ok, json_object *out, struct fl
 	int mrc = v->mgr_begun ? v->mgr.end(v->mgr.arg, out, &e) : -ECANCELED;
 	json_object_object_add(out, "qemu_status", json_object_new_string(mrc ? "failed" : "completed"));
 	char dst[32];
-	bool resumed = false;
-	for (int i = 0; i < 50; i++) {
-		if (q_dest_status(v, dst, sizeof(dst), &resumed))
-			snprintf(dst, sizeof(dst), "unreachable");
-		if (strcmp(dst, "inmigrate"))
-			break;
-		usleep(100000);
-	}
-	json_object_object_add(out, "qemu_dst_status", json_object_new_string(dst));
+	dest_settled(v, dst, sizeof(dst), out);
 	if (ram_ok && v->mgr_begun && mrc)
 		rc = fl_error_set(err, mrc, "%s: %s", v->mgr.name, e.text);
 	else if (ram_ok && (v->src_was_running && !v->leave_paused) != !strcmp(dst, "running"))

@@ -93,7 +93,8 @@ void fl_vmm_cancel(struct fl_vmm *v)
 	v->mgr_begun = false;
 }
 
-int fl_vmm_qemu_watch(const char *dst_qmp, struct fl_vmm **out, struct fl_error *err)
+/* The destination's half: uri NULL when its manager listens itself */
+static int qemu_dest(const char *dst_qmp, const char *uri, struct fl_vmm **out, struct fl_error *err)
 {
 	struct fl_vmm *v = calloc(1, sizeof(*v));
 	int rc;
@@ -102,8 +103,10 @@ int fl_vmm_qemu_watch(const char *dst_qmp, struct fl_vmm **out, struct fl_error 
 	if (!v)
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	v->ops = &vmm_qemu_ops;
-	v->watch_only = true;
+	v->watch_only = !uri;
 	rc = copy(v->dst_qmp, sizeof(v->dst_qmp), dst_qmp, "QMP socket path", err);
+	if (!rc && uri)
+		rc = copy(v->uri, sizeof(v->uri), uri, "migration URI", err);
 	if (!rc)
 		rc = q_incoming(v, err);
 	if (rc) {
@@ -114,26 +117,14 @@ int fl_vmm_qemu_watch(const char *dst_qmp, struct fl_vmm **out, struct fl_error 
 	return 0;
 }
 
+int fl_vmm_qemu_watch(const char *dst_qmp, struct fl_vmm **out, struct fl_error *err)
+{
+	return qemu_dest(dst_qmp, NULL, out, err);
+}
+
 int fl_vmm_qemu_incoming(const char *dst_qmp, const char *uri, struct fl_vmm **out, struct fl_error *err)
 {
-	struct fl_vmm *v = calloc(1, sizeof(*v));
-	int rc;
-
-	*out = NULL;
-	if (!v)
-		return fl_error_set(err, -ENOMEM, "out of memory");
-	v->ops = &vmm_qemu_ops;
-	rc = copy(v->dst_qmp, sizeof(v->dst_qmp), dst_qmp, "QMP socket path", err);
-	if (!rc)
-		rc = copy(v->uri, sizeof(v->uri), uri, "migration URI", err);
-	if (!rc)
-		rc = q_incoming(v, err);
-	if (rc) {
-		fl_vmm_destroy(v);
-		return rc;
-	}
-	*out = v;
-	return 0;
+	return qemu_dest(dst_qmp, uri, out, err);
 }
 
 int fl_vmm_dest_status(struct fl_vmm *v, char *st, size_t len, bool *resumed)

@@ -86,6 +86,16 @@ vh() {
 	local pid; eval "pid=\$H$h"
 	nsenter -t "$pid" -n -m -u -- "$@"
 }
+# virt_setup: root, libvirt, the test guest ($G), both hosts
+virt_setup() {
+	need_root
+	need_libvirt
+	workdir
+	G=$("$TOP/tests/vm/build-guest" 2>"$W/build.err") || { cat "$W/build.err"; fail "cannot build the test guest"; }
+	virt_hosts
+}
+# VF H ARGS...: faultline virt ARGS on host H
+VF() { vh "$1" env FAULTLINE_DAEMON_SOCK=/run/faultline/faultlined.sock "$FL" virt "${@:2}"; }
 # the domains (their QEMUs are libvirtd's children, not ours), then libvirtd
 virt_cleanup() {
 	local h p

@@ -9,12 +9,7 @@
 # the destination.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_virt.sh"
-need_root
-need_libvirt
-workdir
-G=$("$TOP/tests/vm/build-guest" 2>"$W/build.err") || { cat "$W/build.err"; fail "cannot build the test guest"; }
-virt_hosts
-VF() { vh "$1" env FAULTLINE_DAEMON_SOCK=/run/faultline/faultlined.sock "$FL" virt "${@:2}"; }
+virt_setup
 
 # ---- prepare: refusals, the diff, --apply
 virt_domain A g1 256
