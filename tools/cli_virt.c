@@ -238,6 +238,43 @@ static const char *dom_state(virConnectPtr c, const char *name, bool *persistent
 	return st >= 0 && st < (int)(sizeof(words) / sizeof(words[0])) ? words[st] : "unknown";
 }
 
+static const char *jtext(json_object *o, const char *k)
+{
+	json_object *x;
+
+	return json_object_object_get_ex(o, k, &x) ? json_object_get_string(x) : "?";
+}
+
+/* libvirt's account of the finished job (domjobinfo --completed), from
+ * the destination, as a JSON object (NULL if it has none) */
+static json_object *job_stats(virConnectPtr dc, const char *name)
+{
+	virDomainPtr d = dc ? virDomainLookupByName(dc, name) : NULL;
+	virTypedParameterPtr par = NULL;
+	int np = 0, type;
+	json_object *j = NULL;
+
+	if (d && virDomainGetJobStats(d, &type, &par, &np, VIR_DOMAIN_JOB_STATS_COMPLETED) == 0) {
+		j = json_object_new_object();
+		for (int i = 0; i < np; i++) {
+			virTypedParameterPtr t = &par[i];
+			json_object *v = t->type == VIR_TYPED_PARAM_INT ? json_object_new_int(t->value.i)
+				: t->type == VIR_TYPED_PARAM_UINT ? json_object_new_int64(t->value.ui)
+				: t->type == VIR_TYPED_PARAM_LLONG ? json_object_new_int64(t->value.l)
+				: t->type == VIR_TYPED_PARAM_ULLONG ? json_object_new_int64((int64_t)t->value.ul)
+				: t->type == VIR_TYPED_PARAM_DOUBLE ? json_object_new_double(t->value.d)
+				: t->type == VIR_TYPED_PARAM_BOOLEAN ? json_object_new_boolean(t->value.b)
+				: t->type == VIR_TYPED_PARAM_STRING ? json_object_new_string(t->value.s) : NULL;
+			if (v)
+				json_object_object_add(j, t->field, v);
+		}
+		virTypedParamsFree(par, np);
+	}
+	if (d)
+		virDomainFree(d);
+	return j;
+}
+
 /* After a NUMA-aware migration: the destination's pinning read back
  * against the plan, and faultline's placement of each cell's pages. 0 when
  * both hold. */
@@ -496,10 +533,26 @@ static int migrate(int argc, char **argv)
 		numa = numa_report(dc, name, mid, &plan) ? "false" : "true";
 	if (!strcmp(numa, "false"))
 		rc = 1;
-	if (json)
-		printf("{\"id\":\"%s\",\"state\":\"%s\",\"domain\":\"%s\",\"dest_state\":\"%s\",\"source_state\":\"%s\","
-		       "\"dest_persistent\":%s,\"source_persistent\":%s,\"numa_verified\":%s}\n", mid, state, name,
-		       d_st, s_st, dp ? "true" : "false", sp ? "true" : "false", numa);
+	json_object *job = job_stats(dc, name), *x;
+	if (job && json_object_object_get_ex(job, "downtime", &x))
+		fprintf(stderr, "libvirt: downtime %s ms, %s ms in all, %s bytes of device state and disks\n",
+			json_object_get_string(x), jtext(job, "time_elapsed"), jtext(job, "data_processed"));
+	if (json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "id", json_object_new_string(mid));
+		json_object_object_add(o, "state", json_object_new_string(state));
+		json_object_object_add(o, "domain", json_object_new_string(name));
+		json_object_object_add(o, "dest_state", json_object_new_string(d_st));
+		json_object_object_add(o, "source_state", json_object_new_string(s_st));
+		json_object_object_add(o, "dest_persistent", json_object_new_boolean(dp));
+		json_object_object_add(o, "source_persistent", json_object_new_boolean(sp));
+		json_object_object_add(o, "numa_verified", strcmp(numa, "null") ? json_object_new_boolean(!strcmp(numa, "true")) : NULL);
+		json_object_object_add(o, "libvirt_job", job);
+		job = NULL;
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+	}
+	json_object_put(job);
 out:
 	free(mxml);
 	free(dest_xml);
