@@ -159,7 +159,8 @@ static int prepare(int argc, char **argv)
 				"a shared file there cannot be registered with userfaultfd\n", dir, conf);
 		goto out;
 	}
-	struct virt_paths p = { run_dir, shim_lib, dir };
+	unsigned long hv = 0;	/* QEMU's version, 1000000 * major + 1000 * minor */
+	struct virt_paths p = { run_dir, shim_lib, dir, c && !virConnectGetVersion(c, &hv) && hv >= 11000000 };
 	char *old = virt_xml_normal(xml), *new = virt_xml_prepare(xml, &p, err, sizeof(err));
 	if (!old || !new) {
 		fprintf(stderr, "faultline virt prepare: %s\n", new ? "out of memory" : err);

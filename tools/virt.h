@@ -21,6 +21,7 @@ struct virt_paths {
 	const char *run_dir;		/* faultline's: the shim's and monitor's sockets in vms/ */
 	const char *shim_lib;
 	const char *backing_dir;	/* qemu.conf's memory_backing_dir */
+	bool global_ignore_shared;	/* QEMU >= 11: -global migration.x-ignore-shared=on too */
 };
 /* The XML edited for faultline (malloc'd), or NULL with err. */
 char *virt_xml_prepare(const char *xml, const struct virt_paths *p, char *err, size_t el);

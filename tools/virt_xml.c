@@ -152,12 +152,14 @@ static void drop_ours(xmlNodePtr cmd)
 		skip_next = false;
 		if (!strcmp((const char *)c->name, "arg") && v) {
 			/* -chardev socket,id=faultline-qmp,... and -mon chardev=faultline-qmp,... with their flags */
-			if ((!strcmp((const char *)v, "-chardev") || !strcmp((const char *)v, "-mon")) && next) {
+			if ((!strcmp((const char *)v, "-chardev") || !strcmp((const char *)v, "-mon") ||
+			     !strcmp((const char *)v, "-global")) && next) {
 				xmlNodePtr n2 = next;
 				while (n2 && n2->type != XML_ELEMENT_NODE)
 					n2 = n2->next;
 				xmlChar *v2 = n2 ? xmlGetProp(n2, (const xmlChar *)"value") : NULL;
-				if (v2 && strstr((const char *)v2, MON_ID))
+				if (v2 && (strstr((const char *)v2, MON_ID) ||
+					   !strcmp((const char *)v2, "migration.x-ignore-shared=on")))
 					ours = skip_next = true;
 				xmlFree(v2);
 			}
@@ -225,6 +227,10 @@ char *virt_xml_prepare(const char *xml, const struct virt_paths *p, char *err, s
 	arg(cmd, ns, buf);
 	arg(cmd, ns, "-mon");
 	arg(cmd, ns, "chardev=" MON_ID ",mode=control");
+	if (p->global_ignore_shared) {	/* the monitor stays: the source's STOP is seen there */
+		arg(cmd, ns, "-global");
+		arg(cmd, ns, "migration.x-ignore-shared=on");
+	}
 	env(cmd, ns, "LD_PRELOAD", p->shim_lib);
 	snprintf(buf, sizeof(buf), "%s/", p->backing_dir);
 	env(cmd, ns, "FAULTLINE_SHIM_RAM", buf);

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *xml = malloc(size + 1), why[2048], err[256];
 	struct virt_info in;
-	struct virt_paths p = { "/run/faultline", "/usr/local/lib/libfaultline-shim.so", "/dev/shm/ram" };
+	struct virt_paths p = { "/run/faultline", "/usr/local/lib/libfaultline-shim.so", "/dev/shm/ram", false };
 
 	if (!xml)
 		return 0;

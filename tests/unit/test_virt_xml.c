@@ -15,7 +15,8 @@ static const char *plain =
 	"<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>"
 	"<disk type='file' device='disk'><source file='/var/lib/libvirt/images/vm1.qcow2'/>"
 	"<target dev='vda'/></disk></devices></domain>";
-static const struct virt_paths paths = { "/run/faultline", "/usr/lib/libfaultline-shim.so", "/dev/shm/lv" };
+#define MON "socket,id=faultline-qmp,path=/run/faultline/vms/vm1.qmp"
+static const struct virt_paths paths = { "/run/faultline", "/usr/lib/libfaultline-shim.so", "/dev/shm/lv", false };
 
 static void test_plain_not_prepared(void **st)
 {
@@ -52,6 +53,27 @@ static void test_prepare_then_prepared(void **st)
 	assert_non_null(strstr(y, "<disk"));	/* the rest is kept */
 	free(x);
 	free(y);
+}
+
+static void test_global_on_qemu_11(void **st)
+{
+	struct virt_paths p11 = paths;
+	char err[256];
+
+	(void)st;
+	p11.global_ignore_shared = true;
+	char *x = virt_xml_prepare(plain, &p11, err, sizeof(err));
+	char *y = x ? virt_xml_prepare(x, &p11, err, sizeof(err)) : NULL;
+	char *z = y ? virt_xml_prepare(y, &paths, err, sizeof(err)) : NULL;	/* back to QEMU < 11 */
+	assert_non_null(z);
+	assert_non_null(strstr(x, "migration.x-ignore-shared=on"));
+	assert_non_null(strstr(x, MON));	/* the monitor stays */
+	assert_string_equal(x, y);
+	assert_null(strstr(z, "x-ignore-shared"));
+	assert_non_null(strstr(z, MON));
+	free(x);
+	free(y);
+	free(z);
 }
 
 static void test_refusals(void **st)
@@ -158,6 +180,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plain_not_prepared),
 		cmocka_unit_test(test_prepare_then_prepared),
+		cmocka_unit_test(test_global_on_qemu_11),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_metadata_and_garbage),
 		cmocka_unit_test(test_numa_plan_apply_verify),
