@@ -51,7 +51,7 @@ shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h i
 
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
 XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null)
-CLI_SRC = tools/faultline.c tools/cli_virt.c tools/virt_xml.c tools/virt_numa.c tools/cli_migrate.c tools/cli_util.c \
+CLI_SRC = tools/faultline.c tools/cli_virt.c tools/cli_virt_prepare.c tools/cli_virt_migrate.c tools/cli_virt_drain.c tools/virt_xml.c tools/virt_numa.c tools/cli_migrate.c tools/cli_util.c \
 	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c tools/cli_daemon.c
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h tools/virt.h tools/virt_xml_int.h libfaultline.a tools/faultline-libvirt-hook
 	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_LIBVIRT) $(XML_LIBS)

@@ -28,6 +28,7 @@ struct virt_in {
 	struct virt_in *next;
 	char id[96], domain[64];
 	int state;
+	time_t at;			/* announced (CLOCK_MONOTONIC seconds) */
 };
 
 static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
@@ -45,10 +46,23 @@ static struct virt_in *by_id(const char *id)
 	return NULL;
 }
 
+static time_t now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec;
+}
+
+/* An announcement libvirt never acted on (its migration failed before
+ * reaching us) goes stale: a later plain migration is not mistaken for it. */
+#define STALE_S 300
+
 static struct virt_in *by_domain(const char *dom)
 {
 	for (struct virt_in *v = ins; v; v = v->next)
-		if (!strcmp(v->domain, dom) && v->state < VI_GO)
+		if (!strcmp(v->domain, dom) && v->state < VI_GO &&
+		    (v->state != VI_EXPECTED || now_s() - v->at < STALE_S))
 			return v;
 	return NULL;
 }
@@ -63,9 +77,20 @@ static void drop(struct virt_in *gone)
 		}
 }
 
+/* under lk: entries nobody waits on any more (no hook holds them) */
+static void sweep(void)
+{
+	for (struct virt_in *v = ins, *next; v; v = next) {
+		next = v->next;
+		if ((v->state == VI_EXPECTED || v->state == VI_UNANNOUNCED) && now_s() - v->at >= STALE_S)
+			drop(v);
+	}
+}
+
 int dmn_virt_expect(const char *id, const char *domain, struct fl_error *err)
 {
 	pthread_mutex_lock(&lk);
+	sweep();
 	struct virt_in *old = by_domain(domain);
 	if (old && old->state == VI_READY) {	/* an earlier attempt: its hook lets go */
 		old->state = VI_CANCELLED;
@@ -77,6 +102,7 @@ int dmn_virt_expect(const char *id, const char *domain, struct fl_error *err)
 	if (v) {
 		snprintf(v->id, sizeof(v->id), "%s", id);
 		snprintf(v->domain, sizeof(v->domain), "%s", domain);
+		v->at = now_s();
 		v->next = ins;
 		ins = v;
 	}
@@ -220,6 +246,8 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 	pthread_mutex_lock(&lk);
 	struct virt_in *v = by_domain(dom);
 	if (!strcmp(ev, "migrate")) {
+		sweep();
+		v = by_domain(dom);
 		if (v && v->state == VI_UNANNOUNCED) {	/* an earlier one's */
 			drop(v);
 			v = NULL;
@@ -231,6 +259,7 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 			if (v) {
 				snprintf(v->domain, sizeof(v->domain), "%s", dom);
 				v->state = VI_UNANNOUNCED;
+				v->at = now_s();
 				v->next = ins;
 				ins = v;
 			}

@@ -1,5 +1,5 @@
-/* faultline virt: libvirt domains (virt_xml.c: their XML; cli_virt.c:
- * the commands). */
+/* faultline virt: libvirt domains (virt_xml.c, virt_numa.c: their XML;
+ * cli_virt*.c: the commands). */
 #ifndef FL_TOOLS_VIRT_H
 #define FL_TOOLS_VIRT_H
 
@@ -51,5 +51,18 @@ char *virt_numa_apply(const char *xml, const struct virt_numa *p, char *err, siz
 /* The destination domain's live XML against the plan: mismatches, one
  * line each in why. */
 int virt_numa_verify(const char *xml, const struct virt_numa *p, char *why, size_t wl);
+
+/* cli_virt.c: what the commands share */
+struct _virError;
+void virt_quiet(void *arg, struct _virError *e);	/* libvirt's errors: taken where they matter */
+int virt_fail(const char *cmd, const char *what);	/* one line, 1 */
+int virt_lv_fail(const char *cmd, const char *what);	/* the same with libvirt's last error */
+struct _virConnect;
+/* a domain's state in virsh's words ("gone" if absent); persistent: defined there */
+const char *virt_dom_state(struct _virConnect *c, const char *name, bool *persistent);
+const char *virt_nova_word(const char *state);	/* faultline's state as Nova says it */
+int virt_cmd_prepare(int argc, char **argv);
+int virt_cmd_migrate(int argc, char **argv);
+int virt_cmd_drain(int argc, char **argv);
 
 #endif
