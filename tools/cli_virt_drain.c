@@ -105,14 +105,10 @@ int virt_cmd_drain(int argc, char **argv)
 			if (f)
 				fclose(f);
 			j->result[strcspn(j->result, "\n")] = 0;
-			f = fopen(j->out, "re");
-			if (f && fgets(line, sizeof(line), f) && !j->status) {
-				json_object *o = json_tokener_parse(line);
-				snprintf(j->result, sizeof(j->result), "%s", o ? cli_js(o, "id") ? cli_js(o, "id") : "" : "");
-				json_object_put(o);
-			}
-			if (f)
-				fclose(f);
+			json_object *o = j->status ? NULL : json_object_from_file(j->out);	/* its --json line */
+			if (o)
+				snprintf(j->result, sizeof(j->result), "%s", cli_js(o, "id") ? cli_js(o, "id") : "");
+			json_object_put(o);
 			unlink(j->out);
 			unlink(j->err);
 			moved += !j->status;
