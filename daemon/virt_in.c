@@ -28,7 +28,8 @@ struct virt_in {
 	struct virt_in *next;
 	char id[96], domain[64];
 	int state;
-	time_t at;			/* announced (CLOCK_MONOTONIC seconds) */
+	time_t at;			/* announced, or cancelled (CLOCK_MONOTONIC seconds) */
+	bool held;			/* a `started` hook waits on it (and frees it) */
 };
 
 static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
@@ -57,6 +58,9 @@ static time_t now_s(void)
 /* An announcement libvirt never acted on (its migration failed before
  * reaching us) goes stale: a later plain migration is not mistaken for it. */
 #define STALE_S 300
+/* A migration cancelled between libvirt's `migrate begin` and `started`
+ * refuses its QEMU when it starts, seconds later; not a later boot. */
+#define CANCEL_S 120
 
 static struct virt_in *by_domain(const char *dom)
 {
@@ -82,7 +86,8 @@ static void sweep(void)
 {
 	for (struct virt_in *v = ins, *next; v; v = next) {
 		next = v->next;
-		if ((v->state == VI_EXPECTED || v->state == VI_UNANNOUNCED) && now_s() - v->at >= STALE_S)
+		if (((v->state == VI_EXPECTED || v->state == VI_UNANNOUNCED) && now_s() - v->at >= STALE_S) ||
+		    (v->state == VI_CANCELLED && !v->held && now_s() - v->at >= CANCEL_S))
 			drop(v);
 	}
 }
@@ -129,6 +134,7 @@ int dmn_virt_release(const char *id, bool proceed, struct fl_error *err)
 	struct virt_in *v = by_id(id);
 	if (v) {
 		v->state = proceed && v->state == VI_READY ? VI_GO : VI_CANCELLED;
+		v->at = now_s();
 		pthread_cond_broadcast(&cv);
 	}
 	bool went = v && v->state == VI_GO;
@@ -182,6 +188,7 @@ static json_object *started(struct dmn *d, struct virt_in *v, json_object *req)
 		return answer(false, err);
 	}
 	v->state = VI_READY;
+	v->held = true;
 	pthread_cond_broadcast(&cv);
 	fl_log(FL_LOG_INFO, "faultlined", "libvirt migration %s: the destination QEMU of %s is up; held until "
 	       "pre-copy is done", id, vm.name);
@@ -289,9 +296,18 @@ json_object *dmn_virt_hook(struct dmn *d, json_object *req)
 	}
 	if (!strcmp(ev, "started") && v && v->state == VI_MIGRATING)
 		return started(d, v, req);	/* unlocks */
-	if (!strcmp(ev, "started") && v && v->state == VI_UNANNOUNCED) {
+	for (struct virt_in *c = ins; !v && !strcmp(ev, "started") && c; c = c->next)
+		if (!strcmp(c->domain, dom) && c->state == VI_CANCELLED && !c->held && now_s() - c->at < CANCEL_S)
+			v = c;	/* cancelled before its QEMU was up: refused below */
+	if (!strcmp(ev, "started") && v && (v->state == VI_UNANNOUNCED || v->state == VI_CANCELLED)) {
+		bool cancelled = v->state == VI_CANCELLED;
 		drop(v);
 		pthread_mutex_unlock(&lk);
+		if (cancelled) {
+			snprintf(err, sizeof(err), "faultline: the migration of %.60s was cancelled before the "
+				 "switchover (the guest stays on its source)", dom);
+			return answer(false, err);
+		}
 		snprintf(err, sizeof(err), "faultline: domain %.60s keeps its RAM in files faultline carries and no "
 			 "faultlined on its host is named in its metadata: libvirt alone would leave its RAM "
 			 "behind (faultline virt migrate)", dom);

@@ -107,6 +107,8 @@ static int failed(void *arg, char *why, size_t len)
 	return r;
 }
 
+static int go(void *arg, bool proceed, struct fl_error *err);
+
 /* libvirt's migration starts; back once the destination QEMU is up. */
 static int begin(void *arg, struct fl_error *err)
 {
@@ -126,12 +128,16 @@ static int begin(void *arg, struct fl_error *err)
 			return 0;
 		if (failed(v, why, sizeof(why)) == 1)
 			return fl_error_set(err, -EIO, "libvirt: %s", why);
-		if (rc && rc != -EREMOTEIO)
-			return fl_error_set(err, rc, "%s", e.text);
+		if (rc && rc != -EREMOTEIO) {
+			fl_error_set(err, rc, "%s", e.text);
+			goto cancel;
+		}
 		usleep(100000);
 	}
-	return fl_error_set(err, -ETIMEDOUT, "libvirt did not start the destination QEMU of %s within 2 minutes",
-			    v->g->vm);
+	fl_error_set(err, -ETIMEDOUT, "libvirt did not start the destination QEMU of %s within 2 minutes", v->g->vm);
+cancel:	/* libvirt's call must not go on without us: the destination's hook fails it */
+	go(v, false, &(struct fl_error){ 0 });
+	return err->code;
 }
 
 static int go(void *arg, bool proceed, struct fl_error *err)
