@@ -10,7 +10,7 @@ WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissin
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
-LIB_SRC = uffd/uffd.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c core/pace.c core/persist.c \
+LIB_SRC = uffd/uffd.c core/version.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c core/pace.c core/persist.c \
 	wire/proto.c wire/frame.c wire/line.c transport/transport.c transport/tcp.c transport/tcp_serve.c transport/tls.c transport/rdma.c transport/rdma_server.c \
 	host/numa.c host/dirty.c vmm/qmp.c vmm/vmm.c vmm/guestsim.c vmm/qemu.c shim/shimctl.c \
 	source/run.c source/setup.c source/serve.c source/link.c source/precopy.c source/restart.c source/ctl.c \

@@ -13,6 +13,7 @@
 #include "faultline/error.h"
 #include "faultline/migrate.h"
 #include "faultline/tls.h"
+#include "faultline/version.h"
 #include "faultline/vmm.h"
 
 #define DMN_DEFAULT_CONF "/etc/faultline/faultlined.conf"
@@ -79,6 +80,10 @@ int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object
 		  char *local_ip, size_t iplen, struct fl_error *err);
 /* a request line from a peer: its op and fields checked; 0 or -EINVAL + err */
 int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_error *err);
+/* A request's or reply's daemon protocol: 0, or -EPROTONOSUPPORT naming both
+ * sides' protocols and releases; stamp adds ours. */
+int dmn_peer_version(json_object *j, const char *what, struct fl_error *err);
+void dmn_peer_stamp(json_object *j);
 /* a peer's answer to report: the destination agent's report (same build:
  * its size must match), its exit, the guest's self-check; 0 or -EPROTO */
 struct fl_report;

@@ -33,19 +33,23 @@ static void log_stderr(void *arg, enum fl_log_level lv, const char *who, const c
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = { { "config", 1, 0, 'c' }, { "help", 0, 0, 'h' }, { 0 } };
+	static const struct option lo[] = { { "config", 1, 0, 'c' }, { "help", 0, 0, 'h' },
+					    { "version", 0, 0, 'V' }, { 0 } };
 	const char *conf = DMN_DEFAULT_CONF;
 	struct dmn d = { .lfd = -1, .afd = -1 };
 	struct fl_error e = { 0 };
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:hV", lo, NULL)) != -1) {
 		switch (c) {
 		case 'c': conf = optarg; break;
+		case 'V':
+			printf("faultlined %s\n%s (library %s)\n", FL_VERSION, fl_version_protocols(), fl_version());
+			return 0;
 		case 'h':
-			printf("usage: faultlined [--config FILE (default %s)]\n"
+			printf("usage: faultlined [--config FILE (default %s)] [--version]\n"
 			       "The faultline daemon: migrates this host's registered VMs to other hosts'\n"
-			       "daemons and receives theirs. See faultlined.conf(5), docs/api.md.\n", DMN_DEFAULT_CONF);
+			       "daemons and receives theirs. See faultlined(8), faultlined.conf(5).\n", DMN_DEFAULT_CONF);
 			return 0;
 		default:
 			fprintf(stderr, "faultlined: unknown option (see --help)\n");

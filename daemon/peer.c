@@ -41,6 +41,32 @@ static int bool_field(json_object *j, const char *k, struct fl_error *err)
 	return 0;
 }
 
+/* Every request and reply says its daemon protocol and release; another
+ * protocol is refused naming both sides (0.1 said neither). */
+int dmn_peer_version(json_object *j, const char *what, struct fl_error *err)
+{
+	json_object *p, *r;
+	const char *rel = json_object_object_get_ex(j, "faultline", &r) && json_object_is_type(r, json_type_string)
+				  ? json_object_get_string(r) : "";
+	bool has = json_object_object_get_ex(j, "proto", &p) && json_object_is_type(p, json_type_int);
+
+	if (has && json_object_get_int64(p) == FL_DAEMON_PROTO_VERSION)
+		return 0;
+	if (!has)
+		return fl_error_set(err, -EPROTONOSUPPORT, "%s: the peer's faultlined says no daemon protocol "
+				    "(faultline 0.1), this host speaks %d (faultline %s): install the same release on both",
+				    what, FL_DAEMON_PROTO_VERSION, FL_VERSION);
+	return fl_error_set(err, -EPROTONOSUPPORT, "%s: the peer's faultlined speaks daemon protocol %lld (faultline "
+			    "%.32s), this host %d (faultline %s): install the same release on both", what,
+			    (long long)json_object_get_int64(p), rel[0] ? rel : "unknown", FL_DAEMON_PROTO_VERSION, FL_VERSION);
+}
+
+void dmn_peer_stamp(json_object *j)
+{
+	json_object_object_add(j, "proto", json_object_new_int(FL_DAEMON_PROTO_VERSION));
+	json_object_object_add(j, "faultline", json_object_new_string(FL_VERSION));
+}
+
 int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_error *err)
 {
 	json_tokener *tok = json_tokener_new_ex(16);
@@ -54,6 +80,8 @@ int dmn_peer_parse(const char *line, size_t len, json_object **req, struct fl_er
 	*req = NULL;
 	if (!j || !whole || !json_object_is_type(j, json_type_object))
 		rc = fl_error_set(err, -EINVAL, "peer request: not one JSON object");
+	else if ((rc = dmn_peer_version(j, "peer request", err)))
+		;
 	else if (!json_object_object_get_ex(j, "op", &op) || !json_object_is_type(op, json_type_string))
 		rc = fl_error_set(err, -EINVAL, "peer request: no op");
 	else if (!strcmp(json_object_get_string(op), "probe"))
@@ -194,6 +222,7 @@ int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object
 		if (fl_tls_handshake(d->tls, fd, false, host, true, secret, &fd, &e))
 			return fl_error_set(err, -EACCES, "daemon at %s: %s", addr, e.text);
 	}
+	dmn_peer_stamp(req);
 	int rc = dmn_write_json(fd, req);
 	char *line = malloc(DMN_LINE_MAX);
 	int n = rc ? rc : line ? dmn_read_line(fd, line, DMN_LINE_MAX, PEER_TIMEOUT_MS) : -ENOMEM;
@@ -211,6 +240,12 @@ int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object
 	if (!j || !json_object_is_type(j, json_type_object) || !json_object_object_get_ex(j, "ok", &ok)) {
 		json_object_put(j);
 		return fl_error_set(err, -EBADMSG, "daemon at %s: an answer that is no faultlined reply", addr);
+	}
+	struct fl_error ve = { 0 };
+	if (json_object_get_boolean(ok) && dmn_peer_version(j, "answer", &ve)) {	/* an old one served it */
+		fl_error_set(err, -EPROTONOSUPPORT, "daemon at %s: %s", addr, ve.text);
+		json_object_put(j);
+		return -EPROTONOSUPPORT;
 	}
 	if (!json_object_get_boolean(ok)) {
 		json_object *t = json_object_object_get(j, "error");

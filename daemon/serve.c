@@ -202,6 +202,7 @@ static void *peer_main(void *p)
 		rep = error_reply(e.text);
 	} else
 		rep = dispatch(d, req, local, who);
+	dmn_peer_stamp(rep);
 	dmn_write_json(fd, rep);
 	json_object_put(rep);
 	json_object_put(req);

@@ -89,8 +89,10 @@ int dst_hello(struct dst *d, uint8_t *buf, size_t cap)
 	if (h.type != FL_MSG_HELLO)
 		return dst_fail(d, -EBADMSG, "source answered %s instead of HELLO", fl_proto_type_name(h.type));
 	rc = fl_proto_hello_decode(buf, h.len, &d->peer);
-	if (rc)
-		return dst_fail(d, rc, "source hello: %s", fl_proto_strerror(rc));
+	if (rc) {
+		char t[256];
+		return dst_fail(d, rc, "source hello: %s", fl_proto_hello_why(rc, &d->peer, t, sizeof(t)));
+	}
 	return dst_match_peer(d);
 }
 

@@ -126,9 +126,10 @@ static int reattach(struct dst *d, uint8_t *buf, size_t cap, char *why, size_t w
 		    again.regions[d->r[i].src_idx].length != d->peer.regions[d->r[i].src_idx].length)
 			rc = -ESTALE;
 	if (rc) {
+		char t[256];
 		snprintf(why, wl, "%s", rc == -ESTALE ? "another source agent answers there (not this migration's)"
 					: rc == -ETIMEDOUT ? "the source did not answer the re-attach"
-							   : fl_proto_strerror(rc));
+							   : fl_proto_hello_why(rc, &again, t, sizeof(t)));
 		close(fd);
 		return rc;
 	}

@@ -1,7 +1,7 @@
 /* faultline for embedders: one include for the whole API.
  *
  * Layers, lowest first (a module uses only those below it):
- *   core     error.h log.h state.h bitmap.h hist.h report.h
+ *   core     version.h error.h log.h state.h bitmap.h hist.h report.h
  *   uffd     uffd.h                the userfaultfd engine
  *   wire     proto.h               the protocol codec, framing, line calls
  *   shim     shimctl.h             the agent's end of the shim hand-off
@@ -15,6 +15,7 @@
 #ifndef FAULTLINE_H
 #define FAULTLINE_H
 
+#include "faultline/version.h"
 #include "faultline/error.h"
 #include "faultline/log.h"
 #include "faultline/state.h"

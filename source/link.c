@@ -156,8 +156,10 @@ int src_accept_destination(struct src *s, uint8_t *buf, size_t cap, struct fl_he
 			rc = -EBADMSG;
 		if (!rc)
 			rc = fl_proto_hello_decode(buf, h.len, peer);
-		if (rc)
-			snprintf(why, sizeof(why), "destination hello: %s", fl_proto_strerror(rc));
+		if (rc) {
+			char t[256];
+			snprintf(why, sizeof(why), "destination hello: %s", fl_proto_hello_why(rc, peer, t, sizeof(t)));
+		}
 		else
 			rc = check_peer_table(s, peer, why, sizeof(why));
 		if (!rc) {

@@ -22,6 +22,7 @@
 #include "faultline/shimctl.h"
 #include "faultline/uffd.h"
 #include "faultline/proto.h"
+#include "faultline/version.h"
 #include "faultline/vmm.h"
 
 static char **cli_argv;	/* the subcommand's argv, for error messages */
@@ -542,7 +543,7 @@ static int cmd_vmctl(int argc, char **argv)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: faultline COMMAND [options]   (faultline COMMAND --help for each)\n"
+		"usage: faultline COMMAND [options]   (faultline COMMAND --help for each; faultline --version)\n"
 		"  demo      migrate a live guest-sim workload between two network namespaces\n"
 		"  migrate   NAME --to HOST: move a registered VM through the daemons (faultlined);\n"
 		"            with --listen/--src-shim...: run both agents here (local or two namespaces)\n"
@@ -616,6 +617,10 @@ int main(int argc, char **argv)
 		return cli_check(argc, argv);
 	if (!strcmp(cmd, "abort") || !strcmp(cmd, "force-complete") || !strcmp(cmd, "recover"))
 		return cli_operator(cmd, argc, argv);
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V") || !strcmp(cmd, "version")) {
+		printf("faultline %s\n%s (library %s)\n", FL_VERSION, fl_version_protocols(), fl_version());
+		return 0;
+	}
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
 		return 0;

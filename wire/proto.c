@@ -1,4 +1,4 @@
-/* Wire protocol v1: explicit little-endian encoding, checked decoding
+/* Wire protocol v2: explicit little-endian encoding, checked decoding
  * (framing on a stream is frame.c). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,7 +18,7 @@ static uint32_t get32(const uint8_t *p)
 }
 static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
 
-#define HELLO_FIXED 20
+#define HELLO_FIXED 52	/* v2: + the release at 20 */
 #define ATTACH_LEN 16
 #define READY_LEN 8
 #define REQ_LEN 24
@@ -86,6 +86,8 @@ int fl_proto_hello_encode(uint8_t *out, size_t cap, const struct fl_hello *h)
 	put32(out + 4, h->caps);
 	put64(out + 8, h->session);
 	put32(out + 16, h->nregions);
+	const char *sw = h->software[0] ? h->software : FL_VERSION;
+	memcpy(out + 20, sw, strnlen(sw, FL_PROTO_SOFTWARE_MAX));
 	for (uint32_t i = 0; i < h->nregions; i++) {
 		uint8_t *p = out + HELLO_FIXED + i * FL_PROTO_REGION_LEN;
 		const struct fl_region_desc *r = &h->regions[i];
@@ -106,12 +108,17 @@ static int valid_page_size(uint32_t ps)
 
 int fl_proto_hello_decode(const uint8_t *in, size_t n, struct fl_hello *h)
 {
-	if (n < HELLO_FIXED)
+	if (n < 2)
 		return -EBADMSG;
 	memset(h, 0, sizeof(*h));
 	h->version = get16(in);
+	if (h->version >= 2 && n >= HELLO_FIXED)	/* every version from 2 says its release here */
+		for (size_t i = 0; i < FL_PROTO_SOFTWARE_MAX && in[20 + i]; i++)
+			h->software[i] = in[20 + i] >= 0x20 && in[20 + i] < 0x7f ? (char)in[20 + i] : '?';
 	if (h->version != FL_PROTO_VERSION)
 		return -EPROTONOSUPPORT;
+	if (n < HELLO_FIXED)
+		return -EBADMSG;
 	h->arch = get16(in + 2);
 	h->caps = get32(in + 4);
 	h->session = get64(in + 8);
@@ -456,6 +463,17 @@ const char *fl_proto_type_name(uint16_t type)
 		[FL_MSG_PROGRESS] = "PROGRESS",
 	};
 	return type < FL_MSG__MAX && n[type] ? n[type] : "unknown";
+}
+
+const char *fl_proto_hello_why(int rc, const struct fl_hello *h, char *buf, size_t len)
+{
+	if (rc != -EPROTONOSUPPORT)
+		snprintf(buf, len, "%s", fl_proto_strerror(rc));
+	else
+		snprintf(buf, len, "peer speaks faultline protocol %u (faultline %s), this host protocol %u "
+			 "(faultline %s): install the same release on both hosts", h->version,
+			 h->software[0] ? h->software : h->version < 2 ? "0.1" : "unknown", FL_PROTO_VERSION, FL_VERSION);
+	return buf;
 }
 
 const char *fl_proto_strerror(int err)

@@ -1,4 +1,4 @@
-/* faultline wire protocol v1 (docs/protocol.md). Little-endian framed
+/* faultline wire protocol v2 (docs/protocol.md). Little-endian framed
  * messages; every decoder checks every length against limits before use. */
 #ifndef FAULTLINE_PROTO_H
 #define FAULTLINE_PROTO_H
@@ -6,10 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "faultline/version.h"
+
 struct fl_bitmap;
 
 #define FL_PROTO_MAGIC 0x4d544c46u	/* "FLTM" on the wire */
-#define FL_PROTO_VERSION 1
 #define FL_PROTO_HDR_LEN 12
 #define FL_PROTO_NAME_MAX 64
 #define FL_PROTO_MAX_REGIONS 64
@@ -18,6 +19,7 @@ struct fl_bitmap;
 #define FL_PROTO_MAX_TEXT 256
 #define FL_PROTO_MAX_RLE (1u << 20)
 #define FL_PROTO_REGION_LEN 96
+#define FL_PROTO_SOFTWARE_MAX 31	/* "0.2.0": the sender's release, in HELLO */
 
 enum fl_msg_type {
 	FL_MSG_HELLO = 1,	/* both ways on the control link */
@@ -67,6 +69,9 @@ struct fl_hello {
 	uint32_t caps;
 	uint64_t session;
 	uint32_t nregions;
+	/* the sender's release (encode: FL_VERSION when empty); bytes 0-1 and
+	 * 20-51 keep this place in every later version, so a mismatch names both */
+	char software[FL_PROTO_SOFTWARE_MAX + 1];
 	struct fl_region_desc regions[FL_PROTO_MAX_REGIONS];
 };
 
@@ -173,6 +178,9 @@ void fl_proto_send_error(int fd, int err, const char *text);
 const char *fl_proto_type_name(uint16_t type);
 /* One-line description of a protocol -errno. */
 const char *fl_proto_strerror(int err);
+/* One line for a HELLO that failed to decode with rc: for another protocol
+ * version it names the peer's and ours, with both releases. */
+const char *fl_proto_hello_why(int rc, const struct fl_hello *h, char *buf, size_t len);
 
 /* One command line to a UNIX socket, one reply line back (newline cut)
  * within timeout_ms: the operator and guest-sim control sockets. 0 or

@@ -1,7 +1,7 @@
 /* fakepeer: a misbehaving faultline peer for the error-path tests.
  *   fakepeer listen HOST:PORT MODE   act as a source a destination connects to
  *   fakepeer connect HOST:PORT MODE [N]  act as a destination connecting to a source
- * MODE: garbage | version | oversize | truncated | silent
+ * MODE: garbage | version (protocol 9, release 9.9.9) | oversize | truncated | silent
  *   connect only (a source serving region ram0 of N MiB):
  *   badtable: a well-formed HELLO for regions the source does not have
  *   badrerror: a matching HELLO, then an ERROR frame whose length lies
@@ -76,7 +76,7 @@ static void misbehave(int fd, const char *mode)
 		memset(b, 0x41, 64);
 		(void)!write(fd, b, 64);
 	} else if (!strcmp(mode, "version")) {
-		struct fl_hello h = { .version = 1, .nregions = 1 };
+		struct fl_hello h = { .version = 1, .nregions = 1, .software = "9.9.9" };
 		strcpy(h.regions[0].name, "ram0");
 		h.regions[0].length = 1 << 20;
 		h.regions[0].page_size = 4096;

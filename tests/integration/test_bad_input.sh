@@ -55,8 +55,10 @@ for i in $(seq 50); do [ -S "$W/dst.shim" ] && break; sleep 0.1; done
 expect 1 "cannot connect to 127.0.0.1:1" -- "$FL" dest --insecure --source 127.0.0.1:1 --shim "$W/dst.shim" \
 	--connect-timeout 300 --status-dir "$W"
 # A source that sends garbage, a wrong version, an absurd length, a short frame.
+# The wrong version is named with ours: "faultline 0.2.0 (protocol 2, ...)".
 port=7350
-for mode in garbage:"malformed frame" version:"unsupported protocol version" \
+ver=$("$FL" --version | head -n1 | cut -d' ' -f2)
+for mode in garbage:"malformed frame" version:"peer speaks faultline protocol 9 (faultline 9.9.9), this host protocol 2 (faultline $ver)" \
 	oversize:"exceeds the protocol limit" truncated:"peer closed"; do
 	m=${mode%%:*} pat=${mode#*:}
 	port=$((port + 1))

@@ -36,6 +36,8 @@ refused=$(grep -c "refused" "$W/src.err")
 echo "source refused $refused peers:"; sed 's/^/    /' "$W/src.err" | grep refused
 [ "$refused" -ge 3 ] || fail "source refused $refused peers, want 3 (silent, version, table)"
 grep -q "sent nothing" "$W/src.err" || fail "the silent peer was not cut off by the deadline"
+grep -q "peer speaks faultline protocol 9 (faultline 9.9.9), this host protocol 2" "$W/src.err" ||
+	fail "the wrong version is not named with both sides' versions"
 grep -q "does not exist on the source (source regions: ram0)" "$W/src.err" ||
 	fail "the wrong table is not named with both sides' regions"
 [ "$(sha256sum < "$W/ram0")" = "$(sha256sum < "$W/d1/ram0")" ] || fail "destination RAM differs from the source"

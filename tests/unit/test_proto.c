@@ -62,9 +62,11 @@ static void test_hello(void **st)
 	(void)st;
 	table(&h);
 	int n = fl_proto_hello_encode(b, sizeof(b), &h);
-	assert_int_equal(n, 20 + 2 * FL_PROTO_REGION_LEN);
+	assert_int_equal(n, 52 + 2 * FL_PROTO_REGION_LEN);
+	assert_string_equal(h.software, "");
 	assert_int_equal(fl_proto_hello_decode(b, (size_t)n, &d), 0);
 	assert_int_equal(d.session, h.session);
+	assert_string_equal(d.software, FL_VERSION);	/* encode says our release */
 	assert_int_equal(d.nregions, 2);
 	assert_string_equal(d.regions[1].name, "ram1");
 	assert_int_equal(d.regions[1].page_size, 2 << 20);
@@ -75,11 +77,27 @@ static void test_hello(void **st)
 	/* truncated, and one byte too long */
 	assert_int_equal(fl_proto_hello_decode(b, (size_t)n - 1, &d), -EBADMSG);
 	assert_int_equal(fl_proto_hello_decode(b, 10, &d), -EBADMSG);
-	/* wrong version */
+	/* another version: both protocols and both releases named */
 	uint8_t w[8192];
+	char why[256];
 	memcpy(w, b, (size_t)n);
-	w[0] = 2;
+	w[0] = 3;
+	memcpy(w + 20, "9.1.0\001", 7);
 	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -EPROTONOSUPPORT);
+	fl_proto_hello_why(-EPROTONOSUPPORT, &d, why, sizeof(why));
+	assert_non_null(strstr(why, "protocol 3 (faultline 9.1.0?)"));
+	assert_non_null(strstr(why, "this host protocol 2 (faultline " FL_VERSION ")"));
+	/* a 0.1 peer: 20 bytes of header, no release in it */
+	memset(w, 0, sizeof(w));
+	w[0] = 1;
+	assert_int_equal(fl_proto_hello_decode(w, 20 + FL_PROTO_REGION_LEN, &d), -EPROTONOSUPPORT);
+	assert_non_null(strstr(fl_proto_hello_why(-EPROTONOSUPPORT, &d, why, sizeof(why)),
+			       "protocol 1 (faultline 0.1)"));
+	assert_int_equal(fl_proto_hello_decode(w, 1, &d), -EBADMSG);
+	assert_string_equal(fl_proto_hello_why(-ERANGE, &d, why, sizeof(why)), fl_proto_strerror(-ERANGE));
+	/* our version but a header cut short */
+	memcpy(w, b, 40);
+	assert_int_equal(fl_proto_hello_decode(w, 40, &d), -EBADMSG);
 	/* region count 0 and beyond the limit */
 	memcpy(w, b, (size_t)n);
 	w[16] = 0;
@@ -89,10 +107,10 @@ static void test_hello(void **st)
 	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -ERANGE);
 	/* unterminated and empty names */
 	memcpy(w, b, (size_t)n);
-	memset(w + 20, 'x', FL_PROTO_NAME_MAX);
+	memset(w + 52, 'x', FL_PROTO_NAME_MAX);
 	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -EBADMSG);
 	memcpy(w, b, (size_t)n);
-	w[20] = 0;
+	w[52] = 0;
 	assert_int_equal(fl_proto_hello_decode(w, (size_t)n, &d), -EBADMSG);
 	/* page size not a power of two; length not a multiple of it */
 	h.regions[0].page_size = 3000;
