@@ -7,7 +7,7 @@ CC ?= cc
 OPT ?= -O2 -g
 SAN ?=
 WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CFLAGS)
+CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -I. $(CPPFLAGS) $(CFLAGS)
 LDLIBS_ALL = -lpthread $(LIBS_JSONC) $(LIBS_CRYPTO) $(LIBS_IBVERBS) $(LIBS_RDMACM) $(LIBS_NUMA)
 
 LIB_SRC = uffd/uffd.c core/version.c core/bitmap.c core/hist.c core/state.c core/report.c core/error.c core/log.c core/pace.c core/persist.c \
@@ -28,16 +28,42 @@ all:
 	./configure
 	$(MAKE) all
 else
-all: libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS) tests bench-build
+all: programs tests bench-build
 endif
+
+# what installs: the libraries, the shim, the programs
+programs: libfaultline.a libfaultline.so shim/libfaultline-shim.so $(TOOLS)
 
 libfaultline.a: $(LIB_OBJ)
 	rm -f $@; ar rcs $@ $^
 
-# The shared library exports fl_* only (libfaultline.map) under its soname.
-SONAME = libfaultline.so.0
+# The release (version.h is the one place) and where things install.
+VERSION := $(shell sed -n 's/^\#define FL_VERSION "\(.*\)"/\1/p' include/faultline/version.h)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+LIBEXECDIR ?= $(PREFIX)/libexec
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSCONFDIR ?= /etc
+HOOKDIR ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
+PKGLIBDIR = $(LIBDIR)/faultline
+PKGEXECDIR = $(LIBEXECDIR)/faultline
+# the programs find the shim and guest-sim relative to themselves first
+PATHS_DEF = -DFL_SHIM_PATH='"$(PKGLIBDIR)/libfaultline-shim.so"' \
+	-DFL_SHIM_REL='"$(shell realpath -m --relative-to=$(BINDIR) $(PKGLIBDIR))/libfaultline-shim.so"' \
+	-DFL_LIBEXEC_PATH='"$(PKGEXECDIR)"' -DFL_LIBEXEC_REL='"$(shell realpath -m --relative-to=$(BINDIR) $(PKGEXECDIR))"'
+
+# The shared library exports fl_* only (libfaultline.map) under its soname;
+# the soname's number moves when the ABI breaks (1: fl_hello grew).
+SOVERSION = 1
+SONAME = libfaultline.so.$(SOVERSION)
+LIBREAL = libfaultline.so.$(SOVERSION).$(subst .,,$(suffix $(basename $(VERSION)))).$(subst .,,$(suffix $(VERSION)))
 libfaultline.so: $(LIB_OBJ) libfaultline.map
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libfaultline.map -o $@ $(LIB_OBJ) \
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libfaultline.map $(LDFLAGS) -o $@ $(LIB_OBJ) \
 		$(SAN) $(LDLIBS_ALL)
 
 %.o: %.c $(wildcard include/faultline/*.h) uffd/compat.h core/util.h core/report.h core/pace.h core/persist.h dest/dest.h dest/sched.h source/source.h transport/rdma_int.h transport/int.h vmm/driver.h migrate/controller.h config.mk
@@ -46,7 +72,7 @@ libfaultline.so: $(LIB_OBJ) libfaultline.map
 # The shim carries its own copy of the uffd layer, hidden, so nothing it
 # brings can clash with the host process (QEMU) symbols.
 shim/libfaultline-shim.so: shim/shim.c uffd/uffd.c include/faultline/shimctl.h include/faultline/uffd.h
-	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude -shared -o $@ \
+	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden -Iinclude $(CPPFLAGS) $(CFLAGS) -shared $(LDFLAGS) -o $@ \
 		shim/shim.c uffd/uffd.c -ldl -lpthread
 
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
@@ -54,14 +80,14 @@ XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 CLI_SRC = tools/faultline.c tools/cli_virt.c tools/cli_virt_prepare.c tools/cli_virt_migrate.c tools/cli_virt_drain.c tools/virt_xml.c tools/virt_numa.c tools/cli_migrate.c tools/cli_util.c \
 	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c tools/cli_daemon.c
 tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h tools/virt.h tools/virt_xml_int.h libfaultline.a tools/faultline-libvirt-hook
-	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_LIBVIRT) $(XML_LIBS)
+	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) $(PATHS_DEF) $(LDFLAGS) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_LIBVIRT) $(XML_LIBS)
 
 DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/incoming.c daemon/api.c daemon/qemu_argv.c daemon/virt_in.c daemon/virt_out.c
 daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h daemon/mig.h daemon/virt.h libfaultline.a
-	$(CC) $(CFLAGS_ALL) -DFL_PREFIX='"$(PREFIX)"' -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD) $(LIBS_LIBVIRT)
+	$(CC) $(CFLAGS_ALL) $(PATHS_DEF) $(LDFLAGS) -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD) $(LIBS_LIBVIRT)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $< $(SAN) -lpthread $(LIBS_CRYPTO)
 
 tests: $(UNIT_TESTS) tests/integration/fakepeer tests/integration/backend-standin tests/integration/rdma-selftest
 
@@ -165,25 +191,75 @@ clean:
 
 distclean: clean
 	rm -f config.h config.mk faultline.pc
+	rm -rf deb
 
-faultline.pc: faultline.pc.in config.mk
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS_ALL)|' $< > $@
+faultline.pc: faultline.pc.in config.mk include/faultline/version.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(LDLIBS_ALL)|' $< > $@
 
-install: all faultline.pc
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/faultline
-	install -m 755 tools/faultline tools/faultline-libvirt-hook $(DESTDIR)$(PREFIX)/bin/
-	install -d $(DESTDIR)/etc/libvirt/hooks/qemu.d
-	ln -sf $(PREFIX)/bin/faultline-libvirt-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/faultline
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)/etc/faultline
-	install -m 755 daemon/faultlined $(DESTDIR)$(PREFIX)/sbin/
-	sed 's|@PREFIX@|$(PREFIX)|' daemon/faultlined.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/faultlined.service
-	[ -e $(DESTDIR)/etc/faultline/faultlined.conf ] || install -m 640 daemon/faultlined.conf $(DESTDIR)/etc/faultline/
-	install -m 644 libfaultline.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 libfaultline.so $(DESTDIR)$(PREFIX)/lib/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libfaultline.so
-	install -m 755 shim/libfaultline-shim.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 include/faultline.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 include/faultline/*.h $(DESTDIR)$(PREFIX)/include/faultline/
-	install -m 644 faultline.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+MAN = man/faultline.8 man/faultlined.8 man/faultlined.conf.5 man/faultline-shim.7
+# Every file make install writes (uninstall removes these, then the empty
+# directories of ours); the config only while it is the shipped one.
+INSTALLED = $(BINDIR)/faultline $(SBINDIR)/faultlined $(PKGEXECDIR)/faultline-libvirt-hook \
+	$(PKGEXECDIR)/guest-sim $(PKGLIBDIR)/libfaultline-shim.so $(LIBDIR)/$(LIBREAL) $(LIBDIR)/$(SONAME) \
+	$(LIBDIR)/libfaultline.so $(LIBDIR)/libfaultline.a $(LIBDIR)/pkgconfig/faultline.pc \
+	$(INCLUDEDIR)/faultline.h $(addprefix $(INCLUDEDIR)/,$(patsubst include/%,%,$(wildcard include/faultline/*.h))) \
+	$(UNITDIR)/faultlined.service $(HOOKDIR)/faultline $(BASHCOMPDIR)/faultline $(BASHCOMPDIR)/faultlined \
+	$(addprefix $(MANDIR)/man,$(foreach m,$(MAN),$(subst .,,$(suffix $(m)))/$(notdir $(m))))
 
-.PHONY: all tests bench-build deps check demo bench clean distclean install fuzz fuzz-build
+install: programs faultline.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PKGEXECDIR) $(DESTDIR)$(PKGLIBDIR) \
+		$(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/faultline $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/faultline $(DESTDIR)$(HOOKDIR) $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
+	install -m 755 tools/faultline $(DESTDIR)$(BINDIR)/
+	install -m 755 daemon/faultlined $(DESTDIR)$(SBINDIR)/
+	sed 's|@BINDIR@|$(BINDIR)|' tools/faultline-libvirt-hook > $(DESTDIR)$(PKGEXECDIR)/faultline-libvirt-hook
+	chmod 755 $(DESTDIR)$(PKGEXECDIR)/faultline-libvirt-hook
+	install -m 755 tools/guest-sim $(DESTDIR)$(PKGEXECDIR)/
+	install -m 644 shim/libfaultline-shim.so $(DESTDIR)$(PKGLIBDIR)/
+	ln -sfn $(PKGEXECDIR)/faultline-libvirt-hook $(DESTDIR)$(HOOKDIR)/faultline
+	sed 's|@SBINDIR@|$(SBINDIR)|' daemon/faultlined.service > $(DESTDIR)$(UNITDIR)/faultlined.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/faultlined.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/faultline/faultlined.conf ] || \
+		install -m 640 daemon/faultlined.conf $(DESTDIR)$(SYSCONFDIR)/faultline/
+	install -m 644 libfaultline.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 libfaultline.so $(DESTDIR)$(LIBDIR)/$(LIBREAL)
+	ln -sfn $(LIBREAL) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libfaultline.so
+	install -m 644 include/faultline.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/faultline/*.h $(DESTDIR)$(INCLUDEDIR)/faultline/
+	install -m 644 faultline.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 man/faultline.8 man/faultlined.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 man/faultlined.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 man/faultline-shim.7 $(DESTDIR)$(MANDIR)/man7/
+	install -m 644 tools/faultline.bash-completion $(DESTDIR)$(BASHCOMPDIR)/faultline
+	ln -sfn faultline $(DESTDIR)$(BASHCOMPDIR)/faultlined
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@c=$(DESTDIR)$(SYSCONFDIR)/faultline/faultlined.conf; \
+	if [ -f $$c ] && cmp -s $$c daemon/faultlined.conf; then rm -f $$c; \
+	elif [ -f $$c ]; then echo "uninstall: $$c was changed: left in place"; fi
+	-rmdir $(addprefix $(DESTDIR),$(PKGEXECDIR) $(PKGLIBDIR) $(INCLUDEDIR)/faultline $(SYSCONFDIR)/faultline) 2>/dev/null
+	@# a staging tree (DESTDIR) loses its emptied directories too; a system keeps its own
+	@[ -z "$(DESTDIR)" ] || rmdir -p $(addprefix $(DESTDIR),$(BINDIR) $(SBINDIR) $(LIBDIR)/pkgconfig \
+		$(INCLUDEDIR) $(UNITDIR) $(HOOKDIR) $(BASHCOMPDIR) $(MANDIR)/man5 $(MANDIR)/man7 $(MANDIR)/man8 \
+		$(LIBEXECDIR)) 2>/dev/null; true
+
+# The Debian packages (debian/), built from a copy of the tree's files so
+# the tree's own build is left alone: deb/*.deb, checked with lintian.
+DEBDIR = deb
+deb:
+	rm -rf $(DEBDIR) && mkdir -p $(DEBDIR)/faultline-$(VERSION)
+	@[ "$$(dpkg-parsechangelog -S Version)" = "$(VERSION)" ] || \
+		{ echo "deb: debian/changelog is not at $(VERSION) (version.h)"; exit 1; }
+	if [ -d .git ]; then git ls-files -co --exclude-standard -z | tar --null -T - -cf - | \
+		tar -xf - -C $(DEBDIR)/faultline-$(VERSION); \
+	else tar --exclude=./$(DEBDIR) -cf - . | tar -xf - -C $(DEBDIR)/faultline-$(VERSION) && \
+		$(MAKE) -C $(DEBDIR)/faultline-$(VERSION) distclean; fi
+	cd $(DEBDIR)/faultline-$(VERSION) && dpkg-buildpackage -b -us -uc
+	lintian --fail-on error --suppress-tags no-symbols-control-file $(DEBDIR)/faultline_$(VERSION)_*.changes
+	@ls $(DEBDIR)/*.deb
+
+.PHONY: all programs tests bench-build deps check demo bench clean distclean install uninstall deb fuzz fuzz-build

@@ -10,11 +10,9 @@
 #include <strings.h>
 
 #include "faultline/log.h"
+#include "core/paths.h"
 #include "daemon.h"
 
-#ifndef FL_PREFIX
-#define FL_PREFIX "/usr/local"
-#endif
 
 struct ctx {
 	struct dmn_conf *c;
@@ -111,7 +109,7 @@ int dmn_conf_load(const char *path, struct dmn_conf *c, struct fl_error *err)
 	snprintf(c->listen, sizeof(c->listen), "0.0.0.0:%d", DMN_DEFAULT_PORT);
 	snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/faultline");
 	snprintf(c->run_dir, sizeof(c->run_dir), "/run/faultline");
-	snprintf(c->shim_lib, sizeof(c->shim_lib), "%s/lib/libfaultline-shim.so", FL_PREFIX);
+	fl_path_find("../shim/libfaultline-shim.so", FL_SHIM_REL, FL_SHIM_PATH, c->shim_lib, sizeof(c->shim_lib));
 	c->encrypt_data = true;
 	c->log_level = FL_LOG_INFO;
 	c->recover_timeout_s = 600;

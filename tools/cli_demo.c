@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/paths.h"
 #include "cli.h"
 #include "faultline/proto.h"
 #include "vmctl.h"
@@ -108,14 +109,16 @@ static pid_t spawn_vm(struct demo *d, const char *ns, int dest, char *const extr
 
 	snprintf(shim, sizeof(shim), "%s", env_shim ? env_shim : "");
 	if (!env_shim)
-		snprintf(shim, sizeof(shim), "%s/../shim/libfaultline-shim.so", cli_self_dir());
+		fl_path_find("../shim/libfaultline-shim.so", FL_SHIM_REL, FL_SHIM_PATH, shim, sizeof(shim));
 	snprintf(sim, sizeof(sim), "%s", env_sim ? env_sim : "");
 	if (!env_sim)
-		snprintf(sim, sizeof(sim), "%s/guest-sim", cli_self_dir());
+		fl_path_find("guest-sim", FL_LIBEXEC_REL "/guest-sim", FL_LIBEXEC_PATH "/guest-sim", sim, sizeof(sim));
 	if (access(shim, R_OK) || access(sim, X_OK)) {
-		fprintf(stderr, "faultline demo: need %s and %s (run make)\n", shim, sim);
+		fprintf(stderr, "faultline demo: need %s and %s (run make, or make install)\n", shim, sim);
 		return -1;
 	}
+	if (!dest)
+		fprintf(stderr, "demo: shim %s, guest %s\n", shim, sim);
 	pid_t p = fork();
 	if (p)
 		return p;

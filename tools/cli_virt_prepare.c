@@ -13,12 +13,10 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "core/paths.h"
 #include "tools/cli.h"
 #include "tools/virt.h"
 
-#ifndef FL_PREFIX
-#define FL_PREFIX "/usr/local"
-#endif
 
 /* qemu.conf's memory_backing_dir (libvirt's default if unset) */
 static void backing_dir(const char *conf, char *dir, size_t len)
@@ -68,7 +66,7 @@ int virt_cmd_prepare(int argc, char **argv)
 	char shim_lib[512], dir[512], why[2048], err[256];
 	bool apply = false;
 
-	snprintf(shim_lib, sizeof(shim_lib), "%s/lib/libfaultline-shim.so", FL_PREFIX);
+	fl_path_find("../shim/libfaultline-shim.so", FL_SHIM_REL, FL_SHIM_PATH, shim_lib, sizeof(shim_lib));
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--uri") && i + 1 < argc)
 			uri = argv[++i];

@@ -24,8 +24,11 @@ fld B $B
 
 # the systemd unit as make install writes it, its binary where it says
 mkdir -p "$W/prefix/sbin" && ln -s "$FLD" "$W/prefix/sbin/faultlined"
-sed "s|@PREFIX@|$W/prefix|" "$TOP/daemon/faultlined.service" > "$W/faultlined.service"
-out=$(systemd-analyze verify "$W/faultlined.service" 2>&1) || fail "systemd-analyze verify: $out"
+sed "s|@SBINDIR@|$W/prefix/sbin|" "$TOP/daemon/faultlined.service" > "$W/faultlined.service"
+# (its Documentation= names the man pages: here as make install puts them)
+mkdir -p "$W/man/man5" "$W/man/man8"
+ln -s "$TOP/man/faultlined.8" "$W/man/man8/"; ln -s "$TOP/man/faultlined.conf.5" "$W/man/man5/"
+out=$(MANPATH=$W/man systemd-analyze verify "$W/faultlined.service" 2>&1) || fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
 echo "ok: systemd-analyze verify faultlined.service"
 
@@ -149,6 +152,23 @@ echo "ok: g6 found by convention in /run/faultline/vms on both hosts, migrated"
 on A "$FL" migrate nosuch --to $IPB 2>"$W/e1" && fail "migrating an unknown VM succeeded"
 grep -q "no VM named nosuch" "$W/e1" || fail "unknown VM said: $(cat "$W/e1")"
 echo "unknown VM: $(cat "$W/e1")"
+# a peer daemon of another release, with good credentials: refused naming
+# both daemon protocols and releases (0.1 sent no protocol at all)
+peer_raw() {
+	(printf '%s\n' "$1"; sleep 2) | ip netns exec $A timeout 10 openssl s_client -quiet -connect $IPB:7700 \
+		-cert "$W/pki/client-cert.pem" -key "$W/pki/client-key.pem" -CAfile "$W/pki/ca-cert.pem" 2>/dev/null
+}
+ver=$("$FLD" --version | head -n1 | cut -d' ' -f2)
+ans=$(peer_raw '{"op":"probe","vm":"g1","proto":9,"faultline":"9.9.9"}')
+echo "$ans" | grep -q "the peer's faultlined speaks daemon protocol 9 (faultline 9.9.9), this host 1 (faultline $ver)" ||
+	fail "a peer of daemon protocol 9 was answered: $ans"
+ans=$(peer_raw '{"op":"probe","vm":"g1"}')
+echo "$ans" | grep -q "says no daemon protocol (faultline 0.1), this host speaks 1 (faultline $ver)" ||
+	fail "a 0.1 peer was answered: $ans"
+echo "$ans" | grep -q '"proto": *1' || fail "the refusal does not say our protocol: $ans"
+grep -q "speaks daemon protocol 9" "$W/B.log" || fail "B did not log the peer of another protocol"
+echo "ok: peers of another daemon protocol refused: $(echo "$ans" | head -c 200)"
+
 fld_conf C $IPA "$W/rogue"
 kill "$PA"; wait "$PA" 2>/dev/null
 fld C $A

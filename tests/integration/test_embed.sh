@@ -13,10 +13,10 @@ make -C "$TOP" -s install DESTDIR="$W/inst" >"$W/install.log" 2>&1 || { cat "$W/
 pc=$(find "$W/inst" -name faultline.pc)
 [ -n "$pc" ] || fail "no faultline.pc installed"
 libdir=$(dirname "$(dirname "$pc")")
-[ -f "$libdir/libfaultline.so.0" ] && [ -L "$libdir/libfaultline.so" ] || fail "libfaultline.so.0 and its link not installed"
+[ -f "$libdir/libfaultline.so.1" ] && [ -L "$libdir/libfaultline.so" ] || fail "libfaultline.so.1 and its link not installed"
 [ -f "$(dirname "$libdir")/include/faultline.h" ] || fail "umbrella header not installed"
-objdump -p "$libdir/libfaultline.so.0" | grep -q 'SONAME *libfaultline.so.0' || fail "no soname"
-bad=$(nm -D --defined-only "$libdir/libfaultline.so.0" | awk '$3 !~ /^fl_/ && $3 !~ /^FAULTLINE_/ {print $3}' | head -3)
+objdump -p "$libdir/libfaultline.so.1" | grep -q "SONAME *libfaultline.so.1" || fail "no soname"
+bad=$(nm -D --defined-only "$libdir/libfaultline.so.1" | awk '$3 !~ /^fl_/ && $3 !~ /^FAULTLINE_/ {print $3}' | head -3)
 [ -z "$bad" ] || fail "exports beyond fl_*: $bad"
 flags=$(PKG_CONFIG_PATH=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$W/inst pkg-config --cflags --libs faultline) ||
 	fail "pkg-config cannot read faultline.pc"
@@ -25,7 +25,7 @@ cc -std=gnu11 -Wall -Wextra -Werror -o "$W/embed" "$TOP/tests/integration/embed.
 echo "ok: installed under $libdir; built with: $flags"
 run() { LD_LIBRARY_PATH=$libdir "$W/embed" "$@"; }
 # the embedder really uses the installed library
-LD_LIBRARY_PATH=$libdir ldd "$W/embed" | grep -q "$libdir/libfaultline.so.0" || fail "embed is not linked to the installed library"
+LD_LIBRARY_PATH=$libdir ldd "$W/embed" | grep -q "$libdir/libfaultline.so.1" || fail "embed is not linked to the installed library"
 
 # 1. A migration run by the embedder: completed, checked by the guest, same RAM.
 sim_vm s1 64M --vcpus 2
