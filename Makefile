@@ -79,11 +79,11 @@ XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
 XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 CLI_SRC = tools/faultline.c tools/cli_virt.c tools/cli_virt_prepare.c tools/cli_virt_migrate.c tools/cli_virt_drain.c tools/virt_xml.c tools/virt_numa.c tools/cli_migrate.c tools/cli_util.c \
 	tools/cli_demo.c tools/cli_check.c tools/cli_args.c tools/cli_plot.c tools/cli_status.c tools/cli_daemon.c
-tools/faultline: $(CLI_SRC) tools/vmctl.h tools/cli.h tools/virt.h tools/virt_xml_int.h libfaultline.a tools/faultline-libvirt-hook
+tools/faultline: $(CLI_SRC) core/paths.h include/faultline/version.h tools/vmctl.h tools/cli.h tools/virt.h tools/virt_xml_int.h libfaultline.a tools/faultline-libvirt-hook
 	$(CC) $(CFLAGS_ALL) $(XML_CFLAGS) $(PATHS_DEF) $(LDFLAGS) -o $@ $(CLI_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_LIBVIRT) $(XML_LIBS)
 
 DAEMON_SRC = daemon/main.c daemon/conf.c daemon/vms.c daemon/io.c daemon/peer.c daemon/serve.c daemon/mig.c daemon/incoming.c daemon/api.c daemon/qemu_argv.c daemon/virt_in.c daemon/virt_out.c
-daemon/faultlined: $(DAEMON_SRC) daemon/daemon.h daemon/mig.h daemon/virt.h libfaultline.a
+daemon/faultlined: $(DAEMON_SRC) core/paths.h include/faultline/version.h daemon/daemon.h daemon/mig.h daemon/virt.h libfaultline.a
 	$(CC) $(CFLAGS_ALL) $(PATHS_DEF) $(LDFLAGS) -o $@ $(DAEMON_SRC) libfaultline.a $(SAN) $(LDLIBS_ALL) $(LIBS_INIH) $(LIBS_SYSTEMD) $(LIBS_LIBVIRT)
 
 tools/guest-sim: tools/guest-sim.c tools/vmctl.h
