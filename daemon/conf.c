@@ -13,7 +13,6 @@
 #include "core/paths.h"
 #include "daemon.h"
 
-
 struct ctx {
 	struct dmn_conf *c;
 	struct fl_error *err;
