@@ -290,8 +290,12 @@ static int complete(struct dst *d, uint8_t *buf, size_t cap)
 	dst_wake_fault_thread(d);
 	pthread_join(d->fault_th, NULL);
 	d->fault_started = 0;
-	for (uint32_t i = 0; i < d->nr; i++)
-		fl_uffd_unregister(d->uffd, (void *)(uintptr_t)d->r[i].addr, d->r[i].length);
+	for (uint32_t i = 0; i < d->nr; i++) {
+		int urc = fl_uffd_unregister(d->uffd, (void *)(uintptr_t)d->r[i].addr, d->r[i].length);
+		if (urc)	/* a fault there would wait for an agent that is gone */
+			fl_log(FL_LOG_WARN, "dest", "unregistering region %s from the userfaultfd: %s",
+			       d->peer.regions[d->r[i].src_idx].name, strerror(-urc));
+	}
 	/* The page cache is complete: followers map it on their own from now
 	 * on (unregistering also wakes any fault of theirs still pending). */
 	for (int vi = 1; vi < d->nviews; vi++)

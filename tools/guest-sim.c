@@ -412,9 +412,19 @@ static void verify(char *reply, size_t rl)
 	if (!frozen && !was_paused && pause_all()) {
 		int n = snprintf(reply, rl, "{\"error\":\"a vCPU did not pause within 30 s:");
 		for (int i = 0; i < cfg.vcpus && n < (int)rl - 64; i++)
-			if (vc[i].touching)
-				n += snprintf(reply + n, rl - (size_t)n, " vCPU %d (tid %d) is touching page %llu;", i,
-					      vc[i].tid, (unsigned long long)(vc[i].touching - 1));
+			if (vc[i].touching) {
+				/* where the kernel holds it (handle_userfault: a fault nobody serves) */
+				char wp[64], wchan[64] = "?";
+				snprintf(wp, sizeof(wp), "/proc/self/task/%d/wchan", vc[i].tid);
+				FILE *wf = fopen(wp, "re");
+				if (wf) {
+					if (!fgets(wchan, sizeof(wchan), wf))
+						snprintf(wchan, sizeof(wchan), "?");
+					fclose(wf);
+				}
+				n += snprintf(reply + n, rl - (size_t)n, " vCPU %d (tid %d) is touching page %llu (in %s);",
+					      i, vc[i].tid, (unsigned long long)(vc[i].touching - 1), wchan);
+			}
 		snprintf(reply + n, rl - (size_t)n, " a fault nobody answers?\"}");
 		EVP_MD_CTX_free(ctx);
 		return;
