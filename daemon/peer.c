@@ -241,8 +241,12 @@ int dmn_peer_call(struct dmn *d, const char *addr, json_object *req, json_object
 		json_object_put(j);
 		return fl_error_set(err, -EBADMSG, "daemon at %s: an answer that is no faultlined reply", addr);
 	}
+	/* an old daemon serves what it understands, or refuses it in its own
+	 * words: either way it is the release that is wrong (a newer one's
+	 * refusal names both itself) */
 	struct fl_error ve = { 0 };
-	if (json_object_get_boolean(ok) && dmn_peer_version(j, "answer", &ve)) {	/* an old one served it */
+	if (dmn_peer_version(j, "answer", &ve) &&
+	    (json_object_get_boolean(ok) || !json_object_object_get_ex(j, "proto", NULL))) {
 		fl_error_set(err, -EPROTONOSUPPORT, "daemon at %s: %s", addr, ve.text);
 		json_object_put(j);
 		return -EPROTONOSUPPORT;

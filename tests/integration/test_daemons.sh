@@ -168,6 +168,18 @@ echo "$ans" | grep -q "says no daemon protocol (faultline 0.1), this host speaks
 echo "$ans" | grep -q '"proto": *1' || fail "the refusal does not say our protocol: $ans"
 grep -q "speaks daemon protocol 9" "$W/B.log" || fail "B did not log the peer of another protocol"
 echo "ok: peers of another daemon protocol refused: $(echo "$ans" | head -c 200)"
+# ... and an old daemon's answer (no protocol in it) is refused by the asker,
+# whether it served the request or refused it in its own words
+(sleep 1.5; printf '{"ok":false,"error":"no VM named g1"}\n'; sleep 3) | ip netns exec $B timeout 15 openssl s_server \
+	-quiet -naccept 1 -accept $IPB:7790 -cert "$W/pki/server-cert.pem" -key "$W/pki/server-key.pem" \
+	-CAfile "$W/pki/ca-cert.pem" -Verify 1 >/dev/null 2>&1 &
+old=$!
+sleep 0.5
+on A "$FL" migrate g1 --to $IPB:7790 2>"$W/eold" && fail "a migration to a daemon of no protocol went on"
+grep -q "daemon at $IPB:7790: answer: the peer's faultlined says no daemon protocol (faultline 0.1)" "$W/eold" ||
+	fail "the old daemon's answer was taken: $(cat "$W/eold")"
+wait $old
+echo "ok: an old daemon's answer refused: $(cat "$W/eold")"
 
 fld_conf C $IPA "$W/rogue"
 kill "$PA"; wait "$PA" 2>/dev/null
