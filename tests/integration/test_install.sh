@@ -24,7 +24,7 @@ done
 	fail "the libvirt hook drop-in points at '$(readlink "$R/etc/libvirt/hooks/qemu.d/faultline")'"
 grep -q "^ExecStart=/usr/local/sbin/faultlined " "$R/usr/local/lib/systemd/system/faultlined.service" ||
 	fail "the unit does not start the installed daemon: $(grep ExecStart "$R/usr/local/lib/systemd/system/faultlined.service")"
-grep -q "^exec \"\$fl\" virt hook\|fl=/usr/local/bin/faultline" "$R/usr/local/libexec/faultline/faultline-libvirt-hook" ||
+grep -q '|| fl=/usr/local/bin/faultline$' "$R/usr/local/libexec/faultline/faultline-libvirt-hook" ||
 	fail "the installed hook does not name the installed faultline"
 echo "ok: $(find "$R" -type f | wc -l) files and $(find "$R" -type l | wc -l) links installed"
 
