@@ -73,7 +73,6 @@ const char *cli_rate(const char *opt, const char *arg);
 const char *cli_oneof(const char *opt, const char *arg, const char *const *words, const char *want);
 /* cli_util.c. Run argv (no shell); returns exit status or -errno. */
 int cli_run(char *const argv[], bool quiet);
-const char *cli_self_dir(void);
 uint64_t cli_now_ns(void);
 struct json_object;
 /* a number or string member of an agent's JSON report (0 / NULL if absent) */

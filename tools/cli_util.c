@@ -32,24 +32,6 @@ uint64_t cli_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-const char *cli_self_dir(void)
-{
-	static char dir[4096];
-
-	if (!dir[0]) {
-		ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
-		if (n <= 0)
-			strcpy(dir, ".");
-		else {
-			dir[n] = 0;
-			char *s = strrchr(dir, '/');
-			if (s)
-				*s = 0;
-		}
-	}
-	return dir;
-}
-
 int cli_run(char *const argv[], bool quiet)
 {
 	pid_t p = fork();
