@@ -30,6 +30,7 @@
 struct file {
 	const char *dst, *src;
 	char *map, *copy;
+	uint64_t *at;	/* when each page was read */
 	size_t len;
 };
 
@@ -74,8 +75,9 @@ int main(int argc, char **argv)
 		x->len = (size_t)st.st_size;
 		x->map = mmap(NULL, x->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		x->copy = malloc(x->len);
+		x->at = calloc(x->len / PS, sizeof(*x->at));
 		close(fd);
-		if (x->map == MAP_FAILED || !x->copy) {
+		if (x->map == MAP_FAILED || !x->copy || !x->at) {
 			fprintf(stderr, "backend-standin: mapping %s: %s\n", x->dst, strerror(errno));
 			return 2;
 		}
@@ -93,6 +95,7 @@ int main(int argc, char **argv)
 			uint64_t t = now_ns();
 			memcpy(f[i].copy + p * PS, f[i].map + p * PS, PS);
 			uint64_t dt = now_ns() - t;
+			f[i].at[p] = t;
 			if (!t0)
 				t0 = now_ns();	/* the first read returns at the switchover */
 			if (dt > worst && n)
@@ -171,11 +174,18 @@ int main(int argc, char **argv)
 				moved++;	/* written here after the switch, in a frame the guest moved it to */
 				continue;
 			}
+			/* What the page holds now tells a transient wrong read (the
+			 * guest's page is right there now) from a frame the guest
+			 * freed and reused since. */
 			if (bad++ < 5)
-				printf("BAD %s page %llu: source holds %llu/v%llu, read %llu/v%llu%s\n", f[i].dst,
+				printf("BAD %s page %llu: source holds %llu/v%llu, read %llu/v%llu%s %lld ms after "
+				       "the first read; holds %llu/v%llu%s now\n", f[i].dst,
 				       (unsigned long long)p, (unsigned long long)src[0],
 				       (unsigned long long)src[1], (unsigned long long)d[0],
-				       (unsigned long long)d[1], gw_valid(d) ? "" : " (not a valid page)");
+				       (unsigned long long)d[1], gw_valid(d) ? "" : " (not a valid page)",
+				       (long long)((int64_t)(f[i].at[p] - t0) / 1000000),
+				       (unsigned long long)again[0], (unsigned long long)again[1],
+				       gw_valid(again) ? "" : " (not a valid page)");
 		}
 		close(fd);
 	}

@@ -73,9 +73,7 @@ check_guest() {	# check_guest TAG SUMMARY-LINE
 	done
 	first_dst=$(grep -o 'HB seq=[0-9]*' "$W/$tag-dst.serial" | head -n 1 | cut -d= -f2)
 	[ -n "$first_dst" ] && [ "$first_dst" -gt "$last_src" ] || fail "$tag: the destination's guest did not continue the source's"
-	grep -q '^VERIFY' "$W/$tag-dst.serial" || fail "$tag: no full self-check ran on the destination"
-	grep -q '^CORRUPT' "$W/$tag-dst.serial" && { grep -m3 '^CORRUPT' "$W/$tag-dst.serial"; fail "$tag: the guest found corrupt pages"; }
-	grep -E '^(HB|VERIFY)' "$W/$tag-dst.serial" | grep -qv 'corrupt=0' && fail "$tag: the guest counted corruption"
+	guest_selfcheck "$W/$tag-dst.serial" || fail "$tag: the guest's self-check (above)"
 	echo "$tag: switch $(echo "$line" | jget switch_reason) after $(echo "$line" | jget precopy_rounds) round(s)," \
 		"dirty $(echo "$line" | jget dirty_rate_mbps) vs link $(echo "$line" | jget link_mbps) Mbit/s," \
 		"fault p50 $(echo "$line" | jget fault_p50_us) us; $(grep '^HB' "$W/$tag-dst.serial" | tail -n 1)"
@@ -85,7 +83,12 @@ check_guest() {	# check_guest TAG SUMMARY-LINE
 if [ -z "${ONLY_KD:-}" ]; then
 port=7450
 cap $port 200mbit
-GUEST_ARGS=hot boot_pair nc
+# The stand-in compares frames with the source's at the switch, so the guest
+# kernel must not move its pages after it (NUMA balancing, THP collapse and
+# compaction would, and init_on_alloc zeroes the frame they left when it is
+# reused: the likely cause of one "zero" page seen once in CI that the guest's
+# own check never missed).
+GUEST_ARGS="hot numa_balancing=disable transparent_hugepage=never sysctl.vm.compaction_proactiveness=0" boot_pair nc
 grep -q "GUEST READY.*hot" "$W/nc-src.serial" || fail "nc: the guest did not start in hot mode"
 LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/nc-dst/ FAULTLINE_SHIM_SOCK=$W/standin.shim FAULTLINE_SHIM_ROLE=dest \
 	"$STANDIN" "$W/go" "$W/nc-dst/ram0=$W/nc-src/ram0" "$W/nc-dst/ram1=$W/nc-src/ram1" >"$W/standin.out" 2>&1 &
@@ -105,10 +108,12 @@ wait "$sp"
 src=$?
 sp=
 cat "$W/standin.out"
+echo "nc: guest kernel on the destination: $(grep '^VMSTAT' "$W/nc-dst.serial" | tail -n 1 | tr -d '\r')"
 [ "$src" = 0 ] || fail "nc: the stand-in read stale, zero or torn guest pages (exit $src)"
 [ "${ff:-0}" -gt 0 ] || fail "nc: none of the stand-in's reads was served during post-copy"
 echo "ok: nc: the stand-in's $ff faults were served during post-copy; every guest page it read was current"
 qemu_stop_all
+[ -n "${ONLY_NC:-}" ] && { echo PASS; exit 0; }	# a debugging aid: the race above alone
 
 # --- forced ---
 port=7460

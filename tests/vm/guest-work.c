@@ -34,6 +34,26 @@ static int ok(const uint64_t *p, uint64_t idx, uint32_t v)
 	return gw_is(p, idx, v);
 }
 
+/* How often the kernel moved pages (NUMA balancing, compaction) or merged
+ * them into huge pages: a frame it left is reused, so it no longer holds
+ * what the source's did at the switch. */
+static void vmstat(void)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char k[64];
+	unsigned long long v, mig = 0, thp = 0;
+
+	while (f && fscanf(f, "%63s %llu", k, &v) == 2) {
+		if (!strcmp(k, "pgmigrate_success"))
+			mig = v;
+		else if (!strcmp(k, "thp_collapse_alloc"))
+			thp = v;
+	}
+	if (f)
+		fclose(f);
+	printf("VMSTAT pgmigrate_success=%llu thp_collapse_alloc=%llu\n", mig, thp);
+}
+
 int main(int argc, char **argv)
 {
 	char *ram = aligned_alloc(PS, (size_t)NPAGES * PS);
@@ -83,6 +103,7 @@ int main(int argc, char **argv)
 				bad += !ok((uint64_t *)(ram + k * PS), k, ver[k]);
 			corrupt += bad;
 			printf("VERIFY pages=%d corrupt=%llu\n", NPAGES, (unsigned long long)bad);
+			vmstat();
 			next_verify = now_ns() + 2000000000ull;
 			last = now_ns();
 		}
