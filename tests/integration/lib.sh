@@ -46,32 +46,39 @@ sim_vm() {
 }
 # keep_serial FILE: a guest console that shows trouble outlives the work dir
 keep_serial() { local k=${FL_KEEP_DIR:-/tmp}/fl-serial-$(basename "$1")-$$; cp "$1" "$k" 2>/dev/null && echo "serial kept: $k"; tail -n 5 "$1"; }
-# guest_selfcheck SERIAL: the test guest's own verdict (tests/vm/guest-work.c).
-# Prints why and returns 1 when it found corruption or ran no full check.
-# Only whole HB/VERIFY lines count: the guest kernel's console messages can
-# land inside one of its lines, and the counts are cumulative, so a later
-# whole line still carries any corruption.
-# With FROM_SEQ (the source's last heartbeat, on a console both hosts append
-# to) the full check must have run after it.
+# guest_selfcheck SERIAL [FROM_SEQ]: the test guest's own verdict
+# (tests/vm/guest-work.c). Prints why and returns 1 when it found corruption
+# or ran no full check. Only whole HB/VERIFY lines count: the guest kernel's
+# console messages can land inside one of its lines, and the counts are
+# cumulative, so a later whole line still carries any corruption. The guest
+# runs on: its last line may be half written. With FROM_SEQ (the source's
+# last heartbeat, on a console both hosts append to) the full check must
+# have run after it.
 guest_selfcheck() {
-	local f=$1 from=${2:-} good bad torn i
+	local f=$1 from=${2:-} good bad torn i snap rc=0
 	good='^(HB seq=[0-9]+ ops=[0-9]+ maxstall_ms=[0-9]+|VERIFY pages=[0-9]+) corrupt=[0-9]+$'
-	verified() { tr -d '\r' < "$f" | awk -v s="HB seq=$from " -v any="${from:-y}" \
-		'any == "y" || index($0, s) == 1 { any = "y" } any == "y" && /^VERIFY pages=[0-9]+ corrupt=[0-9]+$/ { ok = 1 } END { exit !ok }'; }
+	snap=$(mktemp)
+	verified() {
+		tr -d '\r' < "$f" > "$snap"
+		[ -z "$(tail -c 1 "$snap")" ] || sed -i '$d' "$snap"	# a line still being written
+		awk -v s="HB seq=$from " -v any="${from:-y}" 'any == "y" || index($0, s) == 1 { any = "y" }
+			any == "y" && /^VERIFY pages=[0-9]+ corrupt=[0-9]+$/ { ok = 1 } END { exit !ok }' "$snap"
+	}
 	for i in $(seq 50); do verified && break; sleep 0.1; done	# a whole one, not one a kernel message cut
-	if grep -q '^CORRUPT' "$f"; then
-		grep -m3 '^CORRUPT' "$f"; keep_serial "$f"; echo "the guest found corrupt pages"; return 1
+	if grep -aq '^CORRUPT' "$snap"; then
+		grep -a -m3 '^CORRUPT' "$snap"; keep_serial "$f"; echo "the guest found corrupt pages"; rc=1
+	elif ! verified; then
+		keep_serial "$f"; echo "no full self-check ran on the destination"; rc=1
+	else
+		bad=$(grep -aE "$good" "$snap" | grep -av ' corrupt=0$' | head -n 3)
+		if [ -n "$bad" ]; then
+			echo "$bad"; keep_serial "$f"; echo "the guest counted corruption"; rc=1
+		fi
+		torn=$(grep -aE '^(HB|VERIFY)' "$snap" | grep -aEv "$good" | head -n 1)
+		[ -z "$torn" ] || echo "note: a guest console line cut by a kernel message: $torn"
 	fi
-	if ! verified; then
-		keep_serial "$f"; echo "no full self-check ran on the destination"; return 1
-	fi
-	bad=$(tr -d '\r' < "$f" | grep -E "$good" | grep -v ' corrupt=0$' | head -n 3)
-	if [ -n "$bad" ]; then
-		echo "$bad"; keep_serial "$f"; echo "the guest counted corruption"; return 1
-	fi
-	torn=$(tr -d '\r' < "$f" | grep -E '^(HB|VERIFY)' | grep -Evc "$good")
-	[ "$torn" = 0 ] || echo "note: $torn guest console line(s) cut by kernel messages: $(tr -d '\r' < "$f" | grep -E '^(HB|VERIFY)' | grep -Ev "$good" | head -n 1)"
-	return 0
+	rm -f "$snap"
+	return $rc
 }
 workdir() { W=$(mktemp -d /dev/shm/fl-it-XXXXXX); [ -n "${FL_KEEP:-}" ] || trap 'rm -rf "$W"' EXIT; }
 # expect CODE PATTERN -- command...: exits CODE, its stderr matches PATTERN
