@@ -12,11 +12,25 @@
 #include "faultline/log.h"
 #include "driver.h"
 
-/* Start QEMU's own migration (device state only, x-ignore-shared) and
- * return at the STOP event: the moment the final dirty set is taken. A VM
- * that was already paused has no STOP to wait for. */
+/* STOP is sent before QEMU drains its block layer: requests in flight then
+ * complete into guest RAM (data, used rings), written by QEMU after the
+ * vCPUs stopped. The migration thread holds the big lock from the stop
+ * through the device state, and a command runs only under it, so its
+ * answer means those writes are done: only then is the dirty set final.
+ * The device state is small with x-ignore-shared and fits the socket
+ * buffers, so the destination (its faults held) does not hold this up. */
+static int drained(struct fl_qmp *q)
+{
+	json_object *st = NULL;
+	int rc = fl_qmp_execute(q, "query-status", NULL, &st, 30000);
+
+	json_object_put(st);
+	return rc;
+}
+
 /* A managed migration (libvirt): let it run on to the switchover and
- * return at the source's STOP, or when the manager says it failed. */
+ * return once the source stopped and drained, or when the manager says it
+ * failed. */
 static int mgr_stop(struct fl_vmm *v, char *err, size_t el)
 {
 	struct fl_error e = { 0 };
@@ -63,6 +77,8 @@ static int mgr_stop(struct fl_vmm *v, char *err, size_t el)
 			break;
 		}
 	}
+	if (!rc && running)
+		rc = drained(q);
 	if (rc && !err[0])
 		snprintf(err, el, "QEMU at %s: %s", v->src_qmp, fl_error_text(fl_qmp_error(q)));
 out:
@@ -71,6 +87,9 @@ out:
 	return rc;
 }
 
+/* Start QEMU's own migration (device state only, x-ignore-shared) and
+ * return once the VM stopped and drained (above): the moment the final
+ * dirty set is taken. A VM that was already paused has no STOP to wait for. */
 static int q_stop(struct fl_vmm *v, char *err, size_t el)
 {
 	struct fl_error e = { 0 };
@@ -93,6 +112,8 @@ static int q_stop(struct fl_vmm *v, char *err, size_t el)
 	json_object_put(args);
 	if (!rc && running)
 		rc = fl_qmp_wait_event(q, "STOP", 120000, NULL);
+	if (!rc && running)
+		rc = drained(q);
 out:
 	if (rc)
 		snprintf(err, el, "QEMU at %s: %s", v->src_qmp, fl_error_text(q ? fl_qmp_error(q) : &e));

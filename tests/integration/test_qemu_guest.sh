@@ -6,7 +6,9 @@
 # corruption found. Cases: two guest NUMA nodes with a tmpfs RAM file each
 # (placement from the destination's bound backends), the same left paused on
 # the destination so its RAM files can be compared byte for byte with the
-# source's at switchover, and one hugetlbfs (2M) RAM file.
+# source's at switchover (with disk reads in flight at the stop, which QEMU
+# completes into guest RAM after its STOP event), and one hugetlbfs (2M)
+# RAM file.
 . "$(dirname "$0")/lib.sh"
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
 need_root
@@ -56,7 +58,7 @@ run_case() {	# run_case TAG RAMDIR NODES PORT
 				{ grep placement "$W/$tag.err"; fail "$tag: cell $c not verified on node 0"; }
 		done
 	fi
-	echo "ok: $tag: guest self-check clean; switch $(echo "$line" | jget switch_reason), QEMU downtime $(echo "$line" | jget qemu_downtime_ms) ms"
+	echo "ok: $tag: guest self-check clean; switch $(echo "$line" | jget switch_reason), QEMU downtime $(echo "$line" | jget qemu_downtime_ms) ms, stop and drain $(echo "$line" | jget vm_stop_ms) ms"
 	qemu_stop_all
 }
 
@@ -65,9 +67,15 @@ run_case numa2 "$W" 2 7430
 # The RAM itself: the destination started with -S stays paused after the
 # migration (--leave-paused), so its RAM files can be compared with the
 # source's, frozen since its STOP; then it is resumed and must run on clean.
-qemu_vm vs "$W" 2 256M
+# The guest keeps direct reads of a virtio disk in flight, each taking
+# 20 ms: QEMU completes those after the STOP, in its block drain, writing
+# guest RAM (the used ring) then, and the final dirty set must hold them.
+disk=(-blockdev driver=null-co,node-name=d0,size=67108864,latency-ns=20000000,read-zeroes=on
+      -device virtio-blk-pci,drive=d0)
+GUEST_ARGS=disk qemu_vm vs "$W" 2 256M "${disk[@]}"
 for i in $(seq 240); do grep -q "HB seq=5 " "$W/vs.serial" 2>/dev/null && break; sleep 0.25; done
-qemu_vm vd "$W" 2 256M -incoming defer -S
+grep -q "DISK READERS" "$W/vs.serial" || { head -n 5 "$W/vs.serial" "$W/vs.log"; fail "verify: the guest's disk readers did not start"; }
+GUEST_ARGS=disk qemu_vm vd "$W" 2 256M -incoming defer -S "${disk[@]}"
 for i in $(seq 100); do [ -S "$W/vd.qmp" ] && [ -S "$W/vd.shim" ] && break; sleep 0.05; done
 out=$("$FL" qemu migrate --src-qmp "$W/vs.qmp" --dst-qmp "$W/vd.qmp" --src-shim "$W/vs.shim" \
 	--dst-shim "$W/vd.shim" --listen 127.0.0.1:7438 --qemu-uri tcp:127.0.0.1:7439 --leave-paused \
@@ -77,9 +85,11 @@ line=$(echo "$out" | tail -n 1)
 [ "$(echo "$line" | jget qemu_dst_status)" = paused ] || fail "verify: destination is $(echo "$line" | jget qemu_dst_status), want paused"
 for f in ram0 ram1; do
 	a=$(sha256sum < "$W/vs/$f" | cut -c1-64); b=$(sha256sum < "$W/vd/$f" | cut -c1-64)
-	[ "$a" = "$b" ] || fail "verify: $f differs between the source at switchover and the destination"
+	[ "$a" = "$b" ] || fail "verify: $f differs between the source at switchover and the destination:" \
+		"$(cmp -l "$W/vs/$f" "$W/vd/$f" | awk '{ p[int(($1 - 1) / 4096)] = 1 } END { n = 0; for (k in p) { n++; l = l " " k }; print n " page(s):" l }' | cut -c1-200)"
 	echo "ok: $f identical on both hosts ($a)"
 done
+echo "ok: in-flight disk reads at the switch: the VM's stop and drain took $(echo "$line" | jget vm_stop_ms) ms"
 "$FL" qmp "$W/vd.qmp" cont >/dev/null || fail "verify: cannot resume the destination"
 for i in $(seq 200); do grep -q '^VERIFY' "$W/vd.serial" 2>/dev/null && break; sleep 0.1; done
 grep -q '^VERIFY pages=8192 corrupt=0' "$W/vd.serial" || { tail -n 3 "$W/vd.serial"; fail "verify: the resumed guest's self-check"; }
