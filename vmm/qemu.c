@@ -19,11 +19,19 @@
  * answer means those writes are done: only then is the dirty set final.
  * The device state is small with x-ignore-shared and fits the socket
  * buffers, so the destination (its faults held) does not hold this up. */
-static int drained(struct fl_qmp *q)
+/* A VM running again by then was resumed on the source (its migration
+ * failed after the stop): no switchover. */
+static int drained(struct fl_qmp *q, char *err, size_t el)
 {
 	json_object *st = NULL;
+	bool running = false;
 	int rc = fl_qmp_execute(q, "query-status", NULL, &st, 30000);
 
+	if (!rc && fl_qmp_get_bool(st, "running", &running) && running) {
+		snprintf(err, el, "the VM runs again on the source after its stop (QEMU's migration failed "
+			 "there, status %s): no switchover", fl_qmp_get_string(st, "status") ?: "?");
+		rc = -ECANCELED;
+	}
 	json_object_put(st);
 	return rc;
 }
@@ -78,7 +86,7 @@ static int mgr_stop(struct fl_vmm *v, char *err, size_t el)
 		}
 	}
 	if (!rc && running)
-		rc = drained(q);
+		rc = drained(q, err, el);
 	if (rc && !err[0])
 		snprintf(err, el, "QEMU at %s: %s", v->src_qmp, fl_error_text(fl_qmp_error(q)));
 out:
@@ -113,9 +121,9 @@ static int q_stop(struct fl_vmm *v, char *err, size_t el)
 	if (!rc && running)
 		rc = fl_qmp_wait_event(q, "STOP", 120000, NULL);
 	if (!rc && running)
-		rc = drained(q);
+		rc = drained(q, err, el);
 out:
-	if (rc)
+	if (rc && !err[0])
 		snprintf(err, el, "QEMU at %s: %s", v->src_qmp, fl_error_text(q ? fl_qmp_error(q) : &e));
 	json_object_put(st);
 	fl_qmp_destroy(q);
