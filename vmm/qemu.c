@@ -18,8 +18,8 @@
  * through the device state, and a command runs only under it, so its
  * answer means those writes are done: only then is the dirty set final.
  * The device state is small with x-ignore-shared and fits the socket
- * buffers, so the destination (its faults held) does not hold this up. */
-/* A VM running again by then was resumed on the source (its migration
+ * buffers, so the destination (its faults held) does not hold this up.
+ * A VM running again by then was resumed on the source (its migration
  * failed after the stop): no switchover. */
 static int drained(struct fl_qmp *q, char *err, size_t el)
 {
@@ -27,7 +27,10 @@ static int drained(struct fl_qmp *q, char *err, size_t el)
 	bool running = false;
 	int rc = fl_qmp_execute(q, "query-status", NULL, &st, 30000);
 
-	if (!rc && fl_qmp_get_bool(st, "running", &running) && running) {
+	if (rc)
+		snprintf(err, el, "no answer from QEMU after its STOP (up to 30 s for its block drain and "
+			 "device state): %s", fl_error_text(fl_qmp_error(q)));
+	else if (fl_qmp_get_bool(st, "running", &running) && running) {
 		snprintf(err, el, "the VM runs again on the source after its stop (QEMU's migration failed "
 			 "there, status %s): no switchover", fl_qmp_get_string(st, "status") ?: "?");
 		rc = -ECANCELED;
