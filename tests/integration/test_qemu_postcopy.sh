@@ -85,9 +85,10 @@ port=7450
 cap $port 200mbit
 # The stand-in compares frames with the source's at the switch, so the guest
 # kernel must not move its pages after it (NUMA balancing, THP collapse and
-# compaction would, and init_on_alloc zeroes the frame they left when it is
-# reused: the likely cause of one "zero" page seen once in CI that the guest's
-# own check never missed).
+# compaction would, and init_on_alloc zeroes a frame they left once it is
+# reused. Seen in CI and reproduced here: NUMA balancing moved 3260-8198
+# pages after the switch, and 6 frames read zero or foreign in 1 of 3 runs,
+# the guest's own check clean).
 GUEST_ARGS="hot numa_balancing=disable transparent_hugepage=never sysctl.vm.compaction_proactiveness=0" boot_pair nc
 grep -q "GUEST READY.*hot" "$W/nc-src.serial" || fail "nc: the guest did not start in hot mode"
 LD_PRELOAD=$SHIM FAULTLINE_SHIM_RAM=$W/nc-dst/ FAULTLINE_SHIM_SOCK=$W/standin.shim FAULTLINE_SHIM_ROLE=dest \
