@@ -85,10 +85,16 @@ static int hook(int argc, char **argv)
 		return 1;
 	xml[n] = 0;
 	struct virt_info in;
-	virt_xml_inspect(xml, &in, why, sizeof(why));
+	int refusals = virt_xml_inspect(xml, &in, why, sizeof(why));
 	free(xml);
 	if (!in.prepared)
 		return 0;
+	/* Ours, but changed since it was prepared (a vhost-user device added,
+	 * say): libvirt aborts the migration and the guest stays here. */
+	if (refusals) {
+		fprintf(stderr, "faultline: %s", why);
+		return 1;
+	}
 	json_object *req = json_object_new_object(), *rep = NULL;
 	json_object_object_add(req, "op", json_object_new_string("virt-hook"));
 	json_object_object_add(req, "domain", json_object_new_string(dom));

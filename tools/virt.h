@@ -12,6 +12,7 @@ struct virt_info {
 	char qmp[256], shim[256], shim_lib[256], shim_ram[256];
 	char daemon[160];		/* live metadata: its host's faultlined */
 	bool prepared;			/* faultline can carry it */
+	int vhost_user;			/* vhost-user devices (refused, see virt_xml.c) */
 };
 /* What the XML says; returns how many things preclude live migration,
  * one line each in why. */

@@ -104,6 +104,10 @@ int virt_xml_inspect(const char *xml, struct virt_info *in, char *why, size_t wl
 		in->qmp[strcspn(in->qmp, ",")] = 0;
 	}
 	in->prepared = in->shared_file && in->shim[0] && in->qmp[0] && strstr(in->shim_lib, "libfaultline-shim");
+	in->vhost_user = count(x, "/domain/devices/interface[@type='vhostuser']") +
+			 count(x, "/domain/devices/disk[@type='vhostuser']") +
+			 count(x, "/domain/devices/filesystem[driver/@type='virtiofs']") +
+			 count(x, "/domain/devices/video[driver/@name='vhostuser']");
 	/* what precludes live migration, as Nova refuses it */
 	if (count(x, "/domain/devices/hostdev"))
 		add(why, wl, &n, "domain %s has a host device (PCI passthrough, SR-IOV or USB hostdev): it cannot "
@@ -120,6 +124,17 @@ int virt_xml_inspect(const char *xml, struct virt_info *in, char *why, size_t wl
 		add(why, wl, &n, "a read-only medium on local storage (%s as %s): eject or detach it first\n", a, b);
 	}
 	xmlXPathFreeObject(o);
+	/* A vhost-user backend (DPDK, qemu-storage-daemon, virtiofsd) maps the
+	 * guest's RAM in its own process. On the destination it would read
+	 * pages faultline has not placed yet unless it runs with the shim and
+	 * is served as a follower, which only `faultline qemu migrate
+	 * --follower` sets up; on the source its writes escape the dirty
+	 * tracking (QEMU's page tables). */
+	snprintf(a, sizeof(a), "%d", in->vhost_user);
+	if (in->vhost_user)
+		add(why, wl, &n, "domain %s has %s vhost-user device(s) (DPDK interface, vhost-user disk, virtiofs "
+		    "or GPU): their backends map its RAM in their own processes, which faultline's libvirt path "
+		    "does not serve (faultline qemu migrate --follower does)\n", in->name, a);
 	if (count(x, "/domain/memoryBacking/source[@type='memfd' or @type='anonymous']"))
 		add(why, wl, &n, "domain %s keeps its RAM in %s memory: faultline needs a shared file "
 		    "(faultline virt prepare)\n", in->name, "anonymous or memfd");

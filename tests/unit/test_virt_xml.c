@@ -98,6 +98,33 @@ static void test_refusals(void **st)
 	assert_null(strstr(why, "hdd"));	/* an empty drive moves */
 }
 
+/* Backends that map guest RAM in their own process: refused, with one
+ * line that counts them. */
+static void test_vhost_user(void **st)
+{
+	static const char *xml =
+		"<domain type='kvm'><name>dpdk1</name><devices>"
+		"<interface type='vhostuser'><source type='unix' path='/run/vu0' mode='client'/>"
+		"<model type='virtio'/></interface>"
+		"<interface type='network'><source network='default'/></interface>"
+		"<disk type='vhostuser' device='disk'><source type='unix' path='/run/vblk'/>"
+		"<target dev='vdb'/></disk>"
+		"<filesystem type='mount' accessmode='passthrough'><driver type='virtiofs'/>"
+		"<source dir='/srv'/><target dir='srv'/></filesystem>"
+		"<filesystem type='mount'><driver type='path'/><source dir='/x'/><target dir='x'/></filesystem>"
+		"</devices></domain>";
+	struct virt_info in;
+	char why[1024];
+
+	(void)st;
+	assert_int_equal(virt_xml_inspect(xml, &in, why, sizeof(why)), 1);
+	assert_int_equal(in.vhost_user, 3);
+	assert_non_null(strstr(why, "domain dpdk1 has 3 vhost-user device(s)"));
+	assert_non_null(strstr(why, "--follower"));
+	assert_int_equal(virt_xml_inspect(plain, &in, why, sizeof(why)), 0);
+	assert_int_equal(in.vhost_user, 0);
+}
+
 static void test_metadata_and_garbage(void **st)
 {
 	struct virt_info in;
@@ -182,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_prepare_then_prepared),
 		cmocka_unit_test(test_global_on_qemu_11),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_vhost_user),
 		cmocka_unit_test(test_metadata_and_garbage),
 		cmocka_unit_test(test_numa_plan_apply_verify),
 		cmocka_unit_test(test_numa_map),
