@@ -295,14 +295,26 @@ static int complete(struct dst *d, uint8_t *buf, size_t cap)
 		if (urc)	/* a fault there would wait for an agent that is gone */
 			fl_log(FL_LOG_WARN, "dest", "unregistering region %s from the userfaultfd: %s",
 			       d->peer.regions[d->r[i].src_idx].name, strerror(-urc));
+		/* Unregistering wakes the faults pending there; a thread still
+		 * asleep after it (a hang seen twice after a completed run,
+		 * cause not found) is woken once more: it retries on its own. */
+		fl_uffd_wake(d->uffd, (void *)(uintptr_t)d->r[i].addr, d->r[i].length);
 	}
 	/* The page cache is complete: followers map it on their own from now
-	 * on (unregistering also wakes any fault of theirs still pending). */
+	 * on. One taken for gone is unregistered all the same (it costs an
+	 * error if it really is). */
 	for (int vi = 1; vi < d->nviews; vi++)
-		for (uint32_t i = 0; i < d->nr; i++)
-			if (d->v[vi].vhi[i] && !d->v[vi].gone)
-				fl_uffd_unregister(d->v[vi].uffd, (void *)(uintptr_t)d->v[vi].vlo[i],
-						   d->v[vi].vhi[i] - d->v[vi].vlo[i]);
+		for (uint32_t i = 0; i < d->nr; i++) {
+			if (!d->v[vi].vhi[i])
+				continue;
+			void *a = (void *)(uintptr_t)d->v[vi].vlo[i];
+			size_t len = d->v[vi].vhi[i] - d->v[vi].vlo[i];
+			int urc = fl_uffd_unregister(d->v[vi].uffd, a, len);
+			if (urc && !d->v[vi].gone)
+				fl_log(FL_LOG_WARN, "dest", "unregistering follower pid %d's %s: %s", (int)d->v[vi].pid,
+				       d->peer.regions[d->r[i].src_idx].name, strerror(-urc));
+			fl_uffd_wake(d->v[vi].uffd, a, len);
+		}
 	dst_verify_placement(d);
 	struct fl_complete done = { d->rep->postcopy_pages, d->rep->bytes };
 	n = fl_proto_complete_encode(buf, cap, &done);

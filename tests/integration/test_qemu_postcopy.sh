@@ -105,6 +105,19 @@ check_guest nc "$line"
 [ "$(echo "$line" | jget followers)" = 1 ] || fail "nc: the destination did not serve the stand-in"
 ff=$(echo "$line" | jget follower_faults)
 touch "$W/go"
+# Its every read is answered by now (the migration completed): one that
+# still waits is a fault nobody answers. Say where it sleeps, not time out.
+for i in $(seq 900); do kill -0 "$sp" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$sp" 2>/dev/null; then
+	echo "nc: the stand-in still runs 90 s after the migration completed; its threads:"
+	for t in /proc/"$sp"/task/*; do
+		echo "  tid $(basename "$t"): $(cat "$t/wchan" 2>/dev/null) | $(tr '\n' ' ' < "$t/stack" 2>/dev/null | cut -c1-300)"
+	done
+	cat "$W/standin.out"
+	grep -v '^progress' "$W/nc.err" | tail -n 5
+	kill -9 "$sp"; wait "$sp"; sp=
+	fail "nc: the stand-in hung after a completed migration (a fault nobody answered?)"
+fi
 wait "$sp"
 src=$?
 sp=
